@@ -1,0 +1,128 @@
+//! Compression plus encryption of every stored payload.
+//!
+//! A payload is first framed as `flag || bytes` (flag 0: raw, 1: zstd) and
+//! then sealed with the AEAD. Compression is kept only when it shrinks the
+//! data, so incompressible chunks cost one byte, not zstd's framing.
+//! Decompression is streamed with a hard output limit so a hostile or
+//! damaged frame cannot make us allocate more than the caller allows.
+
+use std::io::Read;
+
+use crate::crypto::{self, AuthError};
+
+/// Frame flag: payload stored as is.
+pub const FLAG_RAW: u8 = 0;
+/// Frame flag: payload is one zstd frame.
+pub const FLAG_ZSTD: u8 = 1;
+
+/// Why a stored payload could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("empty payload")]
+    Empty,
+    #[error("unknown compression flag {0}")]
+    UnknownFlag(u8),
+    #[error("zstd frame is invalid: {0}")]
+    Zstd(String),
+    #[error("payload decompresses to more than the allowed {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Frames `data` as `flag || bytes`, compressing with zstd at `level` when that helps.
+pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    if data.len() >= 64
+        && let Ok(z) = zstd::bulk::compress(data, level)
+        && z.len() < data.len()
+    {
+        let mut out = Vec::with_capacity(z.len() + 1);
+        out.push(FLAG_ZSTD);
+        out.extend_from_slice(&z);
+        return out;
+    }
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(FLAG_RAW);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Undoes [`compress`], refusing output larger than `limit` bytes.
+pub fn decompress(framed: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    let (&flag, body) = framed.split_first().ok_or(CodecError::Empty)?;
+    match flag {
+        FLAG_RAW => {
+            if body.len() > limit {
+                return Err(CodecError::TooLarge(limit));
+            }
+            Ok(body.to_vec())
+        }
+        FLAG_ZSTD => {
+            let dec = zstd::stream::read::Decoder::new(body)
+                .map_err(|e| CodecError::Zstd(e.to_string()))?;
+            let mut out = Vec::with_capacity(body.len().saturating_mul(2).min(limit));
+            dec.take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| CodecError::Zstd(e.to_string()))?;
+            if out.len() > limit {
+                return Err(CodecError::TooLarge(limit));
+            }
+            Ok(out)
+        }
+        other => Err(CodecError::UnknownFlag(other)),
+    }
+}
+
+/// Compresses then seals `data` under `key` with associated data `ad`.
+pub fn encode(key: &[u8; 32], ad: &[u8], data: &[u8], level: i32) -> Vec<u8> {
+    crypto::seal(key, ad, &compress(data, level))
+}
+
+/// Opens and decompresses what [`encode`] made.
+pub fn decode(key: &[u8; 32], ad: &[u8], sealed: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    let framed = crypto::open(key, ad, sealed)?;
+    decompress(&framed, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compressible_and_random() {
+        let text = b"abcabcabc".repeat(1000);
+        let f = compress(&text, 3);
+        assert_eq!(f[0], FLAG_ZSTD);
+        assert!(f.len() < 200);
+        assert_eq!(decompress(&f, text.len()).unwrap(), text);
+        assert_eq!(decompress(&f, text.len() - 1), Err(CodecError::TooLarge(text.len() - 1)));
+        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let g = compress(&noise, 3);
+        assert_eq!(decompress(&g, noise.len()).unwrap(), noise);
+        assert!(g.len() <= noise.len() + 1);
+    }
+
+    #[test]
+    fn zstd_bomb_is_bounded() {
+        let zeros = vec![0u8; 50 << 20];
+        let f = compress(&zeros, 3);
+        assert!(f.len() < 10_000);
+        assert_eq!(decompress(&f, 1 << 20), Err(CodecError::TooLarge(1 << 20)));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), level in 1i32..5) {
+            let key = [3u8; 32];
+            let sealed = encode(&key, b"x", &data, level);
+            prop_assert_eq!(decode(&key, b"x", &sealed, data.len()).unwrap(), data);
+        }
+
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = decompress(&data, 1 << 16);
+            let _ = decode(&[0u8; 32], b"", &data, 1 << 16);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The library's one error type.
+//!
+//! Each variant carries what the user needs to act: which object or path,
+//! and the message says what to do next. The CLI maps variants to the exit
+//! codes restic users already script against.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no repository at {location}: {reason}. Check the -r/--repo path, or create one with `repo init -r {location}`"
+    )]
+    RepoNotFound { location: String, reason: String },
+
+    #[error("{what} not found{hint}")]
+    NotFound { what: String, hint: String },
+
+    #[error(
+        "{object} is damaged: {reason}. Run `repo check --read-data` to list every damaged object"
+    )]
+    Corrupt { object: String, reason: String },
+
+    #[error(
+        "wrong password: no key in {location}/keys opens with it. Check REPO_PASSWORD, --password-file or --password-command"
+    )]
+    WrongPassword { location: String },
+
+    #[error("repository is locked: {detail}")]
+    Locked { detail: String },
+
+    #[error(
+        "repository format version {found} is not supported by this build (it reads version {supported}); upgrade repo"
+    )]
+    UnsupportedVersion { found: u32, supported: u32 },
+
+    #[error("storage error while trying to {op} {key}: {message}")]
+    Storage {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("interrupted; the repository is left consistent and the lock was removed")]
+    Interrupted,
+}
+
+impl Error {
+    /// Shorthand for [`Error::Corrupt`].
+    pub fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

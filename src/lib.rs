@@ -1,0 +1,23 @@
+//! `repo`: an encrypted, deduplicating snapshot store.
+//!
+//! Layers, each using only those below it: formats and pure functions
+//! (`id`, `error`, `hash`, `chunker`, `codec`, `crypto`, `pack`, `index`,
+//! `tree`, `snapshot`, `config`, `keyfile`), `storage`, `repo`, the engines
+//! (`archive`, `restore`, `verify`), `commands`, and the binary's CLI.
+
+pub mod chunker;
+pub mod codec;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod hash;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+pub mod pack;
+pub mod repo;
+pub mod snapshot;
+pub mod storage;
+pub mod tree;
+
+pub use error::{Error, Result};

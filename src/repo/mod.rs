@@ -1,0 +1,269 @@
+//! An opened repository: where keys, codec, packs and storage meet.
+
+pub mod lock;
+pub mod objects;
+pub mod saver;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::config::{Config, StoredConfig, FORMAT_VERSION};
+use crate::crypto::{kdf::KdfParams, MasterKey, SubKeys};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
+use crate::index::{IndexFile, MemIndex};
+use crate::keyfile::{KeyError, KeyFile};
+use crate::pack::{self, BlobKind};
+use crate::snapshot::Snapshot;
+use crate::storage::{Location, Storage};
+use crate::tree::Tree;
+
+pub use objects::ObjectKind;
+
+/// Storage key of the config object.
+pub const CONFIG_KEY: &str = "config";
+
+/// Options for `init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub chunk_sizes: ChunkerParams,
+    pub kdf: KdfParams,
+}
+
+/// An unlocked repository. Cloning is cheap and shares the storage handle,
+/// so background threads (lock refresh) can own one.
+#[derive(Clone)]
+pub struct Repository {
+    storage: Arc<Storage>,
+    config: Config,
+    keys: SubKeys,
+    key_id: KeyId,
+    chunker: Arc<Chunker>,
+}
+
+/// Who and where we are, for key, lock and snapshot objects.
+pub fn host_and_user() -> (String, String) {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into());
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string());
+    (host, user)
+}
+
+impl Repository {
+    /// Creates a new repository at `location` protected by `password`.
+    pub fn init(location: &Location, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        let storage = Storage::open(location, true)?;
+        if storage.size(CONFIG_KEY)?.is_some() {
+            return Err(Error::Usage(format!(
+                "{location} already holds a repository; choose an empty location"
+            )));
+        }
+        let master = MasterKey::generate();
+        let mut id = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+        let config = Config::new(RepoId(id), opts.chunk_sizes);
+        config.chunk_sizes.validate().map_err(Error::Usage)?;
+        let (host, user) = host_and_user();
+        let key = KeyFile::create(&master, password, opts.kdf, &host, &user)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let key_id = objects::save_key(&storage, &key)?;
+        let keys = master.subkeys();
+        // The config goes last: its presence is what makes a directory a repository.
+        storage.put(CONFIG_KEY, StoredConfig::seal(&config, &keys.config_mac))?;
+        Self::assemble(storage, config, keys, key_id)
+    }
+
+    /// Opens and unlocks the repository at `location`.
+    pub fn open(location: &Location, password: &[u8]) -> Result<Repository> {
+        let storage = Storage::open(location, false)?;
+        let raw = match storage.get(CONFIG_KEY) {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::RepoNotFound {
+                    location: location.to_string(),
+                    reason: "it has no config object".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(v) = StoredConfig::peek_version(&raw)
+            && v != FORMAT_VERSION as u64
+        {
+            return Err(Error::UnsupportedVersion {
+                found: v as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let stored = StoredConfig::parse(&raw).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
+        let (master, key_id) = Self::unwrap_master(&storage, password)?;
+        let keys = master.subkeys();
+        if !stored.verify(&keys.config_mac) {
+            return Err(Error::corrupt(
+                CONFIG_KEY,
+                "its MAC does not match: the config was altered or belongs to another repository",
+            ));
+        }
+        Self::assemble(storage, stored.config, keys, key_id)
+    }
+
+    fn unwrap_master(storage: &Storage, password: &[u8]) -> Result<(MasterKey, KeyId)> {
+        let listed = storage.list(ObjectKind::Key.dir())?;
+        if listed.is_empty() {
+            return Err(Error::corrupt("keys/", "the repository has no key objects"));
+        }
+        for l in listed {
+            let Some(id) = objects::id_from_key(&l.key).and_then(|h| KeyId::from_hex(&h)) else {
+                continue;
+            };
+            // A damaged key object must not lock users out while another key still works;
+            // `repo check` reports it.
+            let Ok(key) = objects::load_key(storage, id) else {
+                continue;
+            };
+            match key.open(password) {
+                Ok(m) => return Ok((m, id)),
+                Err(KeyError::WrongPassword | KeyError::Malformed(_)) => {}
+            }
+        }
+        Err(Error::WrongPassword {
+            location: storage.location().to_string(),
+        })
+    }
+
+    fn assemble(storage: Storage, config: Config, keys: SubKeys, key_id: KeyId) -> Result<Repository> {
+        let chunker = Chunker::new(&keys.chunker, config.chunk_sizes).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
+        Ok(Repository {
+            storage: Arc::new(storage),
+            config,
+            keys,
+            key_id,
+            chunker: Arc::new(chunker),
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &SubKeys {
+        &self.keys
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// Loads every index object, in parallel, into one lookup structure.
+    pub fn load_index(&self) -> Result<MemIndex> {
+        let files = self.load_index_files()?;
+        let mut idx = MemIndex::default();
+        for (_, f) in &files {
+            idx.add(f);
+        }
+        idx.finish();
+        Ok(idx)
+    }
+
+    /// Every index object, decoded, keyed by id.
+    pub fn load_index_files(&self) -> Result<BTreeMap<IndexId, IndexFile>> {
+        let ids = self.list_ids(ObjectKind::Index)?;
+        let files: Result<Vec<(IndexId, IndexFile)>> = ids
+            .par_iter()
+            .map(|hex| {
+                let id = IndexId::from_hex(hex).unwrap_or_default();
+                let bytes = objects::load(self, ObjectKind::Index, hex)?;
+                let f = IndexFile::decode(&bytes).map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
+                Ok((id, f))
+            })
+            .collect();
+        Ok(files?.into_iter().collect())
+    }
+
+    /// Hex ids of every object of one kind.
+    pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        Ok(self
+            .storage
+            .list(kind.dir())?
+            .into_iter()
+            .filter_map(|l| objects::id_from_key(&l.key))
+            .collect())
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let ids = self.list_ids(ObjectKind::Snapshot)?;
+        let mut out: Vec<(SnapshotId, Snapshot)> = ids
+            .par_iter()
+            .map(|hex| {
+                let bytes = objects::load(self, ObjectKind::Snapshot, hex)?;
+                let s = Snapshot::decode(&bytes).map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))?;
+                Ok((SnapshotId::from_hex(hex).unwrap_or_default(), s))
+            })
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Resolves `latest` or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        let mut all = self.snapshots()?;
+        if spec == "latest" {
+            return all.pop().ok_or_else(|| Error::NotFound {
+                what: format!("snapshot \"latest\" in {}", self.storage.location()),
+                hint: ": the repository has no snapshots yet; make one with `repo create`".into(),
+            });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut matches = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) if !spec.is_empty() => Ok(one),
+            (None, _) => Err(Error::NotFound {
+                what: format!("snapshot {spec:?}"),
+                hint: "; list them with `repo snapshots`".into(),
+            }),
+            _ => Err(Error::Usage(format!(
+                "snapshot prefix {spec:?} matches more than one snapshot; give more characters of the id"
+            ))),
+        }
+    }
+
+    /// Saves an encrypted object (snapshot, index, lock) and returns its id.
+    pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
+        objects::save(self, kind, payload)
+    }
+
+    /// Reads one blob through the index and verifies it.
+    pub fn load_blob(&self, index: &MemIndex, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index.get(kind, id).ok_or_else(|| Error::NotFound {
+            what: format!("{kind} blob {id} in the index"),
+            hint: "; the repository is damaged: run `repo check`".into(),
+        })?;
+        let key = objects::pack_key(&loc.pack);
+        let entry = self.storage.get_range(&key, loc.offset as u64, loc.length as u64)?;
+        let (_, data) = pack::open_entry(&self.keys, &entry, loc.offset as u64, Some(*id))
+            .map_err(|e| Error::corrupt(format!("pack {key}"), e))?;
+        Ok(data)
+    }
+
+    pub fn load_tree(&self, index: &MemIndex, id: &BlobId) -> Result<Tree> {
+        let data = self.load_blob(index, BlobKind::Tree, id)?;
+        Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree blob {id}"), e))
+    }
+}

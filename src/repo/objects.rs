@@ -1,0 +1,113 @@
+//! Naming, sealing and loading of whole objects (all but packs' blobs).
+//!
+//! Every stored object is named by the BLAKE3 of its stored bytes, so a
+//! loader always checks the name before anything else: a renamed, swapped
+//! or bit-rotted object is caught without the key.
+
+use super::Repository;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::hash;
+use crate::id::{KeyId, PackId};
+use crate::keyfile::{KeyFile, MAX_KEY_LEN};
+use crate::storage::Storage;
+
+/// Largest encrypted object (index, snapshot, lock) we will decode.
+pub const MAX_OBJECT_LEN: usize = 1 << 30;
+
+/// The kinds of whole objects, each in its own directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    Key,
+    Index,
+    Snapshot,
+    Lock,
+    Pack,
+}
+
+impl ObjectKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            ObjectKind::Key => "keys",
+            ObjectKind::Index => "index",
+            ObjectKind::Snapshot => "snapshots",
+            ObjectKind::Lock => "locks",
+            ObjectKind::Pack => "data",
+        }
+    }
+
+    /// Associated data for sealed objects of this kind.
+    pub fn ad(self) -> &'static [u8] {
+        match self {
+            ObjectKind::Key => b"repo object key v1",
+            ObjectKind::Index => b"repo object index v1",
+            ObjectKind::Snapshot => b"repo object snapshot v1",
+            ObjectKind::Lock => b"repo object lock v1",
+            ObjectKind::Pack => b"repo object pack v1",
+        }
+    }
+
+    /// Storage key of an object of this kind.
+    pub fn key(self, hex: &str) -> String {
+        match self {
+            ObjectKind::Pack => format!("data/{}/{hex}", &hex[..2.min(hex.len())]),
+            other => format!("{}/{hex}", other.dir()),
+        }
+    }
+}
+
+/// Storage key of a pack: `data/<first two hex digits>/<id>`.
+pub fn pack_key(id: &PackId) -> String {
+    ObjectKind::Pack.key(&id.to_hex())
+}
+
+/// The hex id at the end of a storage key, if it is one.
+pub fn id_from_key(key: &str) -> Option<String> {
+    let name = key.rsplit('/').next()?;
+    (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| name.to_string())
+}
+
+/// Checks that stored bytes hash to the name they are stored under.
+pub fn verify_name(key: &str, hex: &str, bytes: &[u8]) -> Result<()> {
+    let actual = hex::encode(hash::object_hash(bytes));
+    if actual != hex {
+        return Err(Error::corrupt(key, format!("its content hashes to {actual}, not to its name")));
+    }
+    Ok(())
+}
+
+/// Seals and stores an encrypted object; returns its hex id.
+pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<String> {
+    let sealed = codec::encode(&repo.keys().encryption, kind.ad(), payload, repo.config().compression_level);
+    let hex = hex::encode(hash::object_hash(&sealed));
+    repo.storage().put(&kind.key(&hex), sealed)?;
+    Ok(hex)
+}
+
+/// Loads, name-checks and opens an encrypted object.
+pub fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
+    let key = kind.key(hex);
+    let sealed = repo.storage().get(&key)?;
+    verify_name(&key, hex, &sealed)?;
+    codec::decode(&repo.keys().encryption, kind.ad(), &sealed, MAX_OBJECT_LEN).map_err(|e| Error::corrupt(key, e))
+}
+
+/// Stores a key object (plaintext JSON; it holds the wrapped master key).
+pub fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
+    let bytes = key.encode();
+    let id = KeyId(hash::object_hash(&bytes));
+    storage.put(&ObjectKind::Key.key(&id.to_hex()), bytes)?;
+    Ok(id)
+}
+
+/// Loads and name-checks a key object.
+pub fn load_key(storage: &Storage, id: KeyId) -> Result<KeyFile> {
+    let key = ObjectKind::Key.key(&id.to_hex());
+    let bytes = storage.get(&key)?;
+    if bytes.len() > MAX_KEY_LEN {
+        return Err(Error::corrupt(key, "key object is too large"));
+    }
+    verify_name(&key, &id.to_hex(), &bytes)?;
+    KeyFile::decode(&bytes).map_err(|e| Error::corrupt(key, e))
+}

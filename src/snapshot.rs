@@ -1,0 +1,105 @@
+//! Snapshot objects: what was backed up, when, from where.
+//!
+//! JSON inside the encryption: snapshots are few and small, and JSON lets
+//! future versions add fields that old readers ignore.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::{BlobId, SnapshotId};
+
+/// Version of the snapshot payload layout.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// Counts from the backup that made a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unchanged: u64,
+    pub dirs: u64,
+    pub others: u64,
+    /// Files that could not be read and were left out.
+    pub errors: u64,
+    /// Plaintext bytes of every file in the snapshot.
+    pub total_bytes: u64,
+    /// Plaintext bytes of files that were read.
+    pub bytes_read: u64,
+    /// Blobs and bytes (plaintext / stored) that were new to the repository.
+    pub blobs_new: u64,
+    pub data_added: u64,
+    pub data_added_stored: u64,
+    pub duration_secs: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: u32,
+    pub time: DateTime<Utc>,
+    pub host: String,
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Absolute source paths as given (lossy UTF-8 for display; the tree holds the raw names).
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    pub tree: BlobId,
+    pub parent: Option<SnapshotId>,
+    pub program_version: String,
+    pub summary: Summary,
+}
+
+impl Snapshot {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| format!("not a snapshot: {e}"))?;
+        if s.version != SNAPSHOT_VERSION {
+            return Err(format!("unknown snapshot version {}", s.version));
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: Utc::now(),
+            host: "h".into(),
+            user: "u".into(),
+            uid: 1,
+            gid: 2,
+            paths: vec!["/a".into()],
+            tags: vec!["t".into()],
+            excludes: vec![],
+            tree: BlobId([1; 32]),
+            parent: None,
+            program_version: "x".into(),
+            summary: Summary::default(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sample();
+        assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+    }
+
+    proptest! {
+        #[test]
+        fn truncated_never_panics(cut in 0usize..400) {
+            let enc = sample().encode();
+            let _ = Snapshot::decode(&enc[..cut.min(enc.len())]);
+        }
+    }
+}

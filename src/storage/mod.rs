@@ -1,0 +1,216 @@
+//! Synchronous storage facade over `object_store`.
+//!
+//! Everything above this layer moves bytes by key and never sees
+//! `object_store` or tokio: one private runtime turns each call into a
+//! blocking one, which keeps the engines plain threads-and-rayon code.
+//! Every call to `object_store` lives in this module.
+
+pub mod location;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, Result};
+pub use location::Location;
+
+/// Request and byte counters, so users can see what a command cost.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+}
+
+/// A snapshot of [`Stats`] for reports.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StatsReport {
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// A listed object: key relative to the repository root, and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+}
+
+/// Blocking access to one repository's objects.
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    rt: tokio::runtime::Runtime,
+    location: Location,
+    stats: Stats,
+}
+
+impl Storage {
+    /// Connects to `location`. With `create`, a missing local directory is made.
+    pub fn open(location: &Location, create: bool) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("repo-storage")
+            .build()
+            .map_err(|e| Error::io("start the storage runtime for", location.to_string(), e))?;
+        let store: Arc<dyn ObjectStore> = match location {
+            Location::Local(path) => {
+                if create {
+                    std::fs::create_dir_all(path).map_err(|e| Error::io("create repository directory", path, e))?;
+                } else if !path.is_dir() {
+                    return Err(Error::RepoNotFound {
+                        location: location.to_string(),
+                        reason: "the directory does not exist".into(),
+                    });
+                }
+                let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| Error::Storage {
+                        op: "open",
+                        key: path.display().to_string(),
+                        message: e.to_string(),
+                    })?
+                    .with_fsync(true)
+                    .with_automatic_cleanup(false);
+                Arc::new(fs)
+            }
+        };
+        Ok(Storage {
+            store,
+            rt,
+            location: location.clone(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    pub fn stats(&self) -> StatsReport {
+        StatsReport {
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            bytes_sent: self.stats.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.stats.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, sent: usize, received: usize) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
+        self.stats.bytes_received.fetch_add(received as u64, Ordering::Relaxed);
+    }
+
+    fn err(&self, op: &'static str, key: &str, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. } => Error::NotFound {
+                what: format!("object {key} in {}", self.location),
+                hint: String::new(),
+            },
+            other => Error::Storage {
+                op,
+                key: format!("{}/{key}", self.location),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Reads a whole object.
+    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = StorePath::from(key);
+        let bytes = self
+            .rt
+            .block_on(async { self.store.get(&path).await?.bytes().await })
+            .map_err(|e| self.err("read", key, e))?;
+        self.count(0, bytes.len());
+        Ok(bytes.to_vec())
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let path = StorePath::from(key);
+        let bytes = self
+            .rt
+            .block_on(self.store.get_range(&path, offset..offset + len))
+            .map_err(|e| self.err("read", key, e))?;
+        self.count(0, bytes.len());
+        if bytes.len() as u64 != len {
+            return Err(Error::corrupt(key, format!("short read: {} of {len} bytes at offset {offset}", bytes.len())));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Writes an object atomically, replacing any existing one.
+    pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let n = bytes.len();
+        let path = StorePath::from(key);
+        self.rt
+            .block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .map_err(|e| self.err("write", key, e))?;
+        self.count(n, 0);
+        Ok(())
+    }
+
+    /// Writes an object only if none exists under `key`; `false` if one did.
+    pub fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<bool> {
+        let n = bytes.len();
+        let path = StorePath::from(key);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let r = self.rt.block_on(self.store.put_opts(&path, PutPayload::from(bytes), opts));
+        self.count(n, 0);
+        match r {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.err("create", key, e)),
+        }
+    }
+
+    /// Lists every object under `prefix` (a directory such as `snapshots`).
+    pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let path = StorePath::from(prefix);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(self.store.list(Some(&path)).try_collect())
+            .map_err(|e| self.err("list", prefix, e))?;
+        self.count(0, 0);
+        let mut out: Vec<Listed> = metas
+            .into_iter()
+            .map(|m| Listed {
+                key: m.location.to_string(),
+                size: m.size,
+            })
+            .filter(|l| !l.key.rsplit('/').next().unwrap_or("").starts_with('.'))
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Size of an object, or `None` if it does not exist.
+    pub fn size(&self, key: &str) -> Result<Option<u64>> {
+        let path = StorePath::from(key);
+        let r = self.rt.block_on(self.store.head(&path));
+        self.count(0, 0);
+        match r {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("stat", key, e)),
+        }
+    }
+
+    /// Removes an object; removing a missing object is not an error.
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let path = StorePath::from(key);
+        let r = self.rt.block_on(self.store.delete(&path));
+        self.count(0, 0);
+        match r {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete", key, e)),
+        }
+    }
+}
