@@ -226,8 +226,14 @@ mod tests {
     #[test]
     fn key_changes_boundaries() {
         let data = noise(500_000, 9);
-        let a: Vec<_> = Chunker::new(&[1u8; 32], small()).unwrap().chunks(&data).collect();
-        let b: Vec<_> = Chunker::new(&[2u8; 32], small()).unwrap().chunks(&data).collect();
+        let a: Vec<_> = Chunker::new(&[1u8; 32], small())
+            .unwrap()
+            .chunks(&data)
+            .collect();
+        let b: Vec<_> = Chunker::new(&[2u8; 32], small())
+            .unwrap()
+            .chunks(&data)
+            .collect();
         assert_ne!(a, b);
     }
 
@@ -248,7 +254,11 @@ mod tests {
 
     #[test]
     fn bad_params_rejected() {
-        let bad = ChunkerParams { min: 10, avg: 5, max: 3 };
+        let bad = ChunkerParams {
+            min: 10,
+            avg: 5,
+            max: 3,
+        };
         assert!(Chunker::new(&[0u8; 32], bad).is_err());
     }
 }

@@ -79,7 +79,12 @@ pub fn encode(key: &[u8; 32], ad: &[u8], data: &[u8], level: i32) -> Vec<u8> {
 }
 
 /// Opens and decompresses what [`encode`] made.
-pub fn decode(key: &[u8; 32], ad: &[u8], sealed: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+pub fn decode(
+    key: &[u8; 32],
+    ad: &[u8],
+    sealed: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, CodecError> {
     let framed = crypto::open(key, ad, sealed)?;
     decompress(&framed, limit)
 }
@@ -96,8 +101,13 @@ mod tests {
         assert_eq!(f[0], FLAG_ZSTD);
         assert!(f.len() < 200);
         assert_eq!(decompress(&f, text.len()).unwrap(), text);
-        assert_eq!(decompress(&f, text.len() - 1), Err(CodecError::TooLarge(text.len() - 1)));
-        let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        assert_eq!(
+            decompress(&f, text.len() - 1),
+            Err(CodecError::TooLarge(text.len() - 1))
+        );
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let g = compress(&noise, 3);
         assert_eq!(decompress(&g, noise.len()).unwrap(), noise);
         assert!(g.len() <= noise.len() + 1);

@@ -68,7 +68,10 @@ impl StoredConfig {
     /// Parses without verifying the MAC (the key is not known yet).
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         if bytes.len() > MAX_CONFIG_LEN {
-            return Err(format!("config is {} bytes, more than {MAX_CONFIG_LEN}", bytes.len()));
+            return Err(format!(
+                "config is {} bytes, more than {MAX_CONFIG_LEN}",
+                bytes.len()
+            ));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| "config is not UTF-8".to_string())?;
         let mut lines = text.split('\n');
@@ -80,13 +83,16 @@ impl StoredConfig {
             return Err("config has trailing data".into());
         }
         let mut m = [0u8; 32];
-        hex::decode_to_slice(mac, &mut m).map_err(|_| "config MAC line is not 64 hex digits".to_string())?;
-        let value: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("config is not JSON: {e}"))?;
+        hex::decode_to_slice(mac, &mut m)
+            .map_err(|_| "config MAC line is not 64 hex digits".to_string())?;
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| format!("config is not JSON: {e}"))?;
         let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
         if version != FORMAT_VERSION as u64 {
             return Err(format!("unsupported format version {version}"));
         }
-        let config: Config = serde_json::from_value(value).map_err(|e| format!("config is invalid: {e}"))?;
+        let config: Config =
+            serde_json::from_value(value).map_err(|e| format!("config is invalid: {e}"))?;
         config.chunk_sizes.validate()?;
         if !(1..=22).contains(&config.compression_level) || config.pack_size < 1024 * 1024 {
             return Err("config has out-of-range compression level or pack size".into());
@@ -125,11 +131,19 @@ mod tests {
         assert_eq!(s.config, c);
         assert!(s.verify(&[1; 32]));
         assert!(!s.verify(&[2; 32]));
-        let tampered = String::from_utf8(bytes).unwrap().replace("\"compression_level\":3", "\"compression_level\":4");
+        let tampered = String::from_utf8(bytes)
+            .unwrap()
+            .replace("\"compression_level\":3", "\"compression_level\":4");
         let t = StoredConfig::parse(tampered.as_bytes()).unwrap();
         assert!(!t.verify(&[1; 32]));
-        let v2 = String::from_utf8(StoredConfig::seal(&c, &[1; 32])).unwrap().replace("\"version\":1", "\"version\":2");
-        assert!(StoredConfig::parse(v2.as_bytes()).unwrap_err().contains("version 2"));
+        let v2 = String::from_utf8(StoredConfig::seal(&c, &[1; 32]))
+            .unwrap()
+            .replace("\"version\":1", "\"version\":2");
+        assert!(
+            StoredConfig::parse(v2.as_bytes())
+                .unwrap_err()
+                .contains("version 2")
+        );
         assert_eq!(StoredConfig::peek_version(v2.as_bytes()), Some(2));
     }
 

@@ -164,7 +164,9 @@ impl MemIndex {
     }
 
     pub fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
-        self.table(kind).binary_search_by(|e| e.id.cmp(&id.0)).is_ok()
+        self.table(kind)
+            .binary_search_by(|e| e.id.cmp(&id.0))
+            .is_ok()
     }
 
     /// Every pack named by some index, with its recorded size.
@@ -192,8 +194,20 @@ mod tests {
             id: PackId([1; 32]),
             size: 1000,
             blobs: vec![
-                IndexBlob { kind: BlobKind::Data, id: BlobId([2; 32]), offset: 0, length: 500, raw_length: 900 },
-                IndexBlob { kind: BlobKind::Tree, id: BlobId([3; 32]), offset: 500, length: 500, raw_length: 10 },
+                IndexBlob {
+                    kind: BlobKind::Data,
+                    id: BlobId([2; 32]),
+                    offset: 0,
+                    length: 500,
+                    raw_length: 900,
+                },
+                IndexBlob {
+                    kind: BlobKind::Tree,
+                    id: BlobId([3; 32]),
+                    offset: 500,
+                    length: 500,
+                    raw_length: 10,
+                },
             ],
         }])
     }

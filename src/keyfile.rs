@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, MasterKey, kdf::{self, KdfParams}};
+use crate::crypto::{
+    self, MasterKey,
+    kdf::{self, KdfParams},
+};
 
 /// Version of the key object layout.
 pub const KEY_VERSION: u32 = 1;
@@ -42,10 +45,17 @@ pub enum KeyError {
 
 impl KeyFile {
     /// Wraps `master` under `password`.
-    pub fn create(master: &MasterKey, password: &[u8], params: KdfParams, host: &str, user: &str) -> Result<Self, KeyError> {
+    pub fn create(
+        master: &MasterKey,
+        password: &[u8],
+        params: KdfParams,
+        host: &str,
+        user: &str,
+    ) -> Result<Self, KeyError> {
         let mut salt = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut salt);
-        let kek = kdf::derive(password, &salt, params).map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let kek =
+            kdf::derive(password, &salt, params).map_err(|e| KeyError::Malformed(e.to_string()))?;
         let sealed = crypto::seal(&kek, KEY_AD, master.as_bytes());
         Ok(KeyFile {
             version: KEY_VERSION,
@@ -62,15 +72,25 @@ impl KeyFile {
     /// Unwraps the master key; runs argon2id once.
     pub fn open(&self, password: &[u8]) -> Result<MasterKey, KeyError> {
         if self.version != KEY_VERSION || self.kdf != "argon2id" {
-            return Err(KeyError::Malformed(format!("unknown key version {} / kdf {}", self.version, self.kdf)));
+            return Err(KeyError::Malformed(format!(
+                "unknown key version {} / kdf {}",
+                self.version, self.kdf
+            )));
         }
-        let salt = hex::decode(&self.salt).map_err(|_| KeyError::Malformed("salt is not hex".into()))?;
-        let sealed = hex::decode(&self.master).map_err(|_| KeyError::Malformed("master is not hex".into()))?;
+        let salt =
+            hex::decode(&self.salt).map_err(|_| KeyError::Malformed("salt is not hex".into()))?;
+        let sealed = hex::decode(&self.master)
+            .map_err(|_| KeyError::Malformed("master is not hex".into()))?;
         if salt.len() < 16 || sealed.len() != 32 + crypto::OVERHEAD {
-            return Err(KeyError::Malformed("salt or wrapped key has the wrong length".into()));
+            return Err(KeyError::Malformed(
+                "salt or wrapped key has the wrong length".into(),
+            ));
         }
-        let kek = kdf::derive(password, &salt, self.params).map_err(|e| KeyError::Malformed(e.to_string()))?;
-        let mut plain = zeroize::Zeroizing::new(crypto::open(&kek, KEY_AD, &sealed).map_err(|_| KeyError::WrongPassword)?);
+        let kek = kdf::derive(password, &salt, self.params)
+            .map_err(|e| KeyError::Malformed(e.to_string()))?;
+        let mut plain = zeroize::Zeroizing::new(
+            crypto::open(&kek, KEY_AD, &sealed).map_err(|_| KeyError::WrongPassword)?,
+        );
         let mut k = [0u8; 32];
         k.copy_from_slice(&plain[..32]);
         zeroize::Zeroize::zeroize(&mut *plain);
@@ -83,7 +103,10 @@ impl KeyFile {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() > MAX_KEY_LEN {
-            return Err(KeyError::Malformed(format!("{} bytes is too large", bytes.len())));
+            return Err(KeyError::Malformed(format!(
+                "{} bytes is too large",
+                bytes.len()
+            )));
         }
         serde_json::from_slice(bytes).map_err(|e| KeyError::Malformed(e.to_string()))
     }
@@ -95,7 +118,11 @@ mod tests {
 
     #[test]
     fn wrap_unwrap() {
-        let p = KdfParams { m_cost: 64, t_cost: 1, p_cost: 1 };
+        let p = KdfParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        };
         let m = MasterKey::generate();
         let k = KeyFile::create(&m, b"pw", p, "h", "u").unwrap();
         let k2 = KeyFile::decode(&k.encode()).unwrap();

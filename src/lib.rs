@@ -5,8 +5,10 @@
 //! `tree`, `snapshot`, `config`, `keyfile`), `storage`, `repo`, the engines
 //! (`archive`, `restore`, `verify`), `commands`, and the binary's CLI.
 
+pub mod archive;
 pub mod chunker;
 pub mod codec;
+pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -15,9 +17,12 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod pack;
+pub mod progress;
 pub mod repo;
+pub mod restore;
 pub mod snapshot;
 pub mod storage;
 pub mod tree;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -1,3 +1,29 @@
-fn main() {
-    println!("Hello, world!");
+//! The `repo` binary: parse, run, map errors to exit codes.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use repo::Error;
+
+/// Exit codes restic users already script against.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<Error>() {
+        Some(Error::RepoNotFound { .. }) => 10,
+        Some(Error::Locked { .. }) => 11,
+        Some(Error::WrongPassword { .. }) => 12,
+        Some(Error::Usage(_)) => 2,
+        Some(Error::Interrupted) => 130,
+        _ => 1,
+    }
+}
+
+fn main() -> ExitCode {
+    match cli::main() {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
 }

@@ -26,7 +26,9 @@ pub const HEADER_AD: &[u8] = b"repo blob header v1";
 pub const MAX_BLOB_LEN: u32 = 1 << 30;
 
 /// What a blob holds. Data and tree blobs go to separate packs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum BlobKind {
     Data,
     Tree,
@@ -106,7 +108,9 @@ pub fn seal_header(key: &[u8; 32], h: &BlobHeader) -> Vec<u8> {
 
 /// Opens the sealed header at the start of `bytes`; `offset` is only for messages.
 pub fn open_header(key: &[u8; 32], bytes: &[u8], offset: u64) -> Result<BlobHeader, PackError> {
-    let sealed = bytes.get(..HEADER_LEN).ok_or(PackError::Truncated(offset))?;
+    let sealed = bytes
+        .get(..HEADER_LEN)
+        .ok_or(PackError::Truncated(offset))?;
     let p = crypto::open(key, HEADER_AD, sealed).map_err(|_| PackError::HeaderAuth(offset))?;
     let invalid = |reason: &str| PackError::HeaderInvalid {
         offset,
@@ -132,7 +136,13 @@ pub fn open_header(key: &[u8; 32], bytes: &[u8], offset: u64) -> Result<BlobHead
 }
 
 /// Builds one complete entry (header + body) for a blob.
-pub fn seal_entry(keys: &crate::crypto::SubKeys, kind: BlobKind, id: BlobId, data: &[u8], level: i32) -> Vec<u8> {
+pub fn seal_entry(
+    keys: &crate::crypto::SubKeys,
+    kind: BlobKind,
+    id: BlobId,
+    data: &[u8],
+    level: i32,
+) -> Vec<u8> {
     let body = codec::encode(&keys.encryption, &body_ad(kind, &id), data, level);
     let header = BlobHeader {
         kind,
@@ -146,18 +156,31 @@ pub fn seal_entry(keys: &crate::crypto::SubKeys, kind: BlobKind, id: BlobId, dat
 }
 
 /// Decodes one complete entry and verifies that it holds `expected`.
-pub fn open_entry(keys: &crate::crypto::SubKeys, entry: &[u8], offset: u64, expected: Option<BlobId>) -> Result<(BlobHeader, Vec<u8>), PackError> {
+pub fn open_entry(
+    keys: &crate::crypto::SubKeys,
+    entry: &[u8],
+    offset: u64,
+    expected: Option<BlobId>,
+) -> Result<(BlobHeader, Vec<u8>), PackError> {
     let h = open_header(&keys.encryption, entry, offset)?;
     if let Some(e) = expected
         && e != h.id
     {
-        return Err(PackError::WrongBlob { expected: e, found: h.id });
+        return Err(PackError::WrongBlob {
+            expected: e,
+            found: h.id,
+        });
     }
     let body = entry
         .get(HEADER_LEN..HEADER_LEN + h.body_len as usize)
         .ok_or(PackError::Truncated(offset))?;
-    let data = codec::decode(&keys.encryption, &body_ad(h.kind, &h.id), body, h.raw_len as usize)
-        .map_err(|err| PackError::Body { id: h.id, err })?;
+    let data = codec::decode(
+        &keys.encryption,
+        &body_ad(h.kind, &h.id),
+        body,
+        h.raw_len as usize,
+    )
+    .map_err(|err| PackError::Body { id: h.id, err })?;
     if data.len() != h.raw_len as usize || hash::blob_id(&keys.blob_id, &data) != h.id {
         return Err(PackError::IdMismatch(h.id));
     }
@@ -255,7 +278,12 @@ mod tests {
         let mut b = PackBuilder::default();
         for d in blobs {
             let id = hash::blob_id(&keys.blob_id, d);
-            b.add(BlobKind::Data, id, d.len() as u32, seal_entry(keys, BlobKind::Data, id, d, 3));
+            b.add(
+                BlobKind::Data,
+                id,
+                d.len() as u32,
+                seal_entry(keys, BlobKind::Data, id, d, 3),
+            );
         }
         b.finish()
     }
@@ -291,7 +319,10 @@ mod tests {
         for i in 0..pack.len() {
             let mut bad = pack.clone();
             bad[i] ^= 0x40;
-            assert!(open_entry(&keys, &bad, 0, Some(e.id)).is_err(), "flip at {i} undetected");
+            assert!(
+                open_entry(&keys, &bad, 0, Some(e.id)).is_err(),
+                "flip at {i} undetected"
+            );
         }
     }
 

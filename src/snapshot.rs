@@ -58,7 +58,8 @@ impl Snapshot {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| format!("not a snapshot: {e}"))?;
+        let s: Snapshot =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a snapshot: {e}"))?;
         if s.version != SNAPSHOT_VERSION {
             return Err(format!("unknown snapshot version {}", s.version));
         }

@@ -134,14 +134,25 @@ impl Tree {
             return Err(format!("unknown tree version {}", t.version));
         }
         for (i, n) in t.nodes.iter().enumerate() {
-            if n.name.is_empty() || n.name == b"." || n.name == b".." || n.name.contains(&b'/') || n.name.contains(&0) {
+            if n.name.is_empty()
+                || n.name == b"."
+                || n.name == b".."
+                || n.name.contains(&b'/')
+                || n.name.contains(&0)
+            {
                 return Err(format!("invalid entry name {:?}", n.display_name()));
             }
             if i > 0 && t.nodes[i - 1].name >= n.name {
-                return Err(format!("entries not sorted or duplicated at {:?}", n.display_name()));
+                return Err(format!(
+                    "entries not sorted or duplicated at {:?}",
+                    n.display_name()
+                ));
             }
             if (n.kind == NodeKind::Dir) != n.subtree.is_some() {
-                return Err(format!("entry {:?}: subtree does not match its kind", n.display_name()));
+                return Err(format!(
+                    "entry {:?}: subtree does not match its kind",
+                    n.display_name()
+                ));
             }
         }
         Ok(t)
@@ -170,14 +181,26 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..40),
         )
             .prop_map(|(name, mode, secs, size, chunks, target)| {
-                let name: Vec<u8> = name.into_iter().map(|b| if b == b'/' { b'x' } else { b }).collect();
+                let name: Vec<u8> = name
+                    .into_iter()
+                    .map(|b| if b == b'/' { b'x' } else { b })
+                    .collect();
                 let mut n = Node::new(name, NodeKind::File);
                 n.mode = mode;
                 n.mtime = Timestamp { secs, nanos: 5 };
                 n.size = size;
-                n.content = chunks.into_iter().map(|c| ChunkRef { id: BlobId(c), len: 7 }).collect();
+                n.content = chunks
+                    .into_iter()
+                    .map(|c| ChunkRef {
+                        id: BlobId(c),
+                        len: 7,
+                    })
+                    .collect();
                 n.target = target;
-                n.xattrs = vec![Xattr { name: b"user.a".to_vec(), value: vec![0, 1, 2] }];
+                n.xattrs = vec![Xattr {
+                    name: b"user.a".to_vec(),
+                    value: vec![0, 1, 2],
+                }];
                 n
             })
     }
@@ -202,7 +225,10 @@ mod tests {
     #[test]
     fn hostile_names_rejected() {
         for bad in [&b".."[..], b"a/b", b"", b"."] {
-            let t = Tree { version: TREE_VERSION, nodes: vec![Node::new(bad.to_vec(), NodeKind::File)] };
+            let t = Tree {
+                version: TREE_VERSION,
+                nodes: vec![Node::new(bad.to_vec(), NodeKind::File)],
+            };
             assert!(Tree::decode(&t.encode()).is_err(), "{bad:?}");
         }
     }

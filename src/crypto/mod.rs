@@ -34,10 +34,21 @@ pub fn seal(key: &[u8; 32], ad: &[u8], plain: &[u8]) -> Vec<u8> {
 }
 
 /// Deterministic variant for known-answer tests.
-pub fn seal_with_nonce(key: &[u8; 32], nonce: &[u8; NONCE_LEN], ad: &[u8], plain: &[u8]) -> Vec<u8> {
+pub fn seal_with_nonce(
+    key: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    ad: &[u8],
+    plain: &[u8],
+) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.into());
     let ct = cipher
-        .encrypt(XNonce::from_slice(nonce), Payload { msg: plain, aad: ad })
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: plain,
+                aad: ad,
+            },
+        )
         .unwrap_or_default(); // encryption only fails for > 256 GiB messages
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(nonce);

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::objects::ObjectKind;
-use super::{host_and_user, Repository};
+use super::{Repository, host_and_user};
 use crate::error::{Error, Result};
 
 /// A lock older than this without a refresh is stale.
@@ -41,7 +41,10 @@ impl LockInfo {
         if self.host == my_host {
             // kill(pid, 0) fails with ESRCH when no such process exists.
             let pid = nix::unistd::Pid::from_raw(self.pid as i32);
-            return matches!(nix::sys::signal::kill(pid, None), Err(nix::errno::Errno::ESRCH));
+            return matches!(
+                nix::sys::signal::kill(pid, None),
+                Err(nix::errno::Errno::ESRCH)
+            );
         }
         false
     }
@@ -49,7 +52,11 @@ impl LockInfo {
     pub fn describe(&self) -> String {
         format!(
             "{} lock held by {}@{} (pid {}, `{}`) since {}",
-            if self.exclusive { "an exclusive" } else { "a shared" },
+            if self.exclusive {
+                "an exclusive"
+            } else {
+                "a shared"
+            },
             self.user,
             self.host,
             self.pid,
@@ -68,7 +75,9 @@ pub struct LockGuard {
 }
 
 /// Every lock in the repository with its id; unreadable ones are reported as `Err`.
-pub fn list_locks(repo: &Repository) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {
+pub fn list_locks(
+    repo: &Repository,
+) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {
     let mut out = Vec::new();
     for hex in repo.list_ids(ObjectKind::Lock)? {
         let info = match super::objects::load(repo, ObjectKind::Lock, &hex) {

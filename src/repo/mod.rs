@@ -10,8 +10,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::chunker::{Chunker, ChunkerParams};
-use crate::config::{Config, StoredConfig, FORMAT_VERSION};
-use crate::crypto::{kdf::KdfParams, MasterKey, SubKeys};
+use crate::config::{Config, FORMAT_VERSION, StoredConfig};
+use crate::crypto::{MasterKey, SubKeys, kdf::KdfParams};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
 use crate::index::{IndexFile, MemIndex};
@@ -139,8 +139,14 @@ impl Repository {
         })
     }
 
-    fn assemble(storage: Storage, config: Config, keys: SubKeys, key_id: KeyId) -> Result<Repository> {
-        let chunker = Chunker::new(&keys.chunker, config.chunk_sizes).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
+    fn assemble(
+        storage: Storage,
+        config: Config,
+        keys: SubKeys,
+        key_id: KeyId,
+    ) -> Result<Repository> {
+        let chunker = Chunker::new(&keys.chunker, config.chunk_sizes)
+            .map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
         Ok(Repository {
             storage: Arc::new(storage),
             config,
@@ -189,7 +195,8 @@ impl Repository {
             .map(|hex| {
                 let id = IndexId::from_hex(hex).unwrap_or_default();
                 let bytes = objects::load(self, ObjectKind::Index, hex)?;
-                let f = IndexFile::decode(&bytes).map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
+                let f = IndexFile::decode(&bytes)
+                    .map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
                 Ok((id, f))
             })
             .collect();
@@ -213,7 +220,8 @@ impl Repository {
             .par_iter()
             .map(|hex| {
                 let bytes = objects::load(self, ObjectKind::Snapshot, hex)?;
-                let s = Snapshot::decode(&bytes).map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))?;
+                let s = Snapshot::decode(&bytes)
+                    .map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))?;
                 Ok((SnapshotId::from_hex(hex).unwrap_or_default(), s))
             })
             .collect::<Result<_>>()?;
@@ -231,7 +239,9 @@ impl Repository {
             });
         }
         let spec_l = spec.to_ascii_lowercase();
-        let mut matches = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&spec_l));
+        let mut matches = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l));
         match (matches.next(), matches.next()) {
             (Some(one), None) if !spec.is_empty() => Ok(one),
             (None, _) => Err(Error::NotFound {
@@ -256,7 +266,9 @@ impl Repository {
             hint: "; the repository is damaged: run `repo check`".into(),
         })?;
         let key = objects::pack_key(&loc.pack);
-        let entry = self.storage.get_range(&key, loc.offset as u64, loc.length as u64)?;
+        let entry = self
+            .storage
+            .get_range(&key, loc.offset as u64, loc.length as u64)?;
         let (_, data) = pack::open_entry(&self.keys, &entry, loc.offset as u64, Some(*id))
             .map_err(|e| Error::corrupt(format!("pack {key}"), e))?;
         Ok(data)

@@ -64,22 +64,33 @@ pub fn pack_key(id: &PackId) -> String {
 /// The hex id at the end of a storage key, if it is one.
 pub fn id_from_key(key: &str) -> Option<String> {
     let name = key.rsplit('/').next()?;
-    (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-        .then(|| name.to_string())
+    (name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+    .then(|| name.to_string())
 }
 
 /// Checks that stored bytes hash to the name they are stored under.
 pub fn verify_name(key: &str, hex: &str, bytes: &[u8]) -> Result<()> {
     let actual = hex::encode(hash::object_hash(bytes));
     if actual != hex {
-        return Err(Error::corrupt(key, format!("its content hashes to {actual}, not to its name")));
+        return Err(Error::corrupt(
+            key,
+            format!("its content hashes to {actual}, not to its name"),
+        ));
     }
     Ok(())
 }
 
 /// Seals and stores an encrypted object; returns its hex id.
 pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<String> {
-    let sealed = codec::encode(&repo.keys().encryption, kind.ad(), payload, repo.config().compression_level);
+    let sealed = codec::encode(
+        &repo.keys().encryption,
+        kind.ad(),
+        payload,
+        repo.config().compression_level,
+    );
     let hex = hex::encode(hash::object_hash(&sealed));
     repo.storage().put(&kind.key(&hex), sealed)?;
     Ok(hex)
@@ -90,7 +101,8 @@ pub fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
     let key = kind.key(hex);
     let sealed = repo.storage().get(&key)?;
     verify_name(&key, hex, &sealed)?;
-    codec::decode(&repo.keys().encryption, kind.ad(), &sealed, MAX_OBJECT_LEN).map_err(|e| Error::corrupt(key, e))
+    codec::decode(&repo.keys().encryption, kind.ad(), &sealed, MAX_OBJECT_LEN)
+        .map_err(|e| Error::corrupt(key, e))
 }
 
 /// Stores a key object (plaintext JSON; it holds the wrapped master key).

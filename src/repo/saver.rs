@@ -9,11 +9,11 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
-use super::objects::{pack_key, ObjectKind};
 use super::Repository;
+use super::objects::{ObjectKind, pack_key};
 use crate::error::{Error, Result};
 use crate::hash;
 use crate::id::{BlobId, PackId};
@@ -69,7 +69,10 @@ impl<'a> BlobSaver<'a> {
                 repo,
                 index,
                 seen: Mutex::new(HashSet::new()),
-                open: [Mutex::new(PackBuilder::default()), Mutex::new(PackBuilder::default())],
+                open: [
+                    Mutex::new(PackBuilder::default()),
+                    Mutex::new(PackBuilder::default()),
+                ],
                 tx,
                 failed,
                 blobs_new: AtomicU64::new(0),
@@ -120,12 +123,22 @@ impl<'a> BlobSaver<'a> {
                 return Ok((id, false));
             }
         }
-        let entry = pack::seal_entry(self.repo.keys(), kind, id, data, self.repo.config().compression_level);
+        let entry = pack::seal_entry(
+            self.repo.keys(),
+            kind,
+            id,
+            data,
+            self.repo.config().compression_level,
+        );
         self.blobs_new.fetch_add(1, Ordering::Relaxed);
-        self.bytes_new.fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.bytes_stored.fetch_add(entry.len() as u64, Ordering::Relaxed);
+        self.bytes_new
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.bytes_stored
+            .fetch_add(entry.len() as u64, Ordering::Relaxed);
         let full = {
-            let mut p = self.open[kind.code() as usize].lock().map_err(|_| poisoned())?;
+            let mut p = self.open[kind.code() as usize]
+                .lock()
+                .map_err(|_| poisoned())?;
             p.add(kind, id, data.len() as u32, entry);
             if p.len() >= self.repo.config().pack_size as usize {
                 Some(std::mem::take(&mut *p))
@@ -144,7 +157,9 @@ impl<'a> BlobSaver<'a> {
         let (bytes, blobs) = p.finish();
         if self.tx.send(Sealed { bytes, blobs }).is_err() {
             self.check_failed()?;
-            return Err(Error::Usage("the upload thread stopped unexpectedly".into()));
+            return Err(Error::Usage(
+                "the upload thread stopped unexpectedly".into(),
+            ));
         }
         Ok(())
     }
@@ -180,9 +195,7 @@ fn upload_loop(
         }
         let id = PackId(hash::object_hash(&sealed.bytes));
         let size = sealed.bytes.len() as u64;
-        if !dry_run
-            && let Err(e) = repo.storage().put(&pack_key(&id), sealed.bytes)
-        {
+        if !dry_run && let Err(e) = repo.storage().put(&pack_key(&id), sealed.bytes) {
             if let Ok(mut f) = failed.lock() {
                 *f = Some(e.to_string());
             }

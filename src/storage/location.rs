@@ -58,10 +58,21 @@ mod tests {
 
     #[test]
     fn parses_paths_and_file_urls() {
-        assert_eq!(Location::parse("/a/b").unwrap(), Location::Local("/a/b".into()));
-        assert_eq!(Location::parse("file:///a").unwrap(), Location::Local("/a".into()));
+        assert_eq!(
+            Location::parse("/a/b").unwrap(),
+            Location::Local("/a/b".into())
+        );
+        assert_eq!(
+            Location::parse("file:///a").unwrap(),
+            Location::Local("/a".into())
+        );
         assert!(Location::parse("file://a").is_err());
-        assert!(Location::parse("gopher://x").unwrap_err().to_string().contains("gopher"));
+        assert!(
+            Location::parse("gopher://x")
+                .unwrap_err()
+                .to_string()
+                .contains("gopher")
+        );
         assert!(Location::parse("").is_err());
     }
 }

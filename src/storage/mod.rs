@@ -60,7 +60,8 @@ impl Storage {
         let store: Arc<dyn ObjectStore> = match location {
             Location::Local(path) => {
                 if create {
-                    std::fs::create_dir_all(path).map_err(|e| Error::io("create repository directory", path, e))?;
+                    std::fs::create_dir_all(path)
+                        .map_err(|e| Error::io("create repository directory", path, e))?;
                 } else if !path.is_dir() {
                     return Err(Error::RepoNotFound {
                         location: location.to_string(),
@@ -100,8 +101,12 @@ impl Storage {
 
     fn count(&self, sent: usize, received: usize) {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
-        self.stats.bytes_received.fetch_add(received as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_sent
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_received
+            .fetch_add(received as u64, Ordering::Relaxed);
     }
 
     fn err(&self, op: &'static str, key: &str, e: object_store::Error) -> Error {
@@ -138,7 +143,13 @@ impl Storage {
             .map_err(|e| self.err("read", key, e))?;
         self.count(0, bytes.len());
         if bytes.len() as u64 != len {
-            return Err(Error::corrupt(key, format!("short read: {} of {len} bytes at offset {offset}", bytes.len())));
+            return Err(Error::corrupt(
+                key,
+                format!(
+                    "short read: {} of {len} bytes at offset {offset}",
+                    bytes.len()
+                ),
+            ));
         }
         Ok(bytes.to_vec())
     }
@@ -162,7 +173,9 @@ impl Storage {
             mode: PutMode::Create,
             ..Default::default()
         };
-        let r = self.rt.block_on(self.store.put_opts(&path, PutPayload::from(bytes), opts));
+        let r = self
+            .rt
+            .block_on(self.store.put_opts(&path, PutPayload::from(bytes), opts));
         self.count(n, 0);
         match r {
             Ok(_) => Ok(true),

@@ -1,0 +1,147 @@
+//! Archiving one regular file, and the totals scanner.
+
+use std::fs::File;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Excludes, Walk};
+use crate::chunker::StreamChunker;
+use crate::error::Result;
+use crate::pack::BlobKind;
+use crate::progress::Progress;
+use crate::tree::{ChunkRef, Node, NodeKind};
+
+/// Whether the parent snapshot's node still describes this file, so its
+/// content can be reused without reading it (the bupstash/restic stat cache).
+fn unchanged(node: &Node, parent: &Node, w: &Walk) -> bool {
+    parent.kind == NodeKind::File
+        && parent.size == node.size
+        && parent.mtime == node.mtime
+        && parent.ctime == node.ctime
+        && parent.inode == node.inode
+        && parent.content.iter().map(|c| c.len as u64).sum::<u64>() == node.size
+        && parent
+            .content
+            .iter()
+            .all(|c| w.index.contains(BlobKind::Data, &c.id))
+}
+
+/// Opens without updating the access time where the kernel allows it.
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
+pub(super) fn archive(
+    w: &Walk,
+    path: &Path,
+    mut node: Node,
+    parent: Option<&Node>,
+) -> Result<Option<Node>> {
+    w.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+    if !w.opts.force
+        && let Some(p) = parent
+        && unchanged(&node, p, w)
+    {
+        node.content = p.content.clone();
+        w.files_unchanged.fetch_add(1, Ordering::Relaxed);
+        w.progress.add_done(1, node.size);
+        return Ok(Some(node));
+    }
+    let file = match open_noatime(path) {
+        Ok(f) => f,
+        Err(e) => {
+            w.error(path, format!("cannot open file: {e}"));
+            w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+            return Ok(None);
+        }
+    };
+    let mut chunks = StreamChunker::new(w.repo.chunker(), &file);
+    let mut content = Vec::new();
+    let mut read = 0u64;
+    loop {
+        w.check_cancel()?;
+        match chunks.next_chunk() {
+            Ok(Some(data)) => {
+                let (id, _) = w.saver.save(BlobKind::Data, data)?;
+                content.push(ChunkRef {
+                    id,
+                    len: data.len() as u32,
+                });
+                read += data.len() as u64;
+                w.progress.add_done(0, data.len() as u64);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                w.error(path, format!("cannot read file after {read} bytes: {e}"));
+                w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+                return Ok(None);
+            }
+        }
+    }
+    if let Ok(after) = file.metadata()
+        && (after.size() != node.size
+            || after.mtime() != node.mtime.secs
+            || after.mtime_nsec() != node.mtime.nanos as i64
+            || read != node.size)
+    {
+        w.warning(path, format!("file changed while being read ({} bytes expected, {read} read); the snapshot holds what was read", node.size));
+    }
+    w.total_bytes.fetch_add(read, Ordering::Relaxed);
+    w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+    w.bytes_read.fetch_add(read, Ordering::Relaxed);
+    node.size = read;
+    node.content = content;
+    if parent.is_some_and(|p| p.kind == NodeKind::File) {
+        w.files_changed.fetch_add(1, Ordering::Relaxed);
+    } else {
+        w.files_new.fetch_add(1, Ordering::Relaxed);
+    }
+    w.progress.add_done(1, 0);
+    Ok(Some(node))
+}
+
+/// Walks the sources once to count files and bytes for the progress
+/// display; runs beside the backup and stops early when it finishes.
+pub(super) fn scan_totals(
+    sources: &[PathBuf],
+    excludes: &Excludes,
+    progress: &dyn Progress,
+    done: &AtomicBool,
+) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut stack: Vec<PathBuf> = sources.to_vec();
+    while let Some(p) = stack.pop() {
+        if done.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|c| !excludes.is_excluded(c)),
+                );
+            }
+        } else {
+            files += 1;
+            if md.is_file() {
+                bytes += md.size();
+            }
+        }
+        if files % 4096 == 0 {
+            progress.set_total(files, bytes);
+        }
+    }
+    progress.set_total(files, bytes);
+}

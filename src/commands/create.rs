@@ -1,0 +1,105 @@
+//! `repo create` (alias `backup`): make a snapshot.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Context;
+use crate::archive::{self, BackupOptions, Excludes};
+use crate::error::Result;
+use crate::repo::lock;
+use crate::snapshot::Summary;
+use crate::storage::StatsReport;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Files and directories to back up.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Host name to record instead of this machine's.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Leave out paths matching GLOB (repeatable; `*.o`, `/home/*/.cache`, `**/target`).
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read exclude patterns from FILE, one per line (`#` comments).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Skip the contents of directories holding a valid CACHEDIR.TAG.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Do not descend into other file systems.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Do everything except writing to the repository.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Compare against this snapshot instead of the latest one with the same host and paths.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file, even those the parent snapshot shows unchanged.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub snapshot: Option<String>,
+    pub parent: Option<String>,
+    pub dry_run: bool,
+    pub summary: Summary,
+    pub errors: Vec<PathMessage>,
+    pub warnings: Vec<PathMessage>,
+    pub storage: StatsReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PathMessage {
+    pub path: String,
+    pub message: String,
+}
+
+fn pm(v: Vec<(PathBuf, String)>) -> Vec<PathMessage> {
+    v.into_iter()
+        .map(|(p, m)| PathMessage {
+            path: p.to_string_lossy().into_owned(),
+            message: m,
+        })
+        .collect()
+}
+
+pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
+    let excludes = Excludes::new(&args.excludes, &args.exclude_files, args.exclude_caches)?;
+    let repo = ctx.open()?;
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(lock::lock(&repo, false, "create")?)
+    };
+    let opts = BackupOptions {
+        paths: args.paths.clone(),
+        excludes,
+        one_file_system: args.one_file_system,
+        dry_run: args.dry_run,
+        tags: args.tags.clone(),
+        host: args.host.clone(),
+        parent: args.parent.clone(),
+        force: args.force,
+        scan: show_progress,
+        in_flight: 2,
+        cancel: ctx.cancel,
+    };
+    let r = archive::backup(&repo, &opts, ctx.progress)?;
+    Ok(Report {
+        snapshot: r.snapshot.map(|s| s.to_hex()),
+        parent: r.parent.map(|s| s.to_hex()),
+        dry_run: args.dry_run,
+        summary: r.summary,
+        errors: pm(r.errors),
+        warnings: pm(r.warnings),
+        storage: r.storage,
+    })
+}

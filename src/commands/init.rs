@@ -1,0 +1,45 @@
+//! `repo init`: create a repository.
+
+use serde::Serialize;
+
+use super::Context;
+use crate::chunker::ChunkerParams;
+use crate::error::Result;
+use crate::repo::{InitOptions, Repository};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Minimum chunk size in bytes.
+    #[arg(long, default_value_t = ChunkerParams::default().min, hide = true)]
+    pub chunk_min: u32,
+    /// Average chunk size in bytes.
+    #[arg(long, default_value_t = ChunkerParams::default().avg, hide = true)]
+    pub chunk_avg: u32,
+    /// Maximum chunk size in bytes.
+    #[arg(long, default_value_t = ChunkerParams::default().max, hide = true)]
+    pub chunk_max: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub id: String,
+    pub location: String,
+    pub key: String,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
+    let opts = InitOptions {
+        chunk_sizes: ChunkerParams {
+            min: args.chunk_min,
+            avg: args.chunk_avg,
+            max: args.chunk_max,
+        },
+        ..Default::default()
+    };
+    let repo = Repository::init(&ctx.location, &ctx.password, &opts)?;
+    Ok(Report {
+        id: repo.config().id.to_hex(),
+        location: ctx.location.to_string(),
+        key: repo.key_id().to_hex(),
+    })
+}

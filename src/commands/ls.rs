@@ -1,0 +1,124 @@
+//! `repo ls`: list the contents of a snapshot.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::Context;
+use crate::error::Result;
+use crate::index::MemIndex;
+use crate::repo::Repository;
+use crate::restore::plan;
+use crate::tree::{Node, NodeKind};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Snapshot: `latest` or an id prefix.
+    pub snapshot: String,
+    /// Directory inside the snapshot; without it the whole snapshot is listed.
+    pub path: Option<String>,
+    /// Show mode, owner, size and time.
+    #[arg(long, short = 'l')]
+    pub long: bool,
+    /// With PATH, also list everything below it.
+    #[arg(long, short = 'R')]
+    pub recursive: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    pub group: String,
+    pub mtime: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub snapshot: String,
+    pub entries: Vec<Entry>,
+}
+
+pub fn kind_name(k: NodeKind) -> &'static str {
+    match k {
+        NodeKind::File => "file",
+        NodeKind::Dir => "dir",
+        NodeKind::Symlink => "symlink",
+        NodeKind::CharDevice => "chardev",
+        NodeKind::BlockDevice => "blockdev",
+        NodeKind::Fifo => "fifo",
+        NodeKind::Socket => "socket",
+    }
+}
+
+fn entry(path: &Path, n: &Node) -> Entry {
+    let mtime = chrono::DateTime::from_timestamp(n.mtime.secs, n.mtime.nanos)
+        .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
+        .unwrap_or_default();
+    Entry {
+        path: path.to_string_lossy().into_owned(),
+        kind: kind_name(n.kind),
+        size: n.size,
+        mode: n.mode,
+        uid: n.uid,
+        gid: n.gid,
+        user: n.user.clone(),
+        group: n.group.clone(),
+        mtime,
+        target: (n.kind == NodeKind::Symlink)
+            .then(|| String::from_utf8_lossy(&n.target).into_owned()),
+    }
+}
+
+fn list(
+    repo: &Repository,
+    index: &MemIndex,
+    dir: &Node,
+    at: &Path,
+    recursive: bool,
+    out: &mut Vec<Entry>,
+) -> Result<()> {
+    let Some(id) = dir.subtree else { return Ok(()) };
+    for n in repo.load_tree(index, &id)?.nodes {
+        let p = at.join(std::ffi::OsStr::from_bytes(&n.name));
+        out.push(entry(&p, &n));
+        if recursive && n.kind == NodeKind::Dir {
+            list(repo, index, &n, &p, true, out)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
+    let repo = ctx.open()?;
+    let (sid, snap) = repo.find_snapshot(&args.snapshot)?;
+    let index = repo.load_index()?;
+    let sub = args.path.clone().unwrap_or_else(|| "/".into());
+    let (node, at): (Node, PathBuf) = plan::resolve(&repo, &index, snap.tree, &sub)?;
+    let mut entries = Vec::new();
+    if node.kind == NodeKind::Dir {
+        list(
+            &repo,
+            &index,
+            &node,
+            &at,
+            args.path.is_none() || args.recursive,
+            &mut entries,
+        )?;
+    } else {
+        entries.push(entry(&at, &node));
+    }
+    Ok(Report {
+        snapshot: sid.to_hex(),
+        entries,
+    })
+}

@@ -1,0 +1,49 @@
+//! One module per command: arguments, and a `run` that returns a report.
+//! Commands never print; the CLI renders their reports.
+
+pub mod check;
+pub mod create;
+pub mod init;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+pub mod unlock;
+
+use std::sync::atomic::AtomicBool;
+
+use zeroize::Zeroizing;
+
+use crate::error::Result;
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::storage::Location;
+
+/// What every command gets from the CLI.
+pub struct Context<'a> {
+    pub location: Location,
+    pub password: Zeroizing<Vec<u8>>,
+    pub progress: &'a dyn Progress,
+    pub cancel: &'a AtomicBool,
+}
+
+impl Context<'_> {
+    pub fn open(&self) -> Result<Repository> {
+        Repository::open(&self.location, &self.password)
+    }
+}
+
+/// Formats a byte count for people (binary units, as restic and borg do).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.3} {}", UNITS[u])
+    }
+}

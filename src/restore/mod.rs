@@ -1,0 +1,377 @@
+//! The restore engine.
+//!
+//! Files are created and sized first; then every needed pack is fetched
+//! once and all its blobs are written straight to their places (packs in
+//! parallel, blobs out of order), zero chunks are skipped so sparse files
+//! stay sparse, and metadata is applied last (directories deepest first,
+//! so writing into them does not disturb their times).
+
+pub mod meta;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::archive::Excludes;
+use crate::error::{Error, Result};
+use crate::hash;
+use crate::id::{BlobId, PackId};
+use crate::index::MemIndex;
+use crate::pack::{self, BlobKind};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::repo::objects::pack_key;
+use crate::tree::NodeKind;
+pub use plan::Item;
+
+pub struct RestoreOptions<'a> {
+    pub target: PathBuf,
+    /// Path inside the snapshot to restore, `/` for everything.
+    pub sub_path: String,
+    pub include: Option<Excludes>,
+    pub exclude: Option<Excludes>,
+    /// Read every restored file back and check it against the snapshot.
+    pub verify: bool,
+    pub cancel: &'a AtomicBool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    pub bytes: u64,
+    pub verified_files: u64,
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+/// Where one blob goes: (file number in the plan, offset in that file).
+type Targets = Vec<(usize, u64)>;
+
+struct Restorer<'a> {
+    repo: &'a Repository,
+    index: &'a MemIndex,
+    items: Vec<Item>,
+    errors: Mutex<Vec<(PathBuf, String)>>,
+    progress: &'a dyn Progress,
+    cancel: &'a AtomicBool,
+    bytes: AtomicU64,
+}
+
+impl Restorer<'_> {
+    fn error(&self, path: &Path, msg: impl std::fmt::Display) {
+        let msg = msg.to_string();
+        self.progress.warn(path, &msg);
+        if let Ok(mut e) = self.errors.lock() {
+            e.push((path.to_path_buf(), msg));
+        }
+    }
+
+    /// Removes whatever non-directory is in the way, so we never write through a symlink.
+    fn clear(&self, path: &Path) {
+        if let Ok(md) = std::fs::symlink_metadata(path)
+            && !md.is_dir()
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn create_entries(&self) -> BTreeMap<PackId, BTreeMap<(u32, u32), (BlobId, Targets)>> {
+        let mut packs: BTreeMap<PackId, BTreeMap<(u32, u32), (BlobId, Targets)>> = BTreeMap::new();
+        for (no, item) in self.items.iter().enumerate() {
+            match item {
+                Item::Dir { path, .. } => {
+                    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    if let Err(e) = std::fs::create_dir_all(path) {
+                        self.error(path, format!("cannot create directory: {e}"));
+                    }
+                }
+                Item::File { path, node } => {
+                    self.clear(path);
+                    let created = OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(path)
+                        .and_then(|f| f.set_len(node.size));
+                    if let Err(e) = created {
+                        self.error(path, format!("cannot create file: {e}"));
+                        continue;
+                    }
+                    let mut offset = 0u64;
+                    for c in &node.content {
+                        match self.index.get(BlobKind::Data, &c.id) {
+                            Some(loc) => packs
+                                .entry(loc.pack)
+                                .or_default()
+                                .entry((loc.offset, loc.length))
+                                .or_insert_with(|| (c.id, Vec::new()))
+                                .1
+                                .push((no, offset)),
+                            None => self.error(
+                                path,
+                                format!(
+                                    "data blob {} is missing from the index; run `repo check`",
+                                    c.id
+                                ),
+                            ),
+                        }
+                        offset += c.len as u64;
+                    }
+                }
+                _ => {}
+            }
+        }
+        packs
+    }
+
+    /// Fetches one pack's needed span and writes each blob to its targets.
+    fn restore_pack(
+        &self,
+        pack: &PackId,
+        blobs: &BTreeMap<(u32, u32), (BlobId, Targets)>,
+    ) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let start = blobs.keys().map(|(o, _)| *o as u64).min().unwrap_or(0);
+        let end = blobs
+            .keys()
+            .map(|(o, l)| *o as u64 + *l as u64)
+            .max()
+            .unwrap_or(0);
+        let key = pack_key(pack);
+        let span = match self.repo.storage().get_range(&key, start, end - start) {
+            Ok(s) => s,
+            Err(e) => {
+                for (_, targets) in blobs.values() {
+                    for (no, _) in targets {
+                        self.error(
+                            self.items[*no].path(),
+                            format!("cannot read pack {key}: {e}"),
+                        );
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let mut files: BTreeMap<usize, File> = BTreeMap::new();
+        for ((off, len), (id, targets)) in blobs {
+            let rel = (*off as u64 - start) as usize;
+            let entry = &span[rel..rel + *len as usize];
+            let data = match pack::open_entry(self.repo.keys(), entry, *off as u64, Some(*id)) {
+                Ok((_, d)) => d,
+                Err(e) => {
+                    for (no, _) in targets {
+                        self.error(
+                            self.items[*no].path(),
+                            format!("pack {key} is damaged: {e}"),
+                        );
+                    }
+                    continue;
+                }
+            };
+            if data.iter().all(|&b| b == 0) {
+                continue; // leave a hole; the file was sized to its full length
+            }
+            for (no, at) in targets {
+                let path = self.items[*no].path();
+                let f = match files.entry(*no) {
+                    std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        match OpenOptions::new()
+                            .write(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(path)
+                        {
+                            Ok(f) => v.insert(f),
+                            Err(e) => {
+                                self.error(path, format!("cannot open for writing: {e}"));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = f.write_all_at(&data, *at) {
+                    self.error(path, format!("cannot write: {e}"));
+                }
+            }
+            self.bytes
+                .fetch_add(data.len() as u64 * targets.len() as u64, Ordering::Relaxed);
+            self.progress
+                .add_done(0, data.len() as u64 * targets.len() as u64);
+        }
+        Ok(())
+    }
+
+    fn create_others(&self) {
+        for item in &self.items {
+            match item {
+                Item::HardLink { path, first, .. } => {
+                    self.clear(path);
+                    if let Err(e) = std::fs::hard_link(first, path) {
+                        self.error(
+                            path,
+                            format!("cannot create hard link to {}: {e}", first.display()),
+                        );
+                    }
+                }
+                Item::Other { path, node } => {
+                    self.clear(path);
+                    let r = match node.kind {
+                        NodeKind::Symlink => std::os::unix::fs::symlink(
+                            std::ffi::OsStr::from_bytes(&node.target),
+                            path,
+                        ),
+                        NodeKind::Fifo => nix::unistd::mkfifo(
+                            path,
+                            nix::sys::stat::Mode::from_bits_truncate(node.mode),
+                        )
+                        .map_err(std::io::Error::from),
+                        NodeKind::CharDevice | NodeKind::BlockDevice => {
+                            let kind = if node.kind == NodeKind::CharDevice {
+                                nix::sys::stat::SFlag::S_IFCHR
+                            } else {
+                                nix::sys::stat::SFlag::S_IFBLK
+                            };
+                            nix::sys::stat::mknod(
+                                path,
+                                kind,
+                                nix::sys::stat::Mode::from_bits_truncate(node.mode),
+                                node.rdev,
+                            )
+                            .map_err(std::io::Error::from)
+                        }
+                        NodeKind::Socket => continue, // a socket is only meaningful to its live process
+                        NodeKind::File | NodeKind::Dir => continue,
+                    };
+                    if let Err(e) = r {
+                        self.error(path, format!("cannot create {:?}: {e}", node.kind));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn apply_metadata(&self) {
+        let as_root = nix::unistd::geteuid().is_root();
+        let mut dirs = Vec::new();
+        for item in &self.items {
+            match item {
+                Item::Dir { path, node } => dirs.push((path, node)),
+                Item::File { path, node } | Item::Other { path, node } => {
+                    if node.kind == NodeKind::Socket || !std::fs::symlink_metadata(path).is_ok() {
+                        continue;
+                    }
+                    for e in meta::apply(path, node, as_root) {
+                        self.error(path, e);
+                    }
+                }
+                Item::HardLink { .. } => {}
+            }
+        }
+        for (path, node) in dirs.into_iter().rev() {
+            for e in meta::apply(path, node, as_root) {
+                self.error(path, e);
+            }
+        }
+    }
+
+    /// Reads each restored file back and checks every chunk's keyed hash.
+    fn verify(&self) -> u64 {
+        let ok = AtomicU64::new(0);
+        self.items.par_iter().for_each(|item| {
+            let Item::File { path, node } = item else {
+                return;
+            };
+            let mut f = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => return self.error(path, format!("verify: cannot open: {e}")),
+            };
+            let mut buf = Vec::new();
+            for c in &node.content {
+                buf.resize(c.len as usize, 0);
+                if let Err(e) = f.read_exact(&mut buf) {
+                    return self.error(path, format!("verify: cannot read: {e}"));
+                }
+                if hash::blob_id(&self.repo.keys().blob_id, &buf) != c.id {
+                    return self.error(path, "verify: content differs from the snapshot");
+                }
+            }
+            if f.read(&mut [0u8; 1]).is_ok_and(|n| n > 0) {
+                return self.error(path, "verify: file is longer than in the snapshot");
+            }
+            ok.fetch_add(1, Ordering::Relaxed);
+        });
+        ok.into_inner()
+    }
+}
+
+/// Restores (part of) the snapshot whose root tree is `root`.
+pub fn restore(
+    repo: &Repository,
+    index: &MemIndex,
+    root: BlobId,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let (start, start_path) = plan::resolve(repo, index, root, &opts.sub_path)?;
+    let filter = plan::Filter {
+        include: opts.include.as_ref(),
+        exclude: opts.exclude.as_ref(),
+    };
+    let items = plan::plan(repo, index, &start, &start_path, &opts.target, &filter)?;
+    let total: u64 = items
+        .iter()
+        .map(|i| {
+            if let Item::File { node, .. } = i {
+                node.size
+            } else {
+                0
+            }
+        })
+        .sum();
+    progress.set_total(items.len() as u64, total);
+    let r = Restorer {
+        repo,
+        index,
+        items,
+        errors: Mutex::new(Vec::new()),
+        progress,
+        cancel: opts.cancel,
+        bytes: AtomicU64::new(0),
+    };
+    let packs = r.create_entries();
+    packs
+        .par_iter()
+        .try_for_each(|(p, blobs)| r.restore_pack(p, blobs))?;
+    r.create_others();
+    r.apply_metadata();
+    let verified_files = if opts.verify { r.verify() } else { 0 };
+    let mut report = RestoreReport {
+        verified_files,
+        bytes: r.bytes.load(Ordering::Relaxed),
+        ..Default::default()
+    };
+    for item in &r.items {
+        match item {
+            Item::Dir { .. } => report.dirs += 1,
+            Item::File { .. } | Item::HardLink { .. } => report.files += 1,
+            Item::Other { .. } => report.others += 1,
+        }
+    }
+    report.errors = r.errors.into_inner().unwrap_or_default();
+    Ok(report)
+}
