@@ -137,7 +137,7 @@ impl MemIndex {
     /// Sorts for lookup; duplicates (the same blob in two packs) keep one entry.
     pub fn finish(&mut self) {
         for v in [&mut self.data, &mut self.tree] {
-            v.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+            v.sort_unstable_by_key(|e| e.id);
             v.dedup_by(|a, b| a.id == b.id);
             v.shrink_to_fit();
         }

@@ -180,7 +180,7 @@ impl Repository {
     pub fn load_index(&self) -> Result<MemIndex> {
         let files = self.load_index_files()?;
         let mut idx = MemIndex::default();
-        for (_, f) in &files {
+        for f in files.values() {
             idx.add(f);
         }
         idx.finish();

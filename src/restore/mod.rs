@@ -56,6 +56,9 @@ pub struct RestoreReport {
 /// Where one blob goes: (file number in the plan, offset in that file).
 type Targets = Vec<(usize, u64)>;
 
+/// Per pack, the needed entries by (offset, length), each with its blob id and targets.
+type PackPlan = BTreeMap<PackId, BTreeMap<(u32, u32), (BlobId, Targets)>>;
+
 struct Restorer<'a> {
     repo: &'a Repository,
     index: &'a MemIndex,
@@ -84,8 +87,8 @@ impl Restorer<'_> {
         }
     }
 
-    fn create_entries(&self) -> BTreeMap<PackId, BTreeMap<(u32, u32), (BlobId, Targets)>> {
-        let mut packs: BTreeMap<PackId, BTreeMap<(u32, u32), (BlobId, Targets)>> = BTreeMap::new();
+    fn create_entries(&self) -> PackPlan {
+        let mut packs = PackPlan::new();
         for (no, item) in self.items.iter().enumerate() {
             match item {
                 Item::Dir { path, .. } => {
@@ -272,7 +275,7 @@ impl Restorer<'_> {
             match item {
                 Item::Dir { path, node } => dirs.push((path, node)),
                 Item::File { path, node } | Item::Other { path, node } => {
-                    if node.kind == NodeKind::Socket || !std::fs::symlink_metadata(path).is_ok() {
+                    if node.kind == NodeKind::Socket || std::fs::symlink_metadata(path).is_err() {
                         continue;
                     }
                     for e in meta::apply(path, node, as_root) {
