@@ -144,7 +144,7 @@ impl Progress for Display {
 
     fn warn(&self, path: &Path, message: &str) {
         self.warned.fetch_add(1, Ordering::Relaxed);
-        let line = format!("warning: {}: {message}", path.display());
+        let line = format!("error: {}: {message}", path.display());
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
@@ -297,12 +297,7 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
             } else {
                 render_create(&r, cli.quiet, cli.verbose);
             }
-            for e in &r.errors {
-                if !show_bar {
-                    // Already shown live on a terminal; otherwise list them here.
-                    eprintln!("error: {}: {}", e.path, e.message);
-                }
-            }
+            // Each unreadable path was already reported on stderr as it happened.
             if !r.errors.is_empty() {
                 eprintln!(
                     "{} file(s) could not be read and are missing from the snapshot; fix access and run create again",
@@ -382,15 +377,10 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                         String::new()
                     }
                 ));
-                if !show_bar {
-                    for e in &r.errors {
-                        eprintln!("error: {}: {}", e.path, e.message);
-                    }
-                }
             }
             if !r.errors.is_empty() {
                 bail!(
-                    "{} problem(s) during restore; the files named above may be incomplete",
+                    "{} problem(s) during restore (listed above); those files may be missing or incomplete",
                     r.errors.len()
                 );
             }

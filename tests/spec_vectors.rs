@@ -147,12 +147,15 @@ fn constants() {
 
 // ---------------------------------------------------------------- pack entries
 
+/// The 48-byte plaintext header of the "hello" data blob (body_len 46, raw_len 5).
 const HELLO_HEADER_PLAIN: &str = "010000002e0000000500000000000000\
      e40f92599fd5e8909fa62804d99aa3e008022411c1576bf2f127fb819b5eac1f";
+/// That header sealed with nonce 0x11..: nonce (24) | ciphertext (48) | tag (16).
 const HELLO_HEADER_SEALED: &str = "111111111111111111111111111111111111111111111111\
      fc4935828f12ad0a758c5a8dbfc05c6e11fcd73ff185364a4c4a99570e0a1ca5\
-     5d6c3d2c5d46ddae3a49f628a0afc8bc32291200f972ce84\
-     84dca5c7dc2e5a58";
+     5d6c3d2c5d46ddae3a49f628a0afc8bc\
+     32291200f972ce8484dca5c7dc2e5a58";
+/// The body, flag 0 || "hello" sealed with nonce 0x22..: nonce (24) | ciphertext (6) | tag (16).
 const HELLO_BODY_SEALED: &str = "222222222222222222222222222222222222222222222222\
      2e14eb5ec83f\
      ca2e2ecebd109cf15db275f995df8227";
@@ -222,12 +225,14 @@ fn pack_entry_raw_known_answer() {
 
 const ABC_ID: &str = "6fe34fe8d06215d5fc44bf57439224f2e89b4ba240bf305dc2dea74c6ac76918";
 /// A data entry for b"abc" x 100 (300 bytes), body compressed with zstd.
-/// Header nonce 0x33.., body nonce 0x44...
+/// Header (nonce 0x33.. | 48 | tag), then body (nonce 0x44.. | 21 | tag).
 const ABC_ENTRY: &str = "333333333333333333333333333333333333333333333333\
      efdd803ec0d633f0766394534afc6afe3b7aa7f87d0d1830ee12eae3e15900d4\
-     06144a3118cd9bca31bb99f72734a032de9f72ee5e818907d09328c6a4cd378d\
+     06144a3118cd9bca31bb99f72734a032\
+     de9f72ee5e818907d09328c6a4cd378d\
      444444444444444444444444444444444444444444444444\
-     f3882152c9d5b77b9930bd11cb8070d05e43440dca03f04093ca7cd8f0267695a7deb9d2d4";
+     f3882152c9d5b77b9930bd11cb8070d05e43440dca\
+     03f04093ca7cd8f0267695a7deb9d2d4";
 
 #[test]
 fn pack_entry_zstd_reader_vector() {
@@ -316,6 +321,7 @@ fn tree_postcard_known_answer() {
     let t = sample_tree();
     let enc = t.encode();
     assert_eq!(hex::encode(&enc), hex::encode(&expect));
+    assert_eq!(enc.len(), 160);
     assert_eq!(Tree::decode(&expect).unwrap(), t);
     assert_eq!(
         hash::blob_id(&keys().blob_id, &enc).to_hex(),
@@ -347,8 +353,9 @@ const INDEX_HEX: &str = "01 01 5555555555555555555555555555555555555555555555555
 
 /// The index payload above, sealed as an index object (zstd-compressed; nonce 0x77..).
 const INDEX_OBJECT: &str = "777777777777777777777777777777777777777777777777\
-     e7710e82442a85e048121eec4ab596ed8a4fec320fb9e2202bb1a7ee2c75e835da7e7a0d3f3b09e8\
-     9018773bd9ae4dd6c3c369857fe980d69ddf746faa52f7334963a0e81b8aee14f43e1a81106f2572";
+     e7710e82442a85e048121eec4ab596ed8a4fec320fb9e2202bb1a7ee2c75e835\
+     da7e7a0d3f3b09e89018773bd9ae4dd6c3c369857fe980d69ddf746faa52f733\
+     4963a0e81b8aee14f43e1a81106f2572";
 const INDEX_OBJECT_ID: &str = "b8d591792c138337b4a73181b2c5a8789b5b79c79ac856ad3540757b06004d5c";
 
 fn sample_index() -> IndexFile {
@@ -374,6 +381,7 @@ fn index_postcard_known_answer() {
     let expect = h(&INDEX_HEX.replace(' ', ""));
     let f = sample_index();
     assert_eq!(hex::encode(f.encode()), hex::encode(&expect));
+    assert_eq!(expect.len(), 107);
     assert_eq!(IndexFile::decode(&expect).unwrap(), f);
     // An entry reaching past its pack's size is rejected.
     let mut bad = f.clone();
@@ -623,6 +631,9 @@ fn chunker_input(len: usize) -> Vec<u8> {
 fn chunker_known_answer() {
     let k = keys();
     let gear = spec_gear(&k.chunker);
+    // The XOF stream starts with the 32-byte keyed hash of the empty input.
+    let first: Vec<u8> = gear[..4].iter().flat_map(|g| g.to_le_bytes()).collect();
+    assert_eq!(first, blake3::keyed_hash(&k.chunker, b"").as_bytes());
     assert_eq!(
         &gear[..4],
         &[

@@ -275,11 +275,27 @@ pub fn backup(
             "no source paths given: name at least one file or directory to back up".into(),
         ));
     }
-    let sources: Vec<PathBuf> = opts
-        .paths
-        .iter()
-        .map(|p| sources::normalize(p))
-        .collect::<Result<_>>()?;
+    let tally = Tally::default();
+    let mut sources: Vec<PathBuf> = Vec::new();
+    for p in &opts.paths {
+        let abs = sources::normalize(p)?;
+        match std::fs::symlink_metadata(&abs) {
+            Ok(_) => sources.push(abs),
+            Err(e) => {
+                let msg = format!("cannot read source: {e}");
+                progress.warn(&abs, &msg);
+                if let Ok(mut errs) = tally.errors.lock() {
+                    errs.push((abs, msg));
+                }
+            }
+        }
+    }
+    if sources.is_empty() {
+        return Err(Error::NotFound {
+            what: "any readable source path".into(),
+            hint: ": check the paths given to create".into(),
+        });
+    }
     let path_strings: Vec<String> = sources
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
@@ -291,7 +307,6 @@ pub fn backup(
     let vroot = sources::build(&sources);
 
     let walk_done = AtomicBool::new(false);
-    let tally = Tally::default();
     let (tree, save) = std::thread::scope(|scope| {
         if opts.scan {
             let srcs = sources.clone();
@@ -331,26 +346,6 @@ pub fn backup(
     let walk = tally;
     let errors = walk.errors.into_inner().unwrap_or_default();
     let warnings = walk.warnings.into_inner().unwrap_or_default();
-    let files = walk.files_new.load(Ordering::Relaxed)
-        + walk.files_changed.load(Ordering::Relaxed)
-        + walk.files_unchanged.load(Ordering::Relaxed);
-    if files == 0
-        && walk.dirs.load(Ordering::Relaxed) == 0
-        && walk.others.load(Ordering::Relaxed) == 0
-        && !errors.is_empty()
-    {
-        return Err(Error::NotFound {
-            what: format!("any readable source among {}", path_strings.join(", ")),
-            hint: format!(
-                ": {}",
-                errors
-                    .iter()
-                    .map(|(p, m)| format!("{}: {m}", p.display()))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        });
-    }
     let summary = Summary {
         files_new: walk.files_new.into_inner(),
         files_changed: walk.files_changed.into_inner(),
