@@ -180,7 +180,9 @@ fn run_password_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
     }
     let raw = Zeroizing::new(out.stdout);
     let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    Ok(Zeroizing::new(line.to_vec()))
+    Ok(Zeroizing::new(
+        line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
+    ))
 }
 
 /// Finds the password: environment, file, command, then a terminal prompt.

@@ -94,7 +94,26 @@ impl StoredConfig {
         let config: Config =
             serde_json::from_value(value).map_err(|e| format!("config is invalid: {e}"))?;
         config.chunk_sizes.validate()?;
-        if !(1..=22).contains(&config.compression_level) || config.pack_size < 1024 * 1024 {
+        let expected = Config::new(config.id, config.chunk_sizes);
+        if (
+            &config.chunker,
+            &config.blob_id,
+            &config.cipher,
+            &config.compression,
+        ) != (
+            &expected.chunker,
+            &expected.blob_id,
+            &expected.cipher,
+            &expected.compression,
+        ) {
+            return Err(format!(
+                "config names algorithms this build does not know ({}, {}, {}, {})",
+                config.chunker, config.blob_id, config.cipher, config.compression
+            ));
+        }
+        if !(1..=22).contains(&config.compression_level)
+            || !(1024 * 1024..=1024 * 1024 * 1024).contains(&config.pack_size)
+        {
             return Err("config has out-of-range compression level or pack size".into());
         }
         Ok(StoredConfig {

@@ -120,6 +120,9 @@ pub fn open_header(key: &[u8; 32], bytes: &[u8], offset: u64) -> Result<BlobHead
         return Err(invalid("unknown header version"));
     }
     let kind = BlobKind::from_code(p[1]).ok_or_else(|| invalid("unknown blob kind"))?;
+    if p[2..4] != [0, 0] || p[12..16] != [0, 0, 0, 0] {
+        return Err(invalid("reserved bytes are not zero"));
+    }
     let le = |r: std::ops::Range<usize>| u32::from_le_bytes(p[r].try_into().unwrap_or_default());
     let (body_len, raw_len) = (le(4..8), le(8..12));
     if raw_len > MAX_BLOB_LEN || (body_len as usize) < OVERHEAD + 1 {
@@ -160,11 +163,11 @@ pub fn open_entry(
     keys: &crate::crypto::SubKeys,
     entry: &[u8],
     offset: u64,
-    expected: Option<BlobId>,
+    expected: Option<(BlobKind, BlobId)>,
 ) -> Result<(BlobHeader, Vec<u8>), PackError> {
     let h = open_header(&keys.encryption, entry, offset)?;
-    if let Some(e) = expected
-        && e != h.id
+    if let Some((kind, e)) = expected
+        && (e != h.id || kind != h.kind)
     {
         return Err(PackError::WrongBlob {
             expected: e,
@@ -302,7 +305,8 @@ mod tests {
         assert_eq!(a, b);
         for e in &index {
             let r = e.offset as usize..(e.offset + e.length) as usize;
-            let (_, data) = open_entry(&keys, &pack[r], e.offset as u64, Some(e.id)).unwrap();
+            let (_, data) =
+                open_entry(&keys, &pack[r], e.offset as u64, Some((e.kind, e.id))).unwrap();
             assert_eq!(hash::blob_id(&keys.blob_id, &data), e.id);
         }
         let cut = pack.len() - 10;
@@ -320,7 +324,7 @@ mod tests {
             let mut bad = pack.clone();
             bad[i] ^= 0x40;
             assert!(
-                open_entry(&keys, &bad, 0, Some(e.id)).is_err(),
+                open_entry(&keys, &bad, 0, Some((e.kind, e.id))).is_err(),
                 "flip at {i} undetected"
             );
         }

@@ -277,7 +277,9 @@ fn read_pack(c: &Checker, id: &PackId, indexed: &[IndexBlob]) {
             continue;
         }
         let entry = &bytes[b.offset as usize..(b.offset + b.length) as usize];
-        if let Err(e) = pack::open_entry(c.repo.keys(), entry, b.offset as u64, Some(b.id)) {
+        if let Err(e) =
+            pack::open_entry(c.repo.keys(), entry, b.offset as u64, Some((b.kind, b.id)))
+        {
             c.problem(
                 &key,
                 format!("{} blob {} at offset {}: {e}", b.kind, b.id, b.offset),

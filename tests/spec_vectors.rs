@@ -198,7 +198,7 @@ fn pack_entry_raw_known_answer() {
     let mut entry = header.clone();
     entry.extend_from_slice(&body);
     assert_eq!(entry.len(), 134);
-    let (hdr, data) = pack::open_entry(&k, &entry, 0, Some(id)).unwrap();
+    let (hdr, data) = pack::open_entry(&k, &entry, 0, Some((BlobKind::Data, id))).unwrap();
     assert_eq!((hdr.raw_len, data.as_slice()), (5, &b"hello"[..]));
     // As a one-entry pack: its id and what a scan finds.
     assert_eq!(
@@ -251,7 +251,7 @@ fn pack_entry_zstd_reader_vector() {
     let framed = crypto::open(&k.encryption, &ad, &entry[88..]).unwrap();
     assert_eq!(framed[0], codec::FLAG_ZSTD);
     assert_eq!(&framed[1..5], &[0x28, 0xb5, 0x2f, 0xfd]); // zstd frame magic
-    let (_, data) = pack::open_entry(&k, &entry, 0, Some(id)).unwrap();
+    let (_, data) = pack::open_entry(&k, &entry, 0, Some((BlobKind::Data, id))).unwrap();
     assert_eq!(data, abc);
 
     // Two entries back to back form a valid pack; a scan walks both.

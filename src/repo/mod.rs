@@ -269,7 +269,7 @@ impl Repository {
         let entry = self
             .storage
             .get_range(&key, loc.offset as u64, loc.length as u64)?;
-        let (_, data) = pack::open_entry(&self.keys, &entry, loc.offset as u64, Some(*id))
+        let (_, data) = pack::open_entry(&self.keys, &entry, loc.offset as u64, Some((kind, *id)))
             .map_err(|e| Error::corrupt(format!("pack {key}"), e))?;
         Ok(data)
     }

@@ -57,7 +57,7 @@ pub struct RestoreReport {
 type Targets = Vec<(usize, u64)>;
 
 /// Per pack, the needed entries by (offset, length), each with its blob id and targets.
-type PackPlan = BTreeMap<PackId, BTreeMap<(u32, u32), (BlobId, Targets)>>;
+type PackPlan = BTreeMap<PackId, BTreeMap<(u32, u32), (BlobId, u32, Targets)>>;
 
 struct Restorer<'a> {
     repo: &'a Repository,
@@ -119,8 +119,8 @@ impl Restorer<'_> {
                                 .entry(loc.pack)
                                 .or_default()
                                 .entry((loc.offset, loc.length))
-                                .or_insert_with(|| (c.id, Vec::new()))
-                                .1
+                                .or_insert_with(|| (c.id, c.len, Vec::new()))
+                                .2
                                 .push((no, offset)),
                             None => self.error(
                                 path,
@@ -143,7 +143,7 @@ impl Restorer<'_> {
     fn restore_pack(
         &self,
         pack: &PackId,
-        blobs: &BTreeMap<(u32, u32), (BlobId, Targets)>,
+        blobs: &BTreeMap<(u32, u32), (BlobId, u32, Targets)>,
     ) -> Result<()> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
@@ -158,7 +158,7 @@ impl Restorer<'_> {
         let span = match self.repo.storage().get_range(&key, start, end - start) {
             Ok(s) => s,
             Err(e) => {
-                for (_, targets) in blobs.values() {
+                for (_, _, targets) in blobs.values() {
                     for (no, _) in targets {
                         self.error(
                             self.items[*no].path(),
@@ -170,10 +170,15 @@ impl Restorer<'_> {
             }
         };
         let mut files: BTreeMap<usize, File> = BTreeMap::new();
-        for ((off, len), (id, targets)) in blobs {
+        for ((off, len), (id, raw_len, targets)) in blobs {
             let rel = (*off as u64 - start) as usize;
             let entry = &span[rel..rel + *len as usize];
-            let data = match pack::open_entry(self.repo.keys(), entry, *off as u64, Some(*id)) {
+            let data = match pack::open_entry(
+                self.repo.keys(),
+                entry,
+                *off as u64,
+                Some((BlobKind::Data, *id)),
+            ) {
                 Ok((_, d)) => d,
                 Err(e) => {
                     for (no, _) in targets {
@@ -185,6 +190,18 @@ impl Restorer<'_> {
                     continue;
                 }
             };
+            if data.len() != *raw_len as usize {
+                for (no, _) in targets {
+                    self.error(
+                        self.items[*no].path(),
+                        format!(
+                            "blob {id} has {} bytes, the tree says {raw_len}; run `repo check`",
+                            data.len()
+                        ),
+                    );
+                }
+                continue;
+            }
             if data.iter().all(|&b| b == 0) {
                 continue; // leave a hole; the file was sized to its full length
             }
