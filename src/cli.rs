@@ -16,7 +16,7 @@ use repo::commands::{
     self, Context, check, create, human_bytes, init, ls, restore, snapshots, unlock,
 };
 use repo::progress::{Progress, Silent};
-use repo::storage::Location;
+use repo::storage::{BackendOptions, Location};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +46,22 @@ struct Cli {
         value_name = "COMMAND"
     )]
     password_command: Option<String>,
+    /// S3 endpoint for self-hosted servers (MinIO, Ceph, Garage, SeaweedFS...).
+    #[arg(long, env = "REPO_S3_ENDPOINT", global = true, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// Extra CA certificate (PEM) to trust for FTPS.
+    #[arg(long, env = "REPO_CA_CERT", global = true, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// Parallel transfers to remote storage (default 8 for S3, 4 for FTP).
+    #[arg(
+        long,
+        env = "REPO_CONNECTIONS",
+        global = true,
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    connections: usize,
     /// Print the result as JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -185,6 +201,20 @@ fn run_password_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
     ))
 }
 
+/// The FTP server password when neither the URL nor ~/.netrc has it.
+fn ftp_password(location: &Location) -> Result<String> {
+    if let Ok(p) = std::env::var("REPO_FTP_PASSWORD") {
+        return Ok(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(repo::Error::Usage(format!(
+            "no FTP password for {location}: put it in ~/.netrc, set REPO_FTP_PASSWORD, or run on a terminal to be asked"
+        )));
+    }
+    rpassword::prompt_password(format!("FTP password for {location}: "))
+        .context("cannot read the FTP password")
+}
+
 /// Finds the password: environment, file, command, then a terminal prompt.
 fn password(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     if let Some(p) = std::env::var_os("REPO_PASSWORD") {
@@ -244,7 +274,15 @@ pub fn main() -> Result<u8> {
         signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())?;
         signal_hook::flag::register(sig, cancel.clone())?;
     }
-    let location = Location::parse(cli.repo.as_deref().unwrap_or(""))?;
+    let backend = BackendOptions {
+        s3_endpoint: cli.s3_endpoint.clone(),
+        ca_cert: cli.ca_cert.clone(),
+        connections: cli.connections,
+    };
+    let mut location = Location::parse(cli.repo.as_deref().unwrap_or(""), &backend)?;
+    if location.needs_password() {
+        location.set_password(ftp_password(&location)?);
+    }
     let tty = std::io::stderr().is_terminal();
     let show_bar = tty
         && !cli.quiet

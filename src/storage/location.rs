@@ -3,51 +3,169 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::ftp::FtpConfig;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings that apply to remote backends, from flags and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    /// S3 endpoint for self-hosted servers (`--s3-endpoint`, `REPO_S3_ENDPOINT`).
+    pub s3_endpoint: Option<String>,
+    /// Extra trusted CA certificate (PEM) for FTPS servers with a private CA.
+    pub ca_cert: Option<PathBuf>,
+    /// Parallel transfers; 0 picks a default per backend.
+    pub connections: usize,
+}
+
+#[derive(Clone)]
 pub enum Location {
     /// A directory on a local file system.
     Local(PathBuf),
+    /// A bucket and key prefix on S3-compatible storage.
+    S3 {
+        bucket: String,
+        prefix: String,
+        endpoint: Option<String>,
+        /// Parallel transfers.
+        connections: usize,
+    },
+    /// A directory on an FTP or FTPS server.
+    Ftp(Box<FtpConfig>),
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Location({self})")
+    }
+}
+
+impl PartialEq for Location {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+fn bad(s: &str, part: &str, hint: &str) -> Error {
+    Error::Usage(format!("repository URL {s:?}: {part}; {hint}"))
 }
 
 impl Location {
-    /// Parses a plain path or a `file://` URL.
-    pub fn parse(s: &str) -> Result<Self> {
+    /// Parses a path, `file:///path`, `s3://bucket/prefix`, `ftp://user@host[:port]/path`
+    /// or `ftps://…`.
+    pub fn parse(s: &str, opts: &BackendOptions) -> Result<Self> {
         if s.is_empty() {
             return Err(Error::Usage(
                 "no repository given: pass -r/--repo or set REPO_REPOSITORY".into(),
             ));
         }
-        if let Some(rest) = s.strip_prefix("file://") {
-            if !rest.starts_with('/') {
-                return Err(Error::Usage(format!(
-                    "repository URL {s:?}: a file:// URL needs an absolute path, as in file:///backups/repo"
-                )));
-            }
-            return Ok(Location::Local(PathBuf::from(rest)));
-        }
-        if let Some((scheme, _)) = s.split_once("://") {
-            return Err(Error::Usage(format!(
-                "repository URL {s:?}: scheme {scheme:?} is not supported; use a path or file:///path"
-            )));
-        }
-        let p = PathBuf::from(s);
-        let abs = if p.is_absolute() {
-            p
-        } else {
-            std::env::current_dir()
-                .map_err(|e| Error::io("read the current directory for", s, e))?
-                .join(p)
+        let Some((scheme, rest)) = s.split_once("://") else {
+            return local(s);
         };
-        Ok(Location::Local(abs))
+        match scheme {
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(bad(
+                        s,
+                        "a file:// URL needs an absolute path",
+                        "write file:///backups/repo",
+                    ));
+                }
+                Ok(Location::Local(PathBuf::from(rest)))
+            }
+            "s3" => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty()
+                    || !bucket.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    })
+                {
+                    return Err(bad(
+                        s,
+                        &format!("bucket name {bucket:?} is missing or invalid"),
+                        "write s3://bucket/prefix with a lowercase bucket name",
+                    ));
+                }
+                let endpoint = opts.s3_endpoint.clone().filter(|e| !e.is_empty());
+                if let Some(e) = &endpoint
+                    && !(e.starts_with("http://") || e.starts_with("https://"))
+                {
+                    return Err(Error::Usage(format!(
+                        "S3 endpoint {e:?} must start with http:// or https://"
+                    )));
+                }
+                Ok(Location::S3 {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.trim_matches('/').to_string(),
+                    endpoint,
+                    connections: if opts.connections > 0 {
+                        opts.connections
+                    } else {
+                        8
+                    },
+                })
+            }
+            "ftp" | "ftps" => {
+                let mut cfg = FtpConfig::from_url(s).map_err(|e| Error::Usage(e.to_string()))?;
+                if cfg.password.is_empty()
+                    && let Some(p) = super::netrc::password(&cfg.host, &cfg.user)
+                {
+                    cfg.password = p;
+                }
+                if opts.connections > 0 {
+                    cfg.max_connections = opts.connections;
+                }
+                if let Some(ca) = &opts.ca_cert {
+                    cfg.ca_cert_pem = Some(
+                        std::fs::read(ca).map_err(|e| Error::io("read CA certificate", ca, e))?,
+                    );
+                }
+                Ok(Location::Ftp(Box::new(cfg)))
+            }
+            other => Err(bad(
+                s,
+                &format!("scheme {other:?} is not supported"),
+                "use a path, file:///path, s3://bucket/prefix, ftp://user@host/path or ftps://user@host/path",
+            )),
+        }
+    }
+
+    /// FTP needs a password that neither the URL nor ~/.netrc gave.
+    pub fn needs_password(&self) -> bool {
+        matches!(self, Location::Ftp(c) if c.password.is_empty() && c.user != "anonymous")
+    }
+
+    /// Supplies the FTP password (from a prompt).
+    pub fn set_password(&mut self, password: String) {
+        if let Location::Ftp(c) = self {
+            c.password = password;
+        }
+    }
+
+    /// Whether objects live on another machine (more parallel transfers pay off).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, Location::Local(_))
     }
 }
 
+fn local(s: &str) -> Result<Location> {
+    let p = PathBuf::from(s);
+    let abs = if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("read the current directory for", s, e))?
+            .join(p)
+    };
+    Ok(Location::Local(abs))
+}
+
+/// Never shows a password.
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Local(p) => write!(f, "{}", p.display()),
+            Location::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::Ftp(c) => write!(f, "{c}"),
         }
     }
 }
@@ -56,23 +174,31 @@ impl fmt::Display for Location {
 mod tests {
     use super::*;
 
+    fn p(s: &str) -> Result<Location> {
+        Location::parse(s, &BackendOptions::default())
+    }
+
     #[test]
-    fn parses_paths_and_file_urls() {
+    fn parses_paths_and_urls() {
+        assert_eq!(p("/a/b").unwrap(), Location::Local("/a/b".into()));
+        assert_eq!(p("file:///a").unwrap(), Location::Local("/a".into()));
+        assert!(p("file://a").is_err());
+        assert!(p("gopher://x").unwrap_err().to_string().contains("gopher"));
+        assert!(p("").is_err());
         assert_eq!(
-            Location::parse("/a/b").unwrap(),
-            Location::Local("/a/b".into())
+            p("s3://bkt/some/prefix/").unwrap().to_string(),
+            "s3://bkt/some/prefix"
         );
-        assert_eq!(
-            Location::parse("file:///a").unwrap(),
-            Location::Local("/a".into())
-        );
-        assert!(Location::parse("file://a").is_err());
-        assert!(
-            Location::parse("gopher://x")
-                .unwrap_err()
-                .to_string()
-                .contains("gopher")
-        );
-        assert!(Location::parse("").is_err());
+        assert!(p("s3:///x").unwrap_err().to_string().contains("bucket"));
+        assert!(p("s3://Bad_Bucket/x").is_err());
+        let f = p("ftp://me:secret@127.0.0.1:2121/backups").unwrap();
+        assert!(!f.to_string().contains("secret"));
+        assert!(f.to_string().contains("me@127.0.0.1:2121"));
+        assert!(p("ftp://").is_err());
+        let bad_ep = BackendOptions {
+            s3_endpoint: Some("localhost:9000".into()),
+            ..Default::default()
+        };
+        assert!(Location::parse("s3://b/p", &bad_ep).is_err());
     }
 }

@@ -5,7 +5,10 @@
 //! blocking one, which keeps the engines plain threads-and-rayon code.
 //! Every call to `object_store` lives in this module.
 
+pub mod awsconf;
+pub mod ftp;
 pub mod location;
+pub mod netrc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +18,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::error::{Error, Result};
-pub use location::Location;
+pub use location::{BackendOptions, Location};
 
 /// Request and byte counters, so users can see what a command cost.
 #[derive(Debug, Default)]
@@ -46,6 +49,7 @@ pub struct Storage {
     rt: tokio::runtime::Runtime,
     location: Location,
     stats: Stats,
+    connections: usize,
 }
 
 impl Storage {
@@ -78,13 +82,38 @@ impl Storage {
                     .with_automatic_cleanup(false);
                 Arc::new(fs)
             }
+            Location::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                ..
+            } => s3_store(bucket, prefix, endpoint.as_deref())?,
+            Location::Ftp(cfg) => {
+                let store = ftp::FtpStore::new((**cfg).clone()).map_err(|e| Error::Storage {
+                    op: "connect to",
+                    key: location.to_string(),
+                    message: e.to_string(),
+                })?;
+                Arc::new(store)
+            }
+        };
+        let connections = match location {
+            Location::Local(_) => rayon::current_num_threads(),
+            Location::S3 { connections, .. } => *connections,
+            Location::Ftp(c) => c.max_connections.max(1),
         };
         Ok(Storage {
             store,
             rt,
             location: location.clone(),
             stats: Stats::default(),
+            connections,
         })
+    }
+
+    /// How many transfers may usefully run at once.
+    pub fn connections(&self) -> usize {
+        self.connections
     }
 
     pub fn location(&self) -> &Location {
@@ -225,5 +254,59 @@ impl Storage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err("delete", key, e)),
         }
+    }
+}
+
+/// Builds the S3 client: `AWS_*` environment first, then `~/.aws` files,
+/// path-style addressing (what self-hosted servers expect), bounded retries.
+fn s3_store(bucket: &str, prefix: &str, endpoint: Option<&str>) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::aws::AmazonS3Builder;
+    let file = awsconf::load();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_virtual_hosted_style_request(false)
+        .with_retry(object_store::RetryConfig {
+            backoff: object_store::BackoffConfig::default(),
+            max_retries: 5,
+            retry_timeout: std::time::Duration::from_secs(60),
+        })
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_connect_timeout(std::time::Duration::from_secs(10))
+                .with_timeout(std::time::Duration::from_secs(300)),
+        );
+    if env("AWS_ACCESS_KEY_ID").is_none()
+        && let (Some(k), Some(s)) = (file.access_key_id, file.secret_access_key)
+    {
+        b = b.with_access_key_id(k).with_secret_access_key(s);
+        if let Some(t) = file.session_token {
+            b = b.with_token(t);
+        }
+    }
+    let region = env("AWS_REGION")
+        .or(env("AWS_DEFAULT_REGION"))
+        .or(file.region);
+    b = b.with_region(region.unwrap_or_else(|| "us-east-1".into()));
+    let endpoint = endpoint
+        .map(String::from)
+        .or(env("REPO_S3_ENDPOINT"))
+        .or(env("AWS_ENDPOINT_URL"))
+        .or(env("AWS_ENDPOINT"))
+        .or(file.endpoint_url);
+    if let Some(e) = endpoint {
+        b = b.with_allow_http(e.starts_with("http://")).with_endpoint(e);
+    }
+    let store = b.build().map_err(|e| Error::Storage {
+        op: "configure S3 for",
+        key: format!("s3://{bucket}/{prefix}"),
+        message: format!("{e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or ~/.aws/credentials) and the region"),
+    })?;
+    if prefix.is_empty() {
+        Ok(Arc::new(store))
+    } else {
+        Ok(Arc::new(object_store::prefix::PrefixStore::new(
+            store, prefix,
+        )))
     }
 }

@@ -1,0 +1,593 @@
+//! Pooled FTP control connections, retries and error classification.
+//!
+//! FTP allows one transfer per control connection, so parallelism needs several logged-in
+//! connections. The pool hands each operation one connection for its whole duration (an upload
+//! is STOR + RNFR + RNTO on the same session), checks idle connections with `NOOP` before reuse
+//! because servers silently drop idle sessions, and retries transient failures with exponential
+//! backoff, replacing connections that failed.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use suppaftp::rustls::ClientConfig;
+use suppaftp::rustls::client::Resumption;
+use suppaftp::types::{FileType, Response};
+use suppaftp::{FtpResult, Mode, RustlsConnector, RustlsFtpStream};
+use tokio::sync::Semaphore;
+
+use super::FtpError;
+
+/// A control connection; plain connections simply never use the TLS type.
+type Control = RustlsFtpStream;
+
+/// Limit for establishing a TCP connection, control or data.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Read and write timeout on every socket, so a stalled server surfaces as a (retried) error
+/// instead of hanging a worker thread forever.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// TLS sessions remembered per control connection for resuming on its data connections.
+const SESSION_CACHE_SIZE: usize = 8;
+/// Waits before the 2nd, 3rd and 4th attempt of an operation that failed transiently.
+const BACKOFF: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_millis(1600),
+];
+
+/// How to reach and log in to the server; shared by every connection of a pool.
+pub(super) struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    /// Explicit TLS (`AUTH TLS`, then `PBSZ 0`/`PROT P`) with this configuration when set.
+    pub tls: Option<Arc<ClientConfig>>,
+    /// `ftp://user@host:port/root`, for messages; never contains the password.
+    pub server: Arc<str>,
+}
+
+/// Optional commands the server announced in `FEAT`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Features {
+    pub mlst: bool,
+    pub size: bool,
+    pub mdtm: bool,
+}
+
+/// A logged-in control connection.
+pub(super) struct Conn {
+    ftp: Control,
+    /// Whether data connections are negotiated with EPSV (else PASV).
+    epsv: bool,
+}
+
+/// A bounded set of connections to one server.
+pub(super) struct Pool {
+    settings: Settings,
+    idle: Mutex<Vec<Conn>>,
+    /// One permit per connection that may exist; an operation holds one for its duration.
+    permits: Arc<Semaphore>,
+    /// Learned from the first connection's `FEAT`.
+    features: OnceLock<Features>,
+    /// Set once the server rejected EPSV, so later connections go straight to PASV.
+    pasv_only: AtomicBool,
+    /// Testing aid: list with `LIST` even when `MLSD` is available.
+    force_list: AtomicBool,
+    /// Control connections opened so far, including replacements for broken ones.
+    opened: AtomicU64,
+}
+
+/// One operation's view of its connection.
+pub(super) struct Session<'a> {
+    conn: &'a mut Conn,
+    pool: &'a Pool,
+    /// An earlier attempt of this operation lost its connection after sending a command, so that
+    /// command may have taken effect even though no reply arrived. Operations that are not
+    /// idempotent (DELE, RNTO, MKD, RMD) consult this to interpret "not found"/"exists" replies.
+    pub reply_lost: bool,
+    /// Do not return the connection to the pool, even though the operation succeeded.
+    discard: bool,
+}
+
+/// How the pool reacts to an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Class {
+    /// Worth another attempt after a pause.
+    pub transient: bool,
+    /// The control connection must not be reused: it is unusable, its state is unknown, or a
+    /// fresh session is the better bet for the next attempt.
+    pub discard: bool,
+    /// The connection failed while a command was in flight, so the command may have been
+    /// carried out although no reply arrived.
+    pub ambiguous: bool,
+    /// Retry on a newly opened connection rather than an idle one, which is likely in the same
+    /// state as the failed one.
+    pub fresh: bool,
+}
+
+const PERMANENT: Class = Class {
+    transient: false,
+    discard: false,
+    ambiguous: false,
+    fresh: false,
+};
+
+impl Pool {
+    pub(super) fn new(settings: Settings, max_connections: usize) -> Self {
+        Self {
+            settings,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max_connections)),
+            features: OnceLock::new(),
+            pasv_only: AtomicBool::new(false),
+            force_list: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    pub(super) fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn server(&self) -> &Arc<str> {
+        &self.settings.server
+    }
+
+    pub(super) fn set_force_list(&self, on: bool) {
+        self.force_list.store(on, Ordering::Relaxed);
+    }
+
+    /// Runs `op` on a pooled connection in tokio's blocking thread pool.
+    ///
+    /// The connection permit is awaited asynchronously, so queued operations do not occupy
+    /// blocking threads while they wait.
+    pub(super) async fn run<T, F>(self: &Arc<Self>, op: F) -> Result<T, FtpError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Session<'_>) -> Result<T, FtpError> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| self.worker_error(e.to_string()))?;
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pool.run_blocking(op)
+        })
+        .await
+        .map_err(|e| self.worker_error(e.to_string()))?
+    }
+
+    /// Like [`Pool::run`], but on the calling thread, for the synchronous API.
+    pub(super) fn run_sync<T>(
+        &self,
+        op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
+    ) -> Result<T, FtpError> {
+        let _permit = futures::executor::block_on(self.permits.acquire())
+            .map_err(|e| self.worker_error(e.to_string()))?;
+        self.run_blocking(op)
+    }
+
+    fn worker_error(&self, message: String) -> FtpError {
+        FtpError::Worker {
+            server: Arc::clone(&self.settings.server),
+            message,
+        }
+    }
+
+    /// The retry loop: up to `1 + BACKOFF.len()` attempts, each on a checked connection.
+    fn run_blocking<T>(
+        &self,
+        mut op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
+    ) -> Result<T, FtpError> {
+        let mut reply_lost = false;
+        let mut fresh = false;
+        let mut attempt = 0;
+        loop {
+            // The error, and whether it came from `op` (rather than from getting a connection,
+            // where no command of the operation was sent yet).
+            let (err, from_op) = match self.checkout(fresh) {
+                Ok(mut conn) => {
+                    let mut session = Session {
+                        conn: &mut conn,
+                        pool: self,
+                        reply_lost,
+                        discard: false,
+                    };
+                    let result = op(&mut session);
+                    let discard = session.discard;
+                    match result {
+                        Ok(value) => {
+                            if !discard {
+                                self.checkin(conn);
+                            }
+                            return Ok(value);
+                        }
+                        Err(err) => {
+                            if !(discard || classify(&err).discard) {
+                                self.checkin(conn);
+                            }
+                            (err, true)
+                        }
+                    }
+                }
+                Err(err) => (err, false),
+            };
+            let class = classify(&err);
+            let Some(pause) = BACKOFF.get(attempt).filter(|_| class.transient) else {
+                return Err(err);
+            };
+            std::thread::sleep(*pause);
+            attempt += 1;
+            reply_lost |= from_op && class.ambiguous;
+            fresh = class.fresh;
+        }
+    }
+
+    /// An idle connection that still answers `NOOP`, or a new one (always, with `fresh`).
+    fn checkout(&self, fresh: bool) -> Result<Conn, FtpError> {
+        if fresh {
+            return self.connect();
+        }
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let Some(mut conn) = idle else {
+                return self.connect();
+            };
+            // A failed NOOP means the server timed the session out or closed it (some do after
+            // a download the client stopped early); the connection is dropped, the next tried.
+            if conn.ftp.noop().is_ok() {
+                return Ok(conn);
+            }
+        }
+    }
+
+    fn checkin(&self, conn: Conn) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+    }
+
+    /// Connects, secures (for FTPS), logs in and prepares a new control connection.
+    fn connect(&self) -> Result<Conn, FtpError> {
+        let s = &self.settings;
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        let connect_error = |source| FtpError::Connect {
+            server: Arc::clone(&s.server),
+            source,
+        };
+        let stream = open_tcp(&s.host, s.port)
+            .map_err(|e| connect_error(suppaftp::FtpError::ConnectionError(e)))?;
+        let mut ftp = Control::connect_with_stream(stream)
+            .map_err(connect_error)?
+            .passive_stream_builder(|addr| {
+                data_tcp(addr).map_err(suppaftp::FtpError::ConnectionError)
+            });
+        // Use the control connection's address for PASV data connections: servers behind NAT
+        // announce private addresses, and a server must not steer us to a third host anyway.
+        ftp.set_passive_nat_workaround(true);
+        let epsv = !self.pasv_only.load(Ordering::Relaxed);
+        ftp.set_mode(if epsv {
+            Mode::ExtendedPassive
+        } else {
+            Mode::Passive
+        });
+        if let Some(tls) = &s.tls {
+            // Servers such as ProFTPD and vsftpd (by default) accept a data connection only if
+            // it resumes the TLS session of its own control connection. A session cache shared
+            // by the whole pool would offer tickets of other control connections, so each
+            // connection gets a cache of its own.
+            //
+            // rustls uses a TLS 1.3 ticket only once, and OpenSSL-based servers issue a new one
+            // on a data connection only if they write to it: downloads replace their ticket,
+            // uploads use one up. Once a connection has run out, such servers refuse the data
+            // connection with 425, which discards this connection; the retry logs in afresh
+            // and gets new tickets.
+            let mut config = ClientConfig::clone(tls);
+            config.resumption = Resumption::in_memory_sessions(SESSION_CACHE_SIZE);
+            ftp = ftp
+                .into_secure(RustlsConnector::from(Arc::new(config)), &s.host)
+                .map_err(|source| FtpError::Tls {
+                    server: Arc::clone(&s.server),
+                    source,
+                })?;
+        }
+        ftp.login(s.user.as_str(), s.password.as_str())
+            .map_err(|source| FtpError::Login {
+                server: Arc::clone(&s.server),
+                source,
+            })?;
+        // Binary mode: in the default ASCII mode servers may rewrite line endings and refuse
+        // REST and SIZE.
+        ftp.transfer_type(FileType::Binary)
+            .map_err(|source| FtpError::Command {
+                server: Arc::clone(&s.server),
+                op: "TYPE I",
+                path: String::new(),
+                source,
+            })?;
+        // Object names are UTF-8; servers that do not know the option use it anyway or refuse
+        // it harmlessly, so the reply does not matter.
+        let _ = ftp.opts("UTF8", Some("ON"));
+        if self.features.get().is_none() {
+            let features = ftp.feat().map(|f| {
+                let has = |name: &str| f.keys().any(|k| k.eq_ignore_ascii_case(name));
+                Features {
+                    mlst: has("MLST"),
+                    size: has("SIZE"),
+                    mdtm: has("MDTM"),
+                }
+            });
+            // A server without FEAT supports none of the optional commands we would use.
+            let _ = self.features.set(features.unwrap_or_default());
+        }
+        Ok(Conn { ftp, epsv })
+    }
+}
+
+impl Session<'_> {
+    pub(super) fn server(&self) -> &Arc<str> {
+        &self.pool.settings.server
+    }
+
+    pub(super) fn features(&self) -> Features {
+        self.pool.features.get().copied().unwrap_or_default()
+    }
+
+    /// Whether directories are listed with `MLSD` (exact sizes and UTC times) or `LIST`.
+    pub(super) fn use_mlsd(&self) -> bool {
+        self.features().mlst && !self.pool.force_list.load(Ordering::Relaxed)
+    }
+
+    /// Do not return this connection to the pool when the operation ends.
+    pub(super) fn discard_connection(&mut self) {
+        self.discard = true;
+    }
+
+    /// Runs a command and attaches the command name, path and server to its error.
+    pub(super) fn command<T>(
+        &mut self,
+        op: &'static str,
+        path: &str,
+        f: impl FnOnce(&mut Control) -> FtpResult<T>,
+    ) -> Result<T, FtpError> {
+        f(&mut self.conn.ftp).map_err(|source| self.error(op, path, source))
+    }
+
+    /// Runs a command that opens a data connection, falling back from EPSV to PASV.
+    ///
+    /// `f` may run twice, so it must (re)issue everything the transfer needs, such as `REST`.
+    pub(super) fn data_command<T>(
+        &mut self,
+        op: &'static str,
+        path: &str,
+        mut f: impl FnMut(&mut Control) -> FtpResult<T>,
+    ) -> Result<T, FtpError> {
+        use suppaftp::FtpError::UnexpectedResponse;
+        let first = match f(&mut self.conn.ftp) {
+            // EPSV (RFC 2428) is not universal; a server that does not know it answers 500-502.
+            // But so do servers refusing the transfer command itself (pyftpdlib: 501 for MLSD
+            // of a missing directory), and suppaftp does not say which command failed.
+            Err(UnexpectedResponse(r)) if self.conn.epsv && matches!(reply_code(&r), 500..=502) => {
+                r
+            }
+            other => return other.map_err(|source| self.error(op, path, source)),
+        };
+        // So try PASV: if that changes the outcome, EPSV was the problem.
+        self.conn.ftp.set_mode(Mode::Passive);
+        let second = f(&mut self.conn.ftp);
+        match &second {
+            Err(UnexpectedResponse(r)) if reply_code(r) == reply_code(&first) => {
+                self.conn.ftp.set_mode(Mode::ExtendedPassive);
+            }
+            Ok(_) | Err(UnexpectedResponse(_)) => {
+                self.conn.epsv = false;
+                self.pool.pasv_only.store(true, Ordering::Relaxed);
+            }
+            // A broken connection says nothing about EPSV; it is discarded anyway.
+            Err(_) => {}
+        }
+        second.map_err(|source| self.error(op, path, source))
+    }
+
+    pub(super) fn error(
+        &self,
+        op: &'static str,
+        path: &str,
+        source: suppaftp::FtpError,
+    ) -> FtpError {
+        FtpError::Command {
+            server: Arc::clone(self.server()),
+            op,
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+/// The reply code, also for codes suppaftp has no [`suppaftp::Status`] for (such as 521).
+pub(super) fn reply_code(response: &Response) -> u32 {
+    match response.status.code() {
+        0 => {
+            let text = String::from_utf8_lossy(&response.body);
+            let last = text.trim_end().lines().last().unwrap_or_default();
+            last.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0)
+        }
+        code => code,
+    }
+}
+
+/// Decides whether an error is worth retrying and whether its connection can be reused.
+pub(super) fn classify(err: &FtpError) -> Class {
+    let transient_if = |transient| Class {
+        transient,
+        ..PERMANENT
+    };
+    match err {
+        // No command was in flight: retrying a refused or dropped connection is safe.
+        FtpError::Connect { source, .. } => transient_if(
+            matches!(source, suppaftp::FtpError::ConnectionError(_))
+                || matches!(source, suppaftp::FtpError::UnexpectedResponse(r) if reply_code(r) == 421),
+        ),
+        // A rejected login or certificate will not get better by trying again.
+        FtpError::Login { source, .. } | FtpError::Tls { source, .. } => {
+            transient_if(matches!(source, suppaftp::FtpError::ConnectionError(_)))
+        }
+        FtpError::Command { source, .. } => classify_protocol(source),
+        // The object changed between size check and download, or the data connection ended
+        // early: reading again sees a consistent object.
+        FtpError::SizeMismatch { .. } => transient_if(true),
+        FtpError::Config { .. }
+        | FtpError::NotFound { .. }
+        | FtpError::AlreadyExists { .. }
+        | FtpError::Ambiguous { .. }
+        | FtpError::Range { .. }
+        | FtpError::Worker { .. } => PERMANENT,
+    }
+}
+
+fn classify_protocol(err: &suppaftp::FtpError) -> Class {
+    use suppaftp::FtpError as E;
+    match err {
+        // Resets, EOF and timeouts: the control connection's state is unknown.
+        E::ConnectionError(_) | E::BadResponse => Class {
+            transient: true,
+            discard: true,
+            ambiguous: true,
+            fresh: false,
+        },
+        E::UnexpectedResponse(r) => match reply_code(r) {
+            // 421: the server is closing the session.
+            421 => Class {
+                transient: true,
+                discard: true,
+                ..PERMANENT
+            },
+            // 425: no data connection. Besides network trouble this is how servers that insist
+            // on TLS session reuse refuse a connection out of TLS tickets; the pool's other
+            // connections are likely out of tickets too, so start a new session.
+            425 => Class {
+                transient: true,
+                discard: true,
+                fresh: true,
+                ..PERMANENT
+            },
+            // Transfer aborted, file busy, local error: try again.
+            426 | 450 | 451 => Class {
+                transient: true,
+                ..PERMANENT
+            },
+            _ => PERMANENT,
+        },
+        // A failed TLS handshake on a data connection leaves the session mid-transfer.
+        E::SecureError(_) | E::DataConnectionAlreadyOpen => Class {
+            discard: true,
+            ..PERMANENT
+        },
+        E::InvalidAddress(_) => PERMANENT,
+    }
+}
+
+/// Connects to the first reachable address of `host:port`.
+fn open_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last_error = None;
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                configure(&stream)?;
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+    }))
+}
+
+/// Opens a passive-mode data connection with the same timeouts as the control connection.
+fn data_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    configure(&stream)?;
+    Ok(stream)
+}
+
+fn configure(stream: &TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suppaftp::Status;
+
+    fn reply(status: Status, body: &str) -> suppaftp::FtpError {
+        suppaftp::FtpError::UnexpectedResponse(Response::new(status, body.as_bytes().to_vec()))
+    }
+
+    fn command_error(source: suppaftp::FtpError) -> FtpError {
+        FtpError::Command {
+            server: Arc::from("ftp://u@h:21/"),
+            op: "RETR",
+            path: "/x".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn reply_code_of_unknown_status_comes_from_the_text() {
+        let r = Response::new(Status::Unknown, b"521-a\r\n521 exists\r\n".to_vec());
+        assert_eq!(reply_code(&r), 521);
+        let r = Response::new(Status::FileUnavailable, b"550 no\r\n".to_vec());
+        assert_eq!(reply_code(&r), 550);
+        let r = Response::new(Status::Unknown, b"".to_vec());
+        assert_eq!(reply_code(&r), 0);
+    }
+
+    #[test]
+    fn transient_and_permanent_replies() {
+        for (status, transient, discard) in [
+            (Status::NotAvailable, true, true),
+            (Status::CannotOpenDataConnection, true, true),
+            (Status::TransferAborted, true, false),
+            (Status::RequestFileActionIgnored, true, false),
+            (Status::FileUnavailable, false, false),
+            (Status::NotLoggedIn, false, false),
+        ] {
+            let class = classify(&command_error(reply(status, "x")));
+            let expected = Class {
+                transient,
+                discard,
+                ambiguous: false,
+                fresh: status == Status::CannotOpenDataConnection,
+            };
+            assert_eq!(class, expected, "{status:?}");
+        }
+        let io = suppaftp::FtpError::ConnectionError(io::ErrorKind::TimedOut.into());
+        assert_eq!(
+            classify(&command_error(io)),
+            Class {
+                transient: true,
+                discard: true,
+                ambiguous: true,
+                fresh: false
+            }
+        );
+        let login = FtpError::Login {
+            server: Arc::from("s"),
+            source: reply(Status::NotLoggedIn, "530 Login incorrect."),
+        };
+        assert!(!classify(&login).transient);
+    }
+}
