@@ -128,9 +128,14 @@ impl Chunker {
     }
 }
 
-/// Reads a stream and yields its chunks with memory bounded by two maximum
-/// chunk sizes. Plain reads rather than mmap: a file truncated under an mmap
-/// kills the process with SIGBUS, and backup sources change while we read.
+/// A buffer and the ranges of whole chunks in it.
+pub type Batch<'a> = (&'a [u8], Vec<Range<usize>>);
+
+/// Reads a stream and yields its chunks in batches, with memory bounded by
+/// two maximum chunk sizes. Plain reads rather than mmap: a file truncated
+/// under an mmap kills the process with SIGBUS, and backup sources change
+/// while we read. A batch is every whole chunk in the buffer, so callers can
+/// seal the chunks of one large file in parallel without copying them.
 pub struct StreamChunker<'c, R> {
     chunker: &'c Chunker,
     reader: R,
@@ -142,45 +147,81 @@ pub struct StreamChunker<'c, R> {
 
 impl<'c, R: Read> StreamChunker<'c, R> {
     pub fn new(chunker: &'c Chunker, reader: R) -> Self {
+        Self::with_buffer(chunker, reader, Vec::new(), u64::MAX)
+    }
+
+    /// Reuses `buf`; `size_hint` (the expected stream length) keeps the
+    /// buffer small for small files, which are the common case.
+    pub fn with_buffer(chunker: &'c Chunker, reader: R, mut buf: Vec<u8>, size_hint: u64) -> Self {
+        let cap = 2 * chunker.params.max as usize;
+        let want = (size_hint.saturating_add(1).min(cap as u64) as usize)
+            .max(4096)
+            .min(cap);
+        if buf.len() < want {
+            buf.resize(want, 0);
+        }
         StreamChunker {
             chunker,
             reader,
-            buf: Vec::new(),
+            buf,
             start: 0,
             end: 0,
             eof: false,
         }
     }
 
-    /// The next chunk, or `None` at the end of the stream.
-    pub fn next_chunk(&mut self) -> std::io::Result<Option<&[u8]>> {
-        let max = self.chunker.params.max as usize;
-        if self.end - self.start < max && !self.eof {
-            if self.buf.len() < 2 * max {
-                self.buf.resize(2 * max, 0);
-            }
+    /// Gives the buffer back for reuse.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
+    fn fill(&mut self) -> std::io::Result<()> {
+        let cap = 2 * self.chunker.params.max as usize;
+        if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            while self.end < self.buf.len() {
-                match self.reader.read(&mut self.buf[self.end..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
-                    }
-                    Ok(n) => self.end += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+        }
+        while !self.eof {
+            if self.end == self.buf.len() {
+                if self.buf.len() >= cap {
+                    break;
                 }
+                let grown = (self.buf.len() * 2).clamp(64 * 1024, cap);
+                self.buf.resize(grown, 0);
+            }
+            match self.reader.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        if self.start == self.end {
+        Ok(())
+    }
+
+    /// The next run of whole chunks: the buffer and the chunks' ranges in
+    /// it, or `None` at the end of the stream.
+    pub fn next_batch(&mut self) -> std::io::Result<Option<Batch<'_>>> {
+        let max = self.chunker.params.max as usize;
+        if self.eof && self.start == self.end {
             return Ok(None);
         }
-        let n = self.chunker.cut(&self.buf[self.start..self.end]);
-        let chunk = &self.buf[self.start..self.start + n];
-        self.start += n;
-        Ok(Some(chunk))
+        if !self.eof {
+            self.fill()?;
+        }
+        let mut ranges = Vec::new();
+        let mut pos = self.start;
+        while pos < self.end && (self.eof || self.end - pos >= max) {
+            let n = self.chunker.cut(&self.buf[pos..self.end]);
+            ranges.push(pos..pos + n);
+            pos += n;
+        }
+        self.start = pos;
+        if ranges.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((&self.buf[..], ranges)))
     }
 }
 
@@ -214,10 +255,14 @@ mod tests {
         let data = noise(1_000_000, 5);
         let ranges: Vec<_> = c.chunks(&data).collect();
         assert_eq!(ranges.iter().map(|r| r.len()).sum::<usize>(), data.len());
-        let mut s = StreamChunker::new(&c, &data[..]);
         let mut lens = Vec::new();
-        while let Some(ch) = s.next_chunk().unwrap() {
-            lens.push(ch.len());
+        for hint in [0, 1000, u64::MAX] {
+            let mut s = StreamChunker::with_buffer(&c, &data[..], Vec::new(), hint);
+            lens.clear();
+            while let Some((_, ranges)) = s.next_batch().unwrap() {
+                lens.extend(ranges.iter().map(|r| r.len()));
+            }
+            assert_eq!(lens.iter().sum::<usize>(), data.len());
         }
         assert_eq!(lens, ranges.iter().map(|r| r.len()).collect::<Vec<_>>());
         assert!(lens.iter().all(|&l| l <= 65536));

@@ -253,21 +253,30 @@ impl PackBuilder {
     }
 
     /// Shuffles and concatenates; returns the pack bytes and their index entries.
-    pub fn finish(mut self) -> (Vec<u8>, Vec<IndexBlob>) {
+    pub fn finish(self) -> (Vec<u8>, Vec<IndexBlob>) {
+        let (parts, blobs) = self.finish_parts();
+        (parts.concat(), blobs)
+    }
+
+    /// Like [`PackBuilder::finish`] but leaves the entries as separate
+    /// buffers, so a pack is never held in memory twice.
+    pub fn finish_parts(mut self) -> (Vec<Vec<u8>>, Vec<IndexBlob>) {
         self.entries.shuffle(&mut rand::thread_rng());
-        let mut bytes = Vec::with_capacity(self.size);
+        let mut offset = 0u32;
+        let mut parts = Vec::with_capacity(self.entries.len());
         let mut blobs = Vec::with_capacity(self.entries.len());
         for (kind, id, raw_len, entry) in self.entries {
             blobs.push(IndexBlob {
                 kind,
                 id,
-                offset: bytes.len() as u32,
+                offset,
                 length: entry.len() as u32,
                 raw_length: raw_len,
             });
-            bytes.extend_from_slice(&entry);
+            offset += entry.len() as u32;
+            parts.push(entry);
         }
-        (bytes, blobs)
+        (parts, blobs)
     }
 }
 

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Excludes, Walk};
 use crate::chunker::StreamChunker;
+use rayon::prelude::*;
+
 use crate::error::Result;
+use crate::id::BlobId;
 use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::tree::{ChunkRef, Node, NodeKind};
@@ -63,29 +66,26 @@ pub(super) fn archive(
             return Ok(None);
         }
     };
-    let mut chunks = StreamChunker::new(w.repo.chunker(), &file);
-    let mut content = Vec::new();
-    let mut read = 0u64;
-    loop {
-        w.check_cancel()?;
-        match chunks.next_chunk() {
-            Ok(Some(data)) => {
-                let (id, _) = w.saver.save(BlobKind::Data, data)?;
-                content.push(ChunkRef {
-                    id,
-                    len: data.len() as u32,
-                });
-                read += data.len() as u64;
-                w.progress.add_done(0, data.len() as u64);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                w.error(path, format!("cannot read file after {read} bytes: {e}"));
-                w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
-                return Ok(None);
-            }
-        }
+    let buf = w
+        .buffers
+        .lock()
+        .ok()
+        .and_then(|mut b| b.pop())
+        .unwrap_or_default();
+    let mut chunks = StreamChunker::with_buffer(w.repo.chunker(), &file, buf, node.size);
+    let result = read_chunks(w, &mut chunks);
+    if let Ok(mut b) = w.buffers.lock() {
+        b.push(chunks.into_buffer());
     }
+    let (content, read) = match result {
+        Ok(done) => done,
+        Err(ReadFailure::Fatal(e)) => return Err(e),
+        Err(ReadFailure::Io(read, e)) => {
+            w.error(path, format!("cannot read file after {read} bytes: {e}"));
+            w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+            return Ok(None);
+        }
+    };
     if let Ok(after) = file.metadata()
         && (after.size() != node.size
             || after.mtime() != node.mtime.secs
@@ -106,6 +106,46 @@ pub(super) fn archive(
     }
     w.progress.add_done(1, 0);
     Ok(Some(node))
+}
+
+/// Why reading a file stopped: a read error only loses that file; anything
+/// else (storage, interruption) stops the backup.
+enum ReadFailure {
+    Io(u64, std::io::Error),
+    Fatal(crate::error::Error),
+}
+
+/// Chunks a file and saves its chunks, each batch in parallel.
+fn read_chunks(
+    w: &Walk,
+    chunks: &mut StreamChunker<&File>,
+) -> std::result::Result<(Vec<ChunkRef>, u64), ReadFailure> {
+    let mut content = Vec::new();
+    let mut read = 0u64;
+    loop {
+        w.check_cancel().map_err(ReadFailure::Fatal)?;
+        let (buf, ranges) = match chunks.next_batch() {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return Ok((content, read)),
+            Err(e) => return Err(ReadFailure::Io(read, e)),
+        };
+        let ids: Vec<Result<BlobId>> = ranges
+            .par_iter()
+            .map(|r| {
+                w.saver
+                    .save(BlobKind::Data, &buf[r.clone()])
+                    .map(|(id, _)| id)
+            })
+            .collect();
+        for (r, id) in ranges.iter().zip(ids) {
+            content.push(ChunkRef {
+                id: id.map_err(ReadFailure::Fatal)?,
+                len: r.len() as u32,
+            });
+            read += r.len() as u64;
+            w.progress.add_done(0, r.len() as u64);
+        }
+    }
 }
 
 /// Walks the sources once to count files and bytes for the progress

@@ -80,6 +80,8 @@ struct Walk<'a> {
 /// What a walk counted; outlives the saver so the summary can be built after it.
 #[derive(Default)]
 struct Tally {
+    /// Read buffers handed from file to file, so small files cost no large allocation.
+    buffers: Mutex<Vec<Vec<u8>>>,
     errors: Mutex<Vec<(PathBuf, String)>>,
     warnings: Mutex<Vec<(PathBuf, String)>>,
     files_new: AtomicU64,

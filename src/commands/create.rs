@@ -89,7 +89,7 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
         parent: args.parent.clone(),
         force: args.force,
         scan: show_progress,
-        in_flight: 2,
+        in_flight: 1,
         cancel: ctx.cancel,
     };
     let r = archive::backup(&repo, &opts, ctx.progress)?;

@@ -33,7 +33,7 @@ pub struct SaveStats {
 }
 
 struct Sealed {
-    bytes: Vec<u8>,
+    parts: Vec<Vec<u8>>,
     blobs: Vec<crate::index::IndexBlob>,
 }
 
@@ -154,8 +154,8 @@ impl<'a> BlobSaver<'a> {
 
     fn send(&self, p: PackBuilder) -> Result<()> {
         self.check_failed()?;
-        let (bytes, blobs) = p.finish();
-        if self.tx.send(Sealed { bytes, blobs }).is_err() {
+        let (parts, blobs) = p.finish_parts();
+        if self.tx.send(Sealed { parts, blobs }).is_err() {
             self.check_failed()?;
             return Err(Error::Usage(
                 "the upload thread stopped unexpectedly".into(),
@@ -193,9 +193,13 @@ fn upload_loop(
         if first_error.is_some() {
             continue; // drain so senders never block on a dead consumer
         }
-        let id = PackId(hash::object_hash(&sealed.bytes));
-        let size = sealed.bytes.len() as u64;
-        if !dry_run && let Err(e) = repo.storage().put(&pack_key(&id), sealed.bytes) {
+        let mut hasher = blake3::Hasher::new();
+        for p in &sealed.parts {
+            hasher.update(p);
+        }
+        let id = PackId(*hasher.finalize().as_bytes());
+        let size = sealed.parts.iter().map(|p| p.len() as u64).sum();
+        if !dry_run && let Err(e) = repo.storage().put_parts(&pack_key(&id), sealed.parts) {
             if let Ok(mut f) = failed.lock() {
                 *f = Some(e.to_string());
             }

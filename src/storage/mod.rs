@@ -194,6 +194,18 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes an object given as consecutive parts, without joining them in memory.
+    pub fn put_parts(&self, key: &str, parts: Vec<Vec<u8>>) -> Result<()> {
+        let n: usize = parts.iter().map(Vec::len).sum();
+        let path = StorePath::from(key);
+        let payload: PutPayload = parts.into_iter().map(bytes::Bytes::from).collect();
+        self.rt
+            .block_on(self.store.put(&path, payload))
+            .map_err(|e| self.err("write", key, e))?;
+        self.count(n, 0);
+        Ok(())
+    }
+
     /// Writes an object only if none exists under `key`; `false` if one did.
     pub fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<bool> {
         let n = bytes.len();
