@@ -403,10 +403,11 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                 print_json(&r)?;
             } else {
                 say(format!(
-                    "restored snapshot {} to {}: {} files, {} dirs, {} others, {} in {:.1}s{}",
+                    "restored snapshot {} to {}: {} files ({} already identical), {} dirs, {} others, {} in {:.1}s{}",
                     short(&r.snapshot),
                     r.target,
                     r.files,
+                    r.skipped_files,
                     r.dirs,
                     r.others,
                     human_bytes(r.bytes),

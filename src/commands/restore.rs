@@ -37,6 +37,7 @@ pub struct Report {
     pub others: u64,
     pub bytes: u64,
     pub verified_files: u64,
+    pub skipped_files: u64,
     pub errors: Vec<super::create::PathMessage>,
     pub duration_secs: f64,
 }
@@ -75,6 +76,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         others: r.others,
         bytes: r.bytes,
         verified_files: r.verified_files,
+        skipped_files: r.skipped_files,
         errors: r
             .errors
             .into_iter()

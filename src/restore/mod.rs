@@ -50,6 +50,8 @@ pub struct RestoreReport {
     pub others: u64,
     pub bytes: u64,
     pub verified_files: u64,
+    /// Files already present and identical in the target, left untouched.
+    pub skipped_files: u64,
     pub errors: Vec<(PathBuf, String)>,
 }
 
@@ -67,6 +69,7 @@ struct Restorer<'a> {
     progress: &'a dyn Progress,
     cancel: &'a AtomicBool,
     bytes: AtomicU64,
+    skipped: AtomicU64,
 }
 
 impl Restorer<'_> {
@@ -100,6 +103,11 @@ impl Restorer<'_> {
                     }
                 }
                 Item::File { path, node } => {
+                    if self.identical(path, node) {
+                        self.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.progress.add_done(0, node.size);
+                        continue;
+                    }
                     self.clear(path);
                     let created = OpenOptions::new()
                         .write(true)
@@ -137,6 +145,30 @@ impl Restorer<'_> {
             }
         }
         packs
+    }
+
+    /// Whether `path` already holds exactly this file (same size and mtime,
+    /// and every chunk's MAC matches), so a repeated restore writes nothing.
+    fn identical(&self, path: &Path, node: &crate::tree::Node) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(md) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !md.is_file()
+            || md.size() != node.size
+            || md.mtime() != node.mtime.secs
+            || md.mtime_nsec() != node.mtime.nanos as i64
+        {
+            return false;
+        }
+        let Ok(mut f) = File::open(path) else {
+            return false;
+        };
+        let mut buf = Vec::new();
+        node.content.iter().all(|c| {
+            buf.resize(c.len as usize, 0);
+            f.read_exact(&mut buf).is_ok() && hash::blob_id(&self.repo.keys().blob_id, &buf) == c.id
+        })
     }
 
     /// Fetches one pack's needed span and writes each blob to its targets.
@@ -372,6 +404,7 @@ pub fn restore(
         progress,
         cancel: opts.cancel,
         bytes: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
     };
     let packs = r.create_entries();
     packs
@@ -383,6 +416,7 @@ pub fn restore(
     let mut report = RestoreReport {
         verified_files,
         bytes: r.bytes.load(Ordering::Relaxed),
+        skipped_files: r.skipped.load(Ordering::Relaxed),
         ..Default::default()
     };
     for item in &r.items {
