@@ -418,6 +418,9 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                         String::new()
                     }
                 ));
+                if cli.verbose > 0 {
+                    say(storage_line(&r.storage));
+                }
             }
             if !r.errors.is_empty() {
                 bail!(
@@ -441,6 +444,9 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                     r.packs_read,
                     human_bytes(r.bytes_read)
                 ));
+                if cli.verbose > 0 {
+                    say(storage_line(&r.storage));
+                }
                 for n in &r.notices {
                     if cli.verbose > 0 {
                         eprintln!("notice: {}: {}", n.object, n.message);
@@ -479,6 +485,15 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
     }
 }
 
+fn storage_line(s: &repo::storage::StatsReport) -> String {
+    format!(
+        "Storage: {} requests, {} sent, {} received",
+        s.requests,
+        human_bytes(s.bytes_sent),
+        human_bytes(s.bytes_received)
+    )
+}
+
 fn render_create(r: &create::Report, quiet: bool, verbose: u8) {
     if quiet {
         return;
@@ -503,12 +518,7 @@ fn render_create(r: &create::Report, quiet: bool, verbose: u8) {
         human_bytes(s.bytes_read)
     );
     if verbose > 0 {
-        println!(
-            "Storage: {} requests, {} sent, {} received",
-            r.storage.requests,
-            human_bytes(r.storage.bytes_sent),
-            human_bytes(r.storage.bytes_received)
-        );
+        println!("{}", storage_line(&r.storage));
     }
     match (&r.snapshot, r.dry_run) {
         (Some(id), _) => println!(

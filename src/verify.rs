@@ -51,6 +51,8 @@ pub struct CheckReport {
     pub errors: Vec<Problem>,
     /// Not damage, but worth knowing (e.g. packs left by an interrupted backup).
     pub notices: Vec<Problem>,
+    /// Requests and bytes this check cost.
+    pub storage: crate::storage::StatsReport,
 }
 
 struct Checker<'a> {
@@ -195,6 +197,7 @@ pub fn check(
     report.packs_read = chosen.len();
     report.bytes_read = bytes.into_inner();
     report.errors = c.errors.into_inner().unwrap_or_default();
+    report.storage = repo.storage().stats();
     Ok(report)
 }
 

@@ -40,6 +40,8 @@ pub struct Report {
     pub skipped_files: u64,
     pub errors: Vec<super::create::PathMessage>,
     pub duration_secs: f64,
+    /// Requests and bytes this restore cost.
+    pub storage: crate::storage::StatsReport,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
@@ -86,5 +88,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             })
             .collect(),
         duration_secs: started.elapsed().as_secs_f64(),
+        storage: repo.storage().stats(),
     })
 }
