@@ -146,7 +146,8 @@ impl Display {
 impl Progress for Display {
     fn set_total(&self, files: u64, bytes: u64) {
         self.total_files.store(files, Ordering::Relaxed);
-        self.bar.set_length(bytes);
+        // The scanner may still be behind the backup; never show done > total.
+        self.bar.set_length(bytes.max(self.bar.position()));
         self.update_msg();
     }
 
