@@ -269,6 +269,9 @@ fn short(hex: &str) -> &str {
 /// Parses arguments, runs the command, prints its report; returns the exit code.
 pub fn main() -> Result<u8> {
     let cli = Cli::parse();
+    // Repository objects (key objects above all) and restore scratch files are
+    // private to the user; restored entries get their recorded modes afterwards.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cancel = Arc::new(AtomicBool::new(false));
     // First Ctrl-C asks for a clean stop (locks removed); a second one exits at once.
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
