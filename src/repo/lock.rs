@@ -154,6 +154,11 @@ impl LockGuard {
             let (m, cv) = &*stop;
             let mut stopped = m.lock().unwrap_or_else(|e| e.into_inner());
             loop {
+                // The guard may be dropped before this thread first takes the
+                // mutex; its notification is then gone, so look before waiting.
+                if *stopped {
+                    return;
+                }
                 let (g, timeout) = cv
                     .wait_timeout(stopped, REFRESH_EVERY)
                     .unwrap_or_else(|e| e.into_inner());
