@@ -13,9 +13,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zeroize::Zeroizing;
 
 use repo::commands::{
-    self, Context, check, create, human_bytes, init, ls, restore, snapshots, unlock,
+    self, Context, cat, check, create, diff, dump, find, forget, human_bytes, init, key, lock, ls,
+    prune, restore, snapshots, stats, tag, unlock,
 };
-use repo::progress::{Progress, Silent};
+use repo::progress::Progress;
 use repo::storage::{BackendOptions, Location};
 
 #[derive(Debug, Parser)]
@@ -92,6 +93,26 @@ enum Command {
     Check(check::Args),
     /// Remove stale locks.
     Unlock(unlock::Args),
+    /// Search snapshots for paths matching glob patterns.
+    Find(find::Args),
+    /// Show what changed between two snapshots.
+    Diff(diff::Args),
+    /// Write a file, or a directory as a tar archive, from a snapshot to stdout.
+    Dump(dump::Args),
+    /// Add, remove or replace the tags of snapshots.
+    Tag(tag::Args),
+    /// Print a decrypted repository object as JSON.
+    Cat(cat::Args),
+    /// Sizes: restore size, stored size, blobs, deduplication and compression.
+    Stats(stats::Args),
+    /// List, add, change and remove the passwords that open the repository.
+    Key(key::Args),
+    /// Hold a lock on the repository until interrupted or for --duration.
+    Lock(lock::Args),
+    /// Remove snapshots by id or by a retention policy (--prune: then prune).
+    Forget(forget::Args),
+    /// Delete data no snapshot references; repack partly used packs.
+    Prune(prune::Args),
 }
 
 /// Progress on stderr: a bar on a terminal, plain warnings otherwise.
@@ -218,16 +239,19 @@ fn ftp_password(location: &Location) -> Result<String> {
 
 /// Finds the password: environment, file, command, then a terminal prompt.
 fn password(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+    // Explicit sources win over REPO_PASSWORD, as in restic; two explicit ones are ambiguous.
+    match (&cli.password_file, &cli.password_command) {
+        (Some(_), Some(_)) => bail!(repo::Error::Usage(
+            "both a password file and a password command are given; use only one".into()
+        )),
+        (Some(f), None) => return read_password_file(f),
+        (None, Some(c)) => return run_password_command(c),
+        (None, None) => {}
+    }
     if let Some(p) = std::env::var_os("REPO_PASSWORD") {
         return Ok(Zeroizing::new(
             std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec(),
         ));
-    }
-    if let Some(f) = &cli.password_file {
-        return read_password_file(f);
-    }
-    if let Some(c) = &cli.password_command {
-        return run_password_command(c);
     }
     if !std::io::stdin().is_terminal() {
         bail!(repo::Error::Usage(
@@ -300,11 +324,8 @@ pub fn main() -> Result<u8> {
     let ctx = Context {
         location,
         password: pw,
-        progress: if show_bar || !cli.quiet {
-            &display
-        } else {
-            &Silent
-        },
+        // Problems with single paths are printed even with -q.
+        progress: &display,
         cancel: &cancel,
     };
     let code = dispatch(&cli, &ctx, show_bar);
@@ -353,10 +374,11 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         }
         Command::Snapshots(a) => {
             let r = snapshots::run(ctx, a)?;
-            if json {
-                print_json(&r)?;
-            } else {
-                render_snapshots(&r);
+            match (a.group_by, json) {
+                (Some(by), true) => print_json(&snapshots::group(r, by))?,
+                (Some(by), false) => render_snapshot_groups(snapshots::group(r, by)),
+                (None, true) => print_json(&r)?,
+                (None, false) => render_snapshots(&r),
             }
             Ok(0)
         }
@@ -486,6 +508,81 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Find(a) => render(json, cli.quiet, &find::run(ctx, a)?, render_find),
+        Command::Diff(a) => render(json, cli.quiet, &diff::run(ctx, a)?, render_diff),
+        Command::Dump(a) => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            let r = match dump::run(ctx, a, &mut out) {
+                // The reader went away (`| head`): stop quietly, as cat(1) does.
+                Err(repo::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::BrokenPipe =>
+                {
+                    return Ok(141);
+                }
+                r => r?,
+            };
+            if cli.verbose > 0 {
+                eprintln!(
+                    "dumped {} of snapshot {} ({}): {} files, {} dirs, {} others, {}",
+                    r.path,
+                    short(&r.snapshot),
+                    r.format,
+                    r.stats.files,
+                    r.stats.dirs,
+                    r.stats.others,
+                    human_bytes(r.stats.bytes)
+                );
+            }
+            if r.stats.skipped > 0 {
+                eprintln!(
+                    "note: {} socket(s) left out: tar cannot hold them",
+                    r.stats.skipped
+                );
+            }
+            Ok(0)
+        }
+        Command::Tag(a) => render(json, cli.quiet, &tag::run(ctx, a)?, render_tag),
+        Command::Cat(a) => {
+            let text = cat::run(ctx, a)?;
+            writeln!(std::io::stdout().lock(), "{text}")?;
+            Ok(0)
+        }
+        Command::Stats(a) => render(json, cli.quiet, &stats::run(ctx, a)?, render_stats),
+        Command::Key(a) => {
+            let pw = match a.action.new_password() {
+                Some(n) => Some(new_password(n.new_password_file.as_deref())?),
+                None => None,
+            };
+            let r = key::run(ctx, a, pw.as_ref().map(|p| p.as_slice()))?;
+            render(json, cli.quiet, &r, render_key)
+        }
+        Command::Lock(a) => {
+            let (held, r) = lock::acquire(ctx, a)?;
+            if !json {
+                say(format!(
+                    "holding {} lock (pid {}){}; Ctrl-C or SIGTERM releases it",
+                    if r.exclusive {
+                        "an exclusive"
+                    } else {
+                        "a shared"
+                    },
+                    r.pid,
+                    a.duration
+                        .map(|d| format!(" for {}s", d.as_secs()))
+                        .unwrap_or_default()
+                ));
+                std::io::stdout().flush()?;
+            }
+            let r = lock::hold(held, a.duration, ctx.cancel)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                say(format!("lock released after {:.1}s", r.held_secs));
+            }
+            Ok(0)
+        }
+        Command::Forget(a) => render(json, cli.quiet, &forget::run(ctx, a)?, render_forget),
+        Command::Prune(a) => render(json, cli.quiet, &prune::run(ctx, a)?, render_prune),
     }
 }
 
@@ -586,4 +683,323 @@ fn render_snapshots(list: &[snapshots::Entry]) {
         println!("{}", line(r).trim_end());
     }
     println!("{} snapshot(s)", rows.len());
+}
+
+/// Prints a report as JSON or, unless quiet, as text.
+fn render<T: serde::Serialize>(json: bool, quiet: bool, r: &T, text: fn(&T)) -> Result<u8> {
+    if json {
+        print_json(r)?;
+    } else if !quiet {
+        text(r);
+    }
+    Ok(0)
+}
+
+/// The new password for `key add` / `key passwd`: from a file, or asked twice.
+fn new_password(file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>> {
+    let pw = match file {
+        Some(f) => read_password_file(f)?,
+        None => {
+            if !std::io::stdin().is_terminal() {
+                bail!(repo::Error::Usage(
+                    "no new password: give --new-password-file FILE, or run on a terminal to be asked"
+                        .into()
+                ));
+            }
+            let first = Zeroizing::new(
+                rpassword::prompt_password("new password: ")
+                    .context("cannot read the new password from the terminal")?,
+            );
+            let again = Zeroizing::new(
+                rpassword::prompt_password("enter the new password again: ")
+                    .context("cannot read the new password")?,
+            );
+            if *first != *again {
+                bail!(repo::Error::Usage("the new passwords do not match".into()));
+            }
+            Zeroizing::new(first.as_bytes().to_vec())
+        }
+    };
+    if pw.is_empty() {
+        bail!(repo::Error::Usage(
+            "an empty password is not allowed".into()
+        ));
+    }
+    Ok(pw)
+}
+
+fn local_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn render_snapshot_groups(groups: Vec<snapshots::Group>) {
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("snapshots for {}:", g.group);
+        render_snapshots(&g.snapshots);
+    }
+    if groups.is_empty() {
+        println!("0 snapshot(s)");
+    }
+}
+
+fn render_find(r: &find::Report) {
+    let mut out = std::io::stdout().lock();
+    let mut current = "";
+    for m in &r.matches {
+        if m.snapshot != current {
+            current = &m.snapshot;
+            let _ = writeln!(out, "snapshot {}:", short(current));
+        }
+        let e = &m.entry;
+        let _ = writeln!(
+            out,
+            "  {:<8} {:04o} {:>12} {} {}",
+            e.kind,
+            e.mode,
+            e.size,
+            &e.mtime[..19.min(e.mtime.len())],
+            e.path
+        );
+    }
+    let hit: std::collections::BTreeSet<&str> =
+        r.matches.iter().map(|m| m.snapshot.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "{} match(es) in {} of {} snapshot(s) searched",
+        r.matches.len(),
+        hit.len(),
+        r.snapshots.len()
+    );
+}
+
+fn render_diff(r: &diff::Report) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "comparing snapshot {} to {}:",
+        short(&r.snapshot1),
+        short(&r.snapshot2)
+    );
+    for c in &r.diff.changes {
+        let fields = if c.fields.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", c.fields.join(", "))
+        };
+        let _ = writeln!(out, "{}    {}{fields}", c.change.marker(), c.path);
+    }
+    let d = &r.diff;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Files:    {} new, {} removed, {} changed",
+        d.added.files, d.removed.files, d.modified.files
+    );
+    let _ = writeln!(
+        out,
+        "Dirs:     {} new, {} removed",
+        d.added.dirs, d.removed.dirs
+    );
+    let _ = writeln!(
+        out,
+        "Others:   {} new, {} removed, {} changed",
+        d.added.others, d.removed.others, d.modified.others
+    );
+    let _ = writeln!(
+        out,
+        "Data:     {} added, {} removed, changed files {} -> {}",
+        human_bytes(d.added.bytes),
+        human_bytes(d.removed.bytes),
+        human_bytes(d.modified.bytes_before),
+        human_bytes(d.modified.bytes_after)
+    );
+    let _ = writeln!(
+        out,
+        "Metadata: {} entries changed only in metadata; {} identical subtrees skipped",
+        d.metadata_only, d.identical_subtrees
+    );
+}
+
+fn render_tag(r: &tag::Report) {
+    for c in &r.snapshots {
+        match &c.new {
+            Some(new) => println!(
+                "snapshot {} saved as {}: tags [{}]",
+                short(&c.old),
+                short(new),
+                c.tags.join(", ")
+            ),
+            None => println!(
+                "snapshot {} unchanged: tags [{}]",
+                short(&c.old),
+                c.tags.join(", ")
+            ),
+        }
+    }
+}
+
+fn render_stats(r: &stats::Report) {
+    let s = &r.stats;
+    println!("Snapshots:       {}", s.snapshots);
+    match r.mode {
+        stats::Mode::RestoreSize => {
+            println!(
+                "Restore size:    {} ({} files, {} dirs, {} others)",
+                human_bytes(s.restore_size),
+                s.files,
+                s.dirs,
+                s.others
+            );
+        }
+        stats::Mode::RawData => {
+            println!(
+                "Blobs:           {} data, {} tree",
+                s.data_blobs, s.tree_blobs
+            );
+            println!(
+                "Raw data:        {} (+ {} of trees)",
+                human_bytes(s.raw_data),
+                human_bytes(s.raw_trees)
+            );
+            println!("Stored size:     {}", human_bytes(s.stored_size));
+            println!("Restore size:    {}", human_bytes(s.restore_size));
+            println!("Dedup ratio:     {:.2}x", s.dedup_ratio);
+            println!("Compression:     {:.2}x", s.compression_ratio);
+        }
+    }
+    println!(
+        "Repository:      {} packs, {}; {} index object(s)",
+        r.repository_packs,
+        human_bytes(r.repository_pack_bytes),
+        r.repository_index_objects
+    );
+}
+
+fn render_key(r: &key::Report) {
+    if !r.keys.is_empty() {
+        println!(" {:<8}  {:<19}  {:<16}  User", "ID", "Created", "Host");
+        for k in &r.keys {
+            let created = k
+                .created
+                .as_deref()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                .map(|t| local_time(&t.with_timezone(&chrono::Utc)))
+                .unwrap_or_else(|| "?".into());
+            let mut line = format!(
+                "{}{:<8}  {:<19}  {:<16}  {}",
+                if k.current { "*" } else { " " },
+                short(&k.id),
+                created,
+                k.host,
+                k.user
+            );
+            if let Some(e) = &k.error {
+                line.push_str(&format!("  (unreadable: {e})"));
+            }
+            println!("{}", line.trim_end());
+        }
+        println!("* the key that opened the repository now");
+    }
+    match (&r.added, &r.removed) {
+        (Some(a), Some(rm)) => println!(
+            "password changed: added key {}, removed key {}",
+            short(a),
+            short(rm)
+        ),
+        (Some(a), None) => println!("added key {}", short(a)),
+        (None, Some(rm)) => println!("removed key {}", short(rm)),
+        (None, None) => {}
+    }
+}
+
+fn render_forget(r: &forget::Report) {
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    for g in &r.groups {
+        println!("snapshots for {}:", g.group);
+        println!("  keep {} snapshot(s):", g.keep.len());
+        for k in &g.keep {
+            println!(
+                "    {}  {}  {}",
+                k.short_id,
+                local_time(&k.time),
+                k.reasons.join(", ")
+            );
+        }
+        if !g.remove.is_empty() {
+            println!("  {verb} {} snapshot(s):", g.remove.len());
+            for x in &g.remove {
+                println!("    {}  {}", x.short_id, local_time(&x.time));
+            }
+        }
+    }
+    if r.groups.is_empty() {
+        for id in &r.removed {
+            println!("{verb} snapshot {}", short(id));
+        }
+    }
+    println!("{verb} {} snapshot(s) in all", r.removed.len());
+    if r.dry_run {
+        println!("dry run: nothing was changed");
+    }
+    if let Some(p) = &r.prune {
+        render_prune(p);
+    }
+}
+
+fn render_prune(r: &repo::gc::PruneReport) {
+    let would = if r.dry_run { "would be " } else { "" };
+    println!(
+        "{} snapshot(s) use {} blobs; {} unused blob entries ({})",
+        r.snapshots,
+        r.blobs_used,
+        r.blobs_unused,
+        human_bytes(r.bytes_unused)
+    );
+    println!(
+        "packs: {} ({}) before; {} {would}removed, {} {would}repacked, {} unindexed {would}removed, {} kept",
+        r.packs_before,
+        human_bytes(r.bytes_before),
+        r.packs_removed,
+        r.packs_repacked,
+        r.packs_unindexed,
+        r.packs_kept
+    );
+    if r.blobs_repacked > 0 {
+        println!(
+            "repack: {} blobs ({}) {}copied{}",
+            r.blobs_repacked,
+            human_bytes(r.bytes_repacked),
+            if r.dry_run { "would be " } else { "" },
+            if r.dry_run {
+                String::new()
+            } else {
+                format!(" into {} new pack(s)", r.packs_written)
+            }
+        );
+    }
+    if !r.dry_run && (r.index_written > 0 || r.index_removed > 0) {
+        println!(
+            "index: wrote {} object(s), removed {}",
+            r.index_written, r.index_removed
+        );
+    }
+    println!(
+        "{}: {} packs, {} ({} freed)",
+        if r.dry_run {
+            "estimated after"
+        } else {
+            "after"
+        },
+        r.packs_after,
+        human_bytes(r.bytes_after),
+        human_bytes(r.bytes_before.saturating_sub(r.bytes_after))
+    );
+    if r.dry_run {
+        println!("dry run: nothing was changed");
+    }
 }

@@ -3,7 +3,8 @@
 //! Layers, each using only those below it: formats and pure functions
 //! (`id`, `error`, `hash`, `chunker`, `codec`, `crypto`, `pack`, `index`,
 //! `tree`, `snapshot`, `config`, `keyfile`), `storage`, `repo`, the engines
-//! (`archive`, `restore`, `verify`), `commands`, and the binary's CLI.
+//! (`archive`, `restore`, `verify`, `diff`, `dump`, `stats`, `gc` with the
+//! pure `retention` rules), `commands`, and the binary's CLI.
 
 pub mod archive;
 pub mod chunker;
@@ -11,7 +12,10 @@ pub mod codec;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod diff;
+pub mod dump;
 pub mod error;
+pub mod gc;
 pub mod hash;
 pub mod id;
 pub mod index;
@@ -20,7 +24,9 @@ pub mod pack;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
+pub mod stats;
 pub mod storage;
 pub mod tree;
 pub mod verify;

@@ -50,6 +50,10 @@ pub struct Snapshot {
     pub parent: Option<SnapshotId>,
     pub program_version: String,
     pub summary: Summary,
+    /// Set when the snapshot was rewritten (e.g. by `repo tag`): the id of
+    /// the snapshot as first written. Absent (= null) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SnapshotId>,
 }
 
 impl Snapshot {
@@ -87,6 +91,7 @@ mod tests {
             parent: None,
             program_version: "x".into(),
             summary: Summary::default(),
+            original: None,
         }
     }
 
@@ -94,6 +99,14 @@ mod tests {
     fn round_trip() {
         let s = sample();
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+        let rewritten = Snapshot {
+            original: Some(SnapshotId([9; 32])),
+            ..sample()
+        };
+        let json = String::from_utf8(rewritten.encode()).unwrap();
+        assert!(json.ends_with(&format!(r#","original":"{}"}}"#, "09".repeat(32))));
+        assert_eq!(Snapshot::decode(json.as_bytes()).unwrap(), rewritten);
+        assert!(!String::from_utf8(s.encode()).unwrap().contains("original"));
     }
 
     proptest! {

@@ -378,6 +378,7 @@ pub fn backup(
             parent: parent.as_ref().map(|(id, _)| *id),
             program_version: format!("repo {}", env!("CARGO_PKG_VERSION")),
             summary: summary.clone(),
+            original: None,
         };
         let hex = repo.save_object(ObjectKind::Snapshot, &snap.encode())?;
         snapshot_id = SnapshotId::from_hex(&hex);

@@ -7,8 +7,8 @@ use serde::Serialize;
 use super::Context;
 use crate::archive::{self, BackupOptions, Excludes};
 use crate::error::Result;
-use crate::repo::lock;
-use crate::snapshot::Summary;
+use crate::repo::{ObjectKind, lock};
+use crate::snapshot::{Snapshot, Summary};
 use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +43,10 @@ pub struct Args {
     /// Read every file, even those the parent snapshot shows unchanged.
     #[arg(long)]
     pub force: bool,
+    /// Record this time (RFC 3339) as the snapshot's time instead of now.
+    /// For tests and imports; hidden.
+    #[arg(long, hide = true, value_name = "RFC3339")]
+    pub time: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +76,19 @@ fn pm(v: Vec<(PathBuf, String)>) -> Vec<PathMessage> {
 }
 
 pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
+    let time = args
+        .time
+        .as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| {
+                    crate::Error::Usage(format!(
+                        "--time {t:?} is not an RFC 3339 time ({e}); write it like 2024-05-01T12:00:00Z"
+                    ))
+                })
+        })
+        .transpose()?;
     let excludes = Excludes::new(&args.excludes, &args.exclude_files, args.exclude_caches)?;
     let repo = ctx.open()?;
     let _lock = if args.dry_run {
@@ -92,7 +109,19 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
         in_flight: 1,
         cancel: ctx.cancel,
     };
-    let r = archive::backup(&repo, &opts, ctx.progress)?;
+    let mut r = archive::backup(&repo, &opts, ctx.progress)?;
+    if let (Some(time), Some(id)) = (time, r.snapshot) {
+        // Rewritten at once (saved anew, the first one deleted): it is a new
+        // snapshot, so no `original` is recorded.
+        let bytes = crate::repo::objects::load(&repo, ObjectKind::Snapshot, &id.to_hex())?;
+        let snap = Snapshot::decode(&bytes)
+            .map_err(|e| crate::Error::corrupt(format!("snapshots/{id}"), e))?;
+        r.snapshot = Some(super::tag::replace_snapshot(
+            &repo,
+            id,
+            &Snapshot { time, ..snap },
+        )?);
+    }
     Ok(Report {
         snapshot: r.snapshot.map(|s| s.to_hex()),
         parent: r.parent.map(|s| s.to_hex()),

@@ -60,7 +60,7 @@ pub fn kind_name(k: NodeKind) -> &'static str {
     }
 }
 
-fn entry(path: &Path, n: &Node) -> Entry {
+pub fn entry(path: &Path, n: &Node) -> Entry {
     let mtime = chrono::DateTime::from_timestamp(n.mtime.secs, n.mtime.nanos)
         .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
         .unwrap_or_default();

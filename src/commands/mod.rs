@@ -1,12 +1,22 @@
 //! One module per command: arguments, and a `run` that returns a report.
 //! Commands never print; the CLI renders their reports.
 
+pub mod cat;
 pub mod check;
 pub mod create;
+pub mod diff;
+pub mod dump;
+pub mod find;
+pub mod forget;
 pub mod init;
+pub mod key;
+pub mod lock;
 pub mod ls;
+pub mod prune;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
+pub mod tag;
 pub mod unlock;
 
 use std::sync::atomic::AtomicBool;

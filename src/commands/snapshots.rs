@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::error::Result;
+use crate::retention::{GroupBy, GroupKey};
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -17,6 +18,32 @@ pub struct Args {
     /// Only snapshots containing this source path (repeatable).
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<String>,
+    /// Group the list by these fields: a comma-separated list of host, paths, tags.
+    #[arg(long, value_name = "FIELDS", value_parser = GroupBy::parse)]
+    pub group_by: Option<GroupBy>,
+}
+
+/// Snapshots sharing the grouped fields.
+#[derive(Debug, Serialize)]
+pub struct Group {
+    pub group: GroupKey,
+    pub snapshots: Vec<Entry>,
+}
+
+/// Splits a listing into groups (ordered by their fields), each oldest first.
+pub fn group(list: Vec<Entry>, by: GroupBy) -> Vec<Group> {
+    let mut groups: std::collections::BTreeMap<GroupKey, Vec<Entry>> = Default::default();
+    for e in list {
+        let s = &e.snapshot;
+        groups
+            .entry(by.key(&s.host, &s.paths, &s.tags))
+            .or_default()
+            .push(e);
+    }
+    groups
+        .into_iter()
+        .map(|(group, snapshots)| Group { group, snapshots })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -36,8 +63,14 @@ pub fn matches(s: &Snapshot, hosts: &[String], tags: &[String], paths: &[String]
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Vec<Entry>> {
     let repo = ctx.open()?;
-    Ok(repo
-        .snapshots()?
+    let (snapshots, damaged) = repo.snapshots_and_damaged()?;
+    for (hex, e) in damaged {
+        ctx.progress.warn(
+            std::path::Path::new(&format!("snapshots/{hex}")),
+            &format!("{e}; it is not listed"),
+        );
+    }
+    Ok(snapshots
         .into_iter()
         .filter(|(_, s)| matches(s, &args.hosts, &args.tags, &args.paths))
         .map(|(id, s)| Entry {

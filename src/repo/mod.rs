@@ -23,6 +23,9 @@ use crate::tree::Tree;
 
 pub use objects::ObjectKind;
 
+/// Readable snapshots (oldest first) and damaged ones (hex id, reason).
+pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+
 /// Storage key of the config object.
 pub const CONFIG_KEY: &str = "config";
 
@@ -215,18 +218,35 @@ impl Repository {
 
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.snapshots_and_damaged()?.0)
+    }
+
+    /// Every readable snapshot, oldest first, and the damaged ones with the
+    /// reason. One damaged snapshot must not stop backups or listings; only
+    /// storage failures are fatal here.
+    pub fn snapshots_and_damaged(&self) -> Result<SnapshotList> {
         let ids = self.list_ids(ObjectKind::Snapshot)?;
-        let mut out: Vec<(SnapshotId, Snapshot)> = ids
+        let loaded: Vec<(String, Result<Snapshot>)> = ids
             .par_iter()
             .map(|hex| {
-                let bytes = objects::load(self, ObjectKind::Snapshot, hex)?;
-                let s = Snapshot::decode(&bytes)
-                    .map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))?;
-                Ok((SnapshotId::from_hex(hex).unwrap_or_default(), s))
+                let s = objects::load(self, ObjectKind::Snapshot, hex).and_then(|bytes| {
+                    Snapshot::decode(&bytes)
+                        .map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))
+                });
+                (hex.clone(), s)
             })
-            .collect::<Result<_>>()?;
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(out)
+            .collect();
+        let (mut good, mut damaged) = (Vec::new(), Vec::new());
+        for (hex, s) in loaded {
+            match s {
+                Ok(s) => good.push((SnapshotId::from_hex(&hex).unwrap_or_default(), s)),
+                Err(Error::NotFound { .. }) => {} // removed while we listed
+                Err(e @ Error::Corrupt { .. }) => damaged.push((hex, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((good, damaged))
     }
 
     /// Resolves `latest` or a unique id prefix.

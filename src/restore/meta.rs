@@ -42,18 +42,19 @@ pub fn apply(path: &Path, node: &Node, as_root: bool) -> Vec<String> {
             errs.push(format!("cannot set owner {uid}:{gid}: {e}"));
         }
     }
-    if !is_link {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
-            errs.push(format!("cannot set mode {:o}: {e}", node.mode));
-        }
-    }
+    // xattrs before the mode: setting user.* attributes needs write permission.
     for x in &node.xattrs {
         if let Err(e) = xattr::set(path, OsStr::from_bytes(&x.name), &x.value) {
             errs.push(format!(
                 "cannot set extended attribute {}: {e}",
                 String::from_utf8_lossy(&x.name)
             ));
+        }
+    }
+    if !is_link {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode)) {
+            errs.push(format!("cannot set mode {:o}: {e}", node.mode));
         }
     }
     let mtime = TimeSpec::new(node.mtime.secs, node.mtime.nanos as i64);

@@ -385,6 +385,8 @@ pub fn restore(
         exclude: opts.exclude.as_ref(),
     };
     let items = plan::plan(repo, index, &start, &start_path, &opts.target, &filter)?;
+    std::fs::create_dir_all(&opts.target)
+        .map_err(|e| Error::io("create restore target", &opts.target, e))?;
     let total: u64 = items
         .iter()
         .map(|i| {

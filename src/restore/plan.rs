@@ -57,16 +57,17 @@ pub fn resolve(
     repo: &Repository,
     index: &MemIndex,
     root: BlobId,
-    sub: &str,
+    sub: impl AsRef<Path>,
 ) -> Result<(Node, PathBuf)> {
+    let sub = sub.as_ref();
     let mut node = Node::new(Vec::new(), NodeKind::Dir);
     node.subtree = Some(root);
     node.mode = 0o755;
     let mut at = PathBuf::from("/");
-    for part in Path::new(sub).iter().filter(|p| *p != "/" && *p != ".") {
+    for part in sub.iter().filter(|p| *p != "/" && *p != ".") {
         let Some(tree_id) = node.subtree else {
             return Err(Error::NotFound {
-                what: format!("{} in the snapshot", Path::new(sub).display()),
+                what: format!("{} in the snapshot", sub.display()),
                 hint: format!(": {} is not a directory", at.display()),
             });
         };
@@ -75,7 +76,7 @@ pub fn resolve(
             .find(part.as_bytes())
             .cloned()
             .ok_or_else(|| Error::NotFound {
-                what: format!("{} in the snapshot", Path::new(sub).display()),
+                what: format!("{} in the snapshot", sub.display()),
                 hint: format!("; list what is there with `repo ls SNAP {}`", at.display()),
             })?;
         at.push(part);
@@ -95,10 +96,14 @@ pub fn plan(
     let mut items = Vec::new();
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     if start.kind == NodeKind::Dir {
-        items.push(Item::Dir {
-            path: target.to_path_buf(),
-            node: start.clone(),
-        });
+        // The snapshot root is synthetic (no metadata of its own): leave the
+        // target's own mode, owner and times alone then.
+        if !start.name.is_empty() {
+            items.push(Item::Dir {
+                path: target.to_path_buf(),
+                node: start.clone(),
+            });
+        }
         walk(
             repo, index, start, start_path, target, filter, false, &mut items, &mut links,
         )?;

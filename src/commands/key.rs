@@ -1,0 +1,203 @@
+//! `repo key`: list, add, change and remove the passwords (key objects)
+//! that open the repository. Every key object wraps the same master key,
+//! so no data is re-encrypted.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Context;
+use crate::crypto::kdf::KdfParams;
+use crate::error::{Error, Result};
+use crate::id::KeyId;
+use crate::keyfile::KeyFile;
+use crate::repo::objects::{self, ObjectKind};
+use crate::repo::{Repository, host_and_user, lock};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Action {
+    /// List the key objects; the one that opened the repository is marked.
+    List,
+    /// Add a key: another password for the same repository.
+    Add(NewPassword),
+    /// Change the password: add a key with the new one, then remove the current key.
+    Passwd(NewPassword),
+    /// Remove a key object (never the key in use, never the last one).
+    Remove {
+        /// Id (or unique prefix) of the key object, as `repo key list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct NewPassword {
+    /// Read the new password from the first line of FILE (default: ask twice on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+}
+
+impl Action {
+    /// Where the new password comes from, for actions that need one.
+    pub fn new_password(&self) -> Option<&NewPassword> {
+        match self {
+            Action::Add(n) | Action::Passwd(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyEntry {
+    pub id: String,
+    /// Whether this key opened the repository in this run.
+    pub current: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    pub host: String,
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<KdfParams>,
+    /// Why the key object cannot be read, if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeyEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed: Option<String>,
+}
+
+fn list(repo: &Repository) -> Result<Vec<KeyEntry>> {
+    let mut out = Vec::new();
+    for hex in repo.list_ids(ObjectKind::Key)? {
+        let id = KeyId::from_hex(&hex).unwrap_or_default();
+        let current = id == repo.key_id();
+        out.push(match objects::load_key(repo.storage(), id) {
+            Ok(k) => KeyEntry {
+                id: hex,
+                current,
+                created: Some(k.created.to_rfc3339()),
+                host: k.host,
+                user: k.user,
+                params: Some(k.params),
+                error: None,
+            },
+            Err(e) => KeyEntry {
+                id: hex,
+                current,
+                created: None,
+                host: String::new(),
+                user: String::new(),
+                params: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Writes a key object wrapping this repository's master key under `password`.
+fn add(repo: &Repository, current_password: &[u8], password: &[u8]) -> Result<KeyId> {
+    if password.is_empty() {
+        return Err(Error::Usage("an empty password is not allowed".into()));
+    }
+    // The master key is not kept in memory after opening; unwrap it again.
+    let current = objects::load_key(repo.storage(), repo.key_id())?;
+    let master = current
+        .open(current_password)
+        .map_err(|_| Error::WrongPassword {
+            location: repo.storage().location().to_string(),
+        })?;
+    let (host, user) = host_and_user();
+    let key = KeyFile::create(&master, password, KdfParams::default(), &host, &user)
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    objects::save_key(repo.storage(), &key)
+}
+
+fn remove(repo: &Repository, spec: &str) -> Result<String> {
+    let ids = repo.list_ids(ObjectKind::Key)?;
+    let spec_l = spec.to_ascii_lowercase();
+    let matching: Vec<&String> = ids.iter().filter(|h| h.starts_with(&spec_l)).collect();
+    let hex = match matching.as_slice() {
+        [one] if !spec.is_empty() => (*one).clone(),
+        [] => {
+            return Err(Error::NotFound {
+                what: format!("key {spec:?}"),
+                hint: "; list the keys with `repo key list`".into(),
+            });
+        }
+        _ => {
+            return Err(Error::Usage(format!(
+                "key prefix {spec:?} matches more than one key; give more characters of the id"
+            )));
+        }
+    };
+    if hex == repo.key_id().to_hex() {
+        return Err(Error::Usage(format!(
+            "key {} is the one that opened the repository and cannot be removed; use `repo key passwd` to replace it, or open the repository with another key's password",
+            &hex[..8]
+        )));
+    }
+    if ids.len() < 2 {
+        return Err(Error::Usage(
+            "the repository has only this key; removing it would make the data unreadable".into(),
+        ));
+    }
+    repo.storage().delete(&ObjectKind::Key.key(&hex))?;
+    Ok(hex)
+}
+
+/// Runs the action; `new_password` is required by `add` and `passwd`.
+pub fn run(ctx: &Context, args: &Args, new_password: Option<&[u8]>) -> Result<Report> {
+    let repo = ctx.open()?;
+    let need = || {
+        new_password.ok_or_else(|| {
+            Error::Usage(
+                "no new password given: use --new-password-file F or run on a terminal".into(),
+            )
+        })
+    };
+    match &args.action {
+        Action::List => Ok(Report {
+            keys: list(&repo)?,
+            ..Default::default()
+        }),
+        Action::Add(_) => {
+            let _lock = lock::lock(&repo, false, "key add")?;
+            let id = add(&repo, &ctx.password, need()?)?;
+            Ok(Report {
+                added: Some(id.to_hex()),
+                ..Default::default()
+            })
+        }
+        Action::Passwd(_) => {
+            let _lock = lock::lock(&repo, true, "key passwd")?;
+            let id = add(&repo, &ctx.password, need()?)?;
+            let old = repo.key_id().to_hex();
+            repo.storage().delete(&ObjectKind::Key.key(&old))?;
+            Ok(Report {
+                added: Some(id.to_hex()),
+                removed: Some(old),
+                ..Default::default()
+            })
+        }
+        Action::Remove { id } => {
+            let _lock = lock::lock(&repo, true, "key remove")?;
+            Ok(Report {
+                removed: Some(remove(&repo, id)?),
+                ..Default::default()
+            })
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! `repo prune`: delete data that no snapshot references.
+
+use super::Context;
+use crate::error::{Error, Result};
+use crate::gc::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
+use crate::repo::lock;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Repack a partly used pack when more than PERCENT of its bytes are unused
+    /// (0: repack every partly used pack; 100: never repack).
+    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_MAX_UNUSED)]
+    pub max_unused: f64,
+    /// Only report what would be deleted and repacked.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// Checks `--max-unused`.
+pub fn check_max_unused(v: f64) -> Result<()> {
+    if !(0.0..=100.0).contains(&v) || v.is_nan() {
+        return Err(Error::Usage(format!(
+            "--max-unused {v}: give a percentage from 0 to 100"
+        )));
+    }
+    Ok(())
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<PruneReport> {
+    check_max_unused(args.max_unused)?;
+    let repo = ctx.open()?;
+    // A dry run changes nothing, so it only needs what readers need.
+    let _lock = lock::lock(&repo, !args.dry_run, "prune")?;
+    gc::prune(
+        &repo,
+        &PruneOptions {
+            max_unused_percent: args.max_unused,
+            dry_run: args.dry_run,
+            cancel: ctx.cancel,
+        },
+    )
+}
