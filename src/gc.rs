@@ -201,8 +201,21 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     report.packs_before = stored.len();
     report.bytes_before = stored.values().sum();
 
-    // 2. Mark.
-    let snaps = repo.snapshots()?;
+    // 2. Mark. A snapshot that cannot be read might still need data: refuse.
+    let (snaps, damaged) = repo.snapshots_and_damaged()?;
+    if let Some((hex, e)) = damaged.first() {
+        let why = match e {
+            Error::Corrupt { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        };
+        return Err(Error::corrupt(
+            format!("snapshots/{hex}"),
+            format!(
+                "{why}; prune cannot tell which data this snapshot needs ({} damaged snapshot(s) in all) and deleted nothing. Restore the object from a copy, or delete it if it is beyond repair, then prune again",
+                damaged.len()
+            ),
+        ));
+    }
     report.snapshots = snaps.len();
     let roots: Vec<(SnapshotId, BlobId)> = snaps.iter().map(|(id, s)| (*id, s.tree)).collect();
     let used = reachable(repo, &index, &roots, cancel)?;

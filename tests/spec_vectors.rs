@@ -512,6 +512,7 @@ fn snapshot_and_lock_json() {
             duration_secs: 0.25,
             ..Default::default()
         },
+        original: None,
     };
     let json = concat!(
         r#"{"version":1,"time":"2026-01-02T03:04:05.123456789Z","host":"host","user":"user","#,
