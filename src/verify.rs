@@ -185,14 +185,16 @@ pub fn check(
         chosen.iter().map(|(_, (s, _))| *s).sum(),
     );
     let bytes = AtomicU64::new(0);
-    chosen.par_iter().try_for_each(|(id, (size, blobs))| {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Interrupted);
-        }
-        read_pack(&c, id, blobs);
-        bytes.fetch_add(*size, Ordering::Relaxed);
-        progress.add_done(1, *size);
-        Ok(())
+    repo.transfer_pool()?.install(|| {
+        chosen.par_iter().try_for_each(|(id, (size, blobs))| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            read_pack(&c, id, blobs);
+            bytes.fetch_add(*size, Ordering::Relaxed);
+            progress.add_done(1, *size);
+            Ok(())
+        })
     })?;
     report.packs_read = chosen.len();
     report.bytes_read = bytes.into_inner();

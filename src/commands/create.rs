@@ -43,6 +43,10 @@ pub struct Args {
     /// Read every file, even those the parent snapshot shows unchanged.
     #[arg(long)]
     pub force: bool,
+    /// Full packs that may wait for upload while the next ones fill; memory
+    /// grows by one pack size (16 MiB) per step, remote uploads overlap more.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub in_flight_packs: u16,
     /// Record this time (RFC 3339) as the snapshot's time instead of now.
     /// For tests and imports; hidden.
     #[arg(long, hide = true, value_name = "RFC3339")]
@@ -106,7 +110,7 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
         parent: args.parent.clone(),
         force: args.force,
         scan: show_progress,
-        in_flight: 1,
+        in_flight: args.in_flight_packs as usize,
         cancel: ctx.cancel,
     };
     let mut r = archive::backup(&repo, &opts, ctx.progress)?;

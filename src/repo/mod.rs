@@ -175,6 +175,16 @@ impl Repository {
         self.key_id
     }
 
+    /// Threads for pack-level transfers: as many as the backend's connections
+    /// (`--connections`), since remote reads wait on the network, not the CPU.
+    pub fn transfer_pool(&self) -> Result<rayon::ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.storage.connections().max(1))
+            .thread_name(|i| format!("repo-transfer-{i}"))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start transfer threads: {e}")))
+    }
+
     pub fn chunker(&self) -> &Chunker {
         &self.chunker
     }

@@ -409,9 +409,11 @@ pub fn restore(
         skipped: AtomicU64::new(0),
     };
     let packs = r.create_entries();
-    packs
-        .par_iter()
-        .try_for_each(|(p, blobs)| r.restore_pack(p, blobs))?;
+    repo.transfer_pool()?.install(|| {
+        packs
+            .par_iter()
+            .try_for_each(|(p, blobs)| r.restore_pack(p, blobs))
+    })?;
     r.create_others();
     r.apply_metadata();
     let verified_files = if opts.verify { r.verify() } else { 0 };
