@@ -56,6 +56,11 @@ case "$SIZE" in
     *) echo "--size must be SMALL or FULL" >&2; exit 2 ;;
 esac
 
+ALL_TOOLS="repo restic borg rustic bupstash"
+for t in ${TOOLS//,/ }; do
+    case " $ALL_TOOLS " in *" $t "*) ;; *) echo "unknown tool: $t (known: $ALL_TOOLS)" >&2; exit 2 ;; esac
+done
+
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -116,7 +121,6 @@ if [ "$INSTALL_EXTRA" = 1 ]; then
     done
 fi
 
-ALL_TOOLS="repo restic borg rustic bupstash"
 if [ -z "$TOOLS" ]; then
     TOOLS="repo restic borg"
     command -v rustic >/dev/null 2>&1 && TOOLS+=" rustic"
@@ -124,9 +128,6 @@ if [ -z "$TOOLS" ]; then
 else
     TOOLS=$(echo "$TOOLS" | tr ',' ' ')
 fi
-for t in $TOOLS; do
-    case " $ALL_TOOLS " in *" $t "*) ;; *) echo "unknown tool: $t" >&2; exit 2 ;; esac
-done
 case " $TOOLS " in *" restic "*) need_cmd restic restic || true ;; esac
 case " $TOOLS " in *" borg "*) need_cmd borg borgbackup || true ;; esac
 
@@ -402,8 +403,9 @@ ceiling() {
 
 # ------------------------------------------------------------------ meta
 REPO_SOURCE=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null || true)" ]; then
-    REPO_SOURCE+=" + uncommitted changes"
+DIRTY=$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | awk '{print $2}' | tr '\n' ' ' || true)
+if [ -n "$DIRTY" ]; then
+    REPO_SOURCE+=" + uncommitted changes in ${DIRTY% }"
 fi
 VERSIONS=""
 for t in $ALL_TOOLS; do

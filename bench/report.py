@@ -31,7 +31,7 @@ SIZES = [
     ("small_repo_size", "repository size, small files"),
 ]
 CEILINGS = [
-    ("zstd3_T2_corpus", "tar | zstd -3 -T2, corpus"),
+    ("zstd3_T2_corpus", "tar piped to zstd -3 -T2, corpus"),
     ("b3sum_corpus", "b3sum, corpus"),
     ("cp_a_corpus", "cp -a, corpus"),
     ("rsync_a_corpus", "rsync -a, corpus"),

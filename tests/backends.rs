@@ -285,6 +285,8 @@ fn conformance(url: &str, independent: bool) {
         "no stale locks expected: {unlock}"
     );
 
+    exclusive_lock_scenario(url);
+
     if independent {
         let (objects, marked) = independent_listing(url);
         assert_repository_layout(&objects);
@@ -292,6 +294,56 @@ fn conformance(url: &str, independent: bool) {
         let packs = objects.keys().filter(|k| k.starts_with("data/")).count();
         assert!(packs >= 2, "{objects:?}");
     }
+}
+
+/// An exclusive lock (claimed with a conditional create, MKD on FTP) keeps out
+/// shared and exclusive users; once its holder is killed it is stale, a new
+/// exclusive locker replaces it and `unlock` cleans up.
+fn exclusive_lock_scenario(url: &str) {
+    let spawn_lock = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_repo"));
+        c.args(["lock", "--duration", "5m", "-r", url])
+            .env("REPO_PASSWORD", PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Ok(ca) = std::env::var("REPO_TEST_FTP_CA") {
+            c.env("REPO_CA_CERT", ca);
+        }
+        c.spawn().unwrap()
+    };
+    let mut holder = spawn_lock();
+    // `lock` announces on stdout once it holds the lock (or fails and exits).
+    let mut line = String::new();
+    let stdout = holder.stdout.take().unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    assert!(
+        line.contains("holding an exclusive lock"),
+        "lock failed: {line}"
+    );
+    let shared = repo(url, &["check"]);
+    assert_eq!(
+        shared.status.code(),
+        Some(11),
+        "{}",
+        String::from_utf8_lossy(&shared.stderr)
+    );
+    let exclusive = repo(url, &["lock", "--duration", "1s"]);
+    assert_eq!(
+        exclusive.status.code(),
+        Some(11),
+        "{}",
+        String::from_utf8_lossy(&exclusive.stderr)
+    );
+    assert!(String::from_utf8_lossy(&exclusive.stderr).contains("exclusive"));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The holder is dead (same host, no such pid): its claim is stale and replaced.
+    ok(
+        repo(url, &["lock", "--duration", "1s"]),
+        "exclusive lock after the holder died",
+    );
+    ok(repo(url, &["unlock"]), "unlock");
+    ok(repo(url, &["check"]), "check after unlock");
 }
 
 fn with_dir(base: &str, name: &str) -> String {

@@ -69,6 +69,8 @@ impl LockInfo {
 /// A held lock; dropping it removes the lock object.
 pub struct LockGuard {
     repo: Repository,
+    /// Whether this guard holds the exclusive claim (`locks/exclusive/holder`).
+    claimed: bool,
     current: Arc<Mutex<String>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     refresher: Option<std::thread::JoinHandle<()>>,
@@ -124,20 +126,91 @@ pub fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGua
         pid: std::process::id(),
         command: command.to_string(),
     };
-    let hex = write(repo, &info)?;
+    if exclusive {
+        claim(repo, &info)?;
+    }
+    let release_claim = || {
+        if exclusive {
+            let _ = repo.storage().release(CLAIM_DIR, CLAIM_NAME);
+        }
+    };
+    let hex = match write(repo, &info) {
+        Ok(h) => h,
+        Err(e) => {
+            release_claim();
+            return Err(e);
+        }
+    };
     if let Some(detail) = conflicts(repo, exclusive, Some(&hex))? {
         let _ = repo.storage().delete(&ObjectKind::Lock.key(&hex));
+        release_claim();
         return Err(Error::Locked { detail });
     }
     let current = Arc::new(Mutex::new(hex));
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     Ok(LockGuard {
         repo: repo.clone(),
+        claimed: exclusive,
         current,
         stop,
         refresher: None,
     }
     .with_refresher(info))
+}
+
+/// Where exclusive lockers claim the repository with a conditional create
+/// (MKD on FTP). Shared lockers never claim: they see exclusive holders
+/// through their ordinary lock objects.
+pub const CLAIM_DIR: &str = "locks/exclusive";
+pub const CLAIM_NAME: &str = "holder";
+
+fn read_claim(repo: &Repository) -> Result<LockInfo> {
+    let key = format!("{CLAIM_DIR}/{CLAIM_NAME}");
+    let sealed = repo.storage().get(&key)?;
+    let plain = crate::codec::decode(
+        &repo.keys().encryption,
+        ObjectKind::Lock.ad(),
+        &sealed,
+        64 * 1024,
+    )
+    .map_err(|e| Error::corrupt(&key, e))?;
+    serde_json::from_slice(&plain).map_err(|e| Error::corrupt(&key, e))
+}
+
+/// Takes the exclusive claim; a stale claim (its holder gone) is replaced once.
+fn claim(repo: &Repository, info: &LockInfo) -> Result<()> {
+    let payload = serde_json::to_vec(info).unwrap_or_default();
+    let (host, _) = host_and_user();
+    for _ in 0..2 {
+        let sealed =
+            crate::codec::encode(&repo.keys().encryption, ObjectKind::Lock.ad(), &payload, 3);
+        if repo.storage().claim(CLAIM_DIR, CLAIM_NAME, sealed)? {
+            return Ok(());
+        }
+        match read_claim(repo) {
+            Ok(other) if other.is_stale(&host) => repo.storage().release(CLAIM_DIR, CLAIM_NAME)?,
+            Ok(other) => {
+                return Err(Error::Locked {
+                    detail: format!(
+                        "{} ({CLAIM_DIR}). If that process is no longer running, remove the lock with `repo unlock`",
+                        other.describe()
+                    ),
+                });
+            }
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::Locked {
+                    detail: format!(
+                        "another process is taking an exclusive lock ({CLAIM_DIR} exists without its holder record); \
+                         retry, or if no other repo process is running remove it with `repo unlock --remove-all`"
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Locked {
+        detail: format!("could not take the exclusive claim {CLAIM_DIR}; retry"),
+    })
 }
 
 fn write(repo: &Repository, info: &LockInfo) -> Result<String> {
@@ -199,6 +272,9 @@ impl Drop for LockGuard {
         if let Ok(cur) = self.current.lock() {
             let _ = self.repo.storage().delete(&ObjectKind::Lock.key(&cur));
         }
+        if self.claimed {
+            let _ = self.repo.storage().release(CLAIM_DIR, CLAIM_NAME);
+        }
     }
 }
 
@@ -215,6 +291,19 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
             repo.storage().delete(&ObjectKind::Lock.key(&hex))?;
             removed.push(hex);
         }
+    }
+    let key = format!("{CLAIM_DIR}/{CLAIM_NAME}");
+    let claim_stale = match read_claim(repo) {
+        Ok(i) => all || i.is_stale(&host),
+        Err(Error::NotFound { .. }) => false,
+        Err(_) => true, // unreadable: nobody can prove to hold it
+    };
+    if claim_stale {
+        repo.storage().release(CLAIM_DIR, CLAIM_NAME)?;
+        removed.push(key);
+    } else if all {
+        // An FTP claim directory left without its holder record by a crash.
+        repo.storage().release(CLAIM_DIR, CLAIM_NAME)?;
     }
     Ok(removed)
 }

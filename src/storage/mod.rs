@@ -50,6 +50,8 @@ pub struct Storage {
     location: Location,
     stats: Stats,
     connections: usize,
+    /// The FTP store again, for the one operation FTP does differently (MKD claims).
+    ftp: Option<ftp::FtpStore>,
 }
 
 impl Storage {
@@ -61,6 +63,7 @@ impl Storage {
             .thread_name("repo-storage")
             .build()
             .map_err(|e| Error::io("start the storage runtime for", location.to_string(), e))?;
+        let mut ftp_store = None;
         let store: Arc<dyn ObjectStore> = match location {
             Location::Local(path) => {
                 if create {
@@ -94,6 +97,7 @@ impl Storage {
                     key: location.to_string(),
                     message: e.to_string(),
                 })?;
+                ftp_store = Some(store.clone());
                 Arc::new(store)
             }
         };
@@ -108,6 +112,7 @@ impl Storage {
             location: location.clone(),
             stats: Stats::default(),
             connections,
+            ftp: ftp_store,
         })
     }
 
@@ -223,6 +228,59 @@ impl Storage {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.err("create", key, e)),
         }
+    }
+
+    /// Atomically claims `dir` and stores `bytes` as `dir/name`; `false` if
+    /// another claim exists. Conditional create where the backend has it
+    /// (local disk, S3 `If-None-Match`); on FTP, which has none, MKD of `dir`
+    /// is the atomic step.
+    pub fn claim(&self, dir: &str, name: &str, bytes: Vec<u8>) -> Result<bool> {
+        let key = format!("{dir}/{name}");
+        if let Some(ftp) = &self.ftp {
+            let parent = dir.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            self.count(0, 0);
+            let created = self
+                .rt
+                .block_on(async {
+                    let ftp = ftp.clone();
+                    let (parent, dir) = (parent.to_string(), dir.to_string());
+                    tokio::task::spawn_blocking(move || {
+                        if !parent.is_empty() {
+                            let _ = ftp.create_dir_exclusive(&parent);
+                        }
+                        ftp.create_dir_exclusive(&dir)
+                    })
+                    .await
+                })
+                .map_err(|e| Error::Storage {
+                    op: "claim",
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?
+                .map_err(|e| Error::Storage {
+                    op: "claim",
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
+            if !created {
+                return Ok(false);
+            }
+            self.put(&key, bytes)?;
+            return Ok(true);
+        }
+        self.put_new(&key, bytes)
+    }
+
+    /// Releases a claim made by [`Storage::claim`].
+    pub fn release(&self, dir: &str, name: &str) -> Result<()> {
+        self.delete(&format!("{dir}/{name}"))?;
+        if let Some(ftp) = &self.ftp {
+            let (ftp, dir) = (ftp.clone(), dir.to_string());
+            let _ = self.rt.block_on(async {
+                tokio::task::spawn_blocking(move || ftp.remove_dir(&dir)).await
+            });
+        }
+        Ok(())
     }
 
     /// Lists every object under `prefix` (a directory such as `snapshots`).
