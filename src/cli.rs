@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use repo::commands::{
     self, Context, cat, check, create, diff, dump, find, forget, human_bytes, init, key, lock, ls,
-    prune, restore, snapshots, stats, tag, unlock,
+    prune, repair, restore, snapshots, stats, tag, unlock,
 };
 use repo::progress::Progress;
 use repo::storage::{BackendOptions, Location};
@@ -113,6 +113,8 @@ enum Command {
     Forget(forget::Args),
     /// Delete data no snapshot references; repack partly used packs.
     Prune(prune::Args),
+    /// Rebuild damaged or lost parts of the repository from what is intact.
+    Repair(repair::Args),
 }
 
 /// Progress on stderr: a bar on a terminal, plain warnings otherwise.
@@ -583,6 +585,13 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         }
         Command::Forget(a) => render(json, cli.quiet, &forget::run(ctx, a)?, render_forget),
         Command::Prune(a) => render(json, cli.quiet, &prune::run(ctx, a)?, render_prune),
+        Command::Repair(a) => {
+            let r = repair::run(ctx, a)?;
+            for d in &r.damaged {
+                eprintln!("warning: {}: {}", d.object, d.message);
+            }
+            render(json, cli.quiet, &r, render_repair_index)
+        }
     }
 }
 
@@ -948,6 +957,26 @@ fn render_forget(r: &forget::Report) {
     }
     if let Some(p) = &r.prune {
         render_prune(p);
+    }
+}
+
+fn render_repair_index(r: &repo::repair::RepairIndexReport) {
+    println!(
+        "scanned {} packs: {} blobs; {} damaged pack(s)",
+        r.packs_scanned,
+        r.blobs_indexed,
+        r.damaged.len()
+    );
+    match &r.new_index {
+        Some(id) => println!(
+            "wrote index {} replacing {} old index object(s); run `repo check` next",
+            short(id),
+            r.old_indexes
+        ),
+        None => println!(
+            "dry run: would replace {} index object(s) with one",
+            r.old_indexes
+        ),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod index;
 pub mod keyfile;
 pub mod pack;
 pub mod progress;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -1332,3 +1332,35 @@ fn a_damaged_snapshot_does_not_stop_backups() {
     let name = snaps[0].file_name().unwrap().to_str().unwrap().to_string();
     t.run(["check"]).code(1).stderr_has(&name);
 }
+
+#[test]
+fn repair_index_rebuilds_from_packs() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    simple_tree(&src, 77);
+    t.create([src.to_str().unwrap()]);
+    // Lose every index object, and leave a damaged one behind.
+    let indexes = t.objects("index");
+    assert!(!indexes.is_empty());
+    let damaged = indexes[0].clone();
+    for p in &indexes[1..] {
+        std::fs::remove_file(p).unwrap();
+    }
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[10] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    t.run(["check"]).code(1);
+    // A dry run changes nothing.
+    let dry = t.ok(["repair", "index", "--dry-run", "--json"]).json();
+    assert_eq!(dry["dry_run"], true);
+    assert!(damaged.exists());
+    let r = t.ok(["repair", "index", "--json"]).json();
+    assert!(r["blobs_indexed"].as_u64().unwrap() > 0, "{r}");
+    assert!(!damaged.exists(), "the damaged index object is replaced");
+    assert_eq!(t.objects("index").len(), 1);
+    t.ok(["check", "--read-data"]);
+    let out = t.join("out");
+    t.restore("latest", &out, &["--verify"]);
+    assert_same_tree(&src, &restored(&out, &src), Cmp::full());
+}

@@ -13,6 +13,7 @@ pub mod key;
 pub mod lock;
 pub mod ls;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;

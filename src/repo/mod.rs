@@ -207,7 +207,15 @@ impl Repository {
             .par_iter()
             .map(|hex| {
                 let id = IndexId::from_hex(hex).unwrap_or_default();
-                let bytes = objects::load(self, ObjectKind::Index, hex)?;
+                let bytes = objects::load(self, ObjectKind::Index, hex).map_err(|e| match e {
+                    Error::Corrupt { object, reason } => Error::Corrupt {
+                        object,
+                        reason: format!(
+                            "{reason}; `repo repair index` rebuilds the index from the packs"
+                        ),
+                    },
+                    e => e,
+                })?;
                 let f = IndexFile::decode(&bytes)
                     .map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
                 Ok((id, f))
