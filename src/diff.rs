@@ -106,19 +106,6 @@ pub struct Diff {
     pub identical_subtrees: u64,
 }
 
-/// The display name of a node kind (as `ls` prints it).
-pub fn kind_name(k: NodeKind) -> &'static str {
-    match k {
-        NodeKind::File => "file",
-        NodeKind::Dir => "dir",
-        NodeKind::Symlink => "symlink",
-        NodeKind::CharDevice => "chardev",
-        NodeKind::BlockDevice => "blockdev",
-        NodeKind::Fifo => "fifo",
-        NodeKind::Socket => "socket",
-    }
-}
-
 /// Metadata fields that differ between two nodes of the same kind.
 fn metadata_changes(a: &Node, b: &Node) -> Vec<&'static str> {
     let mut f = Vec::new();
@@ -167,7 +154,7 @@ impl Walker<'_> {
         self.out.changes.push(Change {
             path: path.to_string_lossy().into_owned(),
             change,
-            kind: kind_name(n.kind),
+            kind: n.kind.name(),
             size: n.size,
             old_size: old.filter(|o| o.kind == NodeKind::File).map(|o| o.size),
             fields: if change == ChangeKind::Modified && old.is_some_and(|o| content_differs(o, n))

@@ -23,6 +23,21 @@ pub enum NodeKind {
     Socket,
 }
 
+impl NodeKind {
+    /// The name `ls`, `diff`, `dump` and `cat` show for this kind.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::File => "file",
+            NodeKind::Dir => "dir",
+            NodeKind::Symlink => "symlink",
+            NodeKind::CharDevice => "chardev",
+            NodeKind::BlockDevice => "blockdev",
+            NodeKind::Fifo => "fifo",
+            NodeKind::Socket => "socket",
+        }
+    }
+}
+
 /// A point in time as seconds and nanoseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 pub struct Timestamp {

@@ -130,7 +130,7 @@ fn node_json(n: &Node) -> NodeJson {
     NodeJson {
         name,
         name_hex,
-        kind: crate::diff::kind_name(n.kind),
+        kind: n.kind.name(),
         mode: format!("{:04o}", n.mode),
         uid: n.uid,
         gid: n.gid,
@@ -184,7 +184,7 @@ fn tree(repo: &Repository, spec: &str) -> Result<String> {
             Error::Usage(format!(
                 "{} is a {}, not a directory: only directories have trees",
                 at.display(),
-                crate::diff::kind_name(node.kind)
+                node.kind.name()
             ))
         })?
     } else {

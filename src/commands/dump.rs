@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, args: &Args, out: &mut dyn Write) -> Result<Report> {
                 "{} in snapshot {} is a {}, not a file or directory; dump a file or a directory (for a tar archive)",
                 at.display(),
                 sid.short(),
-                crate::diff::kind_name(node.kind)
+                node.kind.name()
             )));
         }
     };

@@ -98,19 +98,7 @@ fn walk(
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let matcher = Excludes::new(&args.patterns, &[], false)?;
     let repo = ctx.open()?;
-    let mut chosen: Vec<(SnapshotId, Snapshot)> = if args.snapshots.is_empty() {
-        repo.snapshots()?
-    } else {
-        let mut v = Vec::new();
-        for s in &args.snapshots {
-            let found = repo.find_snapshot(s)?;
-            if !v.iter().any(|(id, _)| *id == found.0) {
-                v.push(found);
-            }
-        }
-        v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        v
-    };
+    let mut chosen: Vec<(SnapshotId, Snapshot)> = repo.select_snapshots(&args.snapshots)?;
     let index = repo.load_index()?;
     let mut trees = Trees {
         repo: &repo,

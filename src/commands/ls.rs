@@ -48,25 +48,13 @@ pub struct Report {
     pub entries: Vec<Entry>,
 }
 
-pub fn kind_name(k: NodeKind) -> &'static str {
-    match k {
-        NodeKind::File => "file",
-        NodeKind::Dir => "dir",
-        NodeKind::Symlink => "symlink",
-        NodeKind::CharDevice => "chardev",
-        NodeKind::BlockDevice => "blockdev",
-        NodeKind::Fifo => "fifo",
-        NodeKind::Socket => "socket",
-    }
-}
-
 pub fn entry(path: &Path, n: &Node) -> Entry {
     let mtime = chrono::DateTime::from_timestamp(n.mtime.secs, n.mtime.nanos)
         .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
         .unwrap_or_default();
     Entry {
         path: path.to_string_lossy().into_owned(),
-        kind: kind_name(n.kind),
+        kind: n.kind.name(),
         size: n.size,
         mode: n.mode,
         uid: n.uid,

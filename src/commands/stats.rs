@@ -44,18 +44,7 @@ pub struct Report {
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let repo = ctx.open()?;
-    let chosen = if args.snapshots.is_empty() {
-        repo.snapshots()?
-    } else {
-        let mut v = Vec::new();
-        for s in &args.snapshots {
-            let found = repo.find_snapshot(s)?;
-            if !v.iter().any(|(id, _)| *id == found.0) {
-                v.push(found);
-            }
-        }
-        v
-    };
+    let chosen = repo.select_snapshots(&args.snapshots)?;
     let files: Vec<_> = repo.load_index_files()?.into_values().collect();
     let roots: Vec<BlobId> = chosen.iter().map(|(_, s)| s.tree).collect();
     let st = stats::stats(&repo, &files, &roots, ctx.cancel)?;

@@ -292,6 +292,22 @@ impl Repository {
         }
     }
 
+    /// The snapshots named by `specs` (deduplicated, oldest first), or all of them when empty.
+    pub fn select_snapshots(&self, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        if specs.is_empty() {
+            return self.snapshots();
+        }
+        let mut v: Vec<(SnapshotId, Snapshot)> = Vec::new();
+        for s in specs {
+            let found = self.find_snapshot(s)?;
+            if !v.iter().any(|(id, _)| *id == found.0) {
+                v.push(found);
+            }
+        }
+        v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(v)
+    }
+
     /// Saves an encrypted object (snapshot, index, lock) and returns its id.
     pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
         objects::save(self, kind, payload)
