@@ -74,6 +74,8 @@ fn restore_latest(repo_dir: &Path, target: &Path) {
         include: None,
         exclude: None,
         verify: false,
+        delete: false,
+        archive: true,
         cancel: &cancel,
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, &Silent).expect("restore");

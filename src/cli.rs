@@ -1,6 +1,8 @@
 //! Command line: arguments, password, progress display and rendering.
 //! The only place that prints.
 
+mod plain;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -115,6 +117,10 @@ enum Command {
     Prune(prune::Args),
     /// Rebuild damaged or lost parts of the repository from what is intact.
     Repair(repair::Args),
+    /// Keep a readable copy of a folder (local, s3://, ftp://) in step with it.
+    Mirror(commands::plain::Args),
+    /// Two-way sync of plain folders, with conflict detection.
+    Sync(commands::plain::Args),
 }
 
 /// Progress on stderr: a bar on a terminal, plain warnings otherwise.
@@ -309,6 +315,27 @@ pub fn main() -> Result<u8> {
         ca_cert: cli.ca_cert.clone(),
         connections: cli.connections,
     };
+    if let Command::Mirror(a) | Command::Sync(a) = &cli.command {
+        let mode = if matches!(cli.command, Command::Sync(_)) {
+            repo::plain::Mode::Sync
+        } else {
+            repo::plain::Mode::Mirror
+        };
+        let show = std::io::stderr().is_terminal() && !cli.quiet && !cli.json;
+        let display = Display::new(show && !a.dry_run, cli.quiet);
+        let code = plain::run(
+            a,
+            mode,
+            &backend,
+            &ftp_password,
+            &display,
+            &cancel,
+            cli.json,
+            cli.quiet,
+        );
+        display.finish();
+        return code;
+    }
     let mut location = Location::parse(cli.repo.as_deref().unwrap_or(""), &backend)?;
     if location.needs_password() {
         location.set_password(ftp_password(&location)?);
@@ -446,6 +473,12 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                         String::new()
                     }
                 ));
+                if a.delete {
+                    say(format!(
+                        "--delete: {} entries not in the snapshot removed, {} old versions kept under {}/.repo/",
+                        r.deleted, r.archived, r.target
+                    ));
+                }
                 if cli.verbose > 0 {
                     say(storage_line(&r.storage));
                 }
@@ -585,6 +618,9 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         }
         Command::Forget(a) => render(json, cli.quiet, &forget::run(ctx, a)?, render_forget),
         Command::Prune(a) => render(json, cli.quiet, &prune::run(ctx, a)?, render_prune),
+        Command::Mirror(_) | Command::Sync(_) => bail!(repo::Error::Usage(
+            "mirror and sync need no repository; they are run before one is opened".into()
+        )),
         Command::Repair(a) => {
             let r = repair::run(ctx, a)?;
             for d in &r.damaged {

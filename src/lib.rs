@@ -2,9 +2,9 @@
 //!
 //! Layers, each using only those below it: formats and pure functions
 //! (`id`, `error`, `hash`, `chunker`, `codec`, `crypto`, `pack`, `index`,
-//! `tree`, `snapshot`, `config`, `keyfile`), `storage`, `repo`, the engines
+//! `tree`, `snapshot`, `config`, `keyfile`, `manifest`), `storage`, `repo`, the engines
 //! (`archive`, `restore`, `verify`, `diff`, `dump`, `stats`, `gc` with the
-//! pure `retention` rules), `commands`, and the binary's CLI.
+//! pure `retention` rules, `plain` for mirror and sync), `commands`, and the binary's CLI.
 
 pub mod archive;
 pub mod chunker;
@@ -20,7 +20,9 @@ pub mod hash;
 pub mod id;
 pub mod index;
 pub mod keyfile;
+pub mod manifest;
 pub mod pack;
+pub mod plain;
 pub mod progress;
 pub mod repair;
 pub mod repo;

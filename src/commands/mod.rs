@@ -12,6 +12,7 @@ pub mod init;
 pub mod key;
 pub mod lock;
 pub mod ls;
+pub mod plain;
 pub mod prune;
 pub mod repair;
 pub mod restore;

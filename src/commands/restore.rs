@@ -26,6 +26,13 @@ pub struct Args {
     /// Read every restored file back and compare it with the snapshot.
     #[arg(long)]
     pub verify: bool,
+    /// Make the target an exact copy of the snapshot: what the snapshot lacks
+    /// is moved to TARGET/.repo/trash, overwritten files to TARGET/.repo/archive.
+    #[arg(long)]
+    pub delete: bool,
+    /// With --delete: remove and overwrite without keeping the old versions.
+    #[arg(long, requires = "delete")]
+    pub no_archive: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +45,9 @@ pub struct Report {
     pub bytes: u64,
     pub verified_files: u64,
     pub skipped_files: u64,
+    pub deleted: u64,
+    pub archived: u64,
+    pub skipped_unread: u64,
     pub errors: Vec<super::create::PathMessage>,
     pub duration_secs: f64,
     /// Requests and bytes this restore cost.
@@ -67,6 +77,8 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         include,
         exclude,
         verify: args.verify,
+        delete: args.delete,
+        archive: !args.no_archive,
         cancel: ctx.cancel,
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, ctx.progress)?;
@@ -79,6 +91,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         bytes: r.bytes,
         verified_files: r.verified_files,
         skipped_files: r.skipped_files,
+        deleted: r.deleted,
+        archived: r.archived,
+        skipped_unread: r.skipped_unread,
         errors: r
             .errors
             .into_iter()

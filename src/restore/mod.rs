@@ -7,6 +7,7 @@
 //! so writing into them does not disturb their times).
 
 pub mod meta;
+pub mod mirror;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,10 @@ pub struct RestoreOptions<'a> {
     pub exclude: Option<Excludes>,
     /// Read every restored file back and check it against the snapshot.
     pub verify: bool,
+    /// Make the target an exact copy: set aside what the snapshot lacks.
+    pub delete: bool,
+    /// With `delete`: keep what is removed or overwritten under `.repo/`.
+    pub archive: bool,
     pub cancel: &'a AtomicBool,
 }
 
@@ -52,6 +57,12 @@ pub struct RestoreReport {
     pub verified_files: u64,
     /// Files already present and identical in the target, left untouched.
     pub skipped_files: u64,
+    /// `--delete`: entries removed from the target.
+    pub deleted: u64,
+    /// `--delete`: entries moved to `.repo/archive` or `.repo/trash` instead of lost.
+    pub archived: u64,
+    /// `--delete`: identical files skipped on the target manifest's word, unread.
+    pub skipped_unread: u64,
     pub errors: Vec<(PathBuf, String)>,
 }
 
@@ -70,6 +81,7 @@ struct Restorer<'a> {
     cancel: &'a AtomicBool,
     bytes: AtomicU64,
     skipped: AtomicU64,
+    mirror: Option<&'a mirror::Mirror>,
 }
 
 impl Restorer<'_> {
@@ -86,7 +98,16 @@ impl Restorer<'_> {
         if let Ok(md) = std::fs::symlink_metadata(path)
             && !md.is_dir()
         {
-            let _ = std::fs::remove_file(path);
+            match self.mirror {
+                Some(m) => {
+                    if let Err(e) = m.set_aside(path, "archive") {
+                        self.error(path, e);
+                    }
+                }
+                None => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
         }
     }
 
@@ -151,6 +172,9 @@ impl Restorer<'_> {
     /// and every chunk's MAC matches), so a repeated restore writes nothing.
     fn identical(&self, path: &Path, node: &crate::tree::Node) -> bool {
         use std::os::unix::fs::MetadataExt;
+        if self.mirror.is_some_and(|m| m.unchanged(path, node)) {
+            return true;
+        }
         let Ok(md) = std::fs::symlink_metadata(path) else {
             return false;
         };
@@ -398,6 +422,12 @@ pub fn restore(
         })
         .sum();
     progress.set_total(items.len() as u64, total);
+    let mirror = opts
+        .delete
+        .then(|| mirror::Mirror::new(&opts.target, opts.archive, progress));
+    if let Some(m) = &mirror {
+        m.clean(&items, &filter, &start_path, progress)?;
+    }
     let r = Restorer {
         repo,
         index,
@@ -407,6 +437,7 @@ pub fn restore(
         cancel: opts.cancel,
         bytes: AtomicU64::new(0),
         skipped: AtomicU64::new(0),
+        mirror: mirror.as_ref(),
     };
     let packs = r.create_entries();
     repo.transfer_pool()?.install(|| {
@@ -417,10 +448,24 @@ pub fn restore(
     r.create_others();
     r.apply_metadata();
     let verified_files = if opts.verify { r.verify() } else { 0 };
+    if let Some(m) = &mirror
+        && let Err(e) = m.record(&r.items)
+    {
+        r.error(&opts.target, e);
+    }
     let mut report = RestoreReport {
         verified_files,
         bytes: r.bytes.load(Ordering::Relaxed),
         skipped_files: r.skipped.load(Ordering::Relaxed),
+        deleted: mirror
+            .as_ref()
+            .map_or(0, |m| m.deleted.load(Ordering::Relaxed)),
+        archived: mirror
+            .as_ref()
+            .map_or(0, |m| m.archived.load(Ordering::Relaxed)),
+        skipped_unread: mirror
+            .as_ref()
+            .map_or(0, |m| m.unread.load(Ordering::Relaxed)),
         ..Default::default()
     };
     for item in &r.items {

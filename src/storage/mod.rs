@@ -43,6 +43,14 @@ pub struct Listed {
     pub size: u64,
 }
 
+/// A listed plain file (see [`Storage::list_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedFile {
+    pub name: String,
+    pub size: u64,
+    pub modified_ms: i64,
+}
+
 /// Blocking access to one repository's objects.
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
@@ -301,6 +309,64 @@ impl Storage {
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Lists every object under `prefix` (empty for the whole store) with its
+    /// modification time, dot files included: plain trees (mirror and sync)
+    /// need both. Names come back as the user wrote them, undoing the
+    /// percent-encoding `object_store` applies to unusual characters.
+    pub fn list_files(&self, prefix: &str) -> Result<Vec<ListedFile>> {
+        let path = (!prefix.is_empty()).then(|| StorePath::from(prefix));
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(self.store.list(path.as_ref()).try_collect())
+            .map_err(|e| self.err("list", prefix, e))?;
+        self.count(0, 0);
+        let mut out: Vec<ListedFile> = metas
+            .into_iter()
+            .map(|m| ListedFile {
+                name: m
+                    .location
+                    .parts()
+                    .map(|p| {
+                        percent_encoding::percent_decode_str(p.as_ref())
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/"),
+                size: m.size,
+                modified_ms: m.last_modified.timestamp_millis(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Size and modification time of one object, or `None` if it does not exist.
+    pub fn stat(&self, key: &str) -> Result<Option<ListedFile>> {
+        let path = StorePath::from(key);
+        let r = self.rt.block_on(self.store.head(&path));
+        self.count(0, 0);
+        match r {
+            Ok(m) => Ok(Some(ListedFile {
+                name: key.to_string(),
+                size: m.size,
+                modified_ms: m.last_modified.timestamp_millis(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("stat", key, e)),
+        }
+    }
+
+    /// Moves an object to a new key (server-side where the backend can).
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (StorePath::from(from), StorePath::from(to));
+        self.rt
+            .block_on(self.store.rename(&src, &dst))
+            .map_err(|e| self.err("rename", from, e))?;
+        self.count(0, 0);
+        Ok(())
     }
 
     /// Size of an object, or `None` if it does not exist.

@@ -1,0 +1,188 @@
+//! `repo mirror` and `repo sync`: keep plain folders in step.
+//!
+//! Split in two so the CLI can show the plan, ask about conflicts and
+//! confirm between [`prepare`] and [`apply`].
+
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+
+use crate::archive::Excludes;
+use crate::error::{Error, Result};
+use crate::plain::{self, Compare, Mode, Options, Prepared, Resolve, Select, Side};
+use crate::progress::Progress;
+use crate::storage::Location;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// First side (the source of a mirror): a folder, or an s3://, ftp:// or ftps:// URL.
+    pub a: String,
+    /// Second side (the destination of a mirror).
+    pub b: String,
+    /// backup: copy new and changed files; mirror: also delete what the source
+    /// lacks; sync: both ways, with deletions known from the last sync.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// For files that differ where no history says which side changed.
+    /// Default: source for backup and mirror, newer for sync.
+    #[arg(long, value_enum)]
+    pub select: Option<Select>,
+    /// attr: size and mtime; attr+: also record hashes of copied files;
+    /// hash: hash every file, which also finds silent corruption.
+    #[arg(long, value_enum, default_value = "attr")]
+    pub compare: Compare,
+    /// How to settle conflicts: ask (on a terminal, skip otherwise), skip,
+    /// local (first side wins), remote (second side wins), old, new.
+    #[arg(long, value_enum, default_value = "ask")]
+    pub resolve: Resolve,
+    /// Delete and overwrite without keeping the old version in .repo/archive or .repo/trash.
+    #[arg(long)]
+    pub no_archive: bool,
+    /// Show what would be done and change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Only paths matching GLOB (repeatable; `/` anchors at the top of the tree).
+    #[arg(long = "include", short = 'i', value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Leave out paths matching GLOB (repeatable).
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Everything a run needs between planning and doing.
+pub struct Session<'a> {
+    pub a: Side,
+    pub b: Side,
+    pub opts: Options<'a>,
+    pub prepared: Prepared,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub a: String,
+    pub b: String,
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub plan: plain::Plan,
+    /// Conflicts left for a later run.
+    pub unresolved: usize,
+    pub hashed_files: u64,
+    pub warnings: Vec<(String, String)>,
+    pub result: Option<plain::Report>,
+    pub duration_secs: f64,
+}
+
+/// Opens both sides, scans them and plans the run.
+pub fn prepare<'a>(
+    args: &Args,
+    default_mode: Mode,
+    a: &Location,
+    b: &Location,
+    cancel: &'a AtomicBool,
+) -> Result<Session<'a>> {
+    let mode = args.mode.unwrap_or(default_mode);
+    let select = args.select.unwrap_or(match mode {
+        Mode::Sync => Select::Newer,
+        Mode::Backup | Mode::Mirror => Select::Source,
+    });
+    if a.to_string() == b.to_string() {
+        return Err(Error::Usage(format!(
+            "both sides are {a}; give two different places"
+        )));
+    }
+    let filter = (!args.excludes.is_empty())
+        .then(|| Excludes::new(&args.excludes, &[], false))
+        .transpose()?;
+    let includes = (!args.includes.is_empty())
+        .then(|| Excludes::new(&args.includes, &[], false))
+        .transpose()?;
+    let side_a = Side::open(a, mode == Mode::Sync)?;
+    let side_b = Side::open(b, true)?;
+    let opts = Options {
+        mode,
+        select,
+        compare: args.compare,
+        archive: !args.no_archive,
+        filter,
+        cancel,
+    };
+    let mut prepared = plain::prepare(&side_a, &side_b, &opts)?;
+    if let Some(inc) = &includes {
+        restrict(&mut prepared, inc);
+    }
+    Ok(Session {
+        a: side_a,
+        b: side_b,
+        opts,
+        prepared,
+    })
+}
+
+/// `--include`: act only on matching paths (and folders above them).
+fn restrict(p: &mut Prepared, inc: &Excludes) {
+    let matches = |path: &[u8]| {
+        let mut shown = std::path::PathBuf::from("/");
+        let mut any = false;
+        for part in path.split(|&c| c == b'/') {
+            shown.push(String::from_utf8_lossy(part).as_ref());
+            any |= inc.is_excluded(&shown);
+        }
+        any
+    };
+    let plan = &mut p.plan;
+    let mut dropped = Vec::new();
+    plan.actions.retain(|a| {
+        let keep = matches(&a.path);
+        if !keep {
+            dropped.push(a.path.clone());
+        }
+        keep
+    });
+    plan.conflicts.retain(|c| matches(&c.path));
+    plan.notes.retain(|n| matches(&n.path));
+    plan.keep_base.extend(dropped);
+}
+
+impl Session<'_> {
+    /// Carries out the plan (unless `dry_run`) and reports.
+    pub fn apply(
+        self,
+        dry_run: bool,
+        progress: &dyn Progress,
+        started: std::time::Instant,
+    ) -> Result<Report> {
+        let result = if dry_run {
+            None
+        } else {
+            Some(plain::execute(
+                &self.a,
+                &self.b,
+                &self.prepared,
+                &self.opts,
+                progress,
+            )?)
+        };
+        let unresolved = self
+            .prepared
+            .plan
+            .conflicts
+            .iter()
+            .filter(|c| self.prepared.plan.keep_base.contains(&c.path))
+            .count();
+        Ok(Report {
+            a: self.a.name(),
+            b: self.b.name(),
+            mode: self.opts.mode,
+            dry_run,
+            unresolved,
+            hashed_files: self.prepared.hashed,
+            warnings: self.prepared.warnings,
+            plan: self.prepared.plan,
+            result,
+            duration_secs: started.elapsed().as_secs_f64(),
+        })
+    }
+}
