@@ -321,20 +321,15 @@ pub fn main() -> Result<u8> {
         } else {
             repo::plain::Mode::Mirror
         };
-        let show = std::io::stderr().is_terminal() && !cli.quiet && !cli.json;
-        let display = Display::new(show && !a.dry_run, cli.quiet);
-        let code = plain::run(
+        return plain::run(
             a,
             mode,
             &backend,
             &ftp_password,
-            &display,
             &cancel,
             cli.json,
             cli.quiet,
         );
-        display.finish();
-        return code;
     }
     let mut location = Location::parse(cli.repo.as_deref().unwrap_or(""), &backend)?;
     if location.needs_password() {

@@ -442,35 +442,35 @@ fn hash_compare_reports_silent_corruption() {
     assert_eq!(rec["blake3"], blake3::hash(b"document").to_hex().as_str());
 }
 
-fn ftp_url() -> Option<String> {
-    match std::env::var("REPO_TEST_FTP_URL") {
+fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("REPO_TEST_FTP_URL is not set: under CI the FTP server must run (scripts/test)")
+            panic!("{var} is not set: under CI the servers must run (scripts/test)")
         }
         _ => {
-            eprintln!("skipping: REPO_TEST_FTP_URL is not set (scripts/test starts the servers)");
+            eprintln!("skipping: {var} is not set (scripts/test starts the servers)");
             None
         }
     }
 }
 
-#[test]
-fn mirror_to_ftp_and_back() {
-    let Some(base) = ftp_url() else { return };
+/// Mirror a tree to a remote side, change it, mirror again, and bring it back.
+fn remote_round_trip(base: &str) {
     let url = format!(
         "{}/plain-{}-{}",
         base.trim_end_matches('/'),
         std::process::id(),
-        T0 ^ std::time::SystemTime::now()
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_nanos() as i64
+            .as_nanos()
     );
     let tmp = tempfile::tempdir().unwrap();
     let (a, back) = (tmp.path().join("src"), tmp.path().join("back"));
     put(&a, "docs/readme.md", "# readme", T0);
     put(&a, "docs/space name.txt", "spaces", T0 + 1);
+    put(&a, "docs/100% ~odd [name].txt", "odd", T0 + 1);
     put(&a, "data/big.bin", &"x".repeat(3_000_000), T0 + 2);
     put(&a, ".hidden", "dot file", T0 + 3);
     expect(&["mirror", s(&a), &url, "-y", "--compare", "attr+"], 0);
@@ -479,33 +479,48 @@ fn mirror_to_ftp_and_back() {
         out.contains("nothing to do"),
         "unchanged second run:\n{out}"
     );
-    // Change, delete, add; then an edit made on the server is caught.
+    // Change, delete, add.
     put(&a, "docs/readme.md", "# readme v2", T0 + 10);
     fs::remove_file(a.join("docs/space name.txt")).unwrap();
     put(&a, "new.txt", "new", T0 + 10);
     expect(&["mirror", s(&a), &url, "-y"], 0);
-    // Back from FTP into a fresh folder: identical content.
+    // Back into a fresh folder: identical content, and the recorded mtimes
+    // travel through the remote side's manifest.
     expect(&["mirror", &url, s(&back), "-y"], 0);
     assert_eq!(files(&a), files(&back));
-    // The recorded mtimes travel through the FTP side's manifest.
     let md = fs::metadata(back.join("docs/readme.md")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::mtime(&md), T0 + 10);
-    // The deleted file went to the server's trash, not away.
-    let out = expect(
-        &[
-            "mirror",
-            &format!("{url}/.repo/trash"),
-            s(&tmp.path().join("trash")),
-            "-y",
-        ],
+    // The deleted file went to the remote side's trash, not away.
+    let trash = tmp.path().join("trash");
+    expect(
+        &["mirror", &format!("{url}/.repo/trash"), s(&trash), "-y"],
         0,
     );
-    let _ = out;
     assert!(
-        rel_files(&tmp.path().join("trash"))
+        rel_files(&trash)
             .iter()
             .any(|p| p.ends_with("space name.txt"))
     );
+    // Sync both ways with the remote side.
+    put(&back, "from-back.txt", "made in back", T0 + 20);
+    expect(&["sync", s(&back), &url, "-y"], 0);
+    let again = tmp.path().join("again");
+    expect(&["mirror", &url, s(&again), "-y"], 0);
+    assert_eq!(get(&files(&again), "from-back.txt"), Some("made in back"));
+}
+
+#[test]
+fn mirror_to_ftp_and_back() {
+    if let Some(base) = server("REPO_TEST_FTP_URL") {
+        remote_round_trip(&base);
+    }
+}
+
+#[test]
+fn mirror_to_s3_and_back() {
+    if let Some(base) = server("REPO_TEST_S3_URL") {
+        remote_round_trip(&base);
+    }
 }
 
 /// `restore --delete` makes the target an exact copy, keeps what it
@@ -583,4 +598,48 @@ fn restore_delete_mirrors_the_snapshot() {
             .iter()
             .any(|p| p.ends_with("gone.txt"))
     );
+}
+
+/// `--resolve ask` asks per conflict on a terminal, then asks to go ahead.
+#[test]
+fn ask_prompts_per_conflict_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    put(&a, "x.txt", "one", T0);
+    put(&a, "y.txt", "one", T0);
+    expect(&["sync", s(&a), s(&b), "-y"], 0);
+    put(&a, "x.txt", "a side", T0 + 1);
+    put(&b, "x.txt", "b side!", T0 + 2);
+    put(&a, "y.txt", "a side", T0 + 1);
+    put(&b, "y.txt", "b side!", T0 + 2);
+    // script(1) gives the command a terminal and feeds it our answers:
+    // keep the second side's x, the first side's y, then confirm.
+    let cmd = format!(
+        "'{}' sync '{}' '{}'",
+        env!("CARGO_BIN_EXE_repo"),
+        a.display(),
+        b.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"2\n1\ny\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(
+        out.matches("keep [1] first side / [2] second side").count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("go ahead? [y/N]"), "{out}");
+    let (fa, fb) = (files(&a), files(&b));
+    assert_eq!(get(&fa, "x.txt"), Some("b side!"));
+    assert_eq!(get(&fb, "y.txt"), Some("a side"));
+    assert_eq!(fa, fb);
 }

@@ -11,7 +11,6 @@ use repo::commands::plain::{self, Args, Session};
 use repo::manifest::{Entry, EntryKind};
 use repo::plain::plan::{Action, Conflict, ConflictKind, NoteKind, Op, Why};
 use repo::plain::{Mode, Resolve, SideId};
-use repo::progress::Progress;
 use repo::storage::{BackendOptions, Location};
 
 fn side_name(s: SideId, mode: Mode) -> &'static str {
@@ -117,12 +116,18 @@ fn render_plan(s: &Session, limit: usize) {
         .filter(|a| matches!(a.op, Op::Copy { .. }))
         .count();
     let bytes: u64 = plan.actions.iter().map(|a| a.size).sum();
+    let open = plan
+        .conflicts
+        .iter()
+        .filter(|c| plan.keep_base.contains(&c.path))
+        .count();
     println!(
-        "plan: {} copies ({}), {} deletions, {} conflicts",
+        "plan: {} copies ({}), {} deletions, {} conflicts left ({} settled)",
         copies,
         human_bytes(bytes),
         plan.actions.len() - copies,
-        plan.conflicts.len()
+        open,
+        plan.conflicts.len() - open
     );
     let mut shown = 0;
     for (dir, acts) in &dirs {
@@ -185,7 +190,6 @@ pub fn run(
     default_mode: Mode,
     backend: &BackendOptions,
     password: &dyn Fn(&Location) -> Result<String>,
-    progress: &dyn Progress,
     cancel: &AtomicBool,
     json: bool,
     quiet: bool,
@@ -255,7 +259,12 @@ pub fn run(
             return Ok(1);
         }
     }
-    let report = s.apply(args.dry_run || !has_work, progress, started)?;
+    // The bar starts only now, so it never draws over the questions above.
+    let show = std::io::stderr().is_terminal() && !quiet && !json && has_work && !args.dry_run;
+    let display = super::Display::new(show, quiet);
+    let report = s.apply(args.dry_run || !has_work, &display, started);
+    display.finish();
+    let report = report?;
     let corrupt = report
         .plan
         .notes
