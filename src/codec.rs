@@ -129,7 +129,16 @@ pub fn decode(
     sealed: &[u8],
     limit: usize,
 ) -> Result<Vec<u8>, CodecError> {
-    let framed = crypto::open(key, ad, sealed)?;
+    let mut framed = crypto::open(key, ad, sealed)?;
+    if framed.first() == Some(&FLAG_RAW) {
+        // Incompressible data: drop the flag in place rather than copying
+        // the body into a fresh allocation.
+        if framed.len() - 1 > limit {
+            return Err(CodecError::TooLarge(limit));
+        }
+        framed.remove(0);
+        return Ok(framed);
+    }
     decompress(&framed, limit)
 }
 

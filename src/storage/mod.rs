@@ -173,7 +173,8 @@ impl Storage {
             .block_on(async { self.store.get(&path).await?.bytes().await })
             .map_err(|e| self.err("read", key, e))?;
         self.count(0, bytes.len());
-        Ok(bytes.to_vec())
+        // Free when the store handed over its only reference (local files do).
+        Ok(Vec::from(bytes))
     }
 
     /// Reads `len` bytes at `offset`.
@@ -193,7 +194,7 @@ impl Storage {
                 ),
             ));
         }
-        Ok(bytes.to_vec())
+        Ok(Vec::from(bytes))
     }
 
     /// Writes an object atomically, replacing any existing one.
