@@ -68,6 +68,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         exclude,
         verify: args.verify,
         cancel: ctx.cancel,
+        damaged: restore::damaged_notes(&snap),
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, ctx.progress)?;
     Ok(Report {
