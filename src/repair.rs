@@ -162,6 +162,9 @@ struct Rewritten {
     damaged: Vec<(PathBuf, &'static str, u64, String)>,
 }
 
+/// A data blob to verify: id, offset and length in its pack.
+type NeededBlob = (BlobId, u32, u32);
+
 struct SnapshotRepairer<'a> {
     repo: &'a Repository,
     index: &'a MemIndex,
@@ -273,7 +276,7 @@ impl SnapshotRepairer<'_> {
     /// With `--read-data`: reads every pack holding a data blob the trees
     /// need and records the blobs that fail authentication.
     fn read_packs(&mut self, roots: &[BlobId]) -> Result<usize> {
-        let mut needed: BTreeMap<PackId, Vec<(BlobId, u32, u32)>> = BTreeMap::new();
+        let mut needed: BTreeMap<PackId, Vec<NeededBlob>> = BTreeMap::new();
         let mut seen_trees = HashSet::new();
         let mut seen_blobs = HashSet::new();
         let mut stack: Vec<BlobId> = roots.to_vec();
@@ -300,10 +303,10 @@ impl SnapshotRepairer<'_> {
                 }
             }
         }
-        let needed: Vec<(PackId, Vec<(BlobId, u32, u32)>)> = needed
+        let needed: Vec<(PackId, Vec<NeededBlob>)> = needed
             .into_iter()
             .filter(|(p, _)| {
-                self.stored.get(p).is_some() && self.stored.get(p) == self.indexed.get(p)
+                self.stored.contains_key(p) && self.stored.get(p) == self.indexed.get(p)
             })
             .collect();
         let failed = Mutex::new(HashMap::new());
