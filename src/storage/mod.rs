@@ -184,7 +184,23 @@ impl Storage {
         let bytes = self
             .rt
             .block_on(self.store.get_range(&path, offset..offset + len))
-            .map_err(|e| self.err("read", key, e))?;
+            .map_err(|e| {
+                // A range past the end means the object is shorter than its
+                // reader knows it to be: damage, not a storage failure.
+                if !matches!(e, object_store::Error::NotFound { .. })
+                    && let Ok(Some(size)) = self.size(key)
+                    && size < offset + len
+                {
+                    return Error::corrupt(
+                        key,
+                        format!(
+                            "it has {size} bytes, but {len} bytes at offset {offset} were \
+                             expected (truncated?)"
+                        ),
+                    );
+                }
+                self.err("read", key, e)
+            })?;
         self.count(0, bytes.len());
         if bytes.len() as u64 != len {
             return Err(Error::corrupt(
