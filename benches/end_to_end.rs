@@ -77,6 +77,7 @@ fn restore_latest(repo_dir: &Path, target: &Path) {
         delete: false,
         archive: true,
         cancel: &cancel,
+        damaged: restore::damaged_notes(&snap),
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, &Silent).expect("restore");
     assert!(r.errors.is_empty(), "restore errors: {:?}", r.errors);

@@ -431,17 +431,18 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                             .unwrap_or_default();
                         writeln!(
                             out,
-                            "{:<8} {:04o} {:>8} {:>8} {:>12} {} {}{link}",
+                            "{:<8} {:04o} {:>8} {:>8} {:>12} {} {}{link}{}",
                             e.kind,
                             e.mode,
                             owner,
                             group,
                             e.size,
                             &e.mtime[..19.min(e.mtime.len())],
-                            e.path
+                            e.path,
+                            damaged_suffix(&e.damaged)
                         )?;
                     } else {
-                        writeln!(out, "{}", e.path)?;
+                        writeln!(out, "{}{}", e.path, damaged_suffix(&e.damaged))?;
                     }
                 }
             }
@@ -616,13 +617,15 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         Command::Mirror(_) | Command::Sync(_) => bail!(repo::Error::Usage(
             "mirror and sync need no repository; they are run before one is opened".into()
         )),
-        Command::Repair(a) => {
-            let r = repair::run(ctx, a)?;
-            for d in &r.damaged {
-                eprintln!("warning: {}: {}", d.object, d.message);
+        Command::Repair(a) => match repair::run(ctx, a)? {
+            repair::Report::Index(r) => {
+                for d in &r.damaged {
+                    eprintln!("warning: {}: {}", d.object, d.message);
+                }
+                render(json, cli.quiet, &r, render_repair_index)
             }
-            render(json, cli.quiet, &r, render_repair_index)
-        }
+            repair::Report::Snapshots(r) => render(json, cli.quiet, &r, render_repair_snapshots),
+        },
     }
 }
 
@@ -991,6 +994,13 @@ fn render_forget(r: &forget::Report) {
     }
 }
 
+/// ` [damaged: …]` after an `ls` entry a repaired snapshot lists as damaged.
+fn damaged_suffix(d: &Option<String>) -> String {
+    d.as_ref()
+        .map(|d| format!("  [damaged: {d}]"))
+        .unwrap_or_default()
+}
+
 fn render_repair_index(r: &repo::repair::RepairIndexReport) {
     println!(
         "scanned {} packs: {} blobs; {} damaged pack(s)",
@@ -1008,6 +1018,77 @@ fn render_repair_index(r: &repo::repair::RepairIndexReport) {
             "dry run: would replace {} index object(s) with one",
             r.old_indexes
         ),
+    }
+}
+
+fn render_repair_snapshots(r: &repo::repair::RepairSnapshotsReport) {
+    if r.packs_read > 0 || r.blobs_failed > 0 {
+        println!(
+            "read {} pack(s): {} data blob(s) failed authentication",
+            r.packs_read, r.blobs_failed
+        );
+    }
+    for s in &r.repaired {
+        println!(
+            "snapshot {}: {} damaged path(s)",
+            short(&s.old),
+            s.damaged.len()
+        );
+        for d in &s.damaged {
+            if d.kind == "dir" {
+                println!("  dir  {}: contents lost ({})", d.path, d.reason);
+            } else {
+                println!("  file {}: {} bytes lost ({})", d.path, d.size, d.reason);
+            }
+        }
+        match &s.new {
+            None => println!(
+                "  would be rewritten{}",
+                if r.forget {
+                    " and the original deleted"
+                } else {
+                    ""
+                }
+            ),
+            Some(new) => println!(
+                "  rewritten as {}; original {}",
+                short(new),
+                if s.forgotten {
+                    "deleted"
+                } else {
+                    "kept (delete it with `repo forget` once you no longer need it)"
+                }
+            ),
+        }
+    }
+    if r.repaired.is_empty() {
+        println!(
+            "no damage found in {} snapshot(s){}",
+            r.snapshots_checked,
+            if r.packs_read == 0 {
+                " (add --read-data to also authenticate the data)"
+            } else {
+                ""
+            }
+        );
+    } else if r.dry_run {
+        println!(
+            "dry run: {} of {} snapshot(s) would be rewritten; nothing was changed",
+            r.repaired.len(),
+            r.snapshots_checked
+        );
+    } else {
+        println!(
+            "rewrote {} of {} snapshot(s) ({} new tree blobs); run `repo prune` to remove the damaged data{}",
+            r.repaired.len(),
+            r.snapshots_checked,
+            r.trees_written,
+            if r.forget {
+                ""
+            } else {
+                " once the originals are forgotten"
+            }
+        );
     }
 }
 

@@ -29,6 +29,11 @@ pub struct Config {
     pub pack_size: u32,
 }
 
+/// The pack size writers aim for unless `init --pack-size` says otherwise.
+pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+/// The pack sizes a config may name.
+pub const PACK_SIZE_RANGE: std::ops::RangeInclusive<u32> = 1024 * 1024..=1024 * 1024 * 1024;
+
 impl Config {
     pub fn new(id: RepoId, chunk_sizes: ChunkerParams) -> Self {
         Config {
@@ -40,7 +45,7 @@ impl Config {
             cipher: "xchacha20-poly1305".into(),
             compression: "zstd".into(),
             compression_level: 3,
-            pack_size: 16 * 1024 * 1024,
+            pack_size: DEFAULT_PACK_SIZE,
         }
     }
 }
@@ -112,7 +117,7 @@ impl StoredConfig {
             ));
         }
         if !(1..=22).contains(&config.compression_level)
-            || !(1024 * 1024..=1024 * 1024 * 1024).contains(&config.pack_size)
+            || !PACK_SIZE_RANGE.contains(&config.pack_size)
         {
             return Err("config has out-of-range compression level or pack size".into());
         }

@@ -33,7 +33,7 @@ pub enum Error {
     Locked { detail: String },
 
     #[error(
-        "repository format version {found} is not supported by this build (it reads version {supported}); upgrade repo"
+        "the repository's config names format version {found}, which this build does not support (it reads version {supported}); upgrade repo, or, if this version of repo wrote the repository, its config object is damaged"
     )]
     UnsupportedVersion { found: u32, supported: u32 },
 

@@ -54,7 +54,30 @@ pub struct Snapshot {
     /// the snapshot as first written. Absent (= null) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<SnapshotId>,
+    /// Set by `repo repair snapshots`: the paths whose data was lost and
+    /// how the rewritten trees record them. Absent (= empty) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedPath>,
 }
+
+/// One path of a repaired snapshot whose data is gone: a file whose
+/// content was dropped (its node is kept, with size 0 and no chunks), or a
+/// directory whose listing was lost (it is kept as an empty directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedPath {
+    /// Absolute path in the snapshot (lossy UTF-8, like `paths`).
+    pub path: String,
+    /// `"file"` or `"dir"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Files: the size before the repair. Directories: 0.
+    pub size: u64,
+    /// What was missing or damaged, e.g. the blob and pack.
+    pub reason: String,
+}
+
+/// The tag `repo repair snapshots` adds to every snapshot it rewrites.
+pub const REPAIRED_TAG: &str = "repaired";
 
 impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {
@@ -92,6 +115,7 @@ mod tests {
             program_version: "x".into(),
             summary: Summary::default(),
             original: None,
+            damaged: Vec::new(),
         }
     }
 
@@ -107,6 +131,31 @@ mod tests {
         assert!(json.ends_with(&format!(r#","original":"{}"}}"#, "09".repeat(32))));
         assert_eq!(Snapshot::decode(json.as_bytes()).unwrap(), rewritten);
         assert!(!String::from_utf8(s.encode()).unwrap().contains("original"));
+    }
+
+    #[test]
+    fn damaged_paths_round_trip_and_are_optional() {
+        let repaired = Snapshot {
+            damaged: vec![DamagedPath {
+                path: "/a/b.bin".into(),
+                kind: "file".into(),
+                size: 7,
+                reason: "gone".into(),
+            }],
+            ..sample()
+        };
+        let json = String::from_utf8(repaired.encode()).unwrap();
+        assert!(
+            json.contains(
+                r#""damaged":[{"path":"/a/b.bin","type":"file","size":7,"reason":"gone"}]"#
+            )
+        );
+        assert_eq!(Snapshot::decode(json.as_bytes()).unwrap(), repaired);
+        assert!(
+            !String::from_utf8(sample().encode())
+                .unwrap()
+                .contains("damaged")
+        );
     }
 
     proptest! {

@@ -1066,42 +1066,7 @@ fn interrupted_backup_stops_cleanly() {
     t.ok(["check"]);
 }
 
-#[test]
-fn concurrent_backups_into_one_repository() {
-    let t = TestRepo::new();
-    let shared = random_bytes(3_000_000, 150);
-    let (a, b) = (t.join("a"), t.join("b"));
-    for (d, seed) in [(&a, 151), (&b, 152)] {
-        fs::create_dir(d).unwrap();
-        fs::write(d.join("shared.bin"), &shared).unwrap();
-        write_random(&d.join("own.bin"), 1_000_000, seed);
-    }
-    t.init();
-    let mut ja = t.spawn(["create".as_ref(), a.as_os_str()], "a");
-    let mut jb = t.spawn(["create".as_ref(), b.as_os_str()], "b");
-    for j in [&mut ja, &mut jb] {
-        let st = j.wait(Duration::from_secs(400));
-        assert!(st.success(), "{st:?}\n{}", j.output());
-    }
-    assert!(t.objects("locks").is_empty());
-    t.ok(["check", "--read-data"])
-        .stdout_has("no errors were found");
-    let target = t.join("restore");
-    t.restore("latest", &target, &[]);
-    // "latest" is one of the two; restore the other by id as well.
-    let snaps = t.snapshots();
-    assert_eq!(snaps.len(), 2);
-    let target2 = t.join("restore2");
-    t.restore(s(&snaps[0]["id"]), &target2, &[]);
-    for d in [&a, &b] {
-        let there = [&target, &target2]
-            .iter()
-            .map(|tg| restored(tg, d))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("{} restored nowhere", d.display()));
-        assert_same_tree(d, &there, Cmp::full());
-    }
-}
+// Concurrent backups: tests/faults.rs (`concurrent_backups_into_one_repository`).
 
 #[test]
 fn restore_over_existing_files_replaces_them_without_following_symlinks() {

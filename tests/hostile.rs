@@ -209,7 +209,11 @@ fn a_file_changing_size_during_backup() {
             while !stop.load(Ordering::Relaxed) {
                 let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
                 // Alternate: grow by 1 MiB, shrink to 1 MiB.
-                let len = if round.is_multiple_of(2) { 9 << 20 } else { 1 << 20 };
+                let len = if round.is_multiple_of(2) {
+                    9 << 20
+                } else {
+                    1 << 20
+                };
                 f.set_len(len).unwrap();
                 round += 1;
             }

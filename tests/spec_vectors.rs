@@ -513,6 +513,7 @@ fn snapshot_and_lock_json() {
             ..Default::default()
         },
         original: None,
+        damaged: Vec::new(),
     };
     let json = concat!(
         r#"{"version":1,"time":"2026-01-02T03:04:05.123456789Z","host":"host","user":"user","#,

@@ -379,6 +379,7 @@ pub fn backup(
             program_version: format!("repo {}", env!("CARGO_PKG_VERSION")),
             summary: summary.clone(),
             original: None,
+            damaged: Vec::new(),
         };
         let hex = repo.save_object(ObjectKind::Snapshot, &snap.encode())?;
         snapshot_id = SnapshotId::from_hex(&hex);

@@ -18,6 +18,10 @@ pub struct Args {
     /// Maximum chunk size in bytes.
     #[arg(long, default_value_t = ChunkerParams::default().max, hide = true)]
     pub chunk_max: u32,
+    /// Target pack size in bytes (1 MiB to 1 GiB). Small packs make tests
+    /// and fault injection see many packs with little data.
+    #[arg(long, default_value_t = crate::config::DEFAULT_PACK_SIZE, hide = true)]
+    pub pack_size: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +38,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             avg: args.chunk_avg,
             max: args.chunk_max,
         },
+        pack_size: Some(args.pack_size),
         ..Default::default()
     };
     let repo = Repository::init(&ctx.location, &ctx.password, &opts)?;

@@ -40,6 +40,9 @@ pub struct Entry {
     pub mtime: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Set when a repaired snapshot lists this path as damaged: what was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +67,7 @@ pub fn entry(path: &Path, n: &Node) -> Entry {
         mtime,
         target: (n.kind == NodeKind::Symlink)
             .then(|| String::from_utf8_lossy(&n.target).into_owned()),
+        damaged: None,
     }
 }
 
@@ -104,6 +108,23 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         )?;
     } else {
         entries.push(entry(&at, &node));
+    }
+    if !snap.damaged.is_empty() {
+        let lost: std::collections::HashMap<&str, String> = snap
+            .damaged
+            .iter()
+            .map(|d| {
+                let what = if d.kind == "dir" {
+                    format!("contents lost: {}", d.reason)
+                } else {
+                    format!("{} bytes lost: {}", d.size, d.reason)
+                };
+                (d.path.as_str(), what)
+            })
+            .collect();
+        for e in &mut entries {
+            e.damaged = lost.get(e.path.as_str()).cloned();
+        }
     }
     Ok(Report {
         snapshot: sid.to_hex(),

@@ -80,6 +80,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         delete: args.delete,
         archive: !args.no_archive,
         cancel: ctx.cancel,
+        damaged: restore::damaged_notes(&snap),
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, ctx.progress)?;
     Ok(Report {

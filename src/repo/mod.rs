@@ -34,6 +34,8 @@ pub const CONFIG_KEY: &str = "config";
 pub struct InitOptions {
     pub chunk_sizes: ChunkerParams,
     pub kdf: KdfParams,
+    /// Target pack size in bytes; `None` (or `Default`) means [`crate::config::DEFAULT_PACK_SIZE`].
+    pub pack_size: Option<u32>,
 }
 
 /// An unlocked repository. Cloning is cheap and shares the storage handle,
@@ -73,8 +75,18 @@ impl Repository {
         let master = MasterKey::generate();
         let mut id = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
-        let config = Config::new(RepoId(id), opts.chunk_sizes);
+        let mut config = Config::new(RepoId(id), opts.chunk_sizes);
         config.chunk_sizes.validate().map_err(Error::Usage)?;
+        if let Some(size) = opts.pack_size {
+            if !crate::config::PACK_SIZE_RANGE.contains(&size) {
+                return Err(Error::Usage(format!(
+                    "pack size {size} is out of range: give {} to {} bytes",
+                    crate::config::PACK_SIZE_RANGE.start(),
+                    crate::config::PACK_SIZE_RANGE.end()
+                )));
+            }
+            config.pack_size = size;
+        }
         let (host, user) = host_and_user();
         let key = KeyFile::create(&master, password, opts.kdf, &host, &user)
             .map_err(|e| Error::Usage(e.to_string()))?;
@@ -123,19 +135,45 @@ impl Repository {
         if listed.is_empty() {
             return Err(Error::corrupt("keys/", "the repository has no key objects"));
         }
+        let mut damaged: Vec<(String, String)> = Vec::new();
         for l in listed {
             let Some(id) = objects::id_from_key(&l.key).and_then(|h| KeyId::from_hex(&h)) else {
                 continue;
             };
             // A damaged key object must not lock users out while another key still works;
             // `repo check` reports it.
-            let Ok(key) = objects::load_key(storage, id) else {
-                continue;
+            let key = match objects::load_key(storage, id) {
+                Ok(k) => k,
+                Err(Error::NotFound { .. }) => continue, // removed while we listed
+                Err(Error::Corrupt { reason, .. }) => {
+                    damaged.push((l.key.clone(), reason));
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             match key.open(password) {
                 Ok(m) => return Ok((m, id)),
-                Err(KeyError::WrongPassword | KeyError::Malformed(_)) => {}
+                Err(KeyError::WrongPassword) => {}
+                Err(KeyError::Malformed(e)) => damaged.push((l.key.clone(), e)),
             }
+        }
+        // No key opened. If some could not even be read, the password may be
+        // right and its key object damaged: say which, rather than blaming the password.
+        if let Some((key, reason)) = damaged.first() {
+            let others = damaged.len() - 1;
+            return Err(Error::corrupt(
+                key.clone(),
+                format!(
+                    "{reason}{}; no other key object opens with this password. If the password \
+                     is right, put back an undamaged copy of {key} (e.g. from a replica) or use \
+                     another key's password",
+                    if others > 0 {
+                        format!(" ({others} more key object(s) are damaged too)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
         }
         Err(Error::WrongPassword {
             location: storage.location().to_string(),

@@ -46,6 +46,32 @@ pub struct RestoreOptions<'a> {
     /// With `delete`: keep what is removed or overwritten under `.repo/`.
     pub archive: bool,
     pub cancel: &'a AtomicBool,
+    /// Paths the snapshot lists as damaged (see [`damaged_notes`]).
+    pub damaged: BTreeMap<String, String>,
+}
+
+/// What a restore says about each path a repaired snapshot lists as
+/// damaged, keyed by the path as recorded.
+pub fn damaged_notes(snap: &crate::snapshot::Snapshot) -> BTreeMap<String, String> {
+    snap.damaged
+        .iter()
+        .map(|d| {
+            let note = if d.kind == "dir" {
+                format!(
+                    "the contents of this directory were lost ({}) and `repo repair snapshots` \
+                     recorded it as empty; restored empty",
+                    d.reason
+                )
+            } else {
+                format!(
+                    "the data of this file ({} bytes) was lost ({}) and `repo repair snapshots` \
+                     dropped it; not restored",
+                    d.size, d.reason
+                )
+            };
+            (d.path.clone(), note)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default)]
@@ -456,6 +482,8 @@ pub fn restore(
     let filter = plan::Filter {
         include: opts.include.as_ref(),
         exclude: opts.exclude.as_ref(),
+        damaged: Some(&opts.damaged),
+        problems: Default::default(),
     };
     let items = plan::plan(repo, index, &start, &start_path, &opts.target, &filter)?;
     std::fs::create_dir_all(&opts.target)
@@ -493,6 +521,9 @@ pub fn restore(
         owners: meta::Owners::default(),
     };
     let mut r = r;
+    for (path, message) in filter.problems.take() {
+        r.error(&path, message);
+    }
     let packs = r.create_entries();
     let mut remaining: Vec<u32> = vec![0; r.items.len()];
     for blobs in packs.values() {

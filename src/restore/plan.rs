@@ -1,6 +1,7 @@
 //! Turning a snapshot (sub)tree into a list of things to create.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,25 @@ impl Item {
 pub struct Filter<'a> {
     pub include: Option<&'a Excludes>,
     pub exclude: Option<&'a Excludes>,
+    /// Paths a repaired snapshot lists as damaged (lossy UTF-8 absolute
+    /// path -> message): such files are not restored, such directories are
+    /// restored empty, and each is reported.
+    pub damaged: Option<&'a BTreeMap<String, String>>,
+    /// Problems met while planning (damaged paths, unreadable directory
+    /// listings), reported by the restore and counted as errors.
+    pub problems: RefCell<Vec<(PathBuf, String)>>,
+}
+
+impl Filter<'_> {
+    fn problem(&self, path: &Path, message: String) {
+        self.problems
+            .borrow_mut()
+            .push((path.to_path_buf(), message));
+    }
+
+    fn damaged(&self, snap_path: &Path) -> Option<&String> {
+        self.damaged?.get(snap_path.to_string_lossy().as_ref())
+    }
 }
 
 /// Resolves `/sub/path` inside a snapshot's root tree. Returns the node
@@ -104,8 +124,11 @@ pub fn plan(
                 node: start.clone(),
             });
         }
+        if let Some(note) = filter.damaged(start_path) {
+            filter.problem(target, note.clone());
+        }
         walk(
-            repo, index, start, start_path, target, filter, false, &mut items, &mut links,
+            repo, index, start, start_path, target, filter, false, true, &mut items, &mut links,
         )?;
     } else {
         let name = Path::new(std::ffi::OsStr::from_bytes(&start.name));
@@ -158,13 +181,29 @@ fn walk(
     out_path: &Path,
     filter: &Filter,
     included: bool,
+    top: bool,
     items: &mut Vec<Item>,
     links: &mut HashMap<(u64, u64), PathBuf>,
 ) -> Result<bool> {
     let Some(id) = dir.subtree else {
         return Ok(false);
     };
-    let tree = repo.load_tree(index, &id)?;
+    let tree = match repo.load_tree(index, &id) {
+        Ok(t) => t,
+        // Without the top listing there is nothing to restore.
+        Err(e) if top => return Err(e),
+        // A lost directory listing costs that directory, not the restore.
+        Err(e) => {
+            filter.problem(
+                out_path,
+                format!(
+                    "the contents of this directory cannot be restored: {e}. \
+                     `repo repair snapshots` can record the loss in the snapshot"
+                ),
+            );
+            return Ok(included);
+        }
+    };
     let mut any = false;
     for node in &tree.nodes {
         let name = std::ffi::OsStr::from_bytes(&node.name);
@@ -174,19 +213,31 @@ fn walk(
             continue;
         }
         let inc = included || filter.include.is_none_or(|i| i.is_excluded(&sp));
+        let damaged = filter.damaged(&sp);
         if node.kind == NodeKind::Dir {
             let at = items.len();
             items.push(Item::Dir {
                 path: op.clone(),
                 node: node.clone(),
             });
-            let below = walk(repo, index, node, &sp, &op, filter, inc, items, links)?;
+            if let Some(note) = damaged
+                && inc
+            {
+                filter.problem(&op, note.clone());
+            }
+            let below = walk(
+                repo, index, node, &sp, &op, filter, inc, false, items, links,
+            )?;
             if !(inc || below) {
                 items.truncate(at);
             } else {
                 any = true;
             }
         } else if inc {
+            if let Some(note) = damaged {
+                filter.problem(&op, note.clone());
+                continue;
+            }
             add_leaf(node, op, items, links);
             any = true;
         }

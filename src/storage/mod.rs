@@ -157,11 +157,21 @@ impl Storage {
                 what: format!("object {key} in {}", self.location),
                 hint: String::new(),
             },
-            other => Error::Storage {
-                op,
-                key: format!("{}/{key}", self.location),
-                message: other.to_string(),
-            },
+            other => {
+                let mut message = other.to_string();
+                if is_out_of_space(&other) {
+                    message.push_str(
+                        ". The storage is full: free space there (or raise the quota) and run the \
+                         command again. Objects are written atomically, so what was stored before \
+                         is intact; `repo check` reports leftovers of the interrupted run as notices",
+                    );
+                }
+                Error::Storage {
+                    op,
+                    key: format!("{}/{key}", self.location),
+                    message,
+                }
+            }
         }
     }
 
@@ -183,7 +193,23 @@ impl Storage {
         let bytes = self
             .rt
             .block_on(self.store.get_range(&path, offset..offset + len))
-            .map_err(|e| self.err("read", key, e))?;
+            .map_err(|e| {
+                // A range past the end means the object is shorter than its
+                // reader knows it to be: damage, not a storage failure.
+                if !matches!(e, object_store::Error::NotFound { .. })
+                    && let Ok(Some(size)) = self.size(key)
+                    && size < offset + len
+                {
+                    return Error::corrupt(
+                        key,
+                        format!(
+                            "it has {size} bytes, but {len} bytes at offset {offset} were \
+                             expected (truncated?)"
+                        ),
+                    );
+                }
+                self.err("read", key, e)
+            })?;
         self.count(0, bytes.len());
         if bytes.len() as u64 != len {
             return Err(Error::corrupt(
@@ -396,6 +422,23 @@ impl Storage {
 
 /// Builds the S3 client: `AWS_*` environment first, then `~/.aws` files,
 /// path-style addressing (what self-hosted servers expect), bounded retries.
+/// Whether an error (or any error it wraps) is "no space left on device" or
+/// "disk quota exceeded".
+fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    // Some layers keep only the message of the I/O error.
+    let text = e.to_string();
+    text.contains("No space left on device") || text.contains("Disk quota exceeded")
+}
+
 fn s3_store(bucket: &str, prefix: &str, endpoint: Option<&str>) -> Result<Arc<dyn ObjectStore>> {
     use object_store::aws::AmazonS3Builder;
     let file = awsconf::load();
