@@ -30,7 +30,12 @@ pub fn kind_of(md: &Metadata) -> NodeKind {
 }
 
 /// Builds a node from `lstat` data; content, subtree and target are filled by the caller.
-pub fn node_from(name: &[u8], path: &Path, md: &Metadata) -> Node {
+///
+/// Extended attributes come from `parent` (the node in the parent snapshot)
+/// when it is the same inode with the same ctime: changing an xattr always
+/// updates the ctime, so the list cannot differ, and an unchanged tree
+/// then costs one `lstat` per entry instead of also one `llistxattr`.
+pub fn node_from(name: &[u8], path: &Path, md: &Metadata, parent: Option<&Node>) -> Node {
     let mut n = Node::new(name.to_vec(), kind_of(md));
     n.mode = md.mode() & 0o7777;
     n.uid = md.uid();
@@ -52,7 +57,10 @@ pub fn node_from(name: &[u8], path: &Path, md: &Metadata) -> Node {
     if n.kind == NodeKind::File {
         n.size = md.size();
     }
-    n.xattrs = read_xattrs(path);
+    n.xattrs = match parent {
+        Some(p) if p.kind == n.kind && p.inode == n.inode && p.ctime == n.ctime => p.xattrs.clone(),
+        _ => read_xattrs(path),
+    };
     n
 }
 

@@ -151,7 +151,7 @@ impl Walk<'_> {
             VNode::Parent { path, children } => {
                 let md = std::fs::symlink_metadata(path)
                     .map_err(|e| Error::io("read metadata of", path, e))?;
-                let mut node = meta::node_from(name, path, &md);
+                let mut node = meta::node_from(name, path, &md, parent);
                 self.dirs.fetch_add(1, Ordering::Relaxed);
                 let ptree = self.parent_tree(parent.and_then(|p| p.subtree));
                 let list: Vec<_> = children.iter().collect();
@@ -178,7 +178,7 @@ impl Walk<'_> {
         root_dev: Option<u64>,
     ) -> Result<Option<Node>> {
         self.check_cancel()?;
-        let mut node = meta::node_from(name, path, &md);
+        let mut node = meta::node_from(name, path, &md, parent);
         match node.kind {
             NodeKind::Dir => {
                 self.dirs.fetch_add(1, Ordering::Relaxed);
@@ -212,26 +212,31 @@ impl Walk<'_> {
 
     /// Archives a directory's entries and saves its tree.
     fn dir(&self, path: &Path, parent_subtree: Option<BlobId>, dev: u64) -> Result<BlobId> {
-        let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(path) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
-            Err(e) => {
-                self.error(path, format!("cannot list directory: {e}"));
-                return self.save_tree(Vec::new());
-            }
-        };
-        names.sort();
+        // Entries keep the directory open, so their lstat is relative to it
+        // (fstatat) instead of walking the whole path again for every file.
+        let mut entries: Vec<(std::ffi::OsString, std::fs::DirEntry)> =
+            match std::fs::read_dir(path) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok().map(|e| (e.file_name(), e)))
+                    .collect(),
+                Err(e) => {
+                    self.error(path, format!("cannot list directory: {e}"));
+                    return self.save_tree(Vec::new());
+                }
+            };
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
         if self.opts.excludes.is_cache_dir(path) {
-            names.retain(|n| n == "CACHEDIR.TAG");
+            entries.retain(|(n, _)| n == "CACHEDIR.TAG");
         }
         let ptree = self.parent_tree(parent_subtree);
-        let nodes: Vec<Option<Node>> = names
+        let nodes: Vec<Option<Node>> = entries
             .par_iter()
-            .map(|n| {
+            .map(|(n, de)| {
                 let child = path.join(n);
                 if self.opts.excludes.is_excluded(&child) {
                     return Ok(None);
                 }
-                let md = match std::fs::symlink_metadata(&child) {
+                let md = match de.metadata() {
                     Ok(md) => md,
                     Err(e) => {
                         self.error(&child, format!("cannot read metadata: {e}"));
