@@ -121,10 +121,11 @@ fn bulk(body: &[u8], declared: usize) -> Result<Vec<u8>, CodecError> {
 }
 
 /// Decompresses frames of unknown or large size into a buffer that grows
-/// with the output, stopping one byte past `limit`.
+/// with the output, stopping one byte past `limit`. `with_buffer` reads the
+/// body in place instead of through a 128 KiB copy buffer.
 fn stream(body: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
-    let dec =
-        zstd::stream::read::Decoder::new(body).map_err(|e| CodecError::Zstd(e.to_string()))?;
+    let dec = zstd::stream::read::Decoder::with_buffer(body)
+        .map_err(|e| CodecError::Zstd(e.to_string()))?;
     let mut out = Vec::with_capacity(body.len().saturating_mul(2).min(limit));
     dec.take(limit as u64 + 1)
         .read_to_end(&mut out)
