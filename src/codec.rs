@@ -69,10 +69,16 @@ fn with_compressor<T>(
     })
 }
 
-/// Frames up to this size are decompressed in one call into a buffer of
-/// the limit's size; larger limits stream, so a small frame cannot make us
-/// allocate a huge buffer.
+/// Frames whose declared size is at most this are decompressed in one call
+/// into a buffer of exactly that size; anything else streams, so the output
+/// buffer grows only as bytes are actually produced.
 const BULK_LIMIT: usize = 16 << 20;
+
+/// Most output one byte of a zstd frame can produce: a block yields at most
+/// 128 KiB and needs at least 4 bytes (3 of header, 1 of RLE payload). A
+/// frame declaring more than this per byte is lying, and believing its
+/// declared size would let a few bytes reserve up to [`BULK_LIMIT`].
+const ZSTD_MAX_RATIO: usize = 32 * 1024;
 
 /// Undoes [`compress`], refusing output larger than `limit` bytes.
 pub fn decompress(framed: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
@@ -84,37 +90,50 @@ pub fn decompress(framed: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
             }
             Ok(body.to_vec())
         }
-        FLAG_ZSTD if limit <= BULK_LIMIT => {
-            let out = DECOMPRESSOR.with(|cell| {
-                let mut slot = cell.try_borrow_mut().ok()?;
-                if slot.is_none() {
-                    *slot = Some(zstd::bulk::Decompressor::new().ok()?);
-                }
-                slot.as_mut().map(|d| d.decompress(body, limit))
-            });
-            match out {
-                Some(Ok(v)) => Ok(v),
-                Some(Err(e)) if e.to_string().contains("Destination buffer is too small") => {
-                    Err(CodecError::TooLarge(limit))
-                }
-                Some(Err(e)) => Err(CodecError::Zstd(e.to_string())),
-                None => Err(CodecError::Zstd("cannot create a zstd context".into())),
-            }
-        }
-        FLAG_ZSTD => {
-            let dec = zstd::stream::read::Decoder::new(body)
-                .map_err(|e| CodecError::Zstd(e.to_string()))?;
-            let mut out = Vec::with_capacity(body.len().saturating_mul(2).min(limit));
-            dec.take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| CodecError::Zstd(e.to_string()))?;
-            if out.len() > limit {
-                return Err(CodecError::TooLarge(limit));
-            }
-            Ok(out)
-        }
+        FLAG_ZSTD => match zstd::bulk::Decompressor::upper_bound(body) {
+            Some(declared) if declared > limit => Err(CodecError::TooLarge(limit)),
+            Some(declared) if declared > body.len().saturating_mul(ZSTD_MAX_RATIO) => Err(
+                CodecError::Zstd(format!("frame of {} bytes declares {declared}", body.len())),
+            ),
+            Some(declared) if declared <= BULK_LIMIT => bulk(body, declared),
+            _ => stream(body, limit),
+        },
         other => Err(CodecError::UnknownFlag(other)),
     }
+}
+
+/// Decompresses frames whose total size (`declared`, already checked against
+/// the limit) is known and plausible, reusing this thread's context. zstd
+/// refuses a frame whose output differs from its declared size.
+fn bulk(body: &[u8], declared: usize) -> Result<Vec<u8>, CodecError> {
+    let out = DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().ok()?);
+        }
+        slot.as_mut().map(|d| d.decompress(body, declared))
+    });
+    match out {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(CodecError::Zstd(e.to_string())),
+        None => Err(CodecError::Zstd("cannot create a zstd context".into())),
+    }
+}
+
+/// Decompresses frames of unknown or large size into a buffer that grows
+/// with the output, stopping one byte past `limit`. `with_buffer` reads the
+/// body in place instead of through a 128 KiB copy buffer.
+fn stream(body: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    let dec = zstd::stream::read::Decoder::with_buffer(body)
+        .map_err(|e| CodecError::Zstd(e.to_string()))?;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(2).min(limit));
+    dec.take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CodecError::Zstd(e.to_string()))?;
+    if out.len() > limit {
+        return Err(CodecError::TooLarge(limit));
+    }
+    Ok(out)
 }
 
 /// Compresses then seals `data` under `key` with associated data `ad`.
@@ -172,6 +191,35 @@ mod tests {
         let f = compress(&zeros, 3);
         assert!(f.len() < 10_000);
         assert_eq!(decompress(&f, 1 << 20), Err(CodecError::TooLarge(1 << 20)));
+        // Truncated frames, whose size cannot be totalled, stream instead.
+        assert!(matches!(
+            decompress(&f[..10], 16 << 20),
+            Err(CodecError::Zstd(_))
+        ));
+    }
+
+    #[test]
+    fn declared_size_is_not_trusted_beyond_what_the_frame_can_hold() {
+        // Magic, a single-segment header with a 4-byte content size of
+        // 16 MiB, and one last RLE block of 1 byte: 13 bytes that used to
+        // reserve 16 MiB before zstd noticed the mismatch.
+        let mut f = vec![FLAG_ZSTD, 0x28, 0xb5, 0x2f, 0xfd, 0xa0];
+        f.extend_from_slice(&(16u32 << 20).to_le_bytes());
+        f.extend_from_slice(&[0x0b, 0x00, 0x00, 0x61]);
+        assert!(
+            matches!(decompress(&f, 16 << 20), Err(CodecError::Zstd(m)) if m.contains("declares"))
+        );
+        assert_eq!(decompress(&f, 1 << 20), Err(CodecError::TooLarge(1 << 20)));
+        // Truncated frames, whose size cannot be totalled, stream instead.
+        assert!(matches!(
+            decompress(&f[..10], 16 << 20),
+            Err(CodecError::Zstd(_))
+        ));
+        // A real frame near the ratio limit still decodes.
+        let zeros = vec![0u8; 8 << 20];
+        let z = compress(&zeros, 19);
+        assert!((z.len() - 1) * ZSTD_MAX_RATIO >= zeros.len());
+        assert_eq!(decompress(&z, zeros.len()).unwrap(), zeros);
     }
 
     proptest! {

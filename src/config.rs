@@ -135,7 +135,12 @@ impl StoredConfig {
     }
 
     /// Reads only the version field, for a clear message on unknown versions.
+    /// Oversized objects get `None`, leaving [`StoredConfig::parse`] to refuse
+    /// them before anything is built from their bytes.
     pub fn peek_version(bytes: &[u8]) -> Option<u64> {
+        if bytes.len() > MAX_CONFIG_LEN {
+            return None;
+        }
         let line = bytes.split(|&b| b == b'\n').next()?;
         let v: serde_json::Value = serde_json::from_slice(line).ok()?;
         v.get("version")?.as_u64()
@@ -169,6 +174,14 @@ mod tests {
                 .contains("version 2")
         );
         assert_eq!(StoredConfig::peek_version(v2.as_bytes()), Some(2));
+        let mut huge = v2.into_bytes();
+        huge.resize(MAX_CONFIG_LEN + 1, b'\n');
+        assert_eq!(StoredConfig::peek_version(&huge), None);
+        assert!(
+            StoredConfig::parse(&huge)
+                .unwrap_err()
+                .contains("more than")
+        );
     }
 
     proptest! {

@@ -34,6 +34,7 @@ pub struct IndexBlob {
 pub struct IndexPack {
     pub id: PackId,
     pub size: u64,
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub blobs: Vec<IndexBlob>,
 }
 
@@ -42,7 +43,9 @@ pub struct IndexPack {
 pub struct IndexFile {
     pub version: u32,
     /// Index objects this one replaces (written by repair and prune).
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub supersedes: Vec<IndexId>,
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub packs: Vec<IndexPack>,
 }
 

@@ -7,6 +7,7 @@
 //! pure `retention` rules, `plain` for mirror and sync), `commands`, and the binary's CLI.
 
 pub mod archive;
+pub mod bounded;
 pub mod chunker;
 pub mod codec;
 pub mod commands;

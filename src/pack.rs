@@ -88,7 +88,10 @@ pub enum PackError {
     WrongBlob { expected: BlobId, found: BlobId },
 }
 
-fn body_ad(kind: BlobKind, id: &BlobId) -> [u8; 33] {
+/// Associated data of an entry's sealed body: its kind and id, so a body
+/// cannot be moved under another header. Public for the fuzz harness, which
+/// seals bodies the way a writer would.
+pub fn body_ad(kind: BlobKind, id: &BlobId) -> [u8; 33] {
     let mut ad = [0u8; 33];
     ad[0] = kind.code();
     ad[1..].copy_from_slice(&id.0);

@@ -56,13 +56,16 @@ pub struct ChunkRef {
 /// One extended attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub name: Vec<u8>,
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub value: Vec<u8>,
 }
 
 /// One directory entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub name: Vec<u8>,
     pub kind: NodeKind,
     /// Permission and special bits (st_mode & 0o7777).
@@ -81,11 +84,14 @@ pub struct Node {
     pub rdev: u64,
     pub size: u64,
     /// Regular files: the chunks in order.
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub content: Vec<ChunkRef>,
     /// Directories: the tree blob of the directory.
     pub subtree: Option<BlobId>,
     /// Symlinks: the target, verbatim.
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub target: Vec<u8>,
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub xattrs: Vec<Xattr>,
 }
 
@@ -124,6 +130,7 @@ impl Node {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
     pub version: u32,
+    #[serde(deserialize_with = "crate::bounded::vec")]
     pub nodes: Vec<Node>,
 }
 
