@@ -37,6 +37,7 @@ use repo::hash;
 use repo::id::{BlobId, PackId, RepoId};
 use repo::index::{IndexFile, MemIndex};
 use repo::keyfile::{KeyFile, MAX_KEY_LEN};
+use repo::manifest::Manifest;
 use repo::pack::{self, BlobKind, HEADER_AD, HEADER_PLAIN_LEN};
 use repo::snapshot::Snapshot;
 use repo::tree::Tree;
@@ -55,6 +56,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tree", tree),
     ("snapshot", snapshot),
     ("codec", codec_target),
+    ("manifest", manifest),
 ];
 
 /// Most live heap bytes a decoder may reach on `len` input bytes.
@@ -383,6 +385,22 @@ pub fn tree(data: &[u8]) {
     }
 }
 
+/// Manifests of plain trees (JSON lines, read from the other side of a
+/// mirror or sync, which may be any server).
+pub fn manifest(data: &[u8]) {
+    let (r, peak) = measure(|| Manifest::decode(data));
+    check("manifest", data.len(), peak, bound(data.len()));
+    let Ok(m) = r else { return };
+    assert_eq!(
+        Manifest::decode(&m.encode()).as_ref().ok(),
+        Some(&m),
+        "manifest round trip"
+    );
+    for path in m.entries.keys() {
+        assert!(repo::manifest::valid_path(path), "unsafe path accepted");
+    }
+}
+
 /// Snapshot payloads (JSON).
 pub fn snapshot(data: &[u8]) {
     let (r, peak) = measure(|| Snapshot::decode(data));
@@ -548,8 +566,36 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             ..Summary::default()
         },
         original: None,
+        damaged: Vec::new(),
     };
     out.push(("snapshot", "full", snap.encode()));
+
+    let mut entries = repo::manifest::Entries::new();
+    for (path, kind) in [
+        (&b"docs"[..], repo::manifest::EntryKind::Dir),
+        (b"docs/a.txt", repo::manifest::EntryKind::File),
+        (b"bad\xffname", repo::manifest::EntryKind::File),
+    ] {
+        entries.insert(
+            path.to_vec(),
+            repo::manifest::Entry {
+                kind,
+                size: 12,
+                mtime_ns: 1_800_000_000_123_456_789,
+                mode: 0o644,
+                blake3: Some([7; 32]),
+                target: None,
+                seen: repo::manifest::Seen {
+                    ino: Some(5),
+                    ctime_ns: Some(6),
+                    stored_ms: None,
+                },
+                chunks: None,
+            },
+        );
+    }
+    let m = Manifest::new("2026-11-23T00:00:00Z".into(), entries);
+    out.push(("manifest", "three-entries", m.encode()));
 
     let limit = |l: u32, framed: Vec<u8>| [l.to_le_bytes().to_vec(), framed].concat();
     out.push(("codec", "zstd", limit(1 << 20, codec::compress(&text, 3))));
