@@ -127,9 +127,14 @@ impl Restorer<'_> {
 
     /// Removes whatever non-directory is in the way, so we never write through a symlink.
     fn clear(&self, path: &Path) {
-        if let Ok(md) = std::fs::symlink_metadata(path)
-            && !md.is_dir()
-        {
+        if let Ok(md) = std::fs::symlink_metadata(path) {
+            self.clear_known(path, &md);
+        }
+    }
+
+    /// [`Restorer::clear`] for a path already `lstat`ed.
+    fn clear_known(&self, path: &Path, md: &std::fs::Metadata) {
+        if !md.is_dir() {
             match self.mirror {
                 Some(m) => {
                     if let Err(e) = m.set_aside(path, "archive") {
@@ -146,12 +151,22 @@ impl Restorer<'_> {
     /// Creates one file at its full size, unless it is already there intact.
     /// Returns whether its content must be written.
     fn create_file(&self, path: &Path, node: &crate::tree::Node) -> bool {
-        if self.identical(path, node) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-            self.progress.add_done(0, node.size);
-            return false;
+        let existing = std::fs::symlink_metadata(path).ok();
+        if let Some(md) = &existing {
+            if self.identical(path, node, md) {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                self.progress.add_done(0, node.size);
+                return false;
+            }
+            self.clear_known(path, md);
         }
-        self.clear(path);
+        // A file with content is created by the first pack that writes to
+        // it (one open instead of two), unless something is still in the
+        // way: then it is truncated here, so no stale byte survives in a hole.
+        let in_way = existing.is_some() && std::fs::symlink_metadata(path).is_ok();
+        if !node.content.is_empty() && !in_way {
+            return true;
+        }
         let created = OpenOptions::new()
             .write(true)
             .create(true)
@@ -221,14 +236,11 @@ impl Restorer<'_> {
 
     /// Whether `path` already holds exactly this file (same size and mtime,
     /// and every chunk's MAC matches), so a repeated restore writes nothing.
-    fn identical(&self, path: &Path, node: &crate::tree::Node) -> bool {
+    fn identical(&self, path: &Path, node: &crate::tree::Node, md: &std::fs::Metadata) -> bool {
         use std::os::unix::fs::MetadataExt;
         if self.mirror.is_some_and(|m| m.unchanged(path, node)) {
             return true;
         }
-        let Ok(md) = std::fs::symlink_metadata(path) else {
-            return false;
-        };
         if !md.is_file()
             || md.size() != node.size
             || md.mtime() != node.mtime.secs
@@ -259,6 +271,25 @@ impl Restorer<'_> {
             }
             self.finished[no].store(true, Ordering::Release);
         }
+    }
+
+    /// Opens file `no` for writing, creating it at its full length if this
+    /// is the first pack to reach it (several packs may race: both steps
+    /// are idempotent).
+    fn open_target(&self, no: usize) -> std::io::Result<File> {
+        let (path, size) = match &self.items[no] {
+            Item::File { path, node } => (path.as_path(), node.size),
+            other => (other.path(), 0),
+        };
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        if f.metadata()?.len() != size {
+            f.set_len(size)?;
+        }
+        Ok(f)
     }
 
     /// Fetches one pack's needed span and writes each blob to its targets.
@@ -324,31 +355,25 @@ impl Restorer<'_> {
                 }
                 continue;
             }
-            if data.iter().all(|&b| b == 0) {
-                // Leave a hole; the file was sized to its full length.
-                for (no, _) in targets {
-                    self.written_one(*no, files.remove(no));
-                }
-                continue;
-            }
+            let zeros = data.iter().all(|&b| b == 0);
             for (no, at) in targets {
                 let path = self.items[*no].path();
                 let f = match files.entry(*no) {
                     std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        match OpenOptions::new()
-                            .write(true)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(path)
-                        {
-                            Ok(f) => v.insert(f),
-                            Err(e) => {
-                                self.error(path, format!("cannot open for writing: {e}"));
-                                continue;
-                            }
+                    std::collections::btree_map::Entry::Vacant(v) => match self.open_target(*no) {
+                        Ok(f) => v.insert(f),
+                        Err(e) => {
+                            self.error(path, format!("cannot create file: {e}"));
+                            self.written_one(*no, None);
+                            continue;
                         }
-                    }
+                    },
                 };
+                if zeros {
+                    // Leave a hole: the file already has its full length.
+                    self.written_one(*no, files.remove(no));
+                    continue;
+                }
                 if let Err(e) = f.write_all_at(&data, *at) {
                     self.error(path, format!("cannot write: {e}"));
                 }
