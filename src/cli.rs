@@ -181,9 +181,14 @@ impl Progress for Display {
     }
 
     fn add_done(&self, files: u64, bytes: u64) {
-        self.files.fetch_add(files, Ordering::Relaxed);
+        let before = self.files.fetch_add(files, Ordering::Relaxed);
+        // Called once per file from every worker: a hidden bar costs nothing,
+        // and a shown one gets a new message every 64 files, not every file.
+        if self.bar.is_hidden() {
+            return;
+        }
         self.bar.inc(bytes);
-        if files > 0 {
+        if files > 0 && (before / 64 != (before + files) / 64) {
             self.update_msg();
         }
     }

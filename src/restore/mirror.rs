@@ -156,7 +156,8 @@ impl Mirror {
         }
         let selected = |r: &[u8]| {
             let sp = snap_root.join(std::ffi::OsStr::from_bytes(r));
-            if filter.exclude.is_some_and(|e| e.is_excluded(&sp)) {
+            // A file the snapshot lost keeps whatever copy the target has.
+            if filter.exclude.is_some_and(|e| e.is_excluded(&sp)) || filter.damaged(&sp).is_some() {
                 return false;
             }
             filter

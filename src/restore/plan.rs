@@ -66,7 +66,7 @@ impl Filter<'_> {
             .push((path.to_path_buf(), message));
     }
 
-    fn damaged(&self, snap_path: &Path) -> Option<&String> {
+    pub(crate) fn damaged(&self, snap_path: &Path) -> Option<&String> {
         self.damaged?.get(snap_path.to_string_lossy().as_ref())
     }
 }
