@@ -197,7 +197,12 @@ impl Storage {
     }
 
     /// Direct read of `len` bytes at `offset` (all of it with `None`) from a local file.
-    fn local_read(&self, key: &str, file: &std::path::Path, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
+    fn local_read(
+        &self,
+        key: &str,
+        file: &std::path::Path,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let f = std::fs::File::open(file).map_err(|e| self.local_err(key, e))?;
         let size = f.metadata().map_err(|e| self.local_err(key, e))?.len();
