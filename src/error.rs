@@ -52,6 +52,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "{path} cannot be read: {reason}. Move it away to start over (the next run then treats every difference as new)"
+    )]
+    BadManifest { path: String, reason: String },
+
     #[error("{0}")]
     Usage(String),
 

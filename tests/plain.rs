@@ -643,3 +643,23 @@ fn ask_prompts_per_conflict_on_a_terminal() {
     assert_eq!(get(&fb, "y.txt"), Some("a side"));
     assert_eq!(fa, fb);
 }
+
+/// A manifest planted on the other side (any server can write one) is
+/// checked before use: an unsafe path stops the run with advice, touching nothing.
+#[test]
+fn hostile_manifest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    put(&a, "x.txt", "x", T0);
+    fs::create_dir_all(b.join(".repo")).unwrap();
+    fs::write(
+        b.join(".repo/manifest.jsonl"),
+        "{\"format\":\"repo-manifest\",\"version\":1,\"created\":\"x\"}\n\
+         {\"path\":\"../evil\",\"type\":\"file\",\"size\":1,\"mtime_ns\":0,\"mode\":\"0644\"}\n",
+    )
+    .unwrap();
+    let out = expect(&["sync", s(&a), s(&b), "-y"], 1);
+    assert!(out.contains("unsafe path \"../evil\""), "{out}");
+    assert!(out.contains("Move it away to start over"), "{out}");
+    assert!(!b.join("x.txt").exists() && !tmp.path().join("evil").exists());
+}

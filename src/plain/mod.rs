@@ -64,14 +64,12 @@ fn load_manifest(side: &Side) -> Result<Option<Entries>> {
     let Some(bytes) = side.read_control(MANIFEST)? else {
         return Ok(None);
     };
-    Manifest::decode(&bytes).map(|m| Some(m.entries)).map_err(|e| {
-        Error::corrupt(
-            format!("{}/.repo/{MANIFEST}", side.name()),
-            format!(
-                "{e}; move it away to start over (the next run then treats every difference as new)"
-            ),
-        )
-    })
+    Manifest::decode(&bytes)
+        .map(|m| Some(m.entries))
+        .map_err(|e| Error::BadManifest {
+            path: format!("{}/.repo/{MANIFEST}", side.name().trim_end_matches('/')),
+            reason: e.to_string(),
+        })
 }
 
 /// Hashes in parallel the files whose hash the comparison needs.
