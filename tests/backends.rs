@@ -6,28 +6,18 @@
 //! `scripts/test` starts the servers and exports their URLs. Without them
 //! the remote tests skip, except under CI, where a missing server fails.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::server;
+
 const PASSWORD: &str = "conformance-password";
 const MARKER: &str = "PLAINTEXT-MARKER-c0ffee";
-
-/// A server URL from the environment, or `None` (skip) outside CI.
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: under CI every backend must be tested (run scripts/test)")
-        }
-        _ => {
-            eprintln!("skipping: {var} is not set (scripts/test starts the servers)");
-            None
-        }
-    }
-}
 
 fn unique(name: &str) -> String {
     format!(

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::set_mtime;
+use common::{server, set_mtime};
 
 const T0: i64 = 1_700_000_000;
 
@@ -440,19 +440,6 @@ fn hash_compare_reports_silent_corruption() {
     let m = manifest(&b);
     let rec = m.iter().find(|e| e["path"] == "doc.txt").unwrap();
     assert_eq!(rec["blake3"], blake3::hash(b"document").to_hex().as_str());
-}
-
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set: under CI the servers must run (scripts/test)")
-        }
-        _ => {
-            eprintln!("skipping: {var} is not set (scripts/test starts the servers)");
-            None
-        }
-    }
 }
 
 /// Mirror a tree to a remote side, change it, mirror again, and bring it back.

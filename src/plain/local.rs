@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::archive::Excludes;
 use crate::error::{Error, Result};
 use crate::manifest::{Entries, Entry, EntryKind, Seen};
+use crate::tree::NodeKind;
 
 pub const CONTROL: &str = ".repo";
 
@@ -22,17 +23,19 @@ pub fn abs(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
 }
 
+/// Seconds and nanoseconds as one count, saturating: a file system may hold
+/// times far outside the range of an `i64` of nanoseconds.
+fn nanos(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 /// The entry for what `md` describes, or `None` for kinds a plain tree skips.
 pub fn entry_of(md: &fs::Metadata, path: &Path) -> Option<Entry> {
-    let ft = md.file_type();
-    let kind = if ft.is_file() {
-        EntryKind::File
-    } else if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_symlink() {
-        EntryKind::Symlink
-    } else {
-        return None;
+    let kind = match crate::archive::meta::kind_of(md) {
+        NodeKind::File => EntryKind::File,
+        NodeKind::Dir => EntryKind::Dir,
+        NodeKind::Symlink => EntryKind::Symlink,
+        _ => return None,
     };
     let target = if kind == EntryKind::Symlink {
         Some(fs::read_link(path).ok()?.as_os_str().as_bytes().to_vec())
@@ -46,13 +49,13 @@ pub fn entry_of(md: &fs::Metadata, path: &Path) -> Option<Entry> {
         } else {
             0
         },
-        mtime_ns: md.mtime().saturating_mul(1_000_000_000) + md.mtime_nsec(),
+        mtime_ns: nanos(md.mtime(), md.mtime_nsec()),
         mode: md.mode() & 0o7777,
         blake3: None,
         target,
         seen: Seen {
             ino: Some(md.ino()),
-            ctime_ns: Some(md.ctime().saturating_mul(1_000_000_000) + md.ctime_nsec()),
+            ctime_ns: Some(nanos(md.ctime(), md.ctime_nsec())),
             stored_ms: None,
         },
         chunks: None,

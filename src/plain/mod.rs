@@ -376,10 +376,10 @@ pub fn execute(
         };
         let written = run.written[i].lock().map(|w| w.clone()).unwrap_or_default();
         let mut entries = cur.clone();
-        for (rel, rec) in written {
+        for (rel, rec) in &written {
             match rec {
-                Some(e) => entries.insert(rel, e),
-                None => entries.remove(&rel),
+                Some(e) => entries.insert(rel.clone(), e.clone()),
+                None => entries.remove(rel),
             };
         }
         let pending: Vec<&Vec<u8>> = if cancelled {
@@ -388,7 +388,7 @@ pub fn execute(
             Vec::new()
         };
         for rel in p.plan.keep_base.iter().chain(pending) {
-            if run.written[i].lock().is_ok_and(|w| w.contains_key(rel)) {
+            if written.contains_key(rel) {
                 continue;
             }
             match base.and_then(|b| b.get(rel)) {

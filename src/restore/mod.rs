@@ -259,13 +259,13 @@ impl Restorer<'_> {
     }
 
     /// Counts one blob written to file `no`. After its last one, the file's
-    /// metadata is set through `open` (if this pack still holds it open),
+    /// metadata is set through its descriptor (if this pack holds it open),
     /// which spares three path lookups per file and closes it early.
-    fn written_one(&self, no: usize, open: Option<File>) {
+    fn written_one(&self, no: usize, files: &mut BTreeMap<usize, File>) {
         if self.remaining[no].fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        if let (Some(f), Item::File { path, node }) = (open, &self.items[no]) {
+        if let (Some(f), Item::File { path, node }) = (files.remove(&no), &self.items[no]) {
             for e in meta::apply(path, node, self.as_root, &self.owners, Some(&f)) {
                 self.error(path, e);
             }
@@ -364,24 +364,20 @@ impl Restorer<'_> {
                         Ok(f) => v.insert(f),
                         Err(e) => {
                             self.error(path, format!("cannot create file: {e}"));
-                            self.written_one(*no, None);
+                            self.written_one(*no, &mut files);
                             continue;
                         }
                     },
                 };
                 if zeros {
                     // Leave a hole: the file already has its full length.
-                    self.written_one(*no, files.remove(no));
+                    self.written_one(*no, &mut files);
                     continue;
                 }
                 if let Err(e) = f.write_all_at(&data, *at) {
                     self.error(path, format!("cannot write: {e}"));
                 }
-                if self.remaining[*no].load(Ordering::Relaxed) == 1 {
-                    self.written_one(*no, files.remove(no));
-                } else {
-                    self.written_one(*no, None);
-                }
+                self.written_one(*no, &mut files);
             }
             self.bytes
                 .fetch_add(data.len() as u64 * targets.len() as u64, Ordering::Relaxed);
@@ -530,7 +526,7 @@ pub fn restore(
     if let Some(m) = &mirror {
         m.clean(&items, &filter, &start_path, progress)?;
     }
-    let r = Restorer {
+    let mut r = Restorer {
         repo,
         index,
         items,
@@ -545,7 +541,6 @@ pub fn restore(
         as_root: nix::unistd::geteuid().is_root(),
         owners: meta::Owners::default(),
     };
-    let mut r = r;
     for (path, message) in filter.problems.take() {
         r.error(&path, message);
     }

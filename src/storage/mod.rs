@@ -174,6 +174,14 @@ impl Storage {
                          command again. Objects are written atomically, so what was stored before \
                          is intact; `repo check` reports leftovers of the interrupted run as notices",
                     );
+                } else if message.contains("169.254.169.254") {
+                    // No credentials anywhere, so the AWS client fell back to the
+                    // cloud instance metadata service, which is not there.
+                    message.push_str(
+                        ". No S3 credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                         (or ~/.aws/credentials), and --s3-endpoint / REPO_S3_ENDPOINT for a \
+                         self-hosted server",
+                    );
                 }
                 Error::Storage {
                     op,

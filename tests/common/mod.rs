@@ -31,6 +31,21 @@ pub const REPO_ENV: [&str; 4] = [
     "REPO_REPOSITORY",
 ];
 
+/// A test server's URL from the environment, or `None` (skip) outside CI;
+/// under CI a missing server fails the test instead of skipping it.
+pub fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set: under CI every backend must be tested (run scripts/test)")
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set (scripts/test starts the servers)");
+            None
+        }
+    }
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
