@@ -126,6 +126,9 @@ enum Command {
 /// Progress on stderr: a bar on a terminal, plain warnings otherwise.
 struct Display {
     bar: ProgressBar,
+    /// Whether anything is drawn, decided once: asking the bar takes its
+    /// lock, and `add_done` runs once per file on every worker.
+    shown: bool,
     files: AtomicU64,
     total_files: AtomicU64,
     warned: AtomicU64,
@@ -147,6 +150,7 @@ impl Display {
             ProgressBar::hidden()
         };
         Display {
+            shown: !bar.is_hidden(),
             bar,
             files: AtomicU64::new(0),
             total_files: AtomicU64::new(0),
@@ -181,12 +185,12 @@ impl Progress for Display {
     }
 
     fn add_done(&self, files: u64, bytes: u64) {
-        let before = self.files.fetch_add(files, Ordering::Relaxed);
         // Called once per file from every worker: a hidden bar costs nothing,
         // and a shown one gets a new message every 64 files, not every file.
-        if self.bar.is_hidden() {
+        if !self.shown {
             return;
         }
+        let before = self.files.fetch_add(files, Ordering::Relaxed);
         self.bar.inc(bytes);
         if files > 0 && (before / 64 != (before + files) / 64) {
             self.update_msg();

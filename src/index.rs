@@ -95,6 +95,14 @@ struct Entry {
     length: u32,
 }
 
+impl Entry {
+    fn prefix(&self) -> u64 {
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&self.id[..8]);
+        u64::from_be_bytes(p)
+    }
+}
+
 /// Bytes used per indexed blob in memory.
 pub const BYTES_PER_BLOB: usize = std::mem::size_of::<Entry>();
 
@@ -151,6 +159,15 @@ impl Starts {
 impl MemIndex {
     /// Adds every pack and blob of an index object. Call [`MemIndex::finish`] after the last.
     pub fn add(&mut self, file: &IndexFile) {
+        let (mut data, mut tree) = (0, 0);
+        for b in file.packs.iter().flat_map(|p| &p.blobs) {
+            match b.kind {
+                BlobKind::Data => data += 1,
+                BlobKind::Tree => tree += 1,
+            }
+        }
+        self.data.reserve(data);
+        self.tree.reserve(tree);
         for p in &file.packs {
             let no = match self.pack_no.get(&p.id) {
                 Some(&n) => n,
@@ -180,7 +197,9 @@ impl MemIndex {
     /// Sorts for lookup; duplicates (the same blob in two packs) keep one entry.
     pub fn finish(&mut self) {
         for v in [&mut self.data, &mut self.tree] {
-            v.sort_unstable_by_key(|e| e.id);
+            // Ids are uniformly random, so their first 8 bytes as an integer
+            // almost always decide: a register compare instead of a memcmp call.
+            v.sort_unstable_by(|a, b| a.prefix().cmp(&b.prefix()).then_with(|| a.id.cmp(&b.id)));
             v.dedup_by(|a, b| a.id == b.id);
             v.shrink_to_fit();
         }

@@ -284,6 +284,75 @@ fn incremental_backup_reads_only_what_changed() {
     assert_same_tree(&src, &restored(&target, &src), Cmp::full());
 }
 
+#[test]
+fn unchanged_directories_keep_their_trees_and_changes_always_show() {
+    // A re-backup names the parent's tree blob for every directory whose
+    // entries all came out identical; each kind of change below must still
+    // give its directory a new tree, and untouched directories must not.
+    let t = TestRepo::new();
+    let src = t.join("src");
+    for (p, body) in [
+        ("a/b/deep.txt", "deep"),
+        ("a/keep.txt", "keep"),
+        ("c/gone.txt", "gone"),
+        ("c/stay.txt", "stay"),
+        ("d/x.txt", "x"),
+        ("e/ex.log", "log"),
+        ("e/ex.txt", "txt"),
+    ] {
+        let f = src.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, body).unwrap();
+    }
+    fs::create_dir_all(src.join("f")).unwrap();
+    std::os::unix::fs::symlink("a", src.join("f/link")).unwrap();
+    t.init();
+    let tree = |snap: &Value, dir: &str| -> String {
+        let path = if dir.is_empty() {
+            src.clone()
+        } else {
+            src.join(dir)
+        };
+        let spec = format!("{}:{}", snap.as_str().unwrap(), path.display());
+        let v = t.ok(["cat", "tree", spec.as_str()]).json();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let dirs = ["", "a", "a/b", "c", "d", "e", "f"];
+    let s1 = t.create([&src])["snapshot"].clone();
+    let s2 = t.create([&src])["snapshot"].clone();
+    for d in dirs {
+        assert_eq!(tree(&s1, d), tree(&s2, d), "unchanged {d:?} got a new tree");
+    }
+
+    // A deleted file (with the directory's mtime put back), a chmod deep
+    // down, a newly excluded file and a retargeted symlink.
+    let c_mtime = fs::metadata(src.join("c")).unwrap().mtime();
+    fs::remove_file(src.join("c/gone.txt")).unwrap();
+    set_mtime(&src.join("c"), c_mtime, 0);
+    chmod(&src.join("a/b/deep.txt"), 0o600);
+    fs::remove_file(src.join("f/link")).unwrap();
+    std::os::unix::fs::symlink("d", src.join("f/link")).unwrap();
+    let s3 =
+        t.create(["--exclude".as_ref(), "*.log".as_ref(), src.as_os_str()])["snapshot"].clone();
+    for d in ["", "a", "a/b", "c", "e", "f"] {
+        assert_ne!(tree(&s2, d), tree(&s3, d), "the change in {d:?} was hidden");
+    }
+    assert_eq!(tree(&s2, "d"), tree(&s3, "d"), "untouched d got a new tree");
+
+    let target = t.join("restore");
+    t.restore(s3.as_str().unwrap(), &target, &[]);
+    let back = restored(&target, &src);
+    assert!(
+        !back.join("e/ex.log").exists(),
+        "an excluded file came back"
+    );
+    let e_mtime = fs::metadata(src.join("e")).unwrap().mtime_nsec();
+    let e_secs = fs::metadata(src.join("e")).unwrap().mtime();
+    fs::remove_file(src.join("e/ex.log")).unwrap();
+    set_mtime(&src.join("e"), e_secs, e_mtime);
+    assert_same_tree(&src, &back, Cmp::full());
+}
+
 // ---------------------------------------------------------------------------
 // 4. Deduplication
 // ---------------------------------------------------------------------------

@@ -1,11 +1,11 @@
 //! Archiving one regular file, and the totals scanner.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Excludes, Walk};
+use super::{Done, Excludes, Walk, meta};
 use crate::chunker::StreamChunker;
 use rayon::prelude::*;
 
@@ -15,15 +15,18 @@ use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::tree::{ChunkRef, Node, NodeKind};
 
-/// Whether the parent snapshot's node still describes this file, so its
-/// content can be reused without reading it (the bupstash/restic stat cache).
-fn unchanged(node: &Node, parent: &Node, w: &Walk) -> bool {
+/// Whether the parent snapshot's node still describes this file's content,
+/// so it can be reused without reading the file (the bupstash/restic stat
+/// cache): same size, mtime, ctime and inode, and every chunk still indexed.
+fn content_unchanged(md: &Metadata, parent: &Node, w: &Walk) -> bool {
     parent.kind == NodeKind::File
-        && parent.size == node.size
-        && parent.mtime == node.mtime
-        && parent.ctime == node.ctime
-        && parent.inode == node.inode
-        && parent.content.iter().map(|c| c.len as u64).sum::<u64>() == node.size
+        && parent.size == md.size()
+        && parent.mtime.secs == md.mtime()
+        && i64::from(parent.mtime.nanos) == md.mtime_nsec()
+        && parent.ctime.secs == md.ctime()
+        && i64::from(parent.ctime.nanos) == md.ctime_nsec()
+        && parent.inode == md.ino()
+        && parent.content.iter().map(|c| c.len as u64).sum::<u64>() == md.size()
         && parent
             .content
             .iter()
@@ -42,27 +45,40 @@ fn open_noatime(path: &Path) -> std::io::Result<File> {
     }
 }
 
+/// Archives a regular file; `parent` is its node in the parent snapshot.
 pub(super) fn archive(
     w: &Walk,
     path: &Path,
-    mut node: Node,
-    parent: Option<&Node>,
-) -> Result<Option<Node>> {
-    w.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+    name: &[u8],
+    md: &Metadata,
+    parent: Option<Node>,
+) -> Result<Option<Done>> {
+    let counts = w.count();
+    counts.total_bytes.fetch_add(md.size(), Ordering::Relaxed);
     if !w.opts.force
-        && let Some(p) = parent
-        && unchanged(&node, p, w)
+        && let Some(p) = &parent
+        && content_unchanged(md, p, w)
     {
-        node.content = p.content.clone();
-        w.files_unchanged.fetch_add(1, Ordering::Relaxed);
-        w.progress.add_done(1, node.size);
-        return Ok(Some(node));
+        counts.files_unchanged.fetch_add(1, Ordering::Relaxed);
+        w.progress.add_done(1, md.size());
+        return Ok(Some(match parent {
+            Some(p) if meta::same_as(md, &p) => Done {
+                node: p,
+                same: true,
+            },
+            p => {
+                let mut node = meta::node_from(name, path, md, p.as_ref());
+                node.content = p.map(|p| p.content).unwrap_or_default();
+                Done { node, same: false }
+            }
+        }));
     }
+    let mut node = meta::node_from(name, path, md, parent.as_ref());
     let file = match open_noatime(path) {
         Ok(f) => f,
         Err(e) => {
             w.error(path, format!("cannot open file: {e}"));
-            w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+            counts.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
             return Ok(None);
         }
     };
@@ -82,7 +98,7 @@ pub(super) fn archive(
         Err(ReadFailure::Fatal(e)) => return Err(e),
         Err(ReadFailure::Io(read, e)) => {
             w.error(path, format!("cannot read file after {read} bytes: {e}"));
-            w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+            counts.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
             return Ok(None);
         }
     };
@@ -94,18 +110,19 @@ pub(super) fn archive(
     {
         w.warning(path, format!("file changed while being read ({} bytes expected, {read} read); the snapshot holds what was read", node.size));
     }
-    w.total_bytes.fetch_add(read, Ordering::Relaxed);
-    w.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
-    w.bytes_read.fetch_add(read, Ordering::Relaxed);
+    let counts = w.count();
+    counts.total_bytes.fetch_add(read, Ordering::Relaxed);
+    counts.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+    counts.bytes_read.fetch_add(read, Ordering::Relaxed);
     node.size = read;
     node.content = content;
     if parent.is_some_and(|p| p.kind == NodeKind::File) {
-        w.files_changed.fetch_add(1, Ordering::Relaxed);
+        counts.files_changed.fetch_add(1, Ordering::Relaxed);
     } else {
-        w.files_new.fetch_add(1, Ordering::Relaxed);
+        counts.files_new.fetch_add(1, Ordering::Relaxed);
     }
     w.progress.add_done(1, 0);
-    Ok(Some(node))
+    Ok(Some(Done { node, same: false }))
 }
 
 /// Why reading a file stopped: a read error only loses that file; anything

@@ -11,7 +11,7 @@ pub mod file;
 pub mod meta;
 pub mod sources;
 
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -78,19 +78,55 @@ struct Walk<'a> {
 }
 
 /// What a walk counted; outlives the saver so the summary can be built after it.
-#[derive(Default)]
 struct Tally {
     /// Read buffers handed from file to file, so small files cost no large allocation.
     buffers: Mutex<Vec<Vec<u8>>>,
     errors: Mutex<Vec<(PathBuf, String)>>,
     warnings: Mutex<Vec<(PathBuf, String)>>,
+    /// One set of counters per worker thread (and one for any other thread):
+    /// counters shared by all workers would bounce their cache line between
+    /// cores on every file.
+    shards: Vec<Counts>,
+}
+
+/// Counters of one thread, alone on their cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Counts {
     files_new: AtomicU64,
     files_changed: AtomicU64,
     files_unchanged: AtomicU64,
     dirs: AtomicU64,
     others: AtomicU64,
+    /// Wraps below zero in one shard when a file is counted before it turns
+    /// out unreadable on another thread; the sum is still right.
     total_bytes: AtomicU64,
     bytes_read: AtomicU64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            buffers: Mutex::default(),
+            errors: Mutex::default(),
+            warnings: Mutex::default(),
+            shards: (0..=rayon::current_num_threads())
+                .map(|_| Counts::default())
+                .collect(),
+        }
+    }
+
+    /// The calling thread's counters.
+    fn count(&self) -> &Counts {
+        let i = rayon::current_thread_index().map_or(0, |i| i + 1);
+        &self.shards[i % self.shards.len()]
+    }
+
+    fn sum(&self, field: impl Fn(&Counts) -> &AtomicU64) -> u64 {
+        self.shards.iter().fold(0u64, |acc, c| {
+            acc.wrapping_add(field(c).load(Ordering::Relaxed))
+        })
+    }
 }
 
 impl std::ops::Deref for Walk<'_> {
@@ -130,13 +166,30 @@ impl Walk<'_> {
         Ok(self.saver.save(BlobKind::Tree, &tree.encode())?.0)
     }
 
-    /// Loads a parent tree for comparison; a damaged parent only costs speed.
-    fn parent_tree(&self, id: Option<BlobId>) -> Option<Tree> {
+    /// Saves a directory's tree, or names the parent snapshot's tree when
+    /// every entry came out identical to it (`parent_same`), which skips
+    /// encoding and hashing: most directories of a re-backup.
+    fn finish_tree(&self, nodes: Vec<Node>, parent_same: Option<BlobId>) -> Result<Saved> {
+        if let Some(id) = parent_same
+            && self.index.contains(BlobKind::Tree, &id)
+        {
+            return Ok(Saved { id, same: true });
+        }
+        Ok(Saved {
+            id: self.save_tree(nodes)?,
+            same: false,
+        })
+    }
+
+    /// Loads a parent tree's nodes for comparison; a damaged parent only costs speed.
+    fn parent_nodes(&self, id: Option<BlobId>) -> Vec<Node> {
         id.and_then(|id| self.repo.load_tree(self.index, &id).ok())
+            .map(|t| t.nodes)
+            .unwrap_or_default()
     }
 
     /// Archives one source or parent-of-source node of the virtual tree.
-    fn vnode(&self, v: &VNode, name: &[u8], parent: Option<&Node>) -> Result<Option<Node>> {
+    fn vnode(&self, v: &VNode, name: &[u8], parent: Option<&Node>) -> Result<Option<Done>> {
         match v {
             VNode::Source(path) => {
                 let md = match std::fs::symlink_metadata(path) {
@@ -146,56 +199,69 @@ impl Walk<'_> {
                         return Ok(None);
                     }
                 };
-                self.entry(path, name, md, parent, None)
+                self.entry(path, name, md, parent.cloned(), None)
             }
             VNode::Parent { path, children } => {
                 let md = std::fs::symlink_metadata(path)
                     .map_err(|e| Error::io("read metadata of", path, e))?;
                 let mut node = meta::node_from(name, path, &md, parent);
-                self.dirs.fetch_add(1, Ordering::Relaxed);
-                let ptree = self.parent_tree(parent.and_then(|p| p.subtree));
+                self.count().dirs.fetch_add(1, Ordering::Relaxed);
+                let ptree = Tree::new(self.parent_nodes(parent.and_then(|p| p.subtree)));
                 let list: Vec<_> = children.iter().collect();
-                let nodes: Vec<Option<Node>> = list
+                let nodes: Vec<Option<Done>> = list
                     .par_iter()
                     .map(|(n, child)| {
-                        let pn = ptree.as_ref().and_then(|t| t.find(n.as_bytes()));
+                        let pn = ptree.find(n.as_bytes());
                         self.vnode(child, n.as_bytes(), pn)
                     })
                     .collect::<Result<_>>()?;
-                node.subtree = Some(self.save_tree(nodes.into_iter().flatten().collect())?);
-                Ok(Some(node))
+                let nodes = nodes.into_iter().flatten().map(|d| d.node).collect();
+                node.subtree = Some(self.save_tree(nodes)?);
+                Ok(Some(Done { node, same: false }))
             }
         }
     }
 
-    /// Archives a real file system entry.
+    /// Archives a real file system entry; `parent` is its node in the parent snapshot.
     fn entry(
         &self,
         path: &Path,
         name: &[u8],
         md: std::fs::Metadata,
-        parent: Option<&Node>,
+        parent: Option<Node>,
         root_dev: Option<u64>,
-    ) -> Result<Option<Node>> {
+    ) -> Result<Option<Done>> {
         self.check_cancel()?;
-        let mut node = meta::node_from(name, path, &md, parent);
+        if meta::kind_of(&md) == NodeKind::File {
+            return file::archive(self, path, name, &md, parent);
+        }
+        let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
+        let (mut node, mut same) = match parent {
+            Some(p) if meta::same_as(&md, &p) => (p, true),
+            p => (meta::node_from(name, path, &md, p.as_ref()), false),
+        };
+        let counts = self.count();
         match node.kind {
             NodeKind::Dir => {
-                self.dirs.fetch_add(1, Ordering::Relaxed);
+                counts.dirs.fetch_add(1, Ordering::Relaxed);
                 let dev = root_dev.unwrap_or(md.dev());
-                let crosses = self.opts.one_file_system && md.dev() != dev;
-                let subtree = if crosses {
-                    self.save_tree(Vec::new())?
+                let saved = if self.opts.one_file_system && md.dev() != dev {
+                    Saved {
+                        id: self.save_tree(Vec::new())?,
+                        same: false,
+                    }
                 } else {
-                    self.dir(path, parent.and_then(|p| p.subtree), dev)?
+                    self.dir(path, parent_subtree, dev)?
                 };
-                node.subtree = Some(subtree);
+                same &= saved.same;
+                node.subtree = Some(saved.id);
             }
-            NodeKind::File => return file::archive(self, path, node, parent),
             NodeKind::Symlink => match std::fs::read_link(path) {
                 Ok(t) => {
-                    node.target = t.as_os_str().as_bytes().to_vec();
-                    self.others.fetch_add(1, Ordering::Relaxed);
+                    let t = t.into_os_string().into_vec();
+                    same &= node.target == t;
+                    node.target = t;
+                    counts.others.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     self.error(path, format!("cannot read symlink: {e}"));
@@ -203,15 +269,15 @@ impl Walk<'_> {
                 }
             },
             _ => {
-                self.others.fetch_add(1, Ordering::Relaxed);
+                counts.others.fetch_add(1, Ordering::Relaxed);
             }
         }
         self.progress.add_done(1, 0);
-        Ok(Some(node))
+        Ok(Some(Done { node, same }))
     }
 
     /// Archives a directory's entries and saves its tree.
-    fn dir(&self, path: &Path, parent_subtree: Option<BlobId>, dev: u64) -> Result<BlobId> {
+    fn dir(&self, path: &Path, parent_subtree: Option<BlobId>, dev: u64) -> Result<Saved> {
         // Entries keep the directory open, so their lstat is relative to it
         // (fstatat) instead of walking the whole path again for every file.
         let mut entries: Vec<(std::ffi::OsString, std::fs::DirEntry)> =
@@ -221,18 +287,20 @@ impl Walk<'_> {
                     .collect(),
                 Err(e) => {
                     self.error(path, format!("cannot list directory: {e}"));
-                    return self.save_tree(Vec::new());
+                    return self.finish_tree(Vec::new(), None);
                 }
             };
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         if self.opts.excludes.is_cache_dir(path) {
             entries.retain(|(n, _)| n == "CACHEDIR.TAG");
         }
-        let ptree = self.parent_tree(parent_subtree);
-        let nodes: Vec<Option<Node>> = entries
-            .par_iter()
-            .map(|(n, de)| {
-                let child = path.join(n);
+        let parent_nodes = self.parent_nodes(parent_subtree);
+        let parent_count = parent_nodes.len();
+        let jobs = pair_with_parent(entries, parent_nodes);
+        let done: Vec<Option<Done>> = jobs
+            .into_par_iter()
+            .map(|(n, de, pn)| {
+                let child = path.join(&n);
                 if self.opts.excludes.is_excluded(&child) {
                     return Ok(None);
                 }
@@ -243,12 +311,50 @@ impl Walk<'_> {
                         return Ok(None);
                     }
                 };
-                let pn = ptree.as_ref().and_then(|t| t.find(n.as_bytes()));
                 self.entry(&child, n.as_bytes(), md, pn, Some(dev))
             })
             .collect::<Result<_>>()?;
-        self.save_tree(nodes.into_iter().flatten().collect())
+        // Identical only if every entry matched a parent node unchanged and
+        // none of the parent's entries went missing.
+        let all_same =
+            done.len() == parent_count && done.iter().all(|d| d.as_ref().is_some_and(|d| d.same));
+        let nodes = done.into_iter().flatten().map(|d| d.node).collect();
+        self.finish_tree(nodes, parent_subtree.filter(|_| all_same))
     }
+}
+
+/// One archived entry: its node, and whether that node is the parent
+/// snapshot's node unchanged.
+struct Done {
+    node: Node,
+    same: bool,
+}
+
+/// A saved (or reused) tree blob, and whether it is the parent's.
+struct Saved {
+    id: BlobId,
+    same: bool,
+}
+
+type Job = (std::ffi::OsString, std::fs::DirEntry, Option<Node>);
+
+/// Hands each directory entry its node from the parent tree, by one merge
+/// of the two name-sorted lists: the nodes are moved, not searched for and
+/// copied.
+fn pair_with_parent(
+    entries: Vec<(std::ffi::OsString, std::fs::DirEntry)>,
+    parent: Vec<Node>,
+) -> Vec<Job> {
+    let mut parent = parent.into_iter().peekable();
+    entries
+        .into_iter()
+        .map(|(name, de)| {
+            let key = name.as_bytes();
+            while parent.next_if(|p| p.name.as_slice() < key).is_some() {}
+            let p = parent.next_if(|p| p.name.as_slice() == key);
+            (name, de, p)
+        })
+        .collect()
 }
 
 /// Picks the parent snapshot: the given one, or the latest with the same host and paths.
@@ -282,7 +388,7 @@ pub fn backup(
             "no source paths given: name at least one file or directory to back up".into(),
         ));
     }
-    let tally = Tally::default();
+    let mut tally = Tally::new();
     let mut sources: Vec<PathBuf> = Vec::new();
     for p in &opts.paths {
         let abs = sources::normalize(p)?;
@@ -339,10 +445,11 @@ pub fn backup(
                     let md = std::fs::symlink_metadata(p)
                         .map_err(|e| Error::io("read metadata of", p, e))?;
                     walk.dir(p, parent_root.as_ref().and_then(|n| n.subtree), md.dev())?
+                        .id
                 }
                 VNode::Parent { .. } => walk
                     .vnode(&vroot, b"", parent_root.as_ref())?
-                    .and_then(|n| n.subtree)
+                    .and_then(|d| d.node.subtree)
                     .unwrap_or_default(),
             };
             Ok(tree)
@@ -350,18 +457,25 @@ pub fn backup(
         walk_done.store(true, Ordering::Relaxed);
         r
     })?;
-    let walk = tally;
-    let errors = walk.errors.into_inner().unwrap_or_default();
-    let warnings = walk.warnings.into_inner().unwrap_or_default();
+    let errors = tally
+        .errors
+        .get_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let warnings = tally
+        .warnings
+        .get_mut()
+        .map(std::mem::take)
+        .unwrap_or_default();
     let summary = Summary {
-        files_new: walk.files_new.into_inner(),
-        files_changed: walk.files_changed.into_inner(),
-        files_unchanged: walk.files_unchanged.into_inner(),
-        dirs: walk.dirs.into_inner(),
-        others: walk.others.into_inner(),
+        files_new: tally.sum(|c| &c.files_new),
+        files_changed: tally.sum(|c| &c.files_changed),
+        files_unchanged: tally.sum(|c| &c.files_unchanged),
+        dirs: tally.sum(|c| &c.dirs),
+        others: tally.sum(|c| &c.others),
+        total_bytes: tally.sum(|c| &c.total_bytes),
+        bytes_read: tally.sum(|c| &c.bytes_read),
         errors: errors.len() as u64,
-        total_bytes: walk.total_bytes.into_inner(),
-        bytes_read: walk.bytes_read.into_inner(),
         blobs_new: save.blobs_new,
         data_added: save.bytes_new,
         data_added_stored: save.bytes_stored,
