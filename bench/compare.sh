@@ -302,6 +302,17 @@ backup_step() {
     fi
 }
 
+# keyfile_step STEP REPO PATH BYTES: the same unchanged backup once more,
+# opened with a raw key file (`repo key export`): no argon2id unlock, as
+# bupstash's key files. Recorded as the pseudo-tool repo-keyfile.
+keyfile_step() {
+    local step=$1 r=$2 p=$3 bytes=$4 kf="$CACHE/repo.key"
+    rm -f "$kf"
+    "$REPO_BIN" key export -r "$r" "$kf" -q >/dev/null || return 1
+    run_step repo-keyfile "$step" "$bytes" \
+        env -u REPO_PASSWORD REPO_KEY_FILE="$kf" "$REPO_BIN" create -r "$r" "$p" -q --json
+}
+
 LOADS="$OUT/loads.txt"
 : >"$LOADS"
 load_note() { echo "$ROUND:$1 $(cut -d' ' -f1-3 /proc/loadavg)" >>"$LOADS"; }
@@ -325,6 +336,7 @@ bench_tool() {
         size1=$(dir_bytes "$R")
         record "$t" repo_size_after_backup1 ok "$size1"
         backup_step "$t" backup2_unchanged "$R" "$CORPUS" "$CORPUS_BYTES" || true
+        [ "$t" != repo ] || keyfile_step backup2_unchanged "$R" "$CORPUS" "$CORPUS_BYTES" || true
         python3 "$HERE/corpus.py" mutate "$CORPUS" >/dev/null
         backup_step "$t" backup3_mutated "$R" "$CORPUS" "$MUTATED_BYTES" || true
         size3=$(dir_bytes "$R")
@@ -358,6 +370,7 @@ bench_tool() {
         backup_step "$t" small_backup1 "$RS" "$SMALLTREE" "$SMALL_BYTES" || true
         record "$t" small_repo_size ok "$(dir_bytes "$RS")"
         backup_step "$t" small_backup2_unchanged "$RS" "$SMALLTREE" "$SMALL_BYTES" || true
+        [ "$t" != repo ] || keyfile_step small_backup2_unchanged "$RS" "$SMALLTREE" "$SMALL_BYTES" || true
     else
         record "$t" small_backup1 skipped
         record "$t" small_backup2_unchanged skipped
@@ -418,7 +431,7 @@ M_MEM=$(awk '/MemTotal/{print $2}' /proc/meminfo) M_KERNEL=$(uname -r) \
 M_FS="tmpfs size=$TMPFS_SIZE mounted at $MNT" \
 M_CORPUS_BYTES=$CORPUS_BYTES M_CORPUS_FILES=$CORPUS_FILES M_MUTATED_BYTES=$MUTATED_BYTES \
 M_SMALL_FILES=$SMALL_FILES M_SMALL_BYTES=$SMALL_BYTES M_EXTRA=$EXTRA_STATUS M_REPEAT=$REPEAT \
-M_SOURCE=$REPO_SOURCE M_VERSIONS=$VERSIONS M_TOOLS=$TOOLS \
+M_SOURCE=$REPO_SOURCE M_VERSIONS=$VERSIONS M_TOOLS=${TOOLS/repo/repo repo-keyfile} \
 python3 - >"$OUT/meta.json" <<'PY'
 import json, os
 e = os.environ

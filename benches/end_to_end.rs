@@ -13,7 +13,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use repo::archive::{self, BackupOptions, Excludes};
 use repo::crypto::kdf::KdfParams;
 use repo::progress::Silent;
-use repo::repo::{InitOptions, Repository};
+use repo::repo::{Credentials, InitOptions, Repository};
 use repo::restore::{self, RestoreOptions};
 use repo::storage::Location;
 
@@ -65,7 +65,9 @@ fn backup(repo: &Repository, src: &Path) {
 
 fn restore_latest(repo_dir: &Path, target: &Path) {
     let cancel = AtomicBool::new(false);
-    let repo = Repository::open(&Location::Local(repo_dir.to_path_buf()), PASSWORD).expect("open");
+    let credentials = Credentials::Password(PASSWORD.to_vec().into());
+    let repo =
+        Repository::open(&Location::Local(repo_dir.to_path_buf()), &credentials).expect("open");
     let (_, snap) = repo.find_snapshot("latest").expect("snapshot");
     let index = repo.load_index().expect("index");
     let opts = RestoreOptions {

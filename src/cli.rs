@@ -4,6 +4,7 @@
 mod plain;
 
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +20,8 @@ use repo::commands::{
     prune, repair, restore, snapshots, stats, tag, unlock,
 };
 use repo::progress::Progress;
+use repo::rawkey::RawKey;
+use repo::repo::Credentials;
 use repo::storage::{BackendOptions, Location};
 
 #[derive(Debug, Parser)]
@@ -26,7 +29,7 @@ use repo::storage::{BackendOptions, Location};
     name = "repo",
     version,
     about = "Encrypted, deduplicating snapshots of directory trees",
-    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable, 10 no repository, 11 locked, 12 wrong password."
+    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable, 10 no repository, 11 locked, 12 wrong password."
 )]
 struct Cli {
     /// Repository location: a directory or file:///path.
@@ -49,6 +52,11 @@ struct Cli {
         value_name = "COMMAND"
     )]
     password_command: Option<String>,
+    /// Open the repository with the master key in FILE (from `repo key
+    /// export`) instead of a password: no prompt and no KDF, for scheduled
+    /// backups. The file must not be readable by group or others.
+    #[arg(long, env = "REPO_KEY_FILE", global = true, value_name = "FILE")]
+    key_file: Option<PathBuf>,
     /// S3 endpoint for self-hosted servers (MinIO, Ceph, Garage, SeaweedFS...).
     #[arg(long, env = "REPO_S3_ENDPOINT", global = true, value_name = "URL")]
     s3_endpoint: Option<String>,
@@ -254,6 +262,52 @@ fn ftp_password(location: &Location) -> Result<String> {
         .context("cannot read the FTP password")
 }
 
+/// A key file when one is named (REPO_PASSWORD is then not used), else the password.
+fn credentials(cli: &Cli) -> Result<Credentials> {
+    let Some(file) = &cli.key_file else {
+        return Ok(Credentials::Password(password(
+            cli,
+            matches!(cli.command, Command::Init(_)),
+        )?));
+    };
+    if cli.password_file.is_some() || cli.password_command.is_some() {
+        bail!(repo::Error::Usage(
+            "both a key file and a password file or command are given; use only one".into()
+        ));
+    }
+    read_key_file(file)
+}
+
+/// Reads a raw key file, refusing one that others can read (as ssh does
+/// with private keys): the file alone opens the repository.
+fn read_key_file(file: &Path) -> Result<Credentials> {
+    let bad = |reason: String| repo::Error::KeyFile {
+        file: file.to_path_buf(),
+        reason,
+    };
+    let md = std::fs::metadata(file)
+        .map_err(|e| bad(format!("{e}; check --key-file / REPO_KEY_FILE")))?;
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(bad(format!(
+            "its mode is {mode:04o}, so others may read it and with it the whole repository; \
+             run `chmod 600 {}`",
+            file.display()
+        )));
+    }
+    let bytes = Zeroizing::new(
+        std::fs::read(file).map_err(|e| bad(format!("{e}; check --key-file / REPO_KEY_FILE")))?,
+    );
+    let (raw, master) = RawKey::decode(&bytes)
+        .map_err(|e| bad(format!("{e}; make one with `repo key export FILE`")))?;
+    Ok(Credentials::RawKey {
+        master,
+        key_id: raw.key,
+        repository: raw.repository,
+        file: file.to_path_buf(),
+    })
+}
+
 /// Finds the password: environment, file, command, then a terminal prompt.
 fn password(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     // Explicit sources win over REPO_PASSWORD, as in restic; two explicit ones are ambiguous.
@@ -353,10 +407,10 @@ pub fn main() -> Result<u8> {
             Command::Create(_) | Command::Restore(_) | Command::Check(_)
         );
     let display = Display::new(show_bar, cli.quiet);
-    let pw = password(&cli, matches!(cli.command, Command::Init(_)))?;
+    let credentials = credentials(&cli)?;
     let ctx = Context {
         location,
-        password: pw,
+        credentials,
         // Problems with single paths are printed even with -q.
         progress: &display,
         cancel: &cancel,
@@ -966,6 +1020,14 @@ fn render_key(r: &key::Report) {
         (Some(a), None) => println!("added key {}", short(a)),
         (None, Some(rm)) => println!("removed key {}", short(rm)),
         (None, None) => {}
+    }
+    if let Some(f) = &r.exported {
+        println!(
+            "wrote the master key to {} (mode 0600); use it with --key-file or REPO_KEY_FILE.\n\
+             Anyone who holds this file can read and change the repository, and changing or \
+             removing passwords does not revoke it: keep it like an SSH private key.",
+            f.display()
+        );
     }
 }
 

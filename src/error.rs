@@ -29,6 +29,9 @@ pub enum Error {
     )]
     WrongPassword { location: String },
 
+    #[error("cannot use the key file {}: {reason}", file.display())]
+    KeyFile { file: PathBuf, reason: String },
+
     #[error("repository is locked: {detail}")]
     Locked { detail: String },
 

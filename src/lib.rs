@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod pack;
 pub mod plain;
 pub mod progress;
+pub mod rawkey;
 pub mod repair;
 pub mod repo;
 pub mod restore;

@@ -11,7 +11,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<Error>() {
         Some(Error::RepoNotFound { .. }) => 10,
         Some(Error::Locked { .. }) => 11,
-        Some(Error::WrongPassword { .. }) => 12,
+        Some(Error::WrongPassword { .. } | Error::KeyFile { .. }) => 12,
         Some(Error::Usage(_)) => 2,
         Some(Error::Interrupted) => 130,
         _ => 1,

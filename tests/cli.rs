@@ -411,6 +411,129 @@ fn wrong_password_exits_12_and_writes_nothing() {
 }
 
 #[test]
+fn key_file_opens_without_a_password() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    simple_tree(&src, 60);
+    let key = t.join("r.key");
+    let export = [OsStr::new("key"), OsStr::new("export"), key.as_os_str()];
+    t.ok(export).stdout_has("SSH private key");
+    assert_eq!(fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+    let written = fs::read(&key).unwrap();
+    t.run(export).code(2).stderr_has("already exists");
+    assert_eq!(
+        fs::read(&key).unwrap(),
+        written,
+        "export overwrote the file"
+    );
+
+    // Every command works with the file alone, through the variable or the
+    // flag, and a password in the environment does not get in the way.
+    let with_key = |file: &Path, args: &[&OsStr]| {
+        let mut c = t.cmd_no_pw();
+        c.env("REPO_KEY_FILE", file).args(args);
+        run(c)
+    };
+    let r = with_key(
+        &key,
+        &[OsStr::new("create"), OsStr::new("--json"), src.as_os_str()],
+    );
+    r.success();
+    assert!(r.json()["snapshot"].is_string(), "{r}");
+    let target = t.join("restore");
+    let mut c = t.cmd_no_pw();
+    c.env("REPO_PASSWORD", "not the password")
+        .arg("--key-file")
+        .arg(&key)
+        .args(["restore", "latest", "--target"])
+        .arg(&target);
+    run(c).success();
+    assert_same_tree(&src, &restored(&target, &src), Cmp::full());
+    with_key(&key, &[OsStr::new("check"), OsStr::new("--read-data")]).success();
+    let keys = with_key(
+        &key,
+        &[OsStr::new("key"), OsStr::new("list"), OsStr::new("--json")],
+    );
+    keys.success();
+    assert_eq!(keys.json()["keys"][0]["current"], true, "{keys}");
+    let pw = t.join("pw2");
+    fs::write(&pw, "second password\n").unwrap();
+    with_key(
+        &key,
+        &[
+            OsStr::new("key"),
+            OsStr::new("add"),
+            OsStr::new("--new-password-file"),
+            pw.as_os_str(),
+        ],
+    )
+    .success();
+    let mut c = t.cmd_no_pw();
+    c.env("REPO_PASSWORD", "second password").arg("snapshots");
+    run(c).success();
+
+    // Refusals: readable by others, another repository's file, an altered
+    // or foreign file; each names the file, exits 12 and writes nothing.
+    let before = walk_all(&t.repo);
+    chmod(&key, 0o644);
+    with_key(&key, &[OsStr::new("snapshots")])
+        .code(12)
+        .stderr_has("chmod 600");
+    chmod(&key, 0o600);
+    let other = TestRepo::new();
+    other.init();
+    let other_key = other.join("o.key");
+    other.ok([
+        OsStr::new("key"),
+        OsStr::new("export"),
+        other_key.as_os_str(),
+    ]);
+    with_key(&other_key, &[OsStr::new("snapshots")])
+        .code(12)
+        .stderr_has("belongs to repository");
+    let text = String::from_utf8(written).unwrap();
+    let altered = t.join("altered.key");
+    let at = text.find("\"master_key\": \"").unwrap() + 15;
+    let flipped = if &text[at..at + 1] == "0" { "1" } else { "0" };
+    fs::write(
+        &altered,
+        format!("{}{flipped}{}", &text[..at], &text[at + 1..]),
+    )
+    .unwrap();
+    chmod(&altered, 0o600);
+    with_key(&altered, &[OsStr::new("snapshots")])
+        .code(12)
+        .stderr_has("altered");
+    let garbage = t.join("garbage.key");
+    fs::write(&garbage, "not a key").unwrap();
+    chmod(&garbage, 0o600);
+    let r = with_key(&garbage, &[OsStr::new("snapshots")]);
+    r.code(12).stderr_has("not a raw key file");
+    assert!(r.stderr.contains("garbage.key"), "{r}");
+    assert_eq!(
+        walk_all(&t.repo),
+        before,
+        "a refused key file changed storage"
+    );
+
+    // init needs a password; a key file and a password file do not mix.
+    let fresh = t.join("fresh");
+    let mut c = t.bare();
+    c.env("REPO_KEY_FILE", &key)
+        .arg("-r")
+        .arg(&fresh)
+        .arg("init");
+    run(c).code(2).stderr_has("key export");
+    let mut c = t.cmd_no_pw();
+    c.env("REPO_KEY_FILE", &key)
+        .arg("--password-file")
+        .arg(&pw)
+        .arg("snapshots");
+    run(c).code(2);
+}
+
+#[test]
 fn missing_repository_exits_10() {
     let t = TestRepo::new();
     // No directory at all.

@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use super::Context;
 use crate::chunker::ChunkerParams;
-use crate::error::Result;
-use crate::repo::{InitOptions, Repository};
+use crate::error::{Error, Result};
+use crate::repo::{Credentials, InitOptions, Repository};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -41,7 +41,14 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         pack_size: Some(args.pack_size),
         ..Default::default()
     };
-    let repo = Repository::init(&ctx.location, &ctx.password, &opts)?;
+    let Credentials::Password(password) = &ctx.credentials else {
+        return Err(Error::Usage(
+            "init needs a password, not a key file: the key objects it writes are \
+             wrapped under it; export a key file afterwards with `repo key export FILE`"
+                .into(),
+        ));
+    };
+    let repo = Repository::init(&ctx.location, password, &opts)?;
     Ok(Report {
         id: repo.config().id.to_hex(),
         location: ctx.location.to_string(),

@@ -2,17 +2,22 @@
 //! that open the repository. Every key object wraps the same master key,
 //! so no data is re-encrypted.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use zeroize::Zeroize;
 
 use super::Context;
+use crate::crypto::MasterKey;
 use crate::crypto::kdf::KdfParams;
 use crate::error::{Error, Result};
 use crate::id::KeyId;
 use crate::keyfile::KeyFile;
+use crate::rawkey::RawKey;
 use crate::repo::objects::{self, ObjectKind};
-use crate::repo::{Repository, host_and_user, lock};
+use crate::repo::{Credentials, Repository, host_and_user, lock};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -28,6 +33,15 @@ pub enum Action {
     Add(NewPassword),
     /// Change the password: add a key with the new one, then remove the current key.
     Passwd(NewPassword),
+    /// Write the master key to a new FILE (mode 0600) for --key-file /
+    /// REPO_KEY_FILE: commands then open the repository without a password
+    /// or KDF, as scheduled backups want. Anyone holding FILE can read and
+    /// change the repository, and removing or changing passwords does not
+    /// revoke it.
+    Export {
+        /// The file to create; an existing file is never overwritten.
+        file: PathBuf,
+    },
     /// Remove a key object (never the key in use, never the last one).
     Remove {
         /// Id (or unique prefix) of the key object, as `repo key list` shows it.
@@ -76,6 +90,8 @@ pub struct Report {
     pub added: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exported: Option<PathBuf>,
 }
 
 fn list(repo: &Repository) -> Result<Vec<KeyEntry>> {
@@ -107,22 +123,59 @@ fn list(repo: &Repository) -> Result<Vec<KeyEntry>> {
     Ok(out)
 }
 
+/// The master key, which is not kept in memory after opening: unwrapped
+/// again from the key object in use, or taken from the raw key file.
+fn master(ctx: &Context, repo: &Repository) -> Result<MasterKey> {
+    match &ctx.credentials {
+        Credentials::Password(password) => {
+            let current = objects::load_key(repo.storage(), repo.key_id())?;
+            current.open(password).map_err(|_| Error::WrongPassword {
+                location: repo.storage().location().to_string(),
+            })
+        }
+        Credentials::RawKey { master, .. } => Ok(master.clone()),
+    }
+}
+
 /// Writes a key object wrapping this repository's master key under `password`.
-fn add(repo: &Repository, current_password: &[u8], password: &[u8]) -> Result<KeyId> {
+fn add(repo: &Repository, master: &MasterKey, password: &[u8]) -> Result<KeyId> {
     if password.is_empty() {
         return Err(Error::Usage("an empty password is not allowed".into()));
     }
-    // The master key is not kept in memory after opening; unwrap it again.
-    let current = objects::load_key(repo.storage(), repo.key_id())?;
-    let master = current
-        .open(current_password)
-        .map_err(|_| Error::WrongPassword {
-            location: repo.storage().location().to_string(),
-        })?;
     let (host, user) = host_and_user();
-    let key = KeyFile::create(&master, password, KdfParams::default(), &host, &user)
+    let key = KeyFile::create(master, password, KdfParams::default(), &host, &user)
         .map_err(|e| Error::Usage(e.to_string()))?;
     objects::save_key(repo.storage(), &key)
+}
+
+/// Writes the master key to a new file only the owner can read.
+fn export(ctx: &Context, repo: &Repository, file: &Path) -> Result<()> {
+    let raw = RawKey::new(&master(ctx, repo)?, repo.config().id, repo.key_id());
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Usage(format!(
+                    "{} already exists; key export never overwrites a file: remove it or name another",
+                    file.display()
+                ))
+            } else {
+                Error::io("create key file", file, e)
+            }
+        })?;
+    let mut bytes = raw.encode();
+    let written = out
+        .write_all(&bytes)
+        .and_then(|()| out.sync_all())
+        .map_err(|e| Error::io("write key file", file, e));
+    bytes.zeroize();
+    if written.is_err() {
+        let _ = std::fs::remove_file(file);
+    }
+    written
 }
 
 fn remove(repo: &Repository, spec: &str) -> Result<String> {
@@ -175,7 +228,7 @@ pub fn run(ctx: &Context, args: &Args, new_password: Option<&[u8]>) -> Result<Re
         }),
         Action::Add(_) => {
             let _lock = lock::lock(&repo, false, "key add")?;
-            let id = add(&repo, &ctx.password, need()?)?;
+            let id = add(&repo, &master(ctx, &repo)?, need()?)?;
             Ok(Report {
                 added: Some(id.to_hex()),
                 ..Default::default()
@@ -183,12 +236,19 @@ pub fn run(ctx: &Context, args: &Args, new_password: Option<&[u8]>) -> Result<Re
         }
         Action::Passwd(_) => {
             let _lock = lock::lock(&repo, true, "key passwd")?;
-            let id = add(&repo, &ctx.password, need()?)?;
+            let id = add(&repo, &master(ctx, &repo)?, need()?)?;
             let old = repo.key_id().to_hex();
             repo.storage().delete(&ObjectKind::Key.key(&old))?;
             Ok(Report {
                 added: Some(id.to_hex()),
                 removed: Some(old),
+                ..Default::default()
+            })
+        }
+        Action::Export { file } => {
+            export(ctx, &repo, file)?;
+            Ok(Report {
+                exported: Some(file.clone()),
                 ..Default::default()
             })
         }

@@ -23,24 +23,22 @@ pub mod unlock;
 
 use std::sync::atomic::AtomicBool;
 
-use zeroize::Zeroizing;
-
 use crate::error::Result;
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repo::{Credentials, Repository};
 use crate::storage::Location;
 
 /// What every command gets from the CLI.
 pub struct Context<'a> {
     pub location: Location,
-    pub password: Zeroizing<Vec<u8>>,
+    pub credentials: Credentials,
     pub progress: &'a dyn Progress,
     pub cancel: &'a AtomicBool,
 }
 
 impl Context<'_> {
     pub fn open(&self) -> Result<Repository> {
-        Repository::open(&self.location, &self.password)
+        Repository::open(&self.location, &self.credentials)
     }
 }
 

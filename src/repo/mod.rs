@@ -5,9 +5,11 @@ pub mod objects;
 pub mod saver;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::config::{Config, FORMAT_VERSION, StoredConfig};
@@ -36,6 +38,22 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Target pack size in bytes; `None` (or `Default`) means [`crate::config::DEFAULT_PACK_SIZE`].
     pub pack_size: Option<u32>,
+}
+
+/// How a repository is unlocked.
+pub enum Credentials {
+    /// A password: some key object must open with it (argon2id).
+    Password(Zeroizing<Vec<u8>>),
+    /// The master key from a raw key file (no KDF), see [`crate::rawkey`].
+    RawKey {
+        master: MasterKey,
+        /// The key object the file was exported through.
+        key_id: KeyId,
+        /// The repository the file says it opens.
+        repository: RepoId,
+        /// Where it was read, for messages.
+        file: PathBuf,
+    },
 }
 
 /// An unlocked repository. Cloning is cheap and shares the storage handle,
@@ -98,7 +116,7 @@ impl Repository {
     }
 
     /// Opens and unlocks the repository at `location`.
-    pub fn open(location: &Location, password: &[u8]) -> Result<Repository> {
+    pub fn open(location: &Location, credentials: &Credentials) -> Result<Repository> {
         let storage = Storage::open(location, false)?;
         let raw = match storage.get(CONFIG_KEY) {
             Ok(b) => b,
@@ -119,9 +137,40 @@ impl Repository {
             });
         }
         let stored = StoredConfig::parse(&raw).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
-        let (master, key_id) = Self::unwrap_master(&storage, password)?;
+        let (master, key_id) = match credentials {
+            Credentials::Password(password) => Self::unwrap_master(&storage, password)?,
+            Credentials::RawKey {
+                master,
+                key_id,
+                repository,
+                file,
+            } => {
+                if *repository != stored.config.id {
+                    return Err(Error::KeyFile {
+                        file: file.clone(),
+                        reason: format!(
+                            "it belongs to repository {}, and {} is repository {}; use that \
+                             repository's key file or its password",
+                            repository.short(),
+                            location,
+                            stored.config.id.short()
+                        ),
+                    });
+                }
+                (master.clone(), *key_id)
+            }
+        };
         let keys = master.subkeys();
         if !stored.verify(&keys.config_mac) {
+            if let Credentials::RawKey { file, .. } = credentials {
+                return Err(Error::KeyFile {
+                    file: file.clone(),
+                    reason: format!(
+                        "its master key does not open {location} (the config's MAC does not \
+                         match): the file was altered; export it again with `repo key export`"
+                    ),
+                });
+            }
             return Err(Error::corrupt(
                 CONFIG_KEY,
                 "its MAC does not match: the config was altered or belongs to another repository",

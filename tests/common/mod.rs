@@ -24,8 +24,9 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Environment variables the binary reads; always cleared so the caller's
 /// environment cannot leak into a test.
-pub const REPO_ENV: [&str; 4] = [
+pub const REPO_ENV: [&str; 5] = [
     "REPO_PASSWORD",
+    "REPO_KEY_FILE",
     "REPO_PASSWORD_FILE",
     "REPO_PASSWORD_COMMAND",
     "REPO_REPOSITORY",
