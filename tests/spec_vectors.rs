@@ -412,7 +412,13 @@ fd2ae81558cbb9a7a331aee3a9e6c19af032555a9e76f8e5e78598b8230c7d13\n";
 #[test]
 fn config_known_answer() {
     let k = keys();
-    let cfg = Config::new(RepoId([0x02; 32]), ChunkerParams::default());
+    // Explicit sizes: the vector pins the format, not today's defaults.
+    let sizes = ChunkerParams {
+        min: 524288,
+        avg: 1048576,
+        max: 8388608,
+    };
+    let cfg = Config::new(RepoId([0x02; 32]), sizes);
     let bytes = StoredConfig::seal(&cfg, &k.config_mac);
     assert_eq!(String::from_utf8(bytes.clone()).unwrap(), CONFIG_OBJECT);
     let line = CONFIG_OBJECT.split('\n').next().unwrap();
