@@ -353,6 +353,38 @@ fn unchanged_directories_keep_their_trees_and_changes_always_show() {
     assert_same_tree(&src, &back, Cmp::full());
 }
 
+#[test]
+fn restore_never_writes_through_a_symlink_in_the_target() {
+    // Directories are created level by level in parallel; a symlink found
+    // where one belongs must be replaced before anything goes below it.
+    let t = TestRepo::new();
+    let src = t.join("src");
+    fs::create_dir_all(src.join("a/b/c")).unwrap();
+    fs::write(src.join("a/b/c/f.txt"), "inside").unwrap();
+    fs::write(src.join("a/g.txt"), "g").unwrap();
+    fs::create_dir_all(src.join("x/y/z")).unwrap();
+    fs::write(src.join("x/y/z/h.txt"), "h").unwrap();
+    t.init();
+    t.create([&src]);
+    let target = t.join("restore");
+    let base = restored(&target, &src);
+    let (out1, out2) = (t.join("outside1"), t.join("outside2"));
+    fs::create_dir_all(&out1).unwrap();
+    fs::create_dir_all(&out2).unwrap();
+    fs::create_dir_all(base.join("x")).unwrap();
+    std::os::unix::fs::symlink(&out1, base.join("a")).unwrap();
+    std::os::unix::fs::symlink(&out2, base.join("x/y")).unwrap();
+    t.restore("latest", &target, &[]);
+    for out in [&out1, &out2] {
+        assert!(
+            fs::read_dir(out).unwrap().next().is_none(),
+            "restore wrote through a symlink into {}",
+            out.display()
+        );
+    }
+    assert_same_tree(&src, &base, Cmp::full());
+}
+
 // ---------------------------------------------------------------------------
 // 4. Deduplication
 // ---------------------------------------------------------------------------

@@ -409,7 +409,7 @@ impl Repository {
         let key = objects::pack_key(&loc.pack);
         let entry = self
             .storage
-            .get_range(&key, loc.offset as u64, loc.length as u64)?;
+            .get_range_immutable(&key, loc.offset as u64, loc.length as u64)?;
         let (_, data) = pack::open_entry(&self.keys, &entry, loc.offset as u64, Some((kind, *id)))
             .map_err(|e| Error::corrupt(format!("pack {key}"), e))?;
         Ok(data)

@@ -1,9 +1,11 @@
 //! Turning a snapshot (sub)tree into a list of things to create.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
 
 use crate::archive::Excludes;
 use crate::error::{Error, Result};
@@ -56,18 +58,30 @@ pub struct Filter<'a> {
     pub damaged: Option<&'a BTreeMap<String, String>>,
     /// Problems met while planning (damaged paths, unreadable directory
     /// listings), reported by the restore and counted as errors.
-    pub problems: RefCell<Vec<(PathBuf, String)>>,
+    pub problems: Mutex<Vec<(PathBuf, String)>>,
 }
 
 impl Filter<'_> {
     fn problem(&self, path: &Path, message: String) {
-        self.problems
-            .borrow_mut()
-            .push((path.to_path_buf(), message));
+        if let Ok(mut p) = self.problems.lock() {
+            p.push((path.to_path_buf(), message));
+        }
+    }
+
+    /// The problems met, in path order (the walk is parallel).
+    pub fn take_problems(&self) -> Vec<(PathBuf, String)> {
+        let mut p = self
+            .problems
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        p.sort();
+        p
     }
 
     pub(crate) fn damaged(&self, snap_path: &Path) -> Option<&String> {
-        self.damaged?.get(snap_path.to_string_lossy().as_ref())
+        let damaged = self.damaged.filter(|d| !d.is_empty())?;
+        damaged.get(snap_path.to_string_lossy().as_ref())
     }
 }
 
@@ -104,7 +118,10 @@ pub fn resolve(
     Ok((node, at))
 }
 
-/// Walks below `start` and lists what to create under `target`.
+/// Walks below `start` and lists what to create under `target`, parents
+/// before their contents. Sibling directories are walked in parallel (each
+/// one's tree blob is a storage read plus a decryption), and the lists are
+/// joined in tree order, so the plan is the same as a sequential walk's.
 pub fn plan(
     repo: &Repository,
     index: &MemIndex,
@@ -114,7 +131,6 @@ pub fn plan(
     filter: &Filter,
 ) -> Result<Vec<Item>> {
     let mut items = Vec::new();
-    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     if start.kind == NodeKind::Dir {
         // The snapshot root is synthetic (no metadata of its own): leave the
         // target's own mode, owner and times alone then.
@@ -127,120 +143,139 @@ pub fn plan(
         if let Some(note) = filter.damaged(start_path) {
             filter.problem(target, note.clone());
         }
-        walk(
-            repo, index, start, start_path, target, filter, false, true, &mut items, &mut links,
-        )?;
+        let ctx = Walk {
+            repo,
+            index,
+            filter,
+        };
+        items.extend(ctx.dir(start, start_path, target, false, true)?.0);
     } else {
         let name = Path::new(std::ffi::OsStr::from_bytes(&start.name));
-        add_leaf(start, target.join(name), &mut items, &mut links);
+        items.push(leaf(start.clone(), target.join(name)));
     }
+    link_hard_links(&mut items);
     Ok(items)
 }
 
-fn add_leaf(
-    node: &Node,
-    path: PathBuf,
-    items: &mut Vec<Item>,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) {
+fn leaf(node: Node, path: PathBuf) -> Item {
     match node.kind {
-        NodeKind::File if node.links > 1 => {
-            let key = (node.device, node.inode);
-            if let Some(first) = links.get(&key) {
-                items.push(Item::HardLink {
-                    path,
-                    first: first.clone(),
-                    node: node.clone(),
-                });
-            } else {
-                links.insert(key, path.clone());
-                items.push(Item::File {
-                    path,
-                    node: node.clone(),
-                });
-            }
-        }
-        NodeKind::File => items.push(Item::File {
-            path,
-            node: node.clone(),
-        }),
-        _ => items.push(Item::Other {
-            path,
-            node: node.clone(),
-        }),
+        NodeKind::File => Item::File { path, node },
+        _ => Item::Other { path, node },
     }
 }
 
-/// Returns whether anything below `dir` was selected.
-#[allow(clippy::too_many_arguments)]
-fn walk(
-    repo: &Repository,
-    index: &MemIndex,
-    dir: &Node,
-    snap_path: &Path,
-    out_path: &Path,
-    filter: &Filter,
-    included: bool,
-    top: bool,
-    items: &mut Vec<Item>,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<bool> {
-    let Some(id) = dir.subtree else {
-        return Ok(false);
-    };
-    let tree = match repo.load_tree(index, &id) {
-        Ok(t) => t,
-        // Without the top listing there is nothing to restore.
-        Err(e) if top => return Err(e),
-        // A lost directory listing costs that directory, not the restore.
-        Err(e) => {
-            filter.problem(
-                out_path,
-                format!(
-                    "the contents of this directory cannot be restored: {e}. \
-                     `repo repair snapshots` can record the loss in the snapshot"
-                ),
-            );
-            return Ok(included);
+/// Turns every later name of a file seen before (same device and inode,
+/// more than one link) into a hard link to the first, in plan order.
+fn link_hard_links(items: &mut [Item]) {
+    let mut first: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    for item in items.iter_mut() {
+        let Item::File { path, node } = item else {
+            continue;
+        };
+        if node.links <= 1 {
+            continue;
         }
-    };
-    let mut any = false;
-    for node in &tree.nodes {
+        match first.get(&(node.device, node.inode)) {
+            Some(f) => {
+                *item = Item::HardLink {
+                    path: std::mem::take(path),
+                    first: f.clone(),
+                    node: std::mem::replace(node, Node::new(Vec::new(), NodeKind::File)),
+                }
+            }
+            None => {
+                first.insert((node.device, node.inode), path.clone());
+            }
+        }
+    }
+}
+
+struct Walk<'a> {
+    repo: &'a Repository,
+    index: &'a MemIndex,
+    filter: &'a Filter<'a>,
+}
+
+impl Walk<'_> {
+    /// The items below `dir`, and whether anything below it was selected.
+    fn dir(
+        &self,
+        dir: &Node,
+        snap_path: &Path,
+        out_path: &Path,
+        included: bool,
+        top: bool,
+    ) -> Result<(Vec<Item>, bool)> {
+        let Some(id) = dir.subtree else {
+            return Ok((Vec::new(), false));
+        };
+        let tree = match self.repo.load_tree(self.index, &id) {
+            Ok(t) => t,
+            // Without the top listing there is nothing to restore.
+            Err(e) if top => return Err(e),
+            // A lost directory listing costs that directory, not the restore.
+            Err(e) => {
+                self.filter.problem(
+                    out_path,
+                    format!(
+                        "the contents of this directory cannot be restored: {e}. \
+                         `repo repair snapshots` can record the loss in the snapshot"
+                    ),
+                );
+                return Ok((Vec::new(), included));
+            }
+        };
+        let parts: Vec<(Vec<Item>, bool)> = tree
+            .nodes
+            .into_par_iter()
+            .map(|node| self.entry(node, snap_path, out_path, included))
+            .collect::<Result<_>>()?;
+        let any = parts.iter().any(|(_, a)| *a);
+        let mut items = Vec::with_capacity(parts.iter().map(|(i, _)| i.len()).sum());
+        for (i, _) in parts {
+            items.extend(i);
+        }
+        Ok((items, any))
+    }
+
+    fn entry(
+        &self,
+        node: Node,
+        snap_path: &Path,
+        out_path: &Path,
+        included: bool,
+    ) -> Result<(Vec<Item>, bool)> {
+        let filter = self.filter;
         let name = std::ffi::OsStr::from_bytes(&node.name);
         let sp = snap_path.join(name);
         let op = out_path.join(name);
         if filter.exclude.is_some_and(|e| e.is_excluded(&sp)) {
-            continue;
+            return Ok((Vec::new(), false));
         }
         let inc = included || filter.include.is_none_or(|i| i.is_excluded(&sp));
         let damaged = filter.damaged(&sp);
         if node.kind == NodeKind::Dir {
-            let at = items.len();
-            items.push(Item::Dir {
-                path: op.clone(),
-                node: node.clone(),
-            });
             if let Some(note) = damaged
                 && inc
             {
                 filter.problem(&op, note.clone());
             }
-            let below = walk(
-                repo, index, node, &sp, &op, filter, inc, false, items, links,
-            )?;
-            if !(inc || below) {
-                items.truncate(at);
-            } else {
-                any = true;
+            let (below, any) = self.dir(&node, &sp, &op, inc, false)?;
+            if !(inc || any) {
+                return Ok((Vec::new(), false));
             }
-        } else if inc {
-            if let Some(note) = damaged {
-                filter.problem(&op, note.clone());
-                continue;
-            }
-            add_leaf(node, op, items, links);
-            any = true;
+            let mut items = Vec::with_capacity(below.len() + 1);
+            items.push(Item::Dir { path: op, node });
+            items.extend(below);
+            return Ok((items, true));
         }
+        if !inc {
+            return Ok((Vec::new(), false));
+        }
+        if let Some(note) = damaged {
+            filter.problem(&op, note.clone());
+            return Ok((Vec::new(), false));
+        }
+        Ok((vec![leaf(node, op)], true))
     }
-    Ok(any)
 }

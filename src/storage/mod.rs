@@ -9,6 +9,7 @@ pub mod awsconf;
 pub mod ftp;
 pub mod location;
 pub mod netrc;
+mod openfiles;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +66,8 @@ pub struct Storage {
     /// for the thousands of small tree reads of a backup costs more than
     /// the reads themselves.
     local: Option<std::path::PathBuf>,
+    /// Kept descriptors for [`Storage::get_range_immutable`] on local storage.
+    open: openfiles::OpenFiles,
 }
 
 impl Storage {
@@ -126,6 +129,7 @@ impl Storage {
             stats: Stats::default(),
             connections,
             ftp: ftp_store,
+            open: Default::default(),
             local: match location {
                 Location::Local(p) => Some(p.clone()),
                 _ => None,
@@ -216,12 +220,7 @@ impl Storage {
         let size = f.metadata().map_err(|e| self.local_err(key, e))?.len();
         let (offset, len) = range.unwrap_or((0, size));
         if size < offset.saturating_add(len) {
-            return Err(Error::corrupt(
-                key,
-                format!(
-                    "it has {size} bytes, but {len} bytes at offset {offset} were expected (truncated?)"
-                ),
-            ));
+            return Err(truncated(key, size, offset, len));
         }
         let mut buf = vec![0u8; len as usize];
         f.read_exact_at(&mut buf, offset)
@@ -260,6 +259,28 @@ impl Storage {
         Ok(Vec::from(bytes))
     }
 
+    /// Reads `len` bytes at `offset` of an object that never changes once
+    /// written (a pack: its name is its hash). On local storage the file
+    /// stays open for the next read of the same object.
+    pub fn get_range_immutable(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let Some(path) = self.local_file(key) else {
+            return self.get_range(key, offset, len);
+        };
+        let (file, size) = self
+            .open
+            .get(key, &path)
+            .map_err(|e| self.local_err(key, e))?;
+        if size < offset.saturating_add(len) {
+            return Err(truncated(key, size, offset, len));
+        }
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| self.local_err(key, e))?;
+        self.count(0, buf.len());
+        Ok(buf)
+    }
+
     /// Reads `len` bytes at `offset`.
     pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         if let Some(file) = self.local_file(key) {
@@ -276,13 +297,7 @@ impl Storage {
                     && let Ok(Some(size)) = self.size(key)
                     && size < offset + len
                 {
-                    return Error::corrupt(
-                        key,
-                        format!(
-                            "it has {size} bytes, but {len} bytes at offset {offset} were \
-                             expected (truncated?)"
-                        ),
-                    );
+                    return truncated(key, size, offset, len);
                 }
                 self.err("read", key, e)
             })?;
@@ -301,6 +316,7 @@ impl Storage {
 
     /// Writes an object atomically, replacing any existing one.
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.open.forget(key);
         let n = bytes.len();
         let path = StorePath::from(key);
         self.rt
@@ -312,6 +328,7 @@ impl Storage {
 
     /// Writes an object given as consecutive parts, without joining them in memory.
     pub fn put_parts(&self, key: &str, parts: Vec<Vec<u8>>) -> Result<()> {
+        self.open.forget(key);
         let n: usize = parts.iter().map(Vec::len).sum();
         let path = StorePath::from(key);
         let payload: PutPayload = parts.into_iter().map(bytes::Bytes::from).collect();
@@ -464,6 +481,8 @@ impl Storage {
 
     /// Moves an object to a new key (server-side where the backend can).
     pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.open.forget(from);
+        self.open.forget(to);
         let (src, dst) = (StorePath::from(from), StorePath::from(to));
         self.rt
             .block_on(self.store.rename(&src, &dst))
@@ -486,6 +505,7 @@ impl Storage {
 
     /// Removes an object; removing a missing object is not an error.
     pub fn delete(&self, key: &str) -> Result<()> {
+        self.open.forget(key);
         let path = StorePath::from(key);
         let r = self.rt.block_on(self.store.delete(&path));
         self.count(0, 0);
@@ -494,6 +514,16 @@ impl Storage {
             Err(e) => Err(self.err("delete", key, e)),
         }
     }
+}
+
+/// An object shorter than a reader knows it to be: damage, not a storage failure.
+fn truncated(key: &str, size: u64, offset: u64, len: u64) -> Error {
+    Error::corrupt(
+        key,
+        format!(
+            "it has {size} bytes, but {len} bytes at offset {offset} were expected (truncated?)"
+        ),
+    )
 }
 
 /// Builds the S3 client: `AWS_*` environment first, then `~/.aws` files,
