@@ -33,11 +33,12 @@ pub enum Action {
     Add(NewPassword),
     /// Change the password: add a key with the new one, then remove the current key.
     Passwd(NewPassword),
-    /// Write the master key to a new FILE (mode 0600) for --key-file /
-    /// REPO_KEY_FILE: commands then open the repository without a password
-    /// or KDF, as scheduled backups want. Anyone holding FILE can read and
-    /// change the repository, and removing or changing passwords does not
-    /// revoke it.
+    /// Write the master key to a new FILE (0600) for --key-file: no password, no KDF.
+    ///
+    /// Commands given --key-file FILE or REPO_KEY_FILE then open the
+    /// repository without a password or the argon2id unlock, as scheduled
+    /// backups want. Anyone holding FILE can read and change the
+    /// repository, and removing or changing passwords does not revoke it.
     Export {
         /// The file to create; an existing file is never overwritten.
         file: PathBuf,
