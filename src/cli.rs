@@ -285,8 +285,15 @@ fn read_key_file(file: &Path) -> Result<Credentials> {
         file: file.to_path_buf(),
         reason,
     };
-    let md = std::fs::metadata(file)
-        .map_err(|e| bad(format!("{e}; check --key-file / REPO_KEY_FILE")))?;
+    let unreadable = |e: std::io::Error| bad(format!("{e}; check --key-file / REPO_KEY_FILE"));
+    // One open: the mode checked is that of the file then read.
+    let mut f = std::fs::File::open(file).map_err(unreadable)?;
+    let md = f.metadata().map_err(unreadable)?;
+    if !md.is_file() {
+        bail!(bad(
+            "it is not a regular file; name the file `repo key export` wrote".into()
+        ));
+    }
     let mode = md.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(bad(format!(
@@ -295,9 +302,13 @@ fn read_key_file(file: &Path) -> Result<Credentials> {
             file.display()
         )));
     }
-    let bytes = Zeroizing::new(
-        std::fs::read(file).map_err(|e| bad(format!("{e}; check --key-file / REPO_KEY_FILE")))?,
-    );
+    // One byte over the limit is enough for the decoder to refuse a large file.
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut f, repo::rawkey::MAX_RAW_KEY_LEN as u64 + 1),
+        &mut bytes,
+    )
+    .map_err(unreadable)?;
     let (raw, master) = RawKey::decode(&bytes)
         .map_err(|e| bad(format!("{e}; make one with `repo key export FILE`")))?;
     Ok(Credentials::RawKey {
@@ -608,8 +619,8 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
             let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             let r = match dump::run(ctx, a, &mut out) {
                 // The reader went away (`| head`): stop quietly, as cat(1) does.
-                Err(repo::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::BrokenPipe =>
+                Err(repo::Error::Io { cause, .. })
+                    if cause.kind() == std::io::ErrorKind::BrokenPipe =>
                 {
                     return Ok(141);
                 }

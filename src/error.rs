@@ -47,12 +47,13 @@ pub enum Error {
         message: String,
     },
 
-    #[error("{action} {path}: {source}")]
+    /// The OS error is part of the message and deliberately not a
+    /// `#[source]`: `{:#}` at the CLI edge would print it a second time.
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error(
@@ -77,11 +78,11 @@ impl Error {
     }
 
     /// Shorthand for [`Error::Io`].
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Error::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
     }
 }

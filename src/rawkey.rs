@@ -66,8 +66,7 @@ impl RawKey {
     pub fn decode(bytes: &[u8]) -> Result<(RawKey, MasterKey), String> {
         if bytes.len() > MAX_RAW_KEY_LEN {
             return Err(format!(
-                "it is {} bytes long, a raw key file is under {MAX_RAW_KEY_LEN}",
-                bytes.len()
+                "it holds more than {MAX_RAW_KEY_LEN} bytes; a raw key file is about 400"
             ));
         }
         let raw: RawKey =

@@ -21,10 +21,8 @@ use crate::tree::{ChunkRef, Node, NodeKind};
 fn content_unchanged(md: &Metadata, parent: &Node, w: &Walk) -> bool {
     parent.kind == NodeKind::File
         && parent.size == md.size()
-        && parent.mtime.secs == md.mtime()
-        && i64::from(parent.mtime.nanos) == md.mtime_nsec()
-        && parent.ctime.secs == md.ctime()
-        && i64::from(parent.ctime.nanos) == md.ctime_nsec()
+        && parent.mtime == meta::timestamp(md.mtime(), md.mtime_nsec())
+        && parent.ctime == meta::timestamp(md.ctime(), md.ctime_nsec())
         && parent.inode == md.ino()
         && parent.content.iter().map(|c| c.len as u64).sum::<u64>() == md.size()
         && parent

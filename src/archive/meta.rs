@@ -82,7 +82,8 @@ fn size_of(kind: NodeKind, md: &Metadata) -> u64 {
     if kind == NodeKind::File { md.size() } else { 0 }
 }
 
-fn timestamp(secs: i64, nanos: i64) -> Timestamp {
+/// A timestamp as nodes record it (nanoseconds clamped into range).
+pub fn timestamp(secs: i64, nanos: i64) -> Timestamp {
     Timestamp {
         secs,
         nanos: nanos.clamp(0, 999_999_999) as u32,

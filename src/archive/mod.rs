@@ -246,10 +246,7 @@ impl Walk<'_> {
                 counts.dirs.fetch_add(1, Ordering::Relaxed);
                 let dev = root_dev.unwrap_or(md.dev());
                 let saved = if self.opts.one_file_system && md.dev() != dev {
-                    Saved {
-                        id: self.save_tree(Vec::new())?,
-                        same: false,
-                    }
+                    self.finish_tree(Vec::new(), None)?
                 } else {
                     self.dir(path, parent_subtree, dev)?
                 };

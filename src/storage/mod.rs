@@ -215,10 +215,22 @@ impl Storage {
         file: &std::path::Path,
         range: Option<(u64, u64)>,
     ) -> Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
         let f = std::fs::File::open(file).map_err(|e| self.local_err(key, e))?;
         let size = f.metadata().map_err(|e| self.local_err(key, e))?.len();
         let (offset, len) = range.unwrap_or((0, size));
+        self.read_at(key, &f, size, offset, len)
+    }
+
+    /// Reads `len` bytes at `offset` of an open local object of `size` bytes.
+    fn read_at(
+        &self,
+        key: &str,
+        f: &std::fs::File,
+        size: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
         if size < offset.saturating_add(len) {
             return Err(truncated(key, size, offset, len));
         }
@@ -263,7 +275,6 @@ impl Storage {
     /// written (a pack: its name is its hash). On local storage the file
     /// stays open for the next read of the same object.
     pub fn get_range_immutable(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
         let Some(path) = self.local_file(key) else {
             return self.get_range(key, offset, len);
         };
@@ -271,14 +282,7 @@ impl Storage {
             .open
             .get(key, &path)
             .map_err(|e| self.local_err(key, e))?;
-        if size < offset.saturating_add(len) {
-            return Err(truncated(key, size, offset, len));
-        }
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, offset)
-            .map_err(|e| self.local_err(key, e))?;
-        self.count(0, buf.len());
-        Ok(buf)
+        self.read_at(key, &file, size, offset, len)
     }
 
     /// Reads `len` bytes at `offset`.
