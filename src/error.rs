@@ -25,7 +25,7 @@ pub enum Error {
     Corrupt { object: String, reason: String },
 
     #[error(
-        "wrong password: no key in {location}/keys opens with it. Check REPO_PASSWORD, --password-file or --password-command"
+        "wrong password: no key in {location}/keys opens with it. Check REPO_PASSWORD, --password-file or --password-command (or open with a key file: --key-file)"
     )]
     WrongPassword { location: String },
 
