@@ -33,6 +33,7 @@ pub mod retention;
 pub mod snapshot;
 pub mod stats;
 pub mod storage;
+pub mod testhooks;
 pub mod tree;
 pub mod verify;
 

@@ -1,0 +1,4 @@
+//! Adversarial part: locks (see tests/adversarial.rs).
+
+#[allow(unused_imports)]
+use crate::common::*;

@@ -1,0 +1,4 @@
+//! Adversarial part: restore (see tests/adversarial.rs).
+
+#[allow(unused_imports)]
+use crate::common::*;

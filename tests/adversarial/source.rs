@@ -1,0 +1,4 @@
+//! Adversarial part: source (see tests/adversarial.rs).
+
+#[allow(unused_imports)]
+use crate::common::*;
