@@ -1593,3 +1593,39 @@ fn demo_comparison_compares_links_without_following_them() {
     std::os::unix::fs::symlink("elsewhere", copy.join("pkg/far")).unwrap();
     compare(&root, &copy).failure();
 }
+
+/// `latest` is the newest instant, not the greatest string: `…:05.5Z`
+/// is later than `…:05Z` but sorts before it as text (SPEC §9). And
+/// `summary.dirs` counts `/` and the source's ancestors (SPEC §9).
+#[test]
+fn latest_orders_by_instant_and_dirs_count_the_root() {
+    let r = TestRepo::new();
+    r.init();
+    let src = r.join("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("a/f"), b"x").unwrap();
+    let later = r.create([
+        src.as_os_str(),
+        OsStr::new("--time"),
+        OsStr::new("2026-01-02T03:04:05.5Z"),
+    ]);
+    r.create([
+        src.as_os_str(),
+        OsStr::new("--time"),
+        OsStr::new("2026-01-02T03:04:05Z"),
+    ]);
+    let latest = r.ok(["cat", "snapshot", "latest"]).json();
+    assert_eq!(s(&latest["time"]), "2026-01-02T03:04:05.500Z");
+    let listed: Vec<String> = r
+        .snapshots()
+        .iter()
+        .map(|v| s(&v["id"]).to_string())
+        .collect();
+    assert_eq!(
+        listed.last().map(String::as_str),
+        Some(s(&later["snapshot"]))
+    );
+    // `/`, every ancestor of src, src itself and `a`.
+    let depth = src.components().count() as u64; // counts `/` too
+    assert_eq!(u(&later["summary"]["dirs"]), depth + 1);
+}
