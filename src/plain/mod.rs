@@ -137,7 +137,17 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     };
     let b_base = load_manifest(b, MANIFEST)?;
     let mut warnings = Vec::new();
-    let mut a_cur = a.scan(a_base.as_ref(), opts.filter.as_ref(), &mut warnings)?;
+    // A remote source's own manifest (written when it was a destination)
+    // holds the mtimes and modes the store cannot; reading it writes nothing.
+    let a_own = match (a.is_remote(), a_record(opts.mode)) {
+        (true, (false, _)) => load_manifest(a, MANIFEST)?,
+        _ => None,
+    };
+    let mut a_cur = a.scan(
+        a_own.as_ref().or(a_base.as_ref()),
+        opts.filter.as_ref(),
+        &mut warnings,
+    )?;
     let mut b_cur = b.scan(b_base.as_ref(), opts.filter.as_ref(), &mut warnings)?;
     let (mut a_base, mut b_base) = (a_base, b_base);
     if a.is_remote() || b.is_remote() {
@@ -211,14 +221,14 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Whether `rel` on side `to` holds the file it should: written in this
-    /// run, or an untouched path given as a link anchor.
-    fn has(&self, to: SideId, rel: &[u8]) -> bool {
+    /// Whether `leader` on side `to` holds the file to link to: written in
+    /// this run, or (an anchor) already there and left alone.
+    fn has(&self, to: SideId, leader: &Leader) -> bool {
         self.written[Self::idx(to)]
             .lock()
-            .map(|w| match w.get(rel) {
+            .map(|w| match w.get(&leader.path) {
                 Some(rec) => rec.is_some(),
-                None => true,
+                None => leader.anchor,
             })
             .unwrap_or(false)
     }
@@ -391,6 +401,13 @@ impl Run<'_> {
     }
 }
 
+/// The path a further hard link is made to.
+struct Leader {
+    path: Vec<u8>,
+    /// Already on the destination and not written by this run.
+    anchor: bool,
+}
+
 /// Local to local: for file copies whose source has further hard links,
 /// which copy should become a link to which path on the destination (the
 /// follower's path maps to its leader's). A group's leader is a link already
@@ -401,7 +418,7 @@ fn hard_links(
     p: &Prepared,
     sides: [&Side; 2],
     files: &[&plan::Action],
-) -> HashMap<Vec<u8>, Vec<u8>> {
+) -> HashMap<Vec<u8>, Leader> {
     let mut groups: HashMap<(SideId, u64, u64), Vec<Vec<u8>>> = HashMap::new();
     for act in files {
         let plan::Op::Copy { to } = act.op else {
@@ -445,15 +462,21 @@ fn hard_links(
                         .is_some_and(|d| plan::same(e, d, Compare::Attr))
             })
             .map(|(rel, _)| rel.clone());
-        let (leader, rest) = match anchor {
-            Some(a) => (a, &members[..]),
+        let (leader, anchor, rest) = match anchor {
+            Some(a) => (a, true, &members[..]),
             None => match members.split_first() {
-                Some((first, rest)) => (first.clone(), rest),
+                Some((first, rest)) => (first.clone(), false, rest),
                 None => continue,
             },
         };
         for m in rest {
-            out.insert(m.clone(), leader.clone());
+            out.insert(
+                m.clone(),
+                Leader {
+                    path: leader.clone(),
+                    anchor,
+                },
+            );
         }
     }
     out
@@ -529,7 +552,7 @@ pub fn execute(
             continue;
         };
         let result = match links.get(&act.path) {
-            Some(leader) if run.has(to, leader) => run.link(p, to, &act.path, leader),
+            Some(leader) if run.has(to, leader) => run.link(p, to, &act.path, &leader.path),
             _ => run.copy(p, to, &act.path),
         };
         if let Err(e) = result {

@@ -677,3 +677,45 @@ fn b3sum_recipe_checks_odd_names() {
         names.len()
     );
 }
+
+/// The same refusal on a remote side: `.repo/` keys that are not ours.
+fn foreign_control_on_remote(base: &str) -> usize {
+    let url = format!(
+        "{}/plain-foreign-{}-{}",
+        base.trim_end_matches('/'),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, theirs) = (tmp.path().join("src"), tmp.path().join("theirs"));
+    put(&src, "x.txt", "x", T0);
+    put(&theirs, "manifest.xml", "<manifest/>", T0);
+    // Somebody else's files under `.repo/` on the server.
+    repo(&["mirror", s(&theirs), &format!("{url}/.repo"), "-y"]).success();
+    let mut refused = 0;
+    for cmd in ["mirror", "sync"] {
+        let r = repo(&[cmd, s(&src), &url, "-y"]);
+        r.code(2).stderr_has("is not a control folder of repo");
+        refused += 1;
+    }
+    let back = tmp.path().join("back");
+    repo(&["mirror", &format!("{url}/.repo"), s(&back), "-y"]).success();
+    assert_eq!(tree(&back).len(), 1, "{:?}", tree(&back));
+    refused
+}
+
+#[test]
+fn foreign_control_folder_on_ftp_and_s3_is_refused() {
+    let mut refused = 0;
+    for var in ["REPO_TEST_FTP_URL", "REPO_TEST_S3_URL"] {
+        if let Some(base) = server(var) {
+            refused += foreign_control_on_remote(&base);
+        }
+    }
+    eprintln!(
+        "adversarial plain: foreign .repo on remote sides: {refused} runs refused, data lost: 0"
+    );
+}
