@@ -127,6 +127,55 @@ fn fill_hashes(
     Ok(count.into_inner())
 }
 
+/// Sync: files changed on both sides to the same size would be a conflict
+/// by size and mtime alone; hashing them tells the same edit made twice
+/// (nothing to do) from a real conflict. Returns how many were hashed.
+fn hash_both_changed(
+    sides: [&Side; 2],
+    cur: [&mut Entries; 2],
+    base: [Option<&Entries>; 2],
+    warnings: &Mutex<Vec<(String, String)>>,
+) -> u64 {
+    let [a_cur, b_cur] = cur;
+    let candidates: Vec<Vec<u8>> = a_cur
+        .iter()
+        .filter_map(|(rel, x)| {
+            let y = b_cur.get(rel)?;
+            let both_changed = plan::changed(Some(x), base[0].and_then(|m| m.get(rel)))
+                && plan::changed(Some(y), base[1].and_then(|m| m.get(rel)));
+            (x.kind == EntryKind::File
+                && y.kind == EntryKind::File
+                && x.size == y.size
+                && x.mtime_ns != y.mtime_ns
+                && both_changed)
+                .then(|| rel.clone())
+        })
+        .collect();
+    let mut count = 0;
+    for rel in candidates {
+        for (side, list) in [(sides[0], &mut *a_cur), (sides[1], &mut *b_cur)] {
+            let Some(e) = list.get_mut(&rel) else {
+                continue;
+            };
+            if e.blake3.is_some() {
+                continue;
+            }
+            match side.hash(&rel, e) {
+                Ok(h) => {
+                    e.blake3 = Some(h);
+                    count += 1;
+                }
+                Err(err) => {
+                    if let Ok(mut w) = warnings.lock() {
+                        w.push((side.display(&rel), format!("cannot hash: {err}")));
+                    }
+                }
+            }
+        }
+    }
+    count
+}
+
 /// Scans both sides and plans the run.
 pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     a.check_control()?;
@@ -173,6 +222,17 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     let w = Mutex::new(warnings);
     let hashed = fill_hashes(a, &mut a_cur, a_base.as_ref(), all, &w)?
         + fill_hashes(b, &mut b_cur, b_base.as_ref(), all, &w)?;
+    let hashed = hashed
+        + if opts.mode == Mode::Sync && !all {
+            hash_both_changed(
+                [a, b],
+                [&mut a_cur, &mut b_cur],
+                [a_base.as_ref(), b_base.as_ref()],
+                &w,
+            )
+        } else {
+            0
+        };
     if opts.cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }

@@ -438,6 +438,13 @@ fn equal_start_records_hashes_and_identical_edits() {
     g.run(&["sync", s(&a), s(&b), "-y"])
         .success()
         .stdout_has("already in step");
+    // The same edit made at different times: equal content is no conflict
+    // (hashed because both sides changed to the same size).
+    put(&a, "notes.txt", "notes v2.5", T1 + 3);
+    put(&b, "notes.txt", "notes v2.5", T1 + 4);
+    g.run(&["sync", s(&a), s(&b), "-y", "--resolve", "skip"])
+        .success()
+        .stdout_has("already in step");
     put(&b, "notes.txt", "notes v3", T1 + 10);
     let r = g.run(&["sync", s(&a), s(&b), "-y", "--resolve", "skip"]);
     r.success();
