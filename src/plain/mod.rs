@@ -137,6 +137,10 @@ fn hash_both_changed(
     warnings: &Mutex<Vec<(String, String)>>,
 ) -> u64 {
     let [a_cur, b_cur] = cur;
+    // Without both records there is no conflict to avoid: `--select` decides.
+    if base.iter().any(Option::is_none) {
+        return 0;
+    }
     let candidates: Vec<Vec<u8>> = a_cur
         .iter()
         .filter_map(|(rel, x)| {
