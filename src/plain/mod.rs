@@ -12,7 +12,7 @@ pub mod plan;
 pub mod remote;
 mod side;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -423,7 +423,8 @@ impl Run<'_> {
             s.blake3 = leader_hash;
             w.insert(rel.to_vec(), Some(s));
         }
-        self.progress.add_done(1, 0);
+        // Counted as done in full: the plan's byte total includes it.
+        self.progress.add_done(1, rec.size);
         if let Ok(mut r) = self.report.lock() {
             r.copied += 1;
             r.linked += 1;
@@ -502,6 +503,24 @@ fn hard_links(
                 .push(act.path.clone());
         }
     }
+    // Paths by inode on each source side, for the groups' inodes only: one
+    // pass over each listing, however many groups there are.
+    let mut by_ino: HashMap<(SideId, u64), Vec<&Vec<u8>>> = HashMap::new();
+    for to in [SideId::A, SideId::B] {
+        let src_list = if to == SideId::B { &p.a } else { &p.b };
+        let wanted: HashSet<u64> = groups.keys().filter(|k| k.0 == to).map(|k| k.2).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        for (rel, e) in src_list {
+            if let Some(ino) = e.seen.ino
+                && e.kind == EntryKind::File
+                && wanted.contains(&ino)
+            {
+                by_ino.entry((to, ino)).or_default().push(rel);
+            }
+        }
+    }
     let mut out = HashMap::new();
     for ((to, dev, ino), members) in groups {
         let from = to.other();
@@ -514,18 +533,17 @@ fn hard_links(
         };
         // Another link of the same file that is not copied now because the
         // destination already holds it unchanged.
-        let anchor = src_list
-            .iter()
-            .filter(|(rel, e)| {
-                e.kind == EntryKind::File && e.seen.ino == Some(ino) && !members.contains(rel)
-            })
-            .find(|(rel, e)| {
+        let anchor = by_ino
+            .get(&(to, ino))
+            .into_iter()
+            .flatten()
+            .filter(|rel| !members.contains(rel))
+            .find(|rel| {
                 local::identity(src, rel).is_some_and(|(d, i, _)| d == dev && i == ino)
-                    && dst_list
-                        .get(*rel)
-                        .is_some_and(|d| plan::same(e, d, Compare::Attr))
+                    && matches!((src_list.get(**rel), dst_list.get(**rel)),
+                        (Some(e), Some(d)) if plan::same(e, d, Compare::Attr))
             })
-            .map(|(rel, _)| rel.clone());
+            .map(|rel| (*rel).clone());
         let (leader, anchor, rest) = match anchor {
             Some(a) => (a, true, &members[..]),
             None => match members.split_first() {
