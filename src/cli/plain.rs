@@ -289,10 +289,15 @@ pub fn run(
                 )
             }
             Some(r) => println!(
-                "{}: copied {} file(s) ({}), created {} folder(s), deleted {}, kept {} old version(s) under .repo/, {} conflict(s) left, {:.2}s",
+                "{}: copied {} file(s) ({}{}), created {} folder(s), deleted {}, kept {} old version(s) under .repo/, {} conflict(s) left, {:.2}s",
                 if mode == Mode::Sync { "synced" } else { "done" },
                 r.copied,
                 human_bytes(r.bytes),
+                if r.linked > 0 {
+                    format!("; {} as hard links", r.linked)
+                } else {
+                    String::new()
+                },
                 r.dirs,
                 r.deleted,
                 r.archived,

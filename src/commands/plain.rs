@@ -95,8 +95,10 @@ pub fn prepare<'a>(
             "both sides are {a}; give two different places"
         )));
     }
-    if let (Location::Local(pa), Location::Local(pb)) = (a, b) {
-        refuse_overlap(pa, pb)?;
+    match (a, b) {
+        (Location::Local(pa), Location::Local(pb)) => refuse_overlap(pa, pb)?,
+        (Location::Local(_), _) | (_, Location::Local(_)) => {}
+        _ => refuse_remote_overlap(&a.to_string(), &b.to_string())?,
     }
     let filter = (!args.excludes.is_empty())
         .then(|| Excludes::new(&args.excludes, &[], false))
@@ -187,6 +189,21 @@ fn refuse_overlap(a: &Path, b: &Path) -> Result<()> {
         inner.display(),
         outer.display()
     )))
+}
+
+/// Two places on one store (same bucket or server) where one key prefix
+/// holds the other; keys have no aliases, so comparing the names is enough.
+fn refuse_remote_overlap(a: &str, b: &str) -> Result<()> {
+    let dir = |s: &str| format!("{}/", s.trim_end_matches('/'));
+    let (da, db) = (dir(a), dir(b));
+    if da.starts_with(&db) || db.starts_with(&da) {
+        let (inner, outer) = if da.len() >= db.len() { (a, b) } else { (b, a) };
+        return Err(Error::Usage(format!(
+            "{inner} is inside {outer} (or is the same place): the two sides must not overlap; \
+             give two places where neither holds the other"
+        )));
+    }
+    Ok(())
 }
 
 /// `--include`: act only on matching paths (and folders above them).

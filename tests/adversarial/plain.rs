@@ -685,7 +685,8 @@ fn b3sum_recipe_checks_odd_names() {
     );
 }
 
-/// The same refusal on a remote side: `.repo/` keys that are not ours.
+/// The same refusals on a remote side: `.repo/` keys that are not ours, and
+/// two places on one server where one holds the other.
 fn foreign_control_on_remote(base: &str) -> usize {
     let url = format!(
         "{}/plain-foreign-{}-{}",
@@ -711,6 +712,18 @@ fn foreign_control_on_remote(base: &str) -> usize {
     let back = tmp.path().join("back");
     repo(&["mirror", &format!("{url}/.repo"), s(&back), "-y"]).success();
     assert_eq!(tree(&back).len(), 1, "{:?}", tree(&back));
+    // Two places on one server, one inside the other.
+    let outer = format!("{url}-overlap");
+    let inner = format!("{outer}/inner/copy");
+    for (x, y) in [
+        (outer.as_str(), inner.as_str()),
+        (inner.as_str(), outer.as_str()),
+    ] {
+        repo(&["mirror", x, y, "-y"])
+            .code(2)
+            .stderr_has("must not overlap");
+        refused += 1;
+    }
     refused
 }
 
