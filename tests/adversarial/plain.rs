@@ -577,6 +577,27 @@ fn foreign_control_folder_is_refused() {
         assert_eq!(walk_all(&owner.join(".repo")), before, "{r}");
         assert!(!b.join("src.c").exists(), "{r}");
     }
+    // A `.repo` symlink planted on the destination would carry writes
+    // elsewhere: refused, and nothing lands where it points.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, elsewhere) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("elsewhere"),
+    );
+    put(&a, "x", "x", T0);
+    fs::create_dir_all(&b).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, b.join(".repo")).unwrap();
+    repo(&["mirror", s(&a), s(&b), "-y"])
+        .code(2)
+        .stderr_has("is not a control folder of repo");
+    refused += 1;
+    assert!(
+        walk_all(&elsewhere).is_empty(),
+        "{:?}",
+        walk_all(&elsewhere)
+    );
     // A `.repo` of ours from before the marker (a manifest inside) is accepted,
     // and marked.
     let tmp = tempfile::tempdir().unwrap();
