@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -375,15 +375,44 @@ fn short(hex: &str) -> &str {
 /// Parses arguments, runs the command, prints its report; returns the exit code.
 pub fn main() -> Result<u8> {
     let cli = Cli::parse();
+    repo::warnings::set_sink(|m| eprintln!("warning: {}", escape(m)));
     // Repository objects (key objects above all) and restore scratch files are
     // private to the user; restored entries get their recorded modes afterwards.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cancel = Arc::new(AtomicBool::new(false));
-    // First Ctrl-C asks for a clean stop (locks removed); a second one exits at once.
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())?;
+    let caught = Arc::new(AtomicUsize::new(0));
+    // The first Ctrl-C, SIGTERM or SIGHUP (a closed terminal or ssh session)
+    // asks for a clean stop (locks removed); a second one exits at once.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let code = if sig == signal_hook::consts::SIGHUP {
+            129
+        } else {
+            130
+        };
+        signal_hook::flag::register_conditional_shutdown(sig, code, cancel.clone())?;
+        signal_hook::flag::register_usize(sig, caught.clone(), sig as usize)?;
         signal_hook::flag::register(sig, cancel.clone())?;
     }
+    run(cli, &cancel).map_err(|e| match e.downcast_ref::<repo::Error>() {
+        Some(repo::Error::Interrupted)
+            if caught.load(Ordering::Relaxed) == signal_hook::consts::SIGHUP as usize =>
+        {
+            anyhow::Error::new(HungUp)
+        }
+        _ => e,
+    })
+}
+
+/// Stopped by SIGHUP: exit code 129 (128 + 1), as shells report it.
+#[derive(Debug, thiserror::Error)]
+#[error("hung up (SIGHUP); the repository is left consistent and the lock was removed")]
+pub struct HungUp;
+
+fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
     let backend = BackendOptions {
         s3_endpoint: cli.s3_endpoint.clone(),
         ca_cert: cli.ca_cert.clone(),
@@ -400,7 +429,7 @@ pub fn main() -> Result<u8> {
             mode,
             &backend,
             &ftp_password,
-            &cancel,
+            cancel,
             cli.json,
             cli.quiet,
         );
@@ -424,7 +453,7 @@ pub fn main() -> Result<u8> {
         credentials,
         // Problems with single paths are printed even with -q.
         progress: &display,
-        cancel: &cancel,
+        cancel,
     };
     let code = dispatch(&cli, &ctx, show_bar);
     display.finish();
@@ -498,11 +527,13 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                         } else {
                             e.group.clone()
                         };
-                        let link = e
-                            .target
-                            .as_ref()
-                            .map(|t| format!(" -> {t}"))
-                            .unwrap_or_default();
+                        let link = match (&e.target_hex, &e.target) {
+                            (Some(h), _) => {
+                                format!(" -> {}", escape_bytes(&hex::decode(h).unwrap_or_default()))
+                            }
+                            (None, Some(t)) => format!(" -> {}", escape(t)),
+                            (None, None) => String::new(),
+                        };
                         writeln!(
                             out,
                             "{:<8} {:04o} {:>8} {:>8} {:>12} {} {}{link}{}",
@@ -512,11 +543,11 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                             group,
                             e.size,
                             &e.mtime[..19.min(e.mtime.len())],
-                            e.path,
+                            entry_path(e),
                             damaged_suffix(&e.damaged)
                         )?;
                     } else {
-                        writeln!(out, "{}{}", e.path, damaged_suffix(&e.damaged))?;
+                        writeln!(out, "{}{}", entry_path(e), damaged_suffix(&e.damaged))?;
                     }
                 }
             }
@@ -880,7 +911,7 @@ fn render_find(r: &find::Report) {
             e.mode,
             e.size,
             &e.mtime[..19.min(e.mtime.len())],
-            e.path
+            entry_path(e)
         );
     }
     let hit: std::collections::BTreeSet<&str> =
@@ -908,7 +939,7 @@ fn render_diff(r: &diff::Report) {
         } else {
             format!("  ({})", c.fields.join(", "))
         };
-        let _ = writeln!(out, "{}    {}{fields}", c.change.marker(), c.path);
+        let _ = writeln!(out, "{}    {}{fields}", c.change.marker(), escape(&c.path));
     }
     let d = &r.diff;
     let _ = writeln!(out);
@@ -1079,7 +1110,7 @@ fn render_forget(r: &forget::Report) {
 /// ` [damaged: …]` after an `ls` entry a repaired snapshot lists as damaged.
 fn damaged_suffix(d: &Option<String>) -> String {
     d.as_ref()
-        .map(|d| format!("  [damaged: {d}]"))
+        .map(|d| format!("  [damaged: {}]", escape(d)))
         .unwrap_or_default()
 }
 
@@ -1118,9 +1149,14 @@ fn render_repair_snapshots(r: &repo::repair::RepairSnapshotsReport) {
         );
         for d in &s.damaged {
             if d.kind == "dir" {
-                println!("  dir  {}: contents lost ({})", d.path, d.reason);
+                println!("  dir  {}: contents lost ({})", escape(&d.path), d.reason);
             } else {
-                println!("  file {}: {} bytes lost ({})", d.path, d.size, d.reason);
+                println!(
+                    "  file {}: {} bytes lost ({})",
+                    escape(&d.path),
+                    d.size,
+                    d.reason
+                );
             }
         }
         match &s.new {
@@ -1224,5 +1260,53 @@ fn render_prune(r: &repo::gc::PruneReport) {
     );
     if r.dry_run {
         println!("dry run: nothing was changed");
+    }
+}
+
+/// Text safe to print on a terminal: control characters (newline, escape,
+/// C1 ...) as `\n`, `\t`, `\r` or `\xNN`, bytes that are not UTF-8 as
+/// `\xNN`, and a backslash as `\\`, so that no name can move the cursor,
+/// recolour the screen, or pass for two lines or for another name.
+fn escape_bytes(raw: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(raw.len());
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// [`escape_bytes`] for text that is already a string.
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(|c| c.is_control() || c == '\\') {
+        std::borrow::Cow::Owned(escape_bytes(s.as_bytes()))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// The path of an `ls`/`find` entry for text output: its raw bytes when
+/// they are not UTF-8, escaped.
+fn entry_path(e: &ls::Entry) -> String {
+    match e.path_hex.as_deref().and_then(|h| hex::decode(h).ok()) {
+        Some(raw) => escape_bytes(&raw),
+        None => escape(&e.path).into_owned(),
     }
 }

@@ -8,6 +8,9 @@ use repo::Error;
 
 /// Exit codes restic users already script against.
 fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<cli::HungUp>().is_some() {
+        return 129;
+    }
     match err.downcast_ref::<Error>() {
         Some(Error::RepoNotFound { .. }) => 10,
         Some(Error::Locked { .. }) => 11,
