@@ -1,6 +1,18 @@
 //! Command line: arguments, password, progress display and rendering.
 //! The only place that prints.
 
+/// Every line of output goes through [`out_line`], which ends quietly on a
+/// closed pipe (`repo ls latest | head`) instead of panicking as std's
+/// `println!` does; declared before `mod plain` so that it is used there too.
+macro_rules! println {
+    () => {
+        $crate::cli::out_line(format_args!(""))
+    };
+    ($($t:tt)*) => {
+        $crate::cli::out_line(format_args!($($t)*))
+    };
+}
+
 mod plain;
 
 use std::io::{IsTerminal, Write};
@@ -29,7 +41,7 @@ use repo::storage::{BackendOptions, Location};
     name = "repo",
     version,
     about = "Encrypted, deduplicating snapshots of directory trees",
-    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable, 10 no repository, 11 locked, 12 wrong password."
+    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 129 hung up, 130 interrupted, 141 output closed."
 )]
 struct Cli {
     /// Repository location: a directory or file:///path.
@@ -42,7 +54,13 @@ struct Cli {
     )]
     repo: Option<String>,
     /// Read the password from the first line of FILE.
-    #[arg(long, env = "REPO_PASSWORD_FILE", global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "REPO_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE",
+        value_parser = path_or_empty()
+    )]
     password_file: Option<PathBuf>,
     /// Run COMMAND with sh -c and use its output as the password.
     #[arg(
@@ -55,7 +73,13 @@ struct Cli {
     /// Open the repository with the master key in FILE (from `repo key
     /// export`) instead of a password: no prompt and no KDF, for scheduled
     /// backups. The file must not be readable by group or others.
-    #[arg(long, env = "REPO_KEY_FILE", global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "REPO_KEY_FILE",
+        global = true,
+        value_name = "FILE",
+        value_parser = path_or_empty()
+    )]
     key_file: Option<PathBuf>,
     /// S3 endpoint for self-hosted servers (MinIO, Ceph, Garage, SeaweedFS...).
     #[arg(long, env = "REPO_S3_ENDPOINT", global = true, value_name = "URL")]
@@ -129,6 +153,47 @@ enum Command {
     Mirror(commands::plain::Args),
     /// Two-way sync of plain folders, with conflict detection.
     Sync(commands::plain::Args),
+}
+
+/// Set once stdout's reader went away; the process then exits 141.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes one line to stdout; after the reader went away, nothing.
+pub(crate) fn out_line(args: std::fmt::Arguments) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
+        && is_broken_pipe(&anyhow::Error::new(e))
+    {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether an error is (or wraps) a write to a closed pipe: the reader of
+/// our output went away, as with `| head`.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+            || matches!(e.downcast_ref::<repo::Error>(),
+                Some(repo::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Whether stdout's reader went away during the run (exit 141).
+pub fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
+
+/// A path argument that may be empty: `REPO_KEY_FILE=` (set but empty)
+/// then means "not given", as an empty variable does for most tools, not
+/// "a value is required for '--key-file'".
+fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
 }
 
 /// Progress on stderr: a bar on a terminal, plain warnings otherwise.
@@ -217,35 +282,73 @@ impl Progress for Display {
     }
 }
 
+/// Most bytes of a password line read from a file or command.
+const MAX_PASSWORD_LINE: u64 = 64 * 1024;
+
+/// The first line of `r`, without its line end, reading no further than
+/// that line: a FIFO or a command that keeps writing is not waited on to
+/// its end, and `/dev/zero` costs at most [`MAX_PASSWORD_LINE`] bytes.
+fn first_line(r: impl std::io::Read, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let mut line = Zeroizing::new(Vec::new());
+    let mut r = std::io::BufReader::new(std::io::Read::take(r, MAX_PASSWORD_LINE + 1));
+    std::io::BufRead::read_until(&mut r, b'\n', &mut line)
+        .map_err(|e| repo::Error::NoCredential(format!("cannot read {what}: {e}")))?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() as u64 > MAX_PASSWORD_LINE {
+        bail!(repo::Error::NoCredential(format!(
+            "{what} has no line end within its first {} KiB; a password is one line",
+            MAX_PASSWORD_LINE / 1024
+        )));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
 fn read_password_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let raw = Zeroizing::new(
-        std::fs::read(path)
-            .with_context(|| format!("cannot read password file {}", path.display()))?,
-    );
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    Ok(Zeroizing::new(
-        line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
-    ))
+    let what = format!("the password file {}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| {
+        repo::Error::NoCredential(format!(
+            "cannot open {what}: {e}; check --password-file / REPO_PASSWORD_FILE"
+        ))
+    })?;
+    first_line(f, &what)
 }
 
 fn run_password_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let out = std::process::Command::new("sh")
+    let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run the password command")?;
-    if !out.status.success() {
-        bail!(repo::Error::Usage(format!(
-            "the password command failed ({}); check --password-command / REPO_PASSWORD_COMMAND",
-            out.status
+        .spawn()
+        .map_err(|e| repo::Error::NoCredential(format!("cannot run the password command: {e}")))?;
+    let line = match child.stdout.take() {
+        Some(out) => first_line(out, "the password command's output"),
+        None => Ok(Zeroizing::new(Vec::new())),
+    };
+    // The pipe is closed now: a command still writing gets SIGPIPE and ends.
+    let status = child.wait().map_err(|e| {
+        repo::Error::NoCredential(format!("cannot wait for the password command: {e}"))
+    })?;
+    let line = line?;
+    // Ended by SIGPIPE after its first line: it wrote more than we read.
+    let cut_short = !line.is_empty() && status_is_sigpipe(&status);
+    if !status.success() && !cut_short {
+        bail!(repo::Error::NoCredential(format!(
+            "the password command failed ({status}); check --password-command / REPO_PASSWORD_COMMAND"
         )));
     }
-    let raw = Zeroizing::new(out.stdout);
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    Ok(Zeroizing::new(
-        line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
-    ))
+    Ok(line)
+}
+
+/// A password command ended by SIGPIPE after its first line was read.
+fn status_is_sigpipe(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(libc::SIGPIPE) || status.code() == Some(128 + libc::SIGPIPE)
 }
 
 /// The FTP server password when neither the URL nor ~/.netrc has it.
@@ -265,10 +368,17 @@ fn ftp_password(location: &Location) -> Result<String> {
 /// A key file when one is named (REPO_PASSWORD is then not used), else the password.
 fn credentials(cli: &Cli) -> Result<Credentials> {
     let Some(file) = &cli.key_file else {
-        return Ok(Credentials::Password(password(
-            cli,
-            matches!(cli.command, Command::Init(_)),
-        )?));
+        let init = matches!(cli.command, Command::Init(_));
+        let pw = password(cli, init)?;
+        // `key add` and `key passwd` refuse an empty password; so does init,
+        // from every source (REPO_PASSWORD= included).
+        if init && pw.is_empty() {
+            bail!(repo::Error::Usage(
+                "an empty password is not allowed: set a non-empty REPO_PASSWORD, password file or command"
+                    .into()
+            ));
+        }
+        return Ok(Credentials::Password(pw));
     };
     if cli.password_file.is_some() || cli.password_command.is_some() {
         bail!(repo::Error::Usage(
@@ -281,9 +391,11 @@ fn credentials(cli: &Cli) -> Result<Credentials> {
 /// Reads a raw key file, refusing one that others can read (as ssh does
 /// with private keys): the file alone opens the repository.
 fn read_key_file(file: &Path) -> Result<Credentials> {
-    let bad = |reason: String| repo::Error::KeyFile {
-        file: file.to_path_buf(),
-        reason,
+    let bad = |reason: String| {
+        repo::Error::NoCredential(format!(
+            "cannot use the key file {}: {reason}",
+            file.display()
+        ))
     };
     let unreadable = |e: std::io::Error| bad(format!("{e}; check --key-file / REPO_KEY_FILE"));
     // One open: the mode checked is that of the file then read.
@@ -336,18 +448,18 @@ fn password(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         ));
     }
     if !std::io::stdin().is_terminal() {
-        bail!(repo::Error::Usage(
+        bail!(repo::Error::NoCredential(
             "no password given: set REPO_PASSWORD, REPO_PASSWORD_FILE or REPO_PASSWORD_COMMAND, or run on a terminal to be asked".into()
         ));
     }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("repository password: ")
-            .context("cannot read the password from the terminal")?,
-    );
+    let no_tty = |e: std::io::Error| {
+        repo::Error::NoCredential(format!("cannot read the password from the terminal: {e}"))
+    };
+    let first =
+        Zeroizing::new(rpassword::prompt_password("repository password: ").map_err(no_tty)?);
     if confirm {
         let again = Zeroizing::new(
-            rpassword::prompt_password("enter the password again: ")
-                .context("cannot read the password")?,
+            rpassword::prompt_password("enter the password again: ").map_err(no_tty)?,
         );
         if *first != *again {
             bail!(repo::Error::Usage("the passwords do not match".into()));
@@ -374,7 +486,15 @@ fn short(hex: &str) -> &str {
 
 /// Parses arguments, runs the command, prints its report; returns the exit code.
 pub fn main() -> Result<u8> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    for p in [&mut cli.key_file, &mut cli.password_file] {
+        if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            *p = None;
+        }
+    }
+    if cli.password_command.as_deref() == Some("") {
+        cli.password_command = None;
+    }
     repo::warnings::set_sink(|m| eprintln!("warning: {}", escape(m)));
     // Repository objects (key objects above all) and restore scratch files are
     // private to the user; restored entries get their recorded modes afterwards.
@@ -896,16 +1016,14 @@ fn render_snapshot_groups(groups: Vec<snapshots::Group>) {
 }
 
 fn render_find(r: &find::Report) {
-    let mut out = std::io::stdout().lock();
     let mut current = "";
     for m in &r.matches {
         if m.snapshot != current {
             current = &m.snapshot;
-            let _ = writeln!(out, "snapshot {}:", short(current));
+            println!("snapshot {}:", short(current));
         }
         let e = &m.entry;
-        let _ = writeln!(
-            out,
+        println!(
             "  {:<8} {:04o} {:>12} {} {}",
             e.kind,
             e.mode,
@@ -916,8 +1034,7 @@ fn render_find(r: &find::Report) {
     }
     let hit: std::collections::BTreeSet<&str> =
         r.matches.iter().map(|m| m.snapshot.as_str()).collect();
-    let _ = writeln!(
-        out,
+    println!(
         "{} match(es) in {} of {} snapshot(s) searched",
         r.matches.len(),
         hit.len(),
@@ -926,9 +1043,7 @@ fn render_find(r: &find::Report) {
 }
 
 fn render_diff(r: &diff::Report) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
+    println!(
         "comparing snapshot {} to {}:",
         short(&r.snapshot1),
         short(&r.snapshot2)
@@ -939,35 +1054,27 @@ fn render_diff(r: &diff::Report) {
         } else {
             format!("  ({})", c.fields.join(", "))
         };
-        let _ = writeln!(out, "{}    {}{fields}", c.change.marker(), escape(&c.path));
+        println!("{}    {}{fields}", c.change.marker(), escape(&c.path));
     }
     let d = &r.diff;
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
+    println!();
+    println!(
         "Files:    {} new, {} removed, {} changed",
         d.added.files, d.removed.files, d.modified.files
     );
-    let _ = writeln!(
-        out,
-        "Dirs:     {} new, {} removed",
-        d.added.dirs, d.removed.dirs
-    );
-    let _ = writeln!(
-        out,
+    println!("Dirs:     {} new, {} removed", d.added.dirs, d.removed.dirs);
+    println!(
         "Others:   {} new, {} removed, {} changed",
         d.added.others, d.removed.others, d.modified.others
     );
-    let _ = writeln!(
-        out,
+    println!(
         "Data:     {} added, {} removed, changed files {} -> {}",
         human_bytes(d.added.bytes),
         human_bytes(d.removed.bytes),
         human_bytes(d.modified.bytes_before),
         human_bytes(d.modified.bytes_after)
     );
-    let _ = writeln!(
-        out,
+    println!(
         "Metadata: {} entries changed only in metadata; {} identical subtrees skipped",
         d.metadata_only, d.identical_subtrees
     );

@@ -392,6 +392,12 @@ impl Repository {
 
     /// Resolves `latest` or a unique id prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec.is_empty() {
+            return Err(Error::Usage(
+                "the snapshot id is empty; give `latest` or a prefix of an id from `repo snapshots`"
+                    .into(),
+            ));
+        }
         let mut all = self.snapshots()?;
         if spec == "latest" {
             return all.pop().ok_or_else(|| Error::NotFound {
@@ -404,7 +410,7 @@ impl Repository {
             .into_iter()
             .filter(|(id, _)| id.to_hex().starts_with(&spec_l));
         match (matches.next(), matches.next()) {
-            (Some(one), None) if !spec.is_empty() => Ok(one),
+            (Some(one), None) => Ok(one),
             (None, _) => Err(Error::NotFound {
                 what: format!("snapshot {spec:?}"),
                 hint: "; list them with `repo snapshots`".into(),

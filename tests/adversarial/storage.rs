@@ -5,6 +5,7 @@
 //! stay bounded in memory and time, name what it skipped, and never follow
 //! a link out of the repository.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -245,4 +246,266 @@ fn damaged_index_object_is_skipped_with_a_warning() {
     assert_same_tree(&a, &restored(&target, &a), Cmp::content_only());
     trials += 1;
     eprintln!("adversarial storage: {trials} commands over a damaged index object, data lost: 0");
+}
+
+// ---------------------------------------------------------------------------
+// Credentials, signals, pipes and messages at the CLI edge
+// ---------------------------------------------------------------------------
+
+/// `cmd` under an address-space limit, so an unbounded read fails fast
+/// instead of eating the machine.
+fn limit_memory(cmd: Command) -> Command {
+    let mut c = Command::new("prlimit");
+    c.arg(AS_LIMIT).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
+}
+
+#[test]
+fn empty_password_is_refused_at_init() {
+    let t = TestRepo::new();
+    let mut c = t.cmd_no_pw();
+    c.env("REPO_PASSWORD", "").arg("init");
+    run_within(c, QUICK).code(2).stderr_has("empty password");
+    let pw = t.join("empty-pw");
+    fs::write(&pw, "\n").unwrap();
+    let mut c = t.cmd_no_pw();
+    c.arg("--password-file").arg(&pw).arg("init");
+    run_within(c, QUICK).code(2).stderr_has("empty password");
+    assert!(!t.repo.join("config").exists(), "a repository was created");
+}
+
+#[test]
+fn password_sources_are_read_to_the_first_line_only() {
+    let (t, _) = repo_with_snapshot();
+    let mut trials = 0;
+    // /dev/zero: no line end within the bound, refused at once.
+    let mut c = t.cmd_no_pw();
+    c.args(["--password-file", "/dev/zero", "snapshots"]);
+    let r = run_within(limit_memory(c), QUICK);
+    r.code(13).stderr_has("/dev/zero").stderr_has("line end");
+    trials += 1;
+    // A FIFO whose writer keeps it open after the first line.
+    let fifo = t.join("pw.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            f.write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+            // Held open, no EOF, until the command is done.
+            let _ = done_rx.recv_timeout(QUICK * 2);
+        })
+    };
+    let mut c = t.cmd_no_pw();
+    c.arg("--password-file").arg(&fifo).arg("snapshots");
+    let r = run_within(c, QUICK);
+    done_tx.send(()).unwrap();
+    writer.join().unwrap();
+    r.success();
+    trials += 1;
+    // A command that never stops writing: its first line is the password.
+    let mut c = t.cmd_no_pw();
+    c.args([
+        "--password-command",
+        &format!("yes '{PASSWORD}'"),
+        "snapshots",
+    ]);
+    run_within(limit_memory(c), QUICK).success();
+    trials += 1;
+    // --exclude-file /dev/zero is bounded too.
+    let src = t.join("src");
+    let mut c = t.cmd();
+    c.arg("create")
+        .arg(&src)
+        .args(["--exclude-file", "/dev/zero"]);
+    run_within(limit_memory(c), QUICK)
+        .code(2)
+        .stderr_has("/dev/zero");
+    trials += 1;
+    eprintln!(
+        "adversarial storage: {trials} unbounded credential/pattern sources, hung: 0, data lost: 0"
+    );
+}
+
+#[test]
+fn no_usable_credential_exits_13() {
+    let (t, _) = repo_with_snapshot();
+    let key = t.join("k.key");
+    t.ok([OsStr::new("key"), OsStr::new("export"), key.as_os_str()]);
+    let garbage = t.join("garbage.key");
+    fs::write(&garbage, "not a key").unwrap();
+    chmod(&garbage, 0o600);
+    let open = t.join("open.key");
+    fs::copy(&key, &open).unwrap();
+    chmod(&open, 0o644);
+    let cases: Vec<(Vec<&OsStr>, &str)> = vec![
+        (
+            vec![OsStr::new("--password-file"), OsStr::new("/no/such/file")],
+            "/no/such/file",
+        ),
+        (
+            vec![OsStr::new("--password-command"), OsStr::new("exit 3")],
+            "password command",
+        ),
+        (
+            vec![OsStr::new("--key-file"), OsStr::new("/no/such/key")],
+            "/no/such/key",
+        ),
+        (
+            vec![OsStr::new("--key-file"), garbage.as_os_str()],
+            "garbage.key",
+        ),
+        (
+            vec![OsStr::new("--key-file"), open.as_os_str()],
+            "chmod 600",
+        ),
+        (vec![], "REPO_PASSWORD"),
+    ];
+    let before = walk_all(&t.repo);
+    for (args, says) in &cases {
+        let mut c = t.cmd_no_pw();
+        c.args(args).arg("snapshots");
+        run_within(c, QUICK).code(13).stderr_has(says);
+    }
+    // A password that opens no key is still "wrong password".
+    let mut c = t.cmd_no_pw();
+    c.env("REPO_PASSWORD", "not it").arg("snapshots");
+    run_within(c, QUICK).code(12);
+    // An empty REPO_KEY_FILE is "not set", not a usage error.
+    let mut c = t.cmd();
+    c.env("REPO_KEY_FILE", "").arg("snapshots");
+    run_within(c, QUICK).success();
+    assert_eq!(
+        walk_all(&t.repo),
+        before,
+        "a refused credential changed storage"
+    );
+}
+
+#[test]
+fn closed_pipe_ends_quietly() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        fs::write(src.join(format!("a-file-with-a-longish-name-{i:05}")), "x").unwrap();
+    }
+    t.create([src.to_str().unwrap()]);
+    for args in [
+        vec!["ls", "latest"],
+        vec!["ls", "--json", "latest"],
+        vec!["find", "a-file*"],
+        vec!["find", "--json", "a-file*"],
+    ] {
+        let mut c = t.cmd();
+        c.args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut first = [0u8; 64];
+        std::io::Read::read_exact(&mut out, &mut first).unwrap();
+        drop(out); // `| head -c 64`
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(141), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} printed: {err}");
+    }
+}
+
+#[test]
+fn names_are_escaped_in_text_and_exact_in_json() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let names: [&[u8]; 4] = [b"two\nlines", b"\x1b[31mred", b"bad\xff", b"bad\xfe"];
+    for n in names {
+        fs::write(src.join(OsStr::from_bytes(n)), "x").unwrap();
+    }
+    t.create([src.to_str().unwrap()]);
+    for args in [vec!["ls", "latest"], vec!["find", "*"]] {
+        let r = t.ok(&args);
+        assert!(!r.stdout.contains('\x1b'), "{args:?}: raw escape printed");
+        r.stdout_has("two\\nlines")
+            .stdout_has("\\x1b[31mred")
+            .stdout_has("bad\\xff")
+            .stdout_has("bad\\xfe");
+    }
+    for (args, key) in [
+        (vec!["ls", "--json", "latest"], "entries"),
+        (vec!["find", "--json", "*"], "matches"),
+    ] {
+        let v = t.ok(&args).json();
+        let hexes: Vec<String> = v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["path_hex"].as_str().map(String::from))
+            .collect();
+        for n in &names[2..] {
+            let want = hex::encode(src.join(OsStr::from_bytes(n)).as_os_str().as_bytes());
+            assert!(
+                hexes.contains(&want),
+                "{args:?}: no path_hex {want} in {hexes:?}"
+            );
+        }
+        assert_eq!(hexes.len(), 2, "path_hex only for names that are not UTF-8");
+    }
+}
+
+#[test]
+fn messages_say_what_is_wrong() {
+    let (t, src) = repo_with_snapshot();
+    t.run(["find", "a["]).code(2).stderr_has("find pattern");
+    let target = t.join("r");
+    t.run([
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--include",
+        "a[",
+    ])
+    .code(2)
+    .stderr_has("include pattern");
+    let file = t.join("a-file");
+    fs::write(&file, "x").unwrap();
+    let mut c = t.bare();
+    c.env("REPO_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(&file)
+        .arg("snapshots");
+    run_within(c, QUICK).code(10).stderr_has("not a directory");
+    t.run(["ls", ""]).code(2).stderr_has("empty");
+    t.run(["check", "--read-data-subset", "0%"])
+        .code(2)
+        .stderr_has("above 0");
+    // A tiny percentage still reads a pack.
+    let r = t.ok(["check", "--json", "--read-data-subset", "0.001%"]);
+    assert!(r.json()["packs_read"].as_u64().unwrap() >= 1, "{r}");
+    // Many valid `**` patterns compile.
+    let list = t.join("excludes");
+    let lines: Vec<String> = (0..12_000).map(|i| format!("**/x{i}/**/y")).collect();
+    fs::write(&list, lines.join("\n")).unwrap();
+    t.ok([
+        OsStr::new("create"),
+        src.as_os_str(),
+        OsStr::new("--exclude-file"),
+        list.as_os_str(),
+    ]);
 }
