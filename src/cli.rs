@@ -398,8 +398,14 @@ fn read_key_file(file: &Path) -> Result<Credentials> {
         ))
     };
     let unreadable = |e: std::io::Error| bad(format!("{e}; check --key-file / REPO_KEY_FILE"));
-    // One open: the mode checked is that of the file then read.
-    let mut f = std::fs::File::open(file).map_err(unreadable)?;
+    // One open: the mode checked is that of the file then read. O_NONBLOCK:
+    // a FIFO is refused below as not a regular file instead of waited on.
+    let mut f = std::os::unix::fs::OpenOptionsExt::custom_flags(
+        std::fs::OpenOptions::new().read(true),
+        libc::O_NONBLOCK,
+    )
+    .open(file)
+    .map_err(unreadable)?;
     let md = f.metadata().map_err(unreadable)?;
     if !md.is_file() {
         bail!(bad(
@@ -500,6 +506,10 @@ pub fn main() -> Result<u8> {
     // private to the user; restored entries get their recorded modes afterwards.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cancel = Arc::new(AtomicBool::new(false));
+    // Until the credentials are in hand nothing is held that needs cleaning
+    // up, and reading them can block for good (a password FIFO nobody
+    // writes to, a prompt): there the first signal ends the process at once.
+    let at_once = Arc::new(AtomicBool::new(true));
     let caught = Arc::new(AtomicUsize::new(0));
     // The first Ctrl-C, SIGTERM or SIGHUP (a closed terminal or ssh session)
     // asks for a clean stop (locks removed); a second one exits at once.
@@ -513,11 +523,12 @@ pub fn main() -> Result<u8> {
         } else {
             130
         };
+        signal_hook::flag::register_conditional_shutdown(sig, code, at_once.clone())?;
         signal_hook::flag::register_conditional_shutdown(sig, code, cancel.clone())?;
         signal_hook::flag::register_usize(sig, caught.clone(), sig as usize)?;
         signal_hook::flag::register(sig, cancel.clone())?;
     }
-    run(cli, &cancel).map_err(|e| match e.downcast_ref::<repo::Error>() {
+    run(cli, &cancel, &at_once).map_err(|e| match e.downcast_ref::<repo::Error>() {
         Some(repo::Error::Interrupted)
             if caught.load(Ordering::Relaxed) == signal_hook::consts::SIGHUP as usize =>
         {
@@ -532,13 +543,14 @@ pub fn main() -> Result<u8> {
 #[error("hung up (SIGHUP); the repository is left consistent and the lock was removed")]
 pub struct HungUp;
 
-fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
+fn run(cli: Cli, cancel: &Arc<AtomicBool>, at_once: &AtomicBool) -> Result<u8> {
     let backend = BackendOptions {
         s3_endpoint: cli.s3_endpoint.clone(),
         ca_cert: cli.ca_cert.clone(),
         connections: cli.connections,
     };
     if let Command::Mirror(a) | Command::Sync(a) = &cli.command {
+        at_once.store(false, Ordering::SeqCst);
         let mode = if matches!(cli.command, Command::Sync(_)) {
             repo::plain::Mode::Sync
         } else {
@@ -568,6 +580,8 @@ fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
         );
     let display = Display::new(show_bar, cli.quiet);
     let credentials = credentials(&cli)?;
+    // From here a signal asks for a clean stop (locks removed).
+    at_once.store(false, Ordering::SeqCst);
     let ctx = Context {
         location,
         credentials,

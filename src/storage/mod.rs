@@ -309,10 +309,26 @@ impl Storage {
             return self.local_read(key, None, limit);
         }
         let path = StorePath::from(key);
+        // The FTP store fetches a whole object before handing it over, so
+        // there the size is asked first and the transfer itself bounded.
+        let mut opts = object_store::GetOptions::default();
+        if self.ftp.is_some() {
+            match self.size(key)? {
+                None => {
+                    return Err(Error::NotFound {
+                        what: format!("object {key} in {}", self.location),
+                        hint: String::new(),
+                    });
+                }
+                Some(size) if size > limit => return Err(too_large(key, size, limit)),
+                Some(0) => {}
+                Some(size) => opts.range = Some((0..size.min(limit + 1)).into()),
+            }
+        }
         let bytes = self
             .rt
             .block_on(async {
-                let got = self.store.get(&path).await?;
+                let got = self.store.get_opts(&path, opts).await?;
                 if got.meta.size > limit {
                     return Ok(Err(too_large(key, got.meta.size, limit)));
                 }

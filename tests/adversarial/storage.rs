@@ -509,3 +509,47 @@ fn messages_say_what_is_wrong() {
         list.as_os_str(),
     ]);
 }
+
+/// Whether `pid` is blocked opening a FIFO that has no writer.
+fn blocked_in_fifo_open(pid: nix::unistd::Pid) -> bool {
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    wchan == "wait_for_partner"
+}
+
+#[test]
+fn first_signal_ends_a_blocked_credential_read() {
+    let (t, _) = repo_with_snapshot();
+    let fifo = t.join("nobody-writes.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // A key file that is a FIFO is refused at once, not waited on.
+    let key = t.join("key.fifo");
+    nix::unistd::mkfifo(&key, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut c = t.cmd_no_pw();
+    c.arg("--key-file").arg(&key).arg("snapshots");
+    run_within(c, QUICK)
+        .code(13)
+        .stderr_has("not a regular file");
+    for (sig, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 130),
+        (nix::sys::signal::Signal::SIGHUP, 129),
+    ] {
+        let mut bg = t.spawn(
+            [
+                OsStr::new("--password-file"),
+                fifo.as_os_str(),
+                OsStr::new("snapshots"),
+            ],
+            "blocked",
+        );
+        let pid = bg.pid();
+        assert!(
+            wait_until(QUICK, || blocked_in_fifo_open(pid)),
+            "never blocked in open\n{}",
+            bg.output()
+        );
+        bg.signal(sig);
+        let status = bg.wait(QUICK);
+        assert_eq!(status.code(), Some(code), "{sig}: {}", bg.output());
+    }
+}
