@@ -272,7 +272,11 @@ impl Progress for Display {
 
     fn warn(&self, path: &Path, message: &str) {
         self.warned.fetch_add(1, Ordering::Relaxed);
-        let line = format!("error: {}: {message}", path.display());
+        let line = format!(
+            "error: {}: {}",
+            escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())),
+            escape(message)
+        );
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
@@ -928,9 +932,9 @@ fn render_snapshots(list: &[snapshots::Entry]) {
                     .with_timezone(&chrono::Local)
                     .format("%Y-%m-%d %H:%M:%S")
                     .to_string(),
-                s.host.clone(),
-                s.tags.join(","),
-                s.paths.join(" "),
+                escape(&s.host).into_owned(),
+                escape(&s.tags.join(",")).into_owned(),
+                escape(&s.paths.join(" ")).into_owned(),
                 commands::human_bytes(s.summary.total_bytes),
             ]
         })

@@ -466,6 +466,21 @@ fn names_are_escaped_in_text_and_exact_in_json() {
         }
         assert_eq!(hexes.len(), 2, "path_hex only for names that are not UTF-8");
     }
+    // Host and tags are shown escaped in the snapshot table too.
+    t.ok([
+        OsStr::new("create"),
+        src.as_os_str(),
+        OsStr::new("--host"),
+        OsStr::new("\x1b]0;owned\x07host"),
+        OsStr::new("--tag"),
+        OsStr::new("a\nb"),
+    ]);
+    let r = t.ok(["snapshots"]);
+    assert!(
+        !r.stdout.contains('\x1b'),
+        "raw escape in the snapshot table"
+    );
+    r.stdout_has("\\x1b]0;owned\\x07host").stdout_has("a\\nb");
 }
 
 #[test]
