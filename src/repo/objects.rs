@@ -110,6 +110,15 @@ pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<Strin
         payload,
         repo.config().compression_level,
     );
+    // Readers refuse objects over the limit unread (SPEC 1.1.2): never write one.
+    if sealed.len() as u64 > kind.max_size() {
+        return Err(Error::Usage(format!(
+            "cannot store a {} object of {} bytes: readers refuse more than {} bytes",
+            kind.dir(),
+            sealed.len(),
+            kind.max_size()
+        )));
+    }
     let hex = hex::encode(hash::object_hash(&sealed));
     repo.storage().put(&kind.key(&hex), sealed)?;
     Ok(hex)
