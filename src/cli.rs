@@ -513,7 +513,7 @@ pub fn main() -> Result<u8> {
     // Until the credentials are in hand nothing is held that needs cleaning
     // up, and reading them can block for good (a password FIFO nobody
     // writes to, a prompt): there the first signal ends the process at once.
-    let at_once = Arc::new(AtomicBool::new(true));
+    let at_once = AT_ONCE.get_or_init(|| Arc::new(AtomicBool::new(true)));
     let caught = Arc::new(AtomicUsize::new(0));
     // The first Ctrl-C, SIGTERM or SIGHUP (a closed terminal or ssh session)
     // asks for a clean stop (locks removed); a second one exits at once.
@@ -532,7 +532,7 @@ pub fn main() -> Result<u8> {
         signal_hook::flag::register_usize(sig, caught.clone(), sig as usize)?;
         signal_hook::flag::register(sig, cancel.clone())?;
     }
-    run(cli, &cancel, &at_once).map_err(|e| match e.downcast_ref::<repo::Error>() {
+    run(cli, &cancel).map_err(|e| match e.downcast_ref::<repo::Error>() {
         Some(repo::Error::Interrupted)
             if caught.load(Ordering::Relaxed) == signal_hook::consts::SIGHUP as usize =>
         {
@@ -547,14 +547,26 @@ pub fn main() -> Result<u8> {
 #[error("hung up (SIGHUP); the repository is left consistent and the lock was removed")]
 pub struct HungUp;
 
-fn run(cli: Cli, cancel: &Arc<AtomicBool>, at_once: &AtomicBool) -> Result<u8> {
+/// Whether the first signal ends the process at once (see `main`).
+static AT_ONCE: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// While waiting on a person or a pipe for a password, with nothing held
+/// that needs cleaning up, the first SIGINT/SIGTERM/SIGHUP ends the process
+/// at once; otherwise it asks for a clean stop.
+fn signals_end_at_once(on: bool) {
+    if let Some(flag) = AT_ONCE.get() {
+        flag.store(on, Ordering::SeqCst);
+    }
+}
+
+fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
     let backend = BackendOptions {
         s3_endpoint: cli.s3_endpoint.clone(),
         ca_cert: cli.ca_cert.clone(),
         connections: cli.connections,
     };
     if let Command::Mirror(a) | Command::Sync(a) = &cli.command {
-        at_once.store(false, Ordering::SeqCst);
+        signals_end_at_once(false);
         let mode = if matches!(cli.command, Command::Sync(_)) {
             repo::plain::Mode::Sync
         } else {
@@ -585,7 +597,7 @@ fn run(cli: Cli, cancel: &Arc<AtomicBool>, at_once: &AtomicBool) -> Result<u8> {
     let display = Display::new(show_bar, cli.quiet);
     let credentials = credentials(&cli)?;
     // From here a signal asks for a clean stop (locks removed).
-    at_once.store(false, Ordering::SeqCst);
+    signals_end_at_once(false);
     let ctx = Context {
         location,
         credentials,
@@ -823,10 +835,13 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         }
         Command::Stats(a) => render(json, cli.quiet, &stats::run(ctx, a)?, render_stats),
         Command::Key(a) => {
+            // Asked before the repository is opened: nothing is held yet.
+            signals_end_at_once(true);
             let pw = match a.action.new_password() {
                 Some(n) => Some(new_password(n.new_password_file.as_deref())?),
                 None => None,
             };
+            signals_end_at_once(false);
             let r = key::run(ctx, a, pw.as_ref().map(|p| p.as_slice()))?;
             render(json, cli.quiet, &r, render_key)
         }

@@ -544,19 +544,24 @@ fn first_signal_ends_a_blocked_credential_read() {
     run_within(c, QUICK)
         .code(13)
         .stderr_has("not a regular file");
-    for (sig, code) in [
-        (nix::sys::signal::Signal::SIGINT, 130),
-        (nix::sys::signal::Signal::SIGTERM, 130),
-        (nix::sys::signal::Signal::SIGHUP, 129),
+    let password_fifo = [
+        OsStr::new("--password-file"),
+        fifo.as_os_str(),
+        OsStr::new("snapshots"),
+    ];
+    let new_password_fifo = [
+        OsStr::new("key"),
+        OsStr::new("add"),
+        OsStr::new("--new-password-file"),
+        fifo.as_os_str(),
+    ];
+    for (sig, code, args) in [
+        (nix::sys::signal::Signal::SIGINT, 130, &password_fifo[..]),
+        (nix::sys::signal::Signal::SIGTERM, 130, &password_fifo),
+        (nix::sys::signal::Signal::SIGHUP, 129, &password_fifo),
+        (nix::sys::signal::Signal::SIGINT, 130, &new_password_fifo),
     ] {
-        let mut bg = t.spawn(
-            [
-                OsStr::new("--password-file"),
-                fifo.as_os_str(),
-                OsStr::new("snapshots"),
-            ],
-            "blocked",
-        );
+        let mut bg = t.spawn(args, "blocked");
         let pid = bg.pid();
         assert!(
             wait_until(QUICK, || blocked_in_fifo_open(pid)),
