@@ -1433,6 +1433,25 @@ fn escape_bytes(raw: &[u8]) -> String {
     out
 }
 
+/// An error line safe for a terminal: control characters escaped as by
+/// [`escape_bytes`] (a name in a message cannot move the cursor or fake a
+/// second line); backslashes are left alone, so paths in messages read as
+/// usual.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&escape_bytes(c.to_string().as_bytes()));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// [`escape_bytes`] for text that is already a string.
 fn escape(s: &str) -> std::borrow::Cow<'_, str> {
     if s.chars().any(|c| c.is_control() || c == '\\') {

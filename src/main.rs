@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         Err(e) if cli::stdout_gone() || cli::is_broken_pipe(&e) => ExitCode::from(141),
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::escape_controls(&format!("{e:#}")));
             ExitCode::from(exit_code(&e))
         }
     }

@@ -506,6 +506,15 @@ fn messages_say_what_is_wrong() {
         .arg(&file)
         .arg("snapshots");
     run_within(c, QUICK).code(10).stderr_has("not a directory");
+    // A name in an error message cannot colour the terminal either.
+    let mut c = t.bare();
+    c.env("REPO_PASSWORD", PASSWORD)
+        .arg("-r")
+        .arg(t.join("\x1b[31mred/repo"))
+        .arg("snapshots");
+    let r = run_within(c, QUICK);
+    r.code(10).stderr_has("\\x1b[31mred");
+    assert!(!r.stderr.contains('\x1b'), "raw escape in an error: {r}");
     t.run(["ls", ""]).code(2).stderr_has("empty");
     t.run(["check", "--read-data-subset", "0%"])
         .code(2)
