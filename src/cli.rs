@@ -1183,11 +1183,11 @@ fn render_key(r: &key::Report) {
                 if k.current { "*" } else { " " },
                 short(&k.id),
                 created,
-                k.host,
-                k.user
+                escape(&k.host),
+                escape(&k.user)
             );
             if let Some(e) = &k.error {
-                line.push_str(&format!("  (unreadable: {e})"));
+                line.push_str(&format!("  (unreadable: {})", escape(e)));
             }
             println!("{}", line.trim_end());
         }

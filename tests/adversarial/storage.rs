@@ -582,3 +582,21 @@ fn first_signal_ends_a_blocked_credential_read() {
         assert_eq!(status.code(), Some(code), "{sig}: {}", bg.output());
     }
 }
+
+#[test]
+fn planted_key_metadata_is_escaped_in_key_list() {
+    let (t, _) = repo_with_snapshot();
+    // Key objects are plaintext: anyone with write access to the storage can
+    // plant one whose host and user are terminal escape sequences.
+    let original = fs::read_to_string(&t.objects("keys")[0]).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    v["host"] = "\x1b]0;owned\x07h".into();
+    v["user"] = "u\nfake line".into();
+    let bytes = serde_json::to_vec_pretty(&v).unwrap();
+    let name = blake3::hash(&bytes).to_hex().to_string();
+    fs::write(t.repo.join("keys").join(&name), &bytes).unwrap();
+    let r = t.ok(["key", "list"]);
+    assert!(!r.stdout.contains('\x1b'), "raw escape in key list: {r}");
+    r.stdout_has("\\x1b]0;owned\\x07h")
+        .stdout_has("u\\nfake line");
+}
