@@ -30,6 +30,26 @@ pub fn chunk_digest(node: &Node) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// One entry `--delete` removes from the target.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// Path relative to the target.
+    pub rel: Vec<u8>,
+    /// A directory goes with everything below it.
+    pub dir: bool,
+}
+
+impl Removal {
+    /// The path as shown to the user (`/` after a directory).
+    pub fn shown(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.rel).into_owned();
+        if self.dir {
+            s.push('/');
+        }
+        s
+    }
+}
+
 pub struct Mirror {
     root: PathBuf,
     stamp: String,
@@ -123,16 +143,17 @@ impl Mirror {
         Ok(())
     }
 
-    /// Removes what the snapshot does not have, and whatever has the wrong
-    /// type for what will be restored in its place. With filters, only paths
-    /// the filters select are touched.
-    pub fn clean(
+    /// What `--delete` would remove: what the snapshot does not have, and
+    /// whatever has the wrong type for what will be restored in its place,
+    /// in path order (a directory stands for its contents). With filters,
+    /// only paths the filters select are touched.
+    pub fn plan_removals(
         &self,
         items: &[Item],
         filter: &Filter,
         snap_root: &Path,
         progress: &dyn Progress,
-    ) -> Result<()> {
+    ) -> Result<Vec<Removal>> {
         let mut warnings = Vec::new();
         let target = local::scan(&self.root, None, &mut warnings)?;
         for (p, msg) in warnings {
@@ -157,7 +178,10 @@ impl Mirror {
         let selected = |r: &[u8]| {
             let sp = snap_root.join(std::ffi::OsStr::from_bytes(r));
             // A file the snapshot lost keeps whatever copy the target has.
-            if filter.exclude.is_some_and(|e| e.is_excluded(&sp)) || filter.damaged(&sp).is_some() {
+            // An excluded directory protects everything below it.
+            if filter.exclude.is_some_and(|e| e.covers(&sp, snap_root))
+                || filter.damaged(&sp).is_some()
+            {
                 return false;
             }
             filter
@@ -165,11 +189,11 @@ impl Mirror {
                 .is_none_or(|i| sp.ancestors().any(|a| i.is_excluded(a)))
         };
         // Path order: a directory moved aside takes its contents along.
-        let mut gone: Vec<Vec<u8>> = Vec::new();
+        let mut gone: Vec<Removal> = Vec::new();
         for (r, e) in &target {
             if gone
                 .iter()
-                .any(|g| r.starts_with(g) && r.get(g.len()) == Some(&b'/'))
+                .any(|g| r.starts_with(&g.rel) && r.get(g.rel.len()) == Some(&b'/'))
             {
                 continue;
             }
@@ -179,10 +203,20 @@ impl Mirror {
                 Some(k) => *k != Some(e.kind),
             };
             if remove {
-                self.set_aside(&local::abs(&self.root, r), "trash")?;
-                self.deleted.fetch_add(1, Ordering::Relaxed);
-                gone.push(r.clone());
+                gone.push(Removal {
+                    rel: r.clone(),
+                    dir: e.kind == EntryKind::Dir,
+                });
             }
+        }
+        Ok(gone)
+    }
+
+    /// Removes (or moves to the trash) what [`Mirror::plan_removals`] listed.
+    pub fn remove(&self, gone: &[Removal]) -> Result<()> {
+        for g in gone {
+            self.set_aside(&local::abs(&self.root, &g.rel), "trash")?;
+            self.deleted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -48,6 +48,9 @@ pub struct RestoreOptions<'a> {
     pub cancel: &'a AtomicBool,
     /// Paths the snapshot lists as damaged (see [`damaged_notes`]).
     pub damaged: BTreeMap<String, String>,
+    /// With `delete`: asked with what would be removed (when anything
+    /// would); `Ok(false)` stops the restore before anything changed.
+    pub confirm: &'a (dyn Fn(&[mirror::Removal]) -> Result<bool> + Sync),
 }
 
 /// What a restore says about each path a repaired snapshot lists as
@@ -206,6 +209,7 @@ impl Restorer<'_> {
                 }
             });
         }
+        crate::testhooks::pause_point("restore-dirs-created");
         let wanted: Vec<bool> = self
             .items
             .par_iter()
@@ -522,7 +526,30 @@ pub fn restore(
         damaged: Some(&opts.damaged),
         problems: Default::default(),
     };
-    let items = plan::plan(repo, index, &start, &start_path, &opts.target, &filter)?;
+    let mut items = plan::plan(repo, index, &start, &start_path, &opts.target, &filter)?;
+    // An existing target keeps its own owner, mode and times: only a target
+    // this restore creates takes the snapshot directory's metadata.
+    let target_existed = std::fs::symlink_metadata(&opts.target).is_ok();
+    if target_existed
+        && matches!(items.first(), Some(Item::Dir { path, .. }) if *path == opts.target)
+    {
+        items.remove(0);
+    }
+    let mirror = opts
+        .delete
+        .then(|| mirror::Mirror::new(&opts.target, opts.archive, progress));
+    if let Some(m) = &mirror
+        && target_existed
+    {
+        let gone = m.plan_removals(&items, &filter, &start_path, progress)?;
+        if !gone.is_empty() && !(opts.confirm)(&gone)? {
+            return Err(Error::Usage(format!(
+                "nothing changed in {}: the removals were not confirmed",
+                opts.target.display()
+            )));
+        }
+        m.remove(&gone)?;
+    }
     std::fs::create_dir_all(&opts.target)
         .map_err(|e| Error::io("create restore target", &opts.target, e))?;
     let total: u64 = items
@@ -536,12 +563,6 @@ pub fn restore(
         })
         .sum();
     progress.set_total(items.len() as u64, total);
-    let mirror = opts
-        .delete
-        .then(|| mirror::Mirror::new(&opts.target, opts.archive, progress));
-    if let Some(m) = &mirror {
-        m.clean(&items, &filter, &start_path, progress)?;
-    }
     let mut r = Restorer {
         repo,
         index,
@@ -577,6 +598,7 @@ pub fn restore(
             .try_for_each(|(p, blobs)| r.restore_pack(p, blobs))
     })?;
     r.create_others();
+    crate::testhooks::pause_point("restore-before-metadata");
     r.apply_metadata();
     let verified_files = if opts.verify { r.verify() } else { 0 };
     if let Some(m) = &mirror

@@ -1,4 +1,418 @@
 //! Adversarial part: restore (see tests/adversarial.rs).
+//!
+//! A restore must not be turnable against its user: `--delete` keeps what
+//! an excluded directory holds and refuses a target holding the repository
+//! it reads; an existing target keeps its own owner, mode and times; and a
+//! local user who owns (part of) the target cannot, by swapping a directory
+//! for a symlink while root restores, make root write, chown or chmod
+//! anything outside the target.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 #[allow(unused_imports)]
 use crate::common::*;
+
+/// Trials run and files found written, moved or changed where they must not be.
+static TRIALS: AtomicU64 = AtomicU64::new(0);
+
+fn report(part: &str, trials: u64, lost: u64) {
+    TRIALS.fetch_add(trials, Ordering::Relaxed);
+    eprintln!("adversarial restore ({part}): {trials} trials, data lost: {lost}");
+}
+
+fn put(root: &Path, rel: &str, body: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, body).unwrap();
+}
+
+/// `latest:<src>`, so the target maps onto `src` itself.
+fn spec_of(src: &Path) -> String {
+    format!("latest:{}", src.display())
+}
+
+fn restore_cmd(t: &TestRepo, spec: &str, target: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = t.cmd();
+    c.arg("restore")
+        .arg(spec)
+        .arg("--target")
+        .arg(target)
+        .args(extra)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Skips a root-only test loudly, or fails it under CI.
+fn need_root(name: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} needs root, and CI runs as root"
+    );
+    eprintln!("skipping {name}: not root");
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Item 4: an excluded directory protects everything below it.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delete_keeps_everything_below_an_excluded_directory() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("s");
+    put(&src, "a.txt", "alpha");
+    put(&src, "b/in-snapshot.dat", "from the snapshot");
+    t.create([&src]);
+    let mut lost = 0;
+    let mut trials = 0;
+    for (n, pattern) in ["b", "b/", "b/**", &format!("{}/b", src.display())]
+        .iter()
+        .enumerate()
+    {
+        let target = t.join(format!("target{n}"));
+        put(&target, "b/keep.dat", "the user's own file");
+        put(&target, "b/deeper/also.dat", "the user's own too");
+        put(&target, "stray.txt", "not in the snapshot, not excluded");
+        let r = run(restore_cmd(
+            &t,
+            &spec_of(&src),
+            &target,
+            &["--delete", "--no-archive", "-y", "--exclude", pattern],
+        ));
+        r.success();
+        trials += 1;
+        for kept in ["b/keep.dat", "b/deeper/also.dat"] {
+            if !target.join(kept).exists() {
+                lost += 1;
+                eprintln!("--exclude {pattern}: {kept} was deleted\n{r}");
+            }
+        }
+        assert!(
+            !target.join("stray.txt").exists(),
+            "--exclude {pattern}: stray.txt outside the exclusion was kept\n{r}"
+        );
+        assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha");
+    }
+    report("delete --exclude DIR", trials, lost);
+    assert_eq!(lost, 0, "files below an excluded directory were deleted");
+}
+
+// ---------------------------------------------------------------------------
+// Item 5: --delete never deletes the repository it reads, and asks first.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delete_refuses_a_target_that_contains_the_repository() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let before = walk_files(&t.repo).len();
+    // The repository is <tmp>/repo: both <tmp> and the repository itself hold it.
+    let mut trials = 0;
+    for target in [t.path().to_path_buf(), t.repo.clone()] {
+        let r = run(restore_cmd(
+            &t,
+            &spec_of(&src),
+            &target,
+            &["--delete", "--no-archive", "-y"],
+        ));
+        r.code(2).stderr_has("contains the repository");
+        trials += 1;
+        assert_eq!(walk_files(&t.repo).len(), before, "{r}");
+    }
+    // Through a symlinked path to the same directory as well.
+    let link = t.join("link");
+    std::os::unix::fs::symlink(t.path(), &link).unwrap();
+    let r = run(restore_cmd(
+        &t,
+        &spec_of(&src),
+        &link,
+        &["--delete", "--no-archive", "-y"],
+    ));
+    r.code(2).stderr_has("contains the repository");
+    trials += 1;
+    t.ok(["check"]);
+    report("delete over the repository", trials, 0);
+}
+
+#[test]
+fn delete_asks_before_removing_and_needs_yes_without_a_terminal() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "mine.txt", "the user's");
+    // No terminal and no -y: nothing is removed.
+    let r = run(restore_cmd(&t, &spec_of(&src), &target, &["--delete"]));
+    r.code(2).stderr_has("-y");
+    assert!(target.join("mine.txt").exists(), "{r}");
+    // The plan names what would go.
+    r.stdout_has("mine.txt");
+    // With -y it goes (to the trash).
+    let r = run(restore_cmd(
+        &t,
+        &spec_of(&src),
+        &target,
+        &["--delete", "-y"],
+    ));
+    r.success();
+    assert!(!target.join("mine.txt").exists(), "{r}");
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha");
+    // Nothing to remove: no question.
+    let r = run(restore_cmd(&t, &spec_of(&src), &target, &["--delete"]));
+    r.success();
+    report("delete confirmation", 3, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Item 10: an existing target keeps its owner, mode and times.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn existing_target_keeps_its_owner_mode_and_times() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("home/alice");
+    put(&src, "notes.txt", "alice's");
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o1777)).unwrap();
+    set_mtime(&src, 1_000_000_000, 0);
+    if is_root() {
+        std::os::unix::fs::lchown(&src, Some(1234), Some(1234)).unwrap();
+    }
+    t.create([&src]);
+    let target = t.join("srv/existing");
+    put(&target, "old.txt", "already there");
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o750)).unwrap();
+    if is_root() {
+        std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let before = fs::metadata(&target).unwrap();
+    t.restore(&spec_of(&src), &target, &[]);
+    let after = fs::metadata(&target).unwrap();
+    let mut changed = Vec::new();
+    if after.mode() & 0o7777 != 0o750 {
+        changed.push(format!("mode {:o}", after.mode() & 0o7777));
+    }
+    if (after.uid(), after.gid()) != (before.uid(), before.gid()) {
+        changed.push(format!("owner {}:{}", after.uid(), after.gid()));
+    }
+    if after.mtime() < before.mtime() {
+        changed.push(format!("mtime set back to {}", after.mtime()));
+    }
+    assert_eq!(fs::read(target.join("notes.txt")).unwrap(), b"alice's");
+    // A target the restore creates gets the snapshot's metadata.
+    let fresh = t.join("srv/fresh");
+    t.restore(&spec_of(&src), &fresh, &[]);
+    let md = fs::metadata(&fresh).unwrap();
+    assert_eq!(
+        md.mode() & 0o7777,
+        0o1777,
+        "a new target gets the recorded mode"
+    );
+    assert_eq!(
+        md.mtime(),
+        1_000_000_000,
+        "a new target gets the recorded mtime"
+    );
+    if is_root() {
+        assert_eq!(md.uid(), 1234, "a new target gets the recorded owner");
+    }
+    report("existing target", 2, changed.len() as u64);
+    assert!(
+        changed.is_empty(),
+        "the existing target changed: {changed:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Item 9: a user racing a root restore over a target they own.
+// ---------------------------------------------------------------------------
+
+/// Runs `sh -c script` as nobody (through setpriv) or, without setpriv, as
+/// root doing exactly what nobody could.
+fn as_nobody(script: &str) {
+    let mut c = match setpriv() {
+        Some(sp) => {
+            let mut c = std::process::Command::new(sp);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+            c.arg("sh");
+            c
+        }
+        None => std::process::Command::new("sh"),
+    };
+    let st = c.arg("-c").arg(script).status().expect("run sh");
+    assert!(st.success(), "the attacker's script failed: {script}");
+}
+
+/// Every entry below `dir` (its whole listing, recursively).
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    walk_all(dir)
+}
+
+struct RaceOutcome {
+    written_outside: Vec<PathBuf>,
+    changed_outside: Vec<String>,
+}
+
+/// Restores `src` as root over `target` (owned by nobody); at pause point
+/// `point` nobody swaps `target/d` for a symlink to `outside` (a root-only
+/// directory holding `victim.txt`).
+fn race(t: &TestRepo, src: &Path, name: &str, point: &str) -> RaceOutcome {
+    let target = t.join(format!("target-{name}"));
+    fs::create_dir_all(&target).unwrap();
+    std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+    let outside = t.join(format!("root-only-{name}"));
+    fs::create_dir_all(&outside).unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+    // Same names as the snapshot's d/, so a path-based chown/chmod/truncate would hit them.
+    let victims = ["victim.txt", "empty.txt"];
+    for v in victims {
+        fs::write(outside.join(v), "root's secret").unwrap();
+        fs::set_permissions(outside.join(v), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let stat = |p: &Path| {
+        let md = fs::symlink_metadata(p).unwrap();
+        (md.mode(), md.uid(), md.gid(), md.len(), md.mtime())
+    };
+    let mut watched: Vec<PathBuf> = victims.iter().map(|v| outside.join(v)).collect();
+    watched.push(outside.clone());
+    let before: Vec<_> = watched.iter().map(|p| (p.clone(), stat(p))).collect();
+    let pause_dir = t.join(format!("pause-{name}"));
+    fs::create_dir_all(&pause_dir).unwrap();
+    let mut c = restore_cmd(t, &spec_of(src), &target, &[]);
+    c.env("REPO_TEST_PAUSE", point)
+        .env("REPO_TEST_PAUSE_DIR", &pause_dir)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(t.join(format!("{name}.stderr"))).unwrap());
+    let mut child = c.spawn().expect("spawn restore");
+    let marker = pause_dir.join(point);
+    let paused = wait_until(Duration::from_secs(120), || marker.exists());
+    if !paused {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "restore never reached pause point {point}: {}",
+            fs::read_to_string(t.join(format!("{name}.stderr"))).unwrap_or_default()
+        );
+    }
+    // Wait until the process is really stopped (the marker is written just before).
+    let pid = child.id();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('T')
+                })
+                .unwrap_or(false)
+        }),
+        "restore did not stop at {point}"
+    );
+    let d = target.join("d");
+    as_nobody(&format!(
+        "mv '{}' '{}' && ln -s '{}' '{}'",
+        d.display(),
+        target.join("d.moved").display(),
+        outside.display(),
+        d.display()
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "restore hung");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = fs::read_to_string(t.join(format!("{name}.stderr"))).unwrap_or_default();
+    assert!(
+        matches!(status.code(), Some(0) | Some(1)),
+        "restore at {point}: {status}\n{stderr}"
+    );
+    let written_outside: Vec<PathBuf> = listing(&outside)
+        .into_iter()
+        .filter(|p| !victims.iter().any(|v| p == Path::new(v)))
+        .collect();
+    let mut changed_outside = Vec::new();
+    for (p, was) in before {
+        let now = stat(&p);
+        if now != was {
+            changed_outside.push(format!(
+                "{} (mode, uid, gid, size, mtime) {now:?} (was {was:?})",
+                p.display()
+            ));
+        }
+    }
+    for v in victims {
+        if fs::read(outside.join(v)).unwrap() != b"root's secret" {
+            changed_outside.push(format!("{v}'s content"));
+        }
+    }
+    RaceOutcome {
+        written_outside,
+        changed_outside,
+    }
+}
+
+#[test]
+fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
+    if !need_root("a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore") {
+        return;
+    }
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "top.txt", "top");
+    put(&src, "d/victim.txt", "the snapshot's own victim.txt");
+    put(&src, "d/new.txt", "a new file");
+    put(&src, "d/e/deep.txt", "deeper");
+    put(&src, "d/empty.txt", "");
+    std::os::unix::fs::symlink("new.txt", src.join("d/link")).unwrap();
+    nix::unistd::mkfifo(
+        &src.join("d/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    // Alice's files: a root restore chowns them to her.
+    chown_tree(&src, 1234, 1234);
+    fs::set_permissions(src.join("d/victim.txt"), fs::Permissions::from_mode(0o666)).unwrap();
+    t.create([&src]);
+    let mut trials = 0;
+    let mut bad = Vec::new();
+    for point in ["restore-dirs-created", "restore-before-metadata"] {
+        let o = race(&t, &src, point, point);
+        trials += 1;
+        for p in &o.written_outside {
+            bad.push(format!("{point}: wrote {} outside the target", p.display()));
+        }
+        for c in &o.changed_outside {
+            bad.push(format!("{point}: changed {c} outside the target"));
+        }
+    }
+    report("symlink swap race", trials, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
+    let _ = OsStr::new("");
+}
