@@ -12,13 +12,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::Result;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, renameat};
+use nix::sys::stat::{SFlag, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use crate::error::{Error, Result};
 use crate::manifest::{Entries, EntryKind, Manifest};
+use crate::plain::local::CONTROL;
 use crate::plain::{MANIFEST, local};
 use crate::progress::Progress;
 use crate::tree::{Node, NodeKind};
 
 use super::Item;
+use super::at::{self, proc_path};
 use super::plan::Filter;
 
 /// BLAKE3 of the node's chunk ids in order: equal digests mean equal content.
@@ -51,7 +61,8 @@ impl Removal {
 }
 
 pub struct Mirror {
-    root: PathBuf,
+    /// The target, as given.
+    pub root: PathBuf,
     stamp: String,
     archive: bool,
     manifest: Option<Entries>,
@@ -127,19 +138,44 @@ impl Mirror {
         same
     }
 
-    /// Moves an existing entry aside before it is replaced or removed.
-    pub fn set_aside(&self, path: &Path, bin: &str) -> Result<()> {
-        let Some(r) = rel(&self.root, path) else {
+    /// Moves entry `name` of directory `dir` (at `rel` below the target
+    /// `root`) to `.repo/<bin>/<stamp>/rel`, or deletes it without the
+    /// archive; all relative to verified descriptors, so a directory another
+    /// user swaps for a symlink cannot redirect it. Missing is fine.
+    pub fn set_aside_at(
+        &self,
+        root: BorrowedFd,
+        dir: BorrowedFd,
+        name: &OsStr,
+        rel: &[u8],
+        bin: &str,
+    ) -> Result<()> {
+        let path = local::abs(&self.root, rel);
+        let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             return Ok(());
         };
-        let moved = local::remove(
-            &self.root,
-            r,
-            self.archive.then_some((bin, self.stamp.as_str())),
-        )?;
-        if moved && self.archive {
-            self.archived.fetch_add(1, Ordering::Relaxed);
+        let is_dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+        let io = |what: &'static str, e: Errno| Error::io(what, &path, std::io::Error::from(e));
+        if !self.archive {
+            if is_dir {
+                std::fs::remove_dir_all(proc_path(dir, Some(name)))
+                    .map_err(|e| Error::io("delete", &path, e))?;
+            } else {
+                unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(|e| io("delete", e))?;
+            }
+            return Ok(());
         }
+        let mut dest = at::make_dir(root, OsStr::new(CONTROL)).map_err(|e| io("move aside", e))?;
+        let parts: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
+        let (last, above) = parts.split_last().unwrap_or((&rel, &[]));
+        for part in [bin.as_bytes(), self.stamp.as_bytes()]
+            .into_iter()
+            .chain(above.iter().copied())
+        {
+            dest = at::make_dir(&dest, OsStr::from_bytes(part)).map_err(|e| io("move aside", e))?;
+        }
+        renameat(dir, name, &dest, OsStr::from_bytes(last)).map_err(|e| io("move aside", e))?;
+        self.archived.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -212,10 +248,31 @@ impl Mirror {
         Ok(gone)
     }
 
-    /// Removes (or moves to the trash) what [`Mirror::plan_removals`] listed.
-    pub fn remove(&self, gone: &[Removal]) -> Result<()> {
+    /// Removes (or moves to the trash) what [`Mirror::plan_removals`]
+    /// listed, reaching each entry's directory from the target's descriptor
+    /// one component at a time without following symlinks.
+    pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Result<()> {
         for g in gone {
-            self.set_aside(&local::abs(&self.root, &g.rel), "trash")?;
+            let parts: Vec<&[u8]> = g.rel.split(|&c| c == b'/').collect();
+            let Some((last, above)) = parts.split_last() else {
+                continue;
+            };
+            let mut dir: Option<OwnedFd> = None;
+            for part in above {
+                let next = match &dir {
+                    Some(d) => at::open_dir(d, OsStr::from_bytes(part)),
+                    None => at::open_dir(root, OsStr::from_bytes(part)),
+                };
+                dir = Some(next.map_err(|e| {
+                    Error::io(
+                        "open directory (it changed during the restore; nothing was removed below it)",
+                        local::abs(&self.root, &g.rel),
+                        std::io::Error::from(e),
+                    )
+                })?);
+            }
+            let d = dir.as_ref().map_or(root, |d| d.as_fd());
+            self.set_aside_at(root, d, OsStr::from_bytes(last), &g.rel, "trash")?;
             self.deleted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
