@@ -787,6 +787,7 @@ pub fn restore(
         })
         .map_err(|e| Error::io("open restore target", &opts.target, std::io::Error::from(e)))?;
     if let Some(m) = &mirror {
+        crate::testhooks::pause_point("restore-before-removals");
         m.remove(target_fd.as_fd(), &gone)?;
     }
     let mut dirs = at::Dirs::new(target_fd);

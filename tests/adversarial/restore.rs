@@ -271,30 +271,66 @@ struct RaceOutcome {
 /// Restores `src` as root over `target` (owned by nobody); at pause point
 /// `point` nobody swaps `target/d` for a symlink to `outside` (a root-only
 /// directory holding `victim.txt`).
-fn race(t: &TestRepo, src: &Path, name: &str, point: &str) -> RaceOutcome {
+/// One race: where the restore stops, which directory the user swaps, and
+/// how the restore runs.
+struct Race<'a> {
+    name: &'a str,
+    point: &'a str,
+    /// The directory (relative to the target) swapped for a symlink.
+    swapped: &'a str,
+    extra: &'a [&'a str],
+    /// Entries already in the target before the restore (relative paths).
+    existing: &'a [&'a str],
+    /// A file descriptor limit for the restore (`ulimit -n`), so that
+    /// directories are reopened from their kept ancestors instead of kept.
+    fd_limit: Option<u32>,
+}
+
+fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
+    let (name, point) = (r.name, r.point);
     let target = t.join(format!("target-{name}"));
     fs::create_dir_all(&target).unwrap();
+    for e in r.existing {
+        put(&target, e, "already in the target");
+    }
+    chown_tree(&target, NOBODY, NOBODY);
     std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
     fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
     let outside = t.join(format!("root-only-{name}"));
     fs::create_dir_all(&outside).unwrap();
     fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
     // Same names as the snapshot's d/, so a path-based chown/chmod/truncate would hit them.
-    let victims = ["victim.txt", "empty.txt"];
+    let victims = ["victim.txt", "empty.txt", "stray.txt"];
     for v in victims {
         fs::write(outside.join(v), "root's secret").unwrap();
         fs::set_permissions(outside.join(v), fs::Permissions::from_mode(0o600)).unwrap();
     }
     let stat = |p: &Path| {
-        let md = fs::symlink_metadata(p).unwrap();
-        (md.mode(), md.uid(), md.gid(), md.len(), md.mtime())
+        fs::symlink_metadata(p)
+            .ok()
+            .map(|md| (md.mode(), md.uid(), md.gid(), md.len(), md.mtime()))
     };
     let mut watched: Vec<PathBuf> = victims.iter().map(|v| outside.join(v)).collect();
     watched.push(outside.clone());
     let before: Vec<_> = watched.iter().map(|p| (p.clone(), stat(p))).collect();
     let pause_dir = t.join(format!("pause-{name}"));
     fs::create_dir_all(&pause_dir).unwrap();
-    let mut c = restore_cmd(t, &spec_of(src), &target, &[]);
+    let mut c = restore_cmd(t, &spec_of(src), &target, r.extra);
+    if let Some(n) = r.fd_limit {
+        let mut args = vec![std::ffi::OsString::from(BIN)];
+        args.extend(c.get_args().map(|a| a.to_os_string()));
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+            .args(args)
+            .env("REPO_PASSWORD", PASSWORD)
+            .current_dir(t.path())
+            .stdin(Stdio::null());
+        for v in REPO_ENV.iter().filter(|v| **v != "REPO_PASSWORD") {
+            sh.env_remove(v);
+        }
+        c = sh;
+    }
     c.env("REPO_TEST_PAUSE", point)
         .env("REPO_TEST_PAUSE_DIR", &pause_dir)
         .stdout(Stdio::null())
@@ -326,11 +362,11 @@ fn race(t: &TestRepo, src: &Path, name: &str, point: &str) -> RaceOutcome {
         }),
         "restore did not stop at {point}"
     );
-    let d = target.join("d");
+    let d = target.join(r.swapped);
     as_nobody(&format!(
         "mv '{}' '{}' && ln -s '{}' '{}'",
         d.display(),
-        target.join("d.moved").display(),
+        target.join(format!("{}.moved", r.swapped)).display(),
         outside.display(),
         d.display()
     ));
@@ -352,6 +388,17 @@ fn race(t: &TestRepo, src: &Path, name: &str, point: &str) -> RaceOutcome {
         matches!(status.code(), Some(0) | Some(1)),
         "restore at {point}: {status}\n{stderr}"
     );
+    assert!(
+        !stderr.contains("Too many open files"),
+        "restore ran out of descriptors: {stderr}"
+    );
+    if point != "restore-before-removals" {
+        assert_eq!(
+            fs::read(target.join("top.txt")).ok().as_deref(),
+            Some(&b"top"[..]),
+            "restore at {point} did not restore the rest: {stderr}"
+        );
+    }
     let written_outside: Vec<PathBuf> = listing(&outside)
         .into_iter()
         .filter(|p| !victims.iter().any(|v| p == Path::new(v)))
@@ -367,7 +414,7 @@ fn race(t: &TestRepo, src: &Path, name: &str, point: &str) -> RaceOutcome {
         }
     }
     for v in victims {
-        if fs::read(outside.join(v)).unwrap() != b"root's secret" {
+        if fs::read(outside.join(v)).ok().as_deref() != Some(&b"root's secret"[..]) {
             changed_outside.push(format!("{v}'s content"));
         }
     }
@@ -396,14 +443,76 @@ fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
         nix::sys::stat::Mode::from_bits_truncate(0o644),
     )
     .unwrap();
-    // Alice's files: a root restore chowns them to her.
+    let mut trials = 0;
+    let mut bad = Vec::new();
+    let pads: Vec<String> = (0..40).map(|i| format!("pad{i:02}/x")).collect();
+    for p in &pads {
+        put(&src, p, "padding");
+    }
+    put(&src, "x/d/victim.txt", "deep victim");
+    put(&src, "x/d/empty.txt", "");
     chown_tree(&src, 1234, 1234);
     fs::set_permissions(src.join("d/victim.txt"), fs::Permissions::from_mode(0o666)).unwrap();
     t.create([&src]);
-    let mut trials = 0;
-    let mut bad = Vec::new();
-    for point in ["restore-dirs-created", "restore-before-metadata"] {
-        let o = race(&t, &src, point, point);
+    let races = [
+        Race {
+            name: "dirs",
+            point: "restore-dirs-created",
+            swapped: "d",
+            extra: &[],
+            existing: &[],
+            fd_limit: None,
+        },
+        Race {
+            name: "meta",
+            point: "restore-before-metadata",
+            swapped: "d",
+            extra: &[],
+            existing: &[],
+            fd_limit: None,
+        },
+        // Too few descriptors to keep every directory: x/d is reopened from
+        // x by name each time, and the swap must still not redirect it.
+        Race {
+            name: "reopened",
+            point: "restore-dirs-created",
+            swapped: "x/d",
+            extra: &[],
+            // x is the user's own directory, so they may rename in it.
+            existing: &["x/theirs.txt"],
+            fd_limit: Some(64),
+        },
+        Race {
+            name: "reopened-meta",
+            point: "restore-before-metadata",
+            swapped: "x/d",
+            extra: &[],
+            // x is the user's own directory, so they may rename in it.
+            existing: &["x/theirs.txt"],
+            fd_limit: Some(64),
+        },
+        // --delete: the stray file is removed relative to d's verified
+        // descriptor, never as a path through the symlink.
+        Race {
+            name: "delete",
+            point: "restore-before-removals",
+            swapped: "d",
+            extra: &["--delete", "--no-archive", "-y"],
+            existing: &["d/stray.txt", "d/victim.txt"],
+            fd_limit: None,
+        },
+        Race {
+            name: "delete-archive",
+            point: "restore-before-removals",
+            swapped: "d",
+            extra: &["--delete", "-y"],
+            existing: &["d/stray.txt", "d/victim.txt"],
+            fd_limit: None,
+        },
+    ];
+    for r in &races {
+        let point = r.name;
+        let o = race(&t, &src, r);
         trials += 1;
         for p in &o.written_outside {
             bad.push(format!("{point}: wrote {} outside the target", p.display()));
