@@ -525,3 +525,32 @@ fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
     assert!(bad.is_empty(), "{bad:#?}");
     let _ = OsStr::new("");
 }
+
+// ---------------------------------------------------------------------------
+// Item 19: holes at file-system block granularity.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn zero_blocks_inside_a_chunk_are_restored_as_holes() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Smaller than the minimum chunk size: one chunk, mostly zeros, not all.
+    let mut data = random_bytes(8192, 19);
+    data.extend(std::iter::repeat_n(0u8, 256 * 1024));
+    data.extend(random_bytes(8192 + 100, 20));
+    fs::write(src.join("mostly-zeros.bin"), &data).unwrap();
+    t.create([&src]);
+    let target = t.join("target");
+    t.restore(&spec_of(&src), &target, &[]);
+    let out = target.join("mostly-zeros.bin");
+    assert_eq!(fs::read(&out).unwrap(), data);
+    let allocated = fs::metadata(&out).unwrap().blocks() * 512;
+    report("holes", 1, 0);
+    assert!(
+        allocated <= 64 * 1024,
+        "{allocated} bytes allocated for {} bytes with 256 KiB of zero blocks",
+        data.len()
+    );
+}
