@@ -213,9 +213,14 @@ impl Restorer<'_> {
                 self.progress.add_done(0, node.size);
                 return false;
             }
-            if !is_dir(&st) {
-                self.clear_at(no, dir.as_fd(), name);
+            if is_dir(&st) {
+                self.error(
+                    path,
+                    "a directory is in the way of this file; left alone (`--delete` moves it aside)",
+                );
+                return false;
             }
+            self.clear_at(no, dir.as_fd(), name);
         }
         if !node.content.is_empty() {
             return true;
