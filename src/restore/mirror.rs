@@ -16,8 +16,8 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, renameat};
-use nix::sys::stat::{SFlag, fstatat};
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, Result};
@@ -82,8 +82,8 @@ fn rel<'a>(root: &Path, path: &'a Path) -> Option<&'a [u8]> {
 impl Mirror {
     /// Reads the target's manifest. A damaged one only costs speed, so it is
     /// reported and ignored rather than stopping the restore.
-    pub fn new(root: &Path, archive: bool, progress: &dyn Progress) -> Self {
-        let manifest = match local::read_control(root, MANIFEST) {
+    pub fn new(root: &Path, root_fd: BorrowedFd, archive: bool, progress: &dyn Progress) -> Self {
+        let manifest = match read_manifest(root_fd) {
             Ok(Some(bytes)) => match Manifest::decode(&bytes) {
                 Ok(m) => Some(m.entries),
                 Err(e) => {
@@ -279,7 +279,7 @@ impl Mirror {
     }
 
     /// Writes the target's manifest for what was restored.
-    pub fn record(&self, items: &[Item]) -> Result<()> {
+    pub fn record(&self, root_fd: BorrowedFd, items: &[Item]) -> Result<()> {
         let mut entries = Entries::new();
         for item in items {
             let Some(r) = rel(&self.root, item.path()) else {
@@ -297,6 +297,49 @@ impl Mirror {
             entries.insert(r.to_vec(), e);
         }
         let m = Manifest::new(chrono::Utc::now().to_rfc3339(), entries);
-        local::write_control(&self.root, MANIFEST, &m.encode())
+        let path = self.root.join(CONTROL).join(MANIFEST);
+        write_manifest(root_fd, &m.encode()).map_err(|e| Error::io("write", &path, e))
     }
+}
+
+/// Reads `.repo/manifest.jsonl` of the target through its descriptor,
+/// following no symlink (a user owning the target could plant one).
+fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
+    let open = at::open_dir(root, OsStr::new(CONTROL)).and_then(|dir| {
+        openat(
+            &dir,
+            MANIFEST,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    });
+    let fd = match open {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Writes `.repo/manifest.jsonl` of the target atomically (temporary file
+/// in `.repo/tmp/`, fsync, rename), every step relative to the target's
+/// descriptor and following no symlink.
+fn write_manifest(root: BorrowedFd, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let control = at::make_dir(root, OsStr::new(CONTROL))?;
+    let tmp_dir = at::make_dir(&control, OsStr::new("tmp"))?;
+    let name = format!("{:016x}", rand::random::<u64>());
+    let fd = openat(
+        &tmp_dir,
+        name.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    renameat(&tmp_dir, name.as_str(), &control, MANIFEST)?;
+    Ok(())
 }

@@ -134,7 +134,8 @@ struct Restorer<'a> {
     owners: meta::Owners,
 }
 
-/// `O_NOFOLLOW | O_CLOEXEC` plus `extra`.
+/// `O_NOFOLLOW | O_CLOEXEC` plus `extra`. Opens for reading or reopening
+/// add `O_NONBLOCK`, so a FIFO swapped in cannot block the restore.
 fn flags(extra: OFlag) -> OFlag {
     OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | extra
 }
@@ -343,7 +344,12 @@ impl Restorer<'_> {
         {
             return false;
         }
-        let Ok(fd) = openat(dir, name, flags(OFlag::O_RDONLY), Mode::empty()) else {
+        let Ok(fd) = openat(
+            dir,
+            name,
+            flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK),
+            Mode::empty(),
+        ) else {
             return false;
         };
         let mut f = File::from(fd);
@@ -413,8 +419,13 @@ impl Restorer<'_> {
                 Ok(f)
             }
             Some(id) => {
-                let fd = openat(&dir, name, flags(OFlag::O_WRONLY), Mode::empty())
-                    .map_err(|e| format!("cannot reopen file: {e}"))?;
+                let fd = openat(
+                    &dir,
+                    name,
+                    flags(OFlag::O_WRONLY | OFlag::O_NONBLOCK),
+                    Mode::empty(),
+                )
+                .map_err(|e| format!("cannot reopen file: {e}"))?;
                 let st = fstat(&fd).map_err(|e| format!("cannot reopen file: {e}"))?;
                 if (st.st_dev, st.st_ino) != id {
                     return Err("it was replaced by something else during the restore; \
@@ -679,7 +690,12 @@ impl Restorer<'_> {
             let Some((dir, name)) = self.parent(no) else {
                 return;
             };
-            let mut f = match openat(&dir, name, flags(OFlag::O_RDONLY), Mode::empty()) {
+            let mut f = match openat(
+                &dir,
+                name,
+                flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK),
+                Mode::empty(),
+            ) {
                 Ok(fd) => File::from(fd),
                 Err(e) => return self.error(path, format!("verify: cannot open: {e}")),
             };
@@ -795,9 +811,20 @@ pub fn restore(
     {
         items.remove(0);
     }
+    std::fs::create_dir_all(&opts.target)
+        .map_err(|e| Error::io("create restore target", &opts.target, e))?;
+    // The target itself is the user's choice (it may be a symlink); every
+    // directory below it is reached from this descriptor.
+    let target_fd = openat(
+        nix::fcntl::AT_FDCWD,
+        opts.target.as_os_str(),
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open restore target", &opts.target, std::io::Error::from(e)))?;
     let mirror = opts
         .delete
-        .then(|| mirror::Mirror::new(&opts.target, opts.archive, progress));
+        .then(|| mirror::Mirror::new(&opts.target, target_fd.as_fd(), opts.archive, progress));
     let gone = match &mirror {
         Some(m) if target_existed => m.plan_removals(&items, &filter, &start_path, progress)?,
         _ => Vec::new(),
@@ -808,20 +835,6 @@ pub fn restore(
             opts.target.display()
         )));
     }
-    std::fs::create_dir_all(&opts.target)
-        .map_err(|e| Error::io("create restore target", &opts.target, e))?;
-    // The target itself is the user's choice (it may be a symlink); every
-    // directory below it is reached from this descriptor.
-    let target_fd = at::open_dir(nix::fcntl::AT_FDCWD, opts.target.as_os_str())
-        .or_else(|_| {
-            openat(
-                nix::fcntl::AT_FDCWD,
-                opts.target.as_os_str(),
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-        })
-        .map_err(|e| Error::io("open restore target", &opts.target, std::io::Error::from(e)))?;
     if let Some(m) = &mirror {
         crate::testhooks::pause_point("restore-before-removals");
         m.remove(target_fd.as_fd(), &gone)?;
@@ -882,9 +895,11 @@ pub fn restore(
     crate::testhooks::pause_point("restore-before-metadata");
     r.apply_metadata();
     let verified_files = if opts.verify { r.verify() } else { 0 };
-    if let Some(m) = &mirror
-        && let Err(e) = m.record(&r.items)
-    {
+    let recorded = match (&mirror, r.dirs.get(0)) {
+        (Some(m), Ok(root)) => m.record(root.as_fd(), &r.items),
+        _ => Ok(()),
+    };
+    if let Err(e) = recorded {
         r.error(&opts.target, e);
     }
     let mut report = RestoreReport {

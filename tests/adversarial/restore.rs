@@ -509,6 +509,16 @@ fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
             existing: &["d/stray.txt", "d/victim.txt"],
             fd_limit: None,
         },
+        // The target's manifest is written through the target's descriptor:
+        // a `.repo` swapped for a symlink gets nothing written through it.
+        Race {
+            name: "manifest",
+            point: "restore-before-metadata",
+            swapped: ".repo",
+            extra: &["--delete", "--no-archive", "-y"],
+            existing: &[".repo/theirs.txt"],
+            fd_limit: None,
+        },
     ];
     for r in &races {
         let point = r.name;
