@@ -178,6 +178,67 @@ fn delete_asks_before_removing_and_needs_yes_without_a_terminal() {
     report("delete confirmation", 3, 0);
 }
 
+/// Runs `restore --delete` under script(1), so it has a terminal, answering `answer`.
+fn restore_on_a_terminal(t: &TestRepo, src: &Path, target: &Path, answer: &str) -> (bool, String) {
+    let cmd = format!(
+        "REPO_PASSWORD='{PASSWORD}' '{BIN}' -r '{}' restore '{}' --target '{}' --delete",
+        t.repo.display(),
+        spec_of(src),
+        target.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), out)
+}
+
+#[test]
+fn delete_on_a_terminal_removes_only_after_yes() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "mine.txt", "the user's");
+    let (ok, out) = restore_on_a_terminal(&t, &src, &target, "n\n");
+    assert!(!ok, "declined, yet it succeeded: {out}");
+    assert!(
+        out.contains("mine.txt") && out.contains("go ahead? [y/N]"),
+        "{out}"
+    );
+    assert!(
+        target.join("mine.txt").exists(),
+        "removed without a yes: {out}"
+    );
+    assert!(
+        !target.join("a.txt").exists(),
+        "restored without a yes: {out}"
+    );
+    let (ok, out) = restore_on_a_terminal(&t, &src, &target, "y\n");
+    assert!(ok, "{out}");
+    assert!(!target.join("mine.txt").exists(), "{out}");
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha");
+    report("delete on a terminal", 2, 0);
+}
+
 // ---------------------------------------------------------------------------
 // Item 10: an existing target keeps its owner, mode and times.
 // ---------------------------------------------------------------------------
