@@ -533,6 +533,9 @@ impl Restorer<'_> {
             self.progress
                 .add_done(0, data.len() as u64 * targets.len() as u64);
         }
+        // Files still incomplete are closed here and reopened by a later pack.
+        drop(files);
+        crate::testhooks::pause_point("restore-pack-written");
         Ok(())
     }
 

@@ -376,7 +376,17 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
     let before: Vec<_> = watched.iter().map(|p| (p.clone(), stat(p))).collect();
     let pause_dir = t.join(format!("pause-{name}"));
     fs::create_dir_all(&pause_dir).unwrap();
-    let mut c = restore_cmd(t, &spec_of(src), &target, r.extra);
+    let mut c = t.cmd();
+    if r.name == "reopen" {
+        // One pack at a time, so packs after the pause reopen the file.
+        c.args(["--connections", "1"]);
+    }
+    c.arg("restore")
+        .arg(spec_of(src))
+        .arg("--target")
+        .arg(&target)
+        .args(r.extra)
+        .stdin(Stdio::null());
     if let Some(n) = r.fd_limit {
         let mut args = vec![std::ffi::OsString::from(BIN)];
         args.extend(c.get_args().map(|a| a.to_os_string()));
@@ -424,11 +434,18 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
         "restore did not stop at {point}"
     );
     let d = target.join(r.swapped);
+    // A directory is swapped for a symlink to the root-only directory, a
+    // file for a symlink to the root-only file of the same name.
+    let link_to = if r.swapped.ends_with(".txt") {
+        outside.join(Path::new(r.swapped).file_name().unwrap())
+    } else {
+        outside.clone()
+    };
     as_nobody(&format!(
         "mv '{}' '{}' && ln -s '{}' '{}'",
         d.display(),
         target.join(format!("{}.moved", r.swapped)).display(),
-        outside.display(),
+        link_to.display(),
         d.display()
     ));
     nix::sys::signal::kill(
@@ -449,6 +466,7 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
         matches!(status.code(), Some(0) | Some(1)),
         "restore at {point}: {status}\n{stderr}"
     );
+    eprintln!("race {name}: restore {status}; {}", stderr.trim());
     assert!(
         !stderr.contains("Too many open files"),
         "restore ran out of descriptors: {stderr}"
@@ -491,10 +509,13 @@ fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
         return;
     }
     let t = TestRepo::new();
-    t.init();
+    t.ok(["init", "--pack-size", "1048576"]);
     let src = t.join("src");
     put(&src, "top.txt", "top");
-    put(&src, "d/victim.txt", "the snapshot's own victim.txt");
+    // Several packs' worth (the repository's packs are 1 MiB), so it is
+    // written by several packs and reopened between them.
+    fs::create_dir_all(src.join("d")).unwrap();
+    write_random(&src.join("d/victim.txt"), 4 << 20, 9);
     put(&src, "d/new.txt", "a new file");
     put(&src, "d/e/deep.txt", "deeper");
     put(&src, "d/empty.txt", "");
@@ -568,6 +589,17 @@ fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
             swapped: "d",
             extra: &["--delete", "-y"],
             existing: &["d/stray.txt", "d/victim.txt"],
+            fd_limit: None,
+        },
+        // A file written by several packs: between two packs the user swaps
+        // it for a symlink to a root-only file; the next pack must not write
+        // through it (it reopens without following, and checks the inode).
+        Race {
+            name: "reopen",
+            point: "restore-pack-written",
+            swapped: "d/victim.txt",
+            extra: &[],
+            existing: &["d/theirs.txt"],
             fd_limit: None,
         },
         // The target's manifest is written through the target's descriptor:
