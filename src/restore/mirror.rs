@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, renameat};
-use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, Result};
@@ -109,28 +109,25 @@ impl Mirror {
         }
     }
 
-    /// True when the manifest shows `path` was written by an earlier restore
+    /// True when the manifest shows `path` (whose `lstat`, taken through its
+    /// verified directory, is `st`) was written by an earlier restore
     /// of the same content and has not been touched since (same size, mtime,
     /// inode and ctime).
-    pub fn unchanged(&self, path: &Path, node: &Node) -> bool {
+    pub fn unchanged(&self, path: &Path, node: &Node, st: &FileStat) -> bool {
         let (Some(m), Some(r)) = (&self.manifest, rel(&self.root, path)) else {
             return false;
         };
         let Some(rec) = m.get(r) else {
             return false;
         };
-        let Ok(md) = std::fs::symlink_metadata(path) else {
-            return false;
-        };
-        let Some(now) = local::entry_of(&md, path) else {
-            return false;
-        };
-        let same = now.kind == EntryKind::File
+        let nanos = |s: i64, ns: i64| s.saturating_mul(1_000_000_000).saturating_add(ns);
+        let same = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && rec.kind == EntryKind::File
-            && now.size == node.size
-            && now.size == rec.size
-            && now.mtime_ns == rec.mtime_ns
-            && now.seen == rec.seen
+            && st.st_size as u64 == node.size
+            && node.size == rec.size
+            && nanos(st.st_mtime, st.st_mtime_nsec) == rec.mtime_ns
+            && rec.seen.ino == Some(st.st_ino)
+            && rec.seen.ctime_ns == Some(nanos(st.st_ctime, st.st_ctime_nsec))
             && rec.chunks == Some(chunk_digest(node));
         if same {
             self.unread.fetch_add(1, Ordering::Relaxed);

@@ -334,7 +334,7 @@ impl Restorer<'_> {
         }
         if self
             .mirror
-            .is_some_and(|m| m.unchanged(self.items[no].path(), node))
+            .is_some_and(|m| m.unchanged(self.items[no].path(), node, st))
         {
             return true;
         }
