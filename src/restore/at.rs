@@ -25,13 +25,21 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
 /// Opens directory `name` in `dir` without following a symlink in its place.
+/// A directory we may search and write but not read (mode 0300) is opened
+/// with `O_PATH`, which is enough to create, change and remove below it.
 pub fn open_dir(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
-    openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match openat(dir.as_fd(), name, flags | OFlag::O_RDONLY, Mode::empty()) {
+        Err(Errno::EACCES) => openat(dir, name, flags | OFlag::O_PATH, Mode::empty()),
+        other => other,
+    }
+}
+
+/// Whether `fd` was opened with `O_PATH` (and so takes no `fchmod`,
+/// `futimens` or `fsetxattr`).
+pub fn is_path_only(fd: BorrowedFd) -> bool {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+        .is_ok_and(|fl| OFlag::from_bits_truncate(fl).contains(OFlag::O_PATH))
 }
 
 /// Creates directory `name` in `dir` (private until its recorded mode is

@@ -668,12 +668,14 @@ impl Restorer<'_> {
         for (no, item) in self.items.iter().enumerate().rev() {
             if let Item::Dir { path, node } = item {
                 let errs = match self.dirs.get(self.slots[no]) {
-                    Ok(fd) => meta::apply(
-                        meta::Target::Open(fd.as_fd()),
-                        node,
-                        self.as_root,
-                        &self.owners,
-                    ),
+                    Ok(fd) => {
+                        let target = if at::is_path_only(fd.as_fd()) {
+                            meta::Target::Handle(fd.as_fd())
+                        } else {
+                            meta::Target::Open(fd.as_fd())
+                        };
+                        meta::apply(target, node, self.as_root, &self.owners)
+                    }
                     Err(e) => vec![format!("cannot open directory to set its metadata: {e}")],
                 };
                 for e in errs {

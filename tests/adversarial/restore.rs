@@ -657,3 +657,54 @@ fn zero_blocks_inside_a_chunk_are_restored_as_holes() {
         data.len()
     );
 }
+
+#[test]
+fn an_existing_directory_the_user_cannot_read_is_still_restored_into() {
+    // Mode 0300: the owner may create entries in it but not list it.
+    let mut t = TestRepo::new();
+    if is_root() {
+        let Some(sp) = setpriv() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "setpriv is needed under CI"
+            );
+            eprintln!("skipping: running as root and setpriv is not installed");
+            return;
+        };
+        t.prefix = vec![
+            sp.into(),
+            "--reuid=65534".into(),
+            "--regid=65534".into(),
+            "--clear-groups".into(),
+            "--".into(),
+        ];
+    }
+    let src = t.join("src");
+    put(&src, "d/f.txt", "inside");
+    if is_root() {
+        chown_tree(t.path(), NOBODY, NOBODY);
+    }
+    t.init();
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "d/old.txt", "already there");
+    if is_root() {
+        chown_tree(&target, NOBODY, NOBODY);
+    }
+    fs::set_permissions(target.join("d"), fs::Permissions::from_mode(0o300)).unwrap();
+    let r = t.run([
+        OsStr::new("restore"),
+        OsStr::new(&spec_of(&src)),
+        OsStr::new("--target"),
+        target.as_os_str(),
+    ]);
+    let mode = fs::metadata(target.join("d")).unwrap().mode() & 0o7777;
+    fs::set_permissions(target.join("d"), fs::Permissions::from_mode(0o755)).unwrap();
+    r.success();
+    assert_eq!(fs::read(target.join("d/f.txt")).unwrap(), b"inside", "{r}");
+    assert_eq!(
+        mode, 0o755,
+        "the directory did not get its recorded mode: {r}"
+    );
+    report("unreadable existing directory", 1, 0);
+}
