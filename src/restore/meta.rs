@@ -105,9 +105,12 @@ pub fn apply(target: Target, node: &Node, as_root: bool, owners: &Owners) -> Vec
     for x in &node.xattrs {
         let name = OsStr::from_bytes(&x.name);
         let r = match target {
-            Target::Open(fd) | Target::Handle(fd) => {
-                xattr::set_deref(proc_path(fd, None), name, &x.value)
-            }
+            // fsetxattr on a duplicate of the descriptor (xattr's API wants a
+            // File): no path, and no need for /proc.
+            Target::Open(fd) => fd.try_clone_to_owned().and_then(|own| {
+                xattr::FileExt::set_xattr(&std::fs::File::from(own), name, &x.value)
+            }),
+            Target::Handle(fd) => xattr::set_deref(proc_path(fd, None), name, &x.value),
             Target::Link { dir, name: n } => xattr::set(proc_path(dir, Some(n)), name, &x.value),
         };
         if let Err(e) = r {
