@@ -79,6 +79,7 @@ fn restore_latest(repo_dir: &Path, target: &Path) {
         delete: false,
         archive: true,
         cancel: &cancel,
+        confirm: &|_| Ok(true),
         damaged: restore::damaged_notes(&snap),
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, &Silent).expect("restore");

@@ -490,6 +490,40 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// `restore --delete`: shows what would be removed and asks on a terminal,
+/// as `mirror` does; without a terminal only `-y` goes ahead.
+fn confirm_removals(
+    gone: &[repo::restore::mirror::Removal],
+    target: &std::path::Path,
+    quiet: bool,
+) -> repo::Result<bool> {
+    const SHOWN: usize = 200;
+    if !quiet {
+        println!(
+            "--delete: {} entr{} in {} that the snapshot lacks would be removed:",
+            gone.len(),
+            if gone.len() == 1 { "y" } else { "ies" },
+            target.display()
+        );
+        for g in gone.iter().take(SHOWN) {
+            println!("  - {}", g.shown());
+        }
+        if gone.len() > SHOWN {
+            println!("  ... and {} more", gone.len() - SHOWN);
+        }
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(repo::Error::Usage(format!(
+            "--delete would remove {} entr{} from {} (listed above) but there is no terminal to \
+             confirm: pass -y to go ahead",
+            gone.len(),
+            if gone.len() == 1 { "y" } else { "ies" },
+            target.display()
+        )));
+    }
+    plain::confirm().map_err(|e| repo::Error::Usage(format!("cannot ask for confirmation: {e}")))
+}
+
 fn short(hex: &str) -> &str {
     &hex[..8.min(hex.len())]
 }
@@ -704,7 +738,10 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
             Ok(0)
         }
         Command::Restore(a) => {
-            let r = restore::run(ctx, a)?;
+            let ask = |gone: &[repo::restore::mirror::Removal]| {
+                confirm_removals(gone, &a.target, json || cli.quiet)
+            };
+            let r = restore::run(ctx, a, &ask)?;
             if json {
                 print_json(&r)?;
             } else {

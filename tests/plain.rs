@@ -525,7 +525,7 @@ fn restore_delete_mirrors_the_snapshot() {
     let target = t.join("target");
     let spec = "latest:/".to_string() + src.strip_prefix("/").unwrap().to_str().unwrap();
     let restore = |extra: &[&str]| {
-        let mut args = vec!["--delete", "--json"];
+        let mut args = vec!["--delete", "-y", "--json"];
         args.extend_from_slice(extra);
         t.restore(&spec, &target, &args).json()
     };

@@ -117,6 +117,16 @@ impl Excludes {
         self.paths.iter().any(|s| s.is_match(path))
     }
 
+    /// Whether `path` or a directory above it, strictly below `base`, is
+    /// excluded: an excluded directory covers everything below it, also
+    /// where a command meets the contents without walking the directory
+    /// (the target of `restore --delete`, a flat object listing).
+    pub fn covers(&self, path: &Path, base: &Path) -> bool {
+        path.ancestors()
+            .take_while(|a| *a != base && a.starts_with(base))
+            .any(|a| self.is_excluded(a))
+    }
+
     /// Whether `dir` is a tagged cache directory whose contents are skipped.
     pub fn is_cache_dir(&self, dir: &Path) -> bool {
         if !self.exclude_caches {
@@ -214,5 +224,17 @@ mod tests {
         assert!(e.starts_with("find pattern"), "{e}");
         let e = Excludes::includes(&["a[".into()]).unwrap_err().to_string();
         assert!(e.starts_with("include pattern"), "{e}");
+    }
+
+    #[test]
+    fn an_excluded_directory_covers_its_contents() {
+        let e = Excludes::new(&["b".into()], &[], false).unwrap();
+        let base = Path::new("/s");
+        assert!(e.covers(Path::new("/s/b/keep.dat"), base));
+        assert!(e.covers(Path::new("/s/x/b/deep/f"), base));
+        assert!(!e.covers(Path::new("/s/a.txt"), base));
+        // Only what lies below the base counts: restoring /b itself with
+        // `--exclude b` still restores its contents.
+        assert!(!e.covers(Path::new("/b/f"), Path::new("/b")));
     }
 }

@@ -178,7 +178,8 @@ fn render_plan(s: &Session, limit: usize) {
     }
 }
 
-fn confirm() -> Result<bool> {
+/// Asks "go ahead? [y/N]" on the terminal (also for `restore --delete`).
+pub(super) fn confirm() -> Result<bool> {
     eprint!("go ahead? [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();

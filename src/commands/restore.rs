@@ -1,14 +1,15 @@
 //! `repo restore`: recreate a snapshot (or part of it) on disk.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::Context;
 use crate::archive::Excludes;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::repo::lock;
 use crate::restore::{self, RestoreOptions};
+use crate::storage::Location;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -33,6 +34,9 @@ pub struct Args {
     /// With --delete: remove and overwrite without keeping the old versions.
     #[arg(long, requires = "delete")]
     pub no_archive: bool,
+    /// With --delete: remove what the snapshot lacks without asking (for scripts).
+    #[arg(long, short = 'y', requires = "delete")]
+    pub yes: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,7 +58,46 @@ pub struct Report {
     pub storage: crate::storage::StatsReport,
 }
 
-pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
+/// Refuses `--delete` into a target that holds the local repository this
+/// restore reads (or that lies inside it): the repository is not in the
+/// snapshot, so `--delete` would remove it. Directories are compared by
+/// device and inode, so symlinks and bind mounts do not hide it. A remote
+/// repository has nothing on this machine to protect, and there is no local
+/// cache.
+fn refuse_repository_in_target(ctx: &Context, target: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Location::Local(repo_dir) = &ctx.location else {
+        return Ok(());
+    };
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let (Some(target_id), Ok(repo_dir)) = (id(target), std::fs::canonicalize(repo_dir)) else {
+        return Ok(());
+    };
+    if repo_dir.ancestors().any(|a| id(a) == Some(target_id)) {
+        return Err(Error::Usage(format!(
+            "{} contains the repository {} that this restore reads: --delete would remove it. \
+             Restore into a directory that does not hold the repository",
+            target.display(),
+            repo_dir.display()
+        )));
+    }
+    let repo_id = id(&repo_dir);
+    let target = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
+    if target.ancestors().any(|a| id(a) == repo_id) {
+        return Err(Error::Usage(format!(
+            "{} lies inside the repository {} that this restore reads: --delete would remove \
+             repository files. Restore into a directory outside the repository",
+            target.display(),
+            repo_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Asks whether `--delete` may remove these entries (see [`RestoreOptions::confirm`]).
+pub type Confirm<'a> = &'a (dyn Fn(&[restore::mirror::Removal]) -> Result<bool> + Sync);
+
+pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
     let started = std::time::Instant::now();
     let (spec, sub) = match args.snapshot.split_once(':') {
         Some((s, p)) => (s.to_string(), p.to_string()),
@@ -66,11 +109,14 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let exclude = (!args.excludes.is_empty())
         .then(|| Excludes::new(&args.excludes, &[], false))
         .transpose()?;
+    let target = crate::archive::sources::normalize(&args.target)?;
+    if args.delete {
+        refuse_repository_in_target(ctx, &target)?;
+    }
     let repo = ctx.open()?;
     let _lock = lock::lock(&repo, false, "restore")?;
     let (sid, snap) = repo.find_snapshot(&spec)?;
     let index = repo.load_index()?;
-    let target = crate::archive::sources::normalize(&args.target)?;
     let opts = RestoreOptions {
         target: target.clone(),
         sub_path: sub,
@@ -81,6 +127,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         archive: !args.no_archive,
         cancel: ctx.cancel,
         damaged: restore::damaged_notes(&snap),
+        confirm: if args.yes { &|_| Ok(true) } else { confirm },
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, ctx.progress)?;
     Ok(Report {

@@ -37,7 +37,7 @@ pub fn scan(store: &Storage, base: Option<&Entries>, filter: Option<&Excludes>) 
             continue;
         }
         let shown = std::path::Path::new("/").join(&f.name);
-        if filter.is_some_and(|x| x.is_excluded(&shown)) {
+        if filter.is_some_and(|x| x.covers(&shown, std::path::Path::new("/"))) {
             continue;
         }
         let recorded = base

@@ -2,18 +2,17 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::sync::Mutex;
 
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{UtimensatFlags, utimensat};
+use nix::sys::stat::{FchmodatFlags, Mode, UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, fchownat};
 
-use crate::tree::{Node, NodeKind};
+use super::at::proc_path;
+use crate::tree::Node;
 
 /// Name-to-id lookups, cached: each lookup reads /etc/passwd or
 /// /etc/group, and a restore asks for the same few names for every file.
@@ -64,24 +63,36 @@ fn cached<T: Copy>(
     v
 }
 
-/// Sets owner (as root), mode, xattrs and mtime; returns what failed.
-/// With `open`, the file's descriptor is used instead of its path.
-pub fn apply(
-    path: &Path,
-    node: &Node,
-    as_root: bool,
-    owners: &Owners,
-    open: Option<&File>,
-) -> Vec<String> {
+/// What metadata is applied to, never by a path another user could redirect.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    /// A file or directory open for reading or writing.
+    Open(BorrowedFd<'a>),
+    /// A special file or a file not held open, opened with
+    /// `O_PATH | O_NOFOLLOW` (which needs no permission on the file itself):
+    /// calls without an fd form go through `/proc/self/fd/N`.
+    Handle(BorrowedFd<'a>),
+    /// A symlink, by name in its verified directory, never followed.
+    Link {
+        dir: BorrowedFd<'a>,
+        name: &'a OsStr,
+    },
+}
+
+/// Sets owner (as root), xattrs, mode and mtime, in that order: chown
+/// clears the setuid and setgid bits, so the mode comes after it; user
+/// xattrs need write permission, so they come before a read-only mode.
+/// Returns what failed.
+pub fn apply(target: Target, node: &Node, as_root: bool, owners: &Owners) -> Vec<String> {
     let mut errs = Vec::new();
-    let is_link = node.kind == NodeKind::Symlink;
     if as_root {
         let (uid, gid) = owners.of(node);
-        let r = match open {
-            Some(f) => nix::unistd::fchown(f, Some(uid), Some(gid)),
-            None => fchownat(
-                nix::fcntl::AT_FDCWD,
-                path,
+        let r = match target {
+            Target::Open(fd) => nix::unistd::fchown(fd, Some(uid), Some(gid)),
+            Target::Handle(fd) => fchownat(fd, "", Some(uid), Some(gid), AtFlags::AT_EMPTY_PATH),
+            Target::Link { dir, name } => fchownat(
+                dir,
+                name,
                 Some(uid),
                 Some(gid),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
@@ -91,12 +102,16 @@ pub fn apply(
             errs.push(format!("cannot set owner {uid}:{gid}: {e}"));
         }
     }
-    // xattrs before the mode: setting user.* attributes needs write permission.
     for x in &node.xattrs {
         let name = OsStr::from_bytes(&x.name);
-        let r = match open {
-            Some(f) => xattr::FileExt::set_xattr(f, name, &x.value),
-            None => xattr::set(path, name, &x.value),
+        let r = match target {
+            // fsetxattr on a duplicate of the descriptor (xattr's API wants a
+            // File): no path, and no need for /proc.
+            Target::Open(fd) => fd.try_clone_to_owned().and_then(|own| {
+                xattr::FileExt::set_xattr(&std::fs::File::from(own), name, &x.value)
+            }),
+            Target::Handle(fd) => xattr::set_deref(proc_path(fd, None), name, &x.value),
+            Target::Link { dir, name: n } => xattr::set(proc_path(dir, Some(n)), name, &x.value),
         };
         if let Err(e) = r {
             errs.push(format!(
@@ -105,27 +120,34 @@ pub fn apply(
             ));
         }
     }
-    if !is_link {
-        let perms = std::fs::Permissions::from_mode(node.mode);
-        let r = match open {
-            Some(f) => f.set_permissions(perms),
-            None => std::fs::set_permissions(path, perms),
-        };
-        if let Err(e) = r {
-            errs.push(format!("cannot set mode {:o}: {e}", node.mode));
-        }
+    let mode = Mode::from_bits_truncate(node.mode & 0o7777);
+    let r = match target {
+        Target::Open(fd) => nix::sys::stat::fchmod(fd, mode),
+        Target::Handle(fd) => nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &proc_path(fd, None),
+            mode,
+            FchmodatFlags::FollowSymlink,
+        ),
+        Target::Link { .. } => Ok(()),
+    };
+    if let Err(e) = r {
+        errs.push(format!("cannot set mode {:o}: {e}", node.mode));
     }
     let mtime = TimeSpec::new(node.mtime.secs, node.mtime.nanos as i64);
     // atime is not recorded (reading files changes it); set it to the mtime.
-    let r = match open {
-        Some(f) => nix::sys::stat::futimens(f, &mtime, &mtime),
-        None => utimensat(
+    let r = match target {
+        Target::Open(fd) => nix::sys::stat::futimens(fd, &mtime, &mtime),
+        Target::Handle(fd) => utimensat(
             nix::fcntl::AT_FDCWD,
-            path,
+            &proc_path(fd, None),
             &mtime,
             &mtime,
-            UtimensatFlags::NoFollowSymlink,
+            UtimensatFlags::FollowSymlink,
         ),
+        Target::Link { dir, name } => {
+            utimensat(dir, name, &mtime, &mtime, UtimensatFlags::NoFollowSymlink)
+        }
     };
     if let Err(e) = r {
         errs.push(format!("cannot set modification time: {e}"));

@@ -12,13 +12,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::Result;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use crate::error::{Error, Result};
 use crate::manifest::{Entries, EntryKind, Manifest};
+use crate::plain::local::CONTROL;
 use crate::plain::{MANIFEST, local};
 use crate::progress::Progress;
 use crate::tree::{Node, NodeKind};
 
 use super::Item;
+use super::at::{self, proc_path};
 use super::plan::Filter;
 
 /// BLAKE3 of the node's chunk ids in order: equal digests mean equal content.
@@ -30,8 +40,29 @@ pub fn chunk_digest(node: &Node) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// One entry `--delete` removes from the target.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// Path relative to the target.
+    pub rel: Vec<u8>,
+    /// A directory goes with everything below it.
+    pub dir: bool,
+}
+
+impl Removal {
+    /// The path as shown to the user (`/` after a directory).
+    pub fn shown(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.rel).into_owned();
+        if self.dir {
+            s.push('/');
+        }
+        s
+    }
+}
+
 pub struct Mirror {
-    root: PathBuf,
+    /// The target, as given.
+    pub root: PathBuf,
     stamp: String,
     archive: bool,
     manifest: Option<Entries>,
@@ -51,8 +82,8 @@ fn rel<'a>(root: &Path, path: &'a Path) -> Option<&'a [u8]> {
 impl Mirror {
     /// Reads the target's manifest. A damaged one only costs speed, so it is
     /// reported and ignored rather than stopping the restore.
-    pub fn new(root: &Path, archive: bool, progress: &dyn Progress) -> Self {
-        let manifest = match local::read_control(root, MANIFEST) {
+    pub fn new(root: &Path, root_fd: BorrowedFd, archive: bool, progress: &dyn Progress) -> Self {
+        let manifest = match read_manifest(root_fd) {
             Ok(Some(bytes)) => match Manifest::decode(&bytes) {
                 Ok(m) => Some(m.entries),
                 Err(e) => {
@@ -78,28 +109,25 @@ impl Mirror {
         }
     }
 
-    /// True when the manifest shows `path` was written by an earlier restore
+    /// True when the manifest shows `path` (whose `lstat`, taken through its
+    /// verified directory, is `st`) was written by an earlier restore
     /// of the same content and has not been touched since (same size, mtime,
     /// inode and ctime).
-    pub fn unchanged(&self, path: &Path, node: &Node) -> bool {
+    pub fn unchanged(&self, path: &Path, node: &Node, st: &FileStat) -> bool {
         let (Some(m), Some(r)) = (&self.manifest, rel(&self.root, path)) else {
             return false;
         };
         let Some(rec) = m.get(r) else {
             return false;
         };
-        let Ok(md) = std::fs::symlink_metadata(path) else {
-            return false;
-        };
-        let Some(now) = local::entry_of(&md, path) else {
-            return false;
-        };
-        let same = now.kind == EntryKind::File
+        let nanos = |s: i64, ns: i64| s.saturating_mul(1_000_000_000).saturating_add(ns);
+        let same = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && rec.kind == EntryKind::File
-            && now.size == node.size
-            && now.size == rec.size
-            && now.mtime_ns == rec.mtime_ns
-            && now.seen == rec.seen
+            && st.st_size as u64 == node.size
+            && node.size == rec.size
+            && nanos(st.st_mtime, st.st_mtime_nsec) == rec.mtime_ns
+            && rec.seen.ino == Some(st.st_ino)
+            && rec.seen.ctime_ns == Some(nanos(st.st_ctime, st.st_ctime_nsec))
             && rec.chunks == Some(chunk_digest(node));
         if same {
             self.unread.fetch_add(1, Ordering::Relaxed);
@@ -107,32 +135,58 @@ impl Mirror {
         same
     }
 
-    /// Moves an existing entry aside before it is replaced or removed.
-    pub fn set_aside(&self, path: &Path, bin: &str) -> Result<()> {
-        let Some(r) = rel(&self.root, path) else {
+    /// Moves entry `name` of directory `dir` (at `rel` below the target
+    /// `root`) to `.repo/<bin>/<stamp>/rel`, or deletes it without the
+    /// archive; all relative to verified descriptors, so a directory another
+    /// user swaps for a symlink cannot redirect it. Missing is fine.
+    pub fn set_aside_at(
+        &self,
+        root: BorrowedFd,
+        dir: BorrowedFd,
+        name: &OsStr,
+        rel: &[u8],
+        bin: &str,
+    ) -> Result<()> {
+        let path = local::abs(&self.root, rel);
+        let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             return Ok(());
         };
-        let moved = local::remove(
-            &self.root,
-            r,
-            self.archive.then_some((bin, self.stamp.as_str())),
-        )?;
-        if moved && self.archive {
-            self.archived.fetch_add(1, Ordering::Relaxed);
+        let is_dir = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR;
+        let io = |what: &'static str, e: Errno| Error::io(what, &path, std::io::Error::from(e));
+        if !self.archive {
+            if is_dir {
+                std::fs::remove_dir_all(proc_path(dir, Some(name)))
+                    .map_err(|e| Error::io("delete", &path, e))?;
+            } else {
+                unlinkat(dir, name, UnlinkatFlags::NoRemoveDir).map_err(|e| io("delete", e))?;
+            }
+            return Ok(());
         }
+        let mut dest = at::make_dir(root, OsStr::new(CONTROL)).map_err(|e| io("move aside", e))?;
+        let parts: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
+        let (last, above) = parts.split_last().unwrap_or((&rel, &[]));
+        for part in [bin.as_bytes(), self.stamp.as_bytes()]
+            .into_iter()
+            .chain(above.iter().copied())
+        {
+            dest = at::make_dir(&dest, OsStr::from_bytes(part)).map_err(|e| io("move aside", e))?;
+        }
+        renameat(dir, name, &dest, OsStr::from_bytes(last)).map_err(|e| io("move aside", e))?;
+        self.archived.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Removes what the snapshot does not have, and whatever has the wrong
-    /// type for what will be restored in its place. With filters, only paths
-    /// the filters select are touched.
-    pub fn clean(
+    /// What `--delete` would remove: what the snapshot does not have, and
+    /// whatever has the wrong type for what will be restored in its place,
+    /// in path order (a directory stands for its contents). With filters,
+    /// only paths the filters select are touched.
+    pub fn plan_removals(
         &self,
         items: &[Item],
         filter: &Filter,
         snap_root: &Path,
         progress: &dyn Progress,
-    ) -> Result<()> {
+    ) -> Result<Vec<Removal>> {
         let mut warnings = Vec::new();
         let target = local::scan(&self.root, None, &mut warnings)?;
         for (p, msg) in warnings {
@@ -157,7 +211,10 @@ impl Mirror {
         let selected = |r: &[u8]| {
             let sp = snap_root.join(std::ffi::OsStr::from_bytes(r));
             // A file the snapshot lost keeps whatever copy the target has.
-            if filter.exclude.is_some_and(|e| e.is_excluded(&sp)) || filter.damaged(&sp).is_some() {
+            // An excluded directory protects everything below it.
+            if filter.exclude.is_some_and(|e| e.covers(&sp, snap_root))
+                || filter.damaged(&sp).is_some()
+            {
                 return false;
             }
             filter
@@ -165,11 +222,11 @@ impl Mirror {
                 .is_none_or(|i| sp.ancestors().any(|a| i.is_excluded(a)))
         };
         // Path order: a directory moved aside takes its contents along.
-        let mut gone: Vec<Vec<u8>> = Vec::new();
+        let mut gone: Vec<Removal> = Vec::new();
         for (r, e) in &target {
             if gone
                 .iter()
-                .any(|g| r.starts_with(g) && r.get(g.len()) == Some(&b'/'))
+                .any(|g| r.starts_with(&g.rel) && r.get(g.rel.len()) == Some(&b'/'))
             {
                 continue;
             }
@@ -179,16 +236,47 @@ impl Mirror {
                 Some(k) => *k != Some(e.kind),
             };
             if remove {
-                self.set_aside(&local::abs(&self.root, r), "trash")?;
-                self.deleted.fetch_add(1, Ordering::Relaxed);
-                gone.push(r.clone());
+                gone.push(Removal {
+                    rel: r.clone(),
+                    dir: e.kind == EntryKind::Dir,
+                });
             }
+        }
+        Ok(gone)
+    }
+
+    /// Removes (or moves to the trash) what [`Mirror::plan_removals`]
+    /// listed, reaching each entry's directory from the target's descriptor
+    /// one component at a time without following symlinks.
+    pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Result<()> {
+        for g in gone {
+            let parts: Vec<&[u8]> = g.rel.split(|&c| c == b'/').collect();
+            let Some((last, above)) = parts.split_last() else {
+                continue;
+            };
+            let mut dir: Option<OwnedFd> = None;
+            for part in above {
+                let next = match &dir {
+                    Some(d) => at::open_dir(d, OsStr::from_bytes(part)),
+                    None => at::open_dir(root, OsStr::from_bytes(part)),
+                };
+                dir = Some(next.map_err(|e| {
+                    Error::io(
+                        "open directory (it changed during the restore; nothing was removed below it)",
+                        local::abs(&self.root, &g.rel),
+                        std::io::Error::from(e),
+                    )
+                })?);
+            }
+            let d = dir.as_ref().map_or(root, |d| d.as_fd());
+            self.set_aside_at(root, d, OsStr::from_bytes(last), &g.rel, "trash")?;
+            self.deleted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
 
     /// Writes the target's manifest for what was restored.
-    pub fn record(&self, items: &[Item]) -> Result<()> {
+    pub fn record(&self, root_fd: BorrowedFd, items: &[Item]) -> Result<()> {
         let mut entries = Entries::new();
         for item in items {
             let Some(r) = rel(&self.root, item.path()) else {
@@ -206,6 +294,49 @@ impl Mirror {
             entries.insert(r.to_vec(), e);
         }
         let m = Manifest::new(chrono::Utc::now().to_rfc3339(), entries);
-        local::write_control(&self.root, MANIFEST, &m.encode())
+        let path = self.root.join(CONTROL).join(MANIFEST);
+        write_manifest(root_fd, &m.encode()).map_err(|e| Error::io("write", &path, e))
     }
+}
+
+/// Reads `.repo/manifest.jsonl` of the target through its descriptor,
+/// following no symlink (a user owning the target could plant one).
+fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
+    let open = at::open_dir(root, OsStr::new(CONTROL)).and_then(|dir| {
+        openat(
+            &dir,
+            MANIFEST,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    });
+    let fd = match open {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Writes `.repo/manifest.jsonl` of the target atomically (temporary file
+/// in `.repo/tmp/`, fsync, rename), every step relative to the target's
+/// descriptor and following no symlink.
+fn write_manifest(root: BorrowedFd, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let control = at::make_dir(root, OsStr::new(CONTROL))?;
+    let tmp_dir = at::make_dir(&control, OsStr::new("tmp"))?;
+    let name = format!("{:016x}", rand::random::<u64>());
+    let fd = openat(
+        &tmp_dir,
+        name.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    renameat(&tmp_dir, name.as_str(), &control, MANIFEST)?;
+    Ok(())
 }

@@ -1,4 +1,710 @@
 //! Adversarial part: restore (see tests/adversarial.rs).
+//!
+//! A restore must not be turnable against its user: `--delete` keeps what
+//! an excluded directory holds and refuses a target holding the repository
+//! it reads; an existing target keeps its own owner, mode and times; and a
+//! local user who owns (part of) the target cannot, by swapping a directory
+//! for a symlink while root restores, make root write, chown or chmod
+//! anything outside the target.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 #[allow(unused_imports)]
 use crate::common::*;
+
+/// Trials run and files found written, moved or changed where they must not be.
+static TRIALS: AtomicU64 = AtomicU64::new(0);
+
+fn report(part: &str, trials: u64, lost: u64) {
+    TRIALS.fetch_add(trials, Ordering::Relaxed);
+    eprintln!("adversarial restore ({part}): {trials} trials, data lost: {lost}");
+}
+
+fn put(root: &Path, rel: &str, body: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, body).unwrap();
+}
+
+/// `latest:<src>`, so the target maps onto `src` itself.
+fn spec_of(src: &Path) -> String {
+    format!("latest:{}", src.display())
+}
+
+fn restore_cmd(t: &TestRepo, spec: &str, target: &Path, extra: &[&str]) -> std::process::Command {
+    let mut c = t.cmd();
+    c.arg("restore")
+        .arg(spec)
+        .arg("--target")
+        .arg(target)
+        .args(extra)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Skips a root-only test loudly, or fails it under CI.
+fn need_root(name: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{name} needs root, and CI runs as root"
+    );
+    eprintln!("skipping {name}: not root");
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Item 4: an excluded directory protects everything below it.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delete_keeps_everything_below_an_excluded_directory() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("s");
+    put(&src, "a.txt", "alpha");
+    put(&src, "b/in-snapshot.dat", "from the snapshot");
+    t.create([&src]);
+    let mut lost = 0;
+    let mut trials = 0;
+    for (n, pattern) in ["b", "b/", "b/**", &format!("{}/b", src.display())]
+        .iter()
+        .enumerate()
+    {
+        let target = t.join(format!("target{n}"));
+        put(&target, "b/keep.dat", "the user's own file");
+        put(&target, "b/deeper/also.dat", "the user's own too");
+        put(&target, "stray.txt", "not in the snapshot, not excluded");
+        let r = run(restore_cmd(
+            &t,
+            &spec_of(&src),
+            &target,
+            &["--delete", "--no-archive", "-y", "--exclude", pattern],
+        ));
+        r.success();
+        trials += 1;
+        for kept in ["b/keep.dat", "b/deeper/also.dat"] {
+            if !target.join(kept).exists() {
+                lost += 1;
+                eprintln!("--exclude {pattern}: {kept} was deleted\n{r}");
+            }
+        }
+        assert!(
+            !target.join("stray.txt").exists(),
+            "--exclude {pattern}: stray.txt outside the exclusion was kept\n{r}"
+        );
+        assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha");
+    }
+    report("delete --exclude DIR", trials, lost);
+    assert_eq!(lost, 0, "files below an excluded directory were deleted");
+}
+
+// ---------------------------------------------------------------------------
+// Item 5: --delete never deletes the repository it reads, and asks first.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delete_refuses_a_target_that_contains_the_repository() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let before = walk_files(&t.repo).len();
+    // The repository is <tmp>/repo: both <tmp> and the repository itself hold it.
+    let mut trials = 0;
+    for target in [t.path().to_path_buf(), t.repo.clone()] {
+        let r = run(restore_cmd(
+            &t,
+            &spec_of(&src),
+            &target,
+            &["--delete", "--no-archive", "-y"],
+        ));
+        r.code(2).stderr_has("contains the repository");
+        trials += 1;
+        assert_eq!(walk_files(&t.repo).len(), before, "{r}");
+    }
+    // Through a symlinked path to the same directory as well.
+    let link = t.join("link");
+    std::os::unix::fs::symlink(t.path(), &link).unwrap();
+    let r = run(restore_cmd(
+        &t,
+        &spec_of(&src),
+        &link,
+        &["--delete", "--no-archive", "-y"],
+    ));
+    r.code(2).stderr_has("contains the repository");
+    trials += 1;
+    t.ok(["check"]);
+    report("delete over the repository", trials, 0);
+}
+
+#[test]
+fn delete_asks_before_removing_and_needs_yes_without_a_terminal() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "mine.txt", "the user's");
+    // No terminal and no -y: nothing is removed.
+    let r = run(restore_cmd(&t, &spec_of(&src), &target, &["--delete"]));
+    r.code(2).stderr_has("-y");
+    assert!(target.join("mine.txt").exists(), "{r}");
+    // The plan names what would go.
+    r.stdout_has("mine.txt");
+    // With -y it goes (to the trash).
+    let r = run(restore_cmd(
+        &t,
+        &spec_of(&src),
+        &target,
+        &["--delete", "-y"],
+    ));
+    r.success();
+    assert!(!target.join("mine.txt").exists(), "{r}");
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha");
+    // Nothing to remove: no question.
+    let r = run(restore_cmd(&t, &spec_of(&src), &target, &["--delete"]));
+    r.success();
+    report("delete confirmation", 3, 0);
+}
+
+/// Runs `restore --delete` under script(1), so it has a terminal, answering `answer`.
+fn restore_on_a_terminal(t: &TestRepo, src: &Path, target: &Path, answer: &str) -> (bool, String) {
+    let cmd = format!(
+        "REPO_PASSWORD='{PASSWORD}' '{BIN}' -r '{}' restore '{}' --target '{}' --delete",
+        t.repo.display(),
+        spec_of(src),
+        target.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), out)
+}
+
+#[test]
+fn delete_on_a_terminal_removes_only_after_yes() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "mine.txt", "the user's");
+    let (ok, out) = restore_on_a_terminal(&t, &src, &target, "n\n");
+    assert!(!ok, "declined, yet it succeeded: {out}");
+    assert!(
+        out.contains("mine.txt") && out.contains("go ahead? [y/N]"),
+        "{out}"
+    );
+    assert!(
+        target.join("mine.txt").exists(),
+        "removed without a yes: {out}"
+    );
+    assert!(
+        !target.join("a.txt").exists(),
+        "restored without a yes: {out}"
+    );
+    let (ok, out) = restore_on_a_terminal(&t, &src, &target, "y\n");
+    assert!(ok, "{out}");
+    assert!(!target.join("mine.txt").exists(), "{out}");
+    assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha");
+    report("delete on a terminal", 2, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Item 10: an existing target keeps its owner, mode and times.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn existing_target_keeps_its_owner_mode_and_times() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("home/alice");
+    put(&src, "notes.txt", "alice's");
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o1777)).unwrap();
+    set_mtime(&src, 1_000_000_000, 0);
+    if is_root() {
+        std::os::unix::fs::lchown(&src, Some(1234), Some(1234)).unwrap();
+    }
+    t.create([&src]);
+    let target = t.join("srv/existing");
+    put(&target, "old.txt", "already there");
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o750)).unwrap();
+    if is_root() {
+        std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let before = fs::metadata(&target).unwrap();
+    t.restore(&spec_of(&src), &target, &[]);
+    let after = fs::metadata(&target).unwrap();
+    let mut changed = Vec::new();
+    if after.mode() & 0o7777 != 0o750 {
+        changed.push(format!("mode {:o}", after.mode() & 0o7777));
+    }
+    if (after.uid(), after.gid()) != (before.uid(), before.gid()) {
+        changed.push(format!("owner {}:{}", after.uid(), after.gid()));
+    }
+    if after.mtime() < before.mtime() {
+        changed.push(format!("mtime set back to {}", after.mtime()));
+    }
+    assert_eq!(fs::read(target.join("notes.txt")).unwrap(), b"alice's");
+    // A target the restore creates gets the snapshot's metadata.
+    let fresh = t.join("srv/fresh");
+    t.restore(&spec_of(&src), &fresh, &[]);
+    let md = fs::metadata(&fresh).unwrap();
+    assert_eq!(
+        md.mode() & 0o7777,
+        0o1777,
+        "a new target gets the recorded mode"
+    );
+    assert_eq!(
+        md.mtime(),
+        1_000_000_000,
+        "a new target gets the recorded mtime"
+    );
+    if is_root() {
+        assert_eq!(md.uid(), 1234, "a new target gets the recorded owner");
+    }
+    report("existing target", 2, changed.len() as u64);
+    assert!(
+        changed.is_empty(),
+        "the existing target changed: {changed:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Item 9: a user racing a root restore over a target they own.
+// ---------------------------------------------------------------------------
+
+/// Runs `sh -c script` as nobody (through setpriv) or, without setpriv, as
+/// root doing exactly what nobody could.
+fn as_nobody(script: &str) {
+    let mut c = match setpriv() {
+        Some(sp) => {
+            let mut c = std::process::Command::new(sp);
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+            c.arg("sh");
+            c
+        }
+        None => std::process::Command::new("sh"),
+    };
+    let st = c.arg("-c").arg(script).status().expect("run sh");
+    assert!(st.success(), "the attacker's script failed: {script}");
+}
+
+/// Every entry below `dir` (its whole listing, recursively).
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    walk_all(dir)
+}
+
+struct RaceOutcome {
+    written_outside: Vec<PathBuf>,
+    changed_outside: Vec<String>,
+}
+
+/// Restores `src` as root over `target` (owned by nobody); at pause point
+/// `point` nobody swaps `target/d` for a symlink to `outside` (a root-only
+/// directory holding `victim.txt`).
+/// One race: where the restore stops, which directory the user swaps, and
+/// how the restore runs.
+struct Race<'a> {
+    name: &'a str,
+    point: &'a str,
+    /// The directory (relative to the target) swapped for a symlink.
+    swapped: &'a str,
+    extra: &'a [&'a str],
+    /// Entries already in the target before the restore (relative paths).
+    existing: &'a [&'a str],
+    /// A file descriptor limit for the restore (`ulimit -n`), so that
+    /// directories are reopened from their kept ancestors instead of kept.
+    fd_limit: Option<u32>,
+}
+
+fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
+    let (name, point) = (r.name, r.point);
+    let target = t.join(format!("target-{name}"));
+    fs::create_dir_all(&target).unwrap();
+    for e in r.existing {
+        put(&target, e, "already in the target");
+    }
+    chown_tree(&target, NOBODY, NOBODY);
+    std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+    let outside = t.join(format!("root-only-{name}"));
+    fs::create_dir_all(&outside).unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+    // Same names as the snapshot's d/, so a path-based chown/chmod/truncate would hit them.
+    let victims = ["victim.txt", "empty.txt", "stray.txt"];
+    for v in victims {
+        fs::write(outside.join(v), "root's secret").unwrap();
+        fs::set_permissions(outside.join(v), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let stat = |p: &Path| {
+        fs::symlink_metadata(p)
+            .ok()
+            .map(|md| (md.mode(), md.uid(), md.gid(), md.len(), md.mtime()))
+    };
+    let mut watched: Vec<PathBuf> = victims.iter().map(|v| outside.join(v)).collect();
+    watched.push(outside.clone());
+    let before: Vec<_> = watched.iter().map(|p| (p.clone(), stat(p))).collect();
+    let pause_dir = t.join(format!("pause-{name}"));
+    fs::create_dir_all(&pause_dir).unwrap();
+    let mut c = t.cmd();
+    if r.name == "reopen" {
+        // One pack at a time, so packs after the pause reopen the file.
+        c.args(["--connections", "1"]);
+    }
+    c.arg("restore")
+        .arg(spec_of(src))
+        .arg("--target")
+        .arg(&target)
+        .args(r.extra)
+        .stdin(Stdio::null());
+    if let Some(n) = r.fd_limit {
+        let mut args = vec![std::ffi::OsString::from(BIN)];
+        args.extend(c.get_args().map(|a| a.to_os_string()));
+        let mut sh = std::process::Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+            .args(args)
+            .env("REPO_PASSWORD", PASSWORD)
+            .current_dir(t.path())
+            .stdin(Stdio::null());
+        for v in REPO_ENV.iter().filter(|v| **v != "REPO_PASSWORD") {
+            sh.env_remove(v);
+        }
+        c = sh;
+    }
+    c.env("REPO_TEST_PAUSE", point)
+        .env("REPO_TEST_PAUSE_DIR", &pause_dir)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(t.join(format!("{name}.stderr"))).unwrap());
+    let mut child = c.spawn().expect("spawn restore");
+    let marker = pause_dir.join(point);
+    let paused = wait_until(Duration::from_secs(120), || marker.exists());
+    if !paused {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "restore never reached pause point {point}: {}",
+            fs::read_to_string(t.join(format!("{name}.stderr"))).unwrap_or_default()
+        );
+    }
+    // Wait until the process is really stopped (the marker is written just before).
+    let pid = child.id();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('T')
+                })
+                .unwrap_or(false)
+        }),
+        "restore did not stop at {point}"
+    );
+    let d = target.join(r.swapped);
+    // A directory is swapped for a symlink to the root-only directory, a
+    // file for a symlink to the root-only file of the same name.
+    let link_to = if r.swapped.ends_with(".txt") {
+        outside.join(Path::new(r.swapped).file_name().unwrap())
+    } else {
+        outside.clone()
+    };
+    as_nobody(&format!(
+        "mv '{}' '{}' && ln -s '{}' '{}'",
+        d.display(),
+        target.join(format!("{}.moved", r.swapped)).display(),
+        link_to.display(),
+        d.display()
+    ));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "restore hung");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = fs::read_to_string(t.join(format!("{name}.stderr"))).unwrap_or_default();
+    assert!(
+        matches!(status.code(), Some(0) | Some(1)),
+        "restore at {point}: {status}\n{stderr}"
+    );
+    eprintln!("race {name}: restore {status}; {}", stderr.trim());
+    assert!(
+        !stderr.contains("Too many open files"),
+        "restore ran out of descriptors: {stderr}"
+    );
+    if point != "restore-before-removals" {
+        assert_eq!(
+            fs::read(target.join("top.txt")).ok().as_deref(),
+            Some(&b"top"[..]),
+            "restore at {point} did not restore the rest: {stderr}"
+        );
+    }
+    let written_outside: Vec<PathBuf> = listing(&outside)
+        .into_iter()
+        .filter(|p| !victims.iter().any(|v| p == Path::new(v)))
+        .collect();
+    let mut changed_outside = Vec::new();
+    for (p, was) in before {
+        let now = stat(&p);
+        if now != was {
+            changed_outside.push(format!(
+                "{} (mode, uid, gid, size, mtime) {now:?} (was {was:?})",
+                p.display()
+            ));
+        }
+    }
+    for v in victims {
+        if fs::read(outside.join(v)).ok().as_deref() != Some(&b"root's secret"[..]) {
+            changed_outside.push(format!("{v}'s content"));
+        }
+    }
+    RaceOutcome {
+        written_outside,
+        changed_outside,
+    }
+}
+
+#[test]
+fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
+    if !need_root("a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore") {
+        return;
+    }
+    let t = TestRepo::new();
+    t.ok(["init", "--pack-size", "1048576"]);
+    let src = t.join("src");
+    put(&src, "top.txt", "top");
+    // Several packs' worth (the repository's packs are 1 MiB), so it is
+    // written by several packs and reopened between them.
+    fs::create_dir_all(src.join("d")).unwrap();
+    write_random(&src.join("d/victim.txt"), 4 << 20, 9);
+    put(&src, "d/new.txt", "a new file");
+    put(&src, "d/e/deep.txt", "deeper");
+    put(&src, "d/empty.txt", "");
+    std::os::unix::fs::symlink("new.txt", src.join("d/link")).unwrap();
+    nix::unistd::mkfifo(
+        &src.join("d/fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let mut trials = 0;
+    let mut bad = Vec::new();
+    let pads: Vec<String> = (0..40).map(|i| format!("pad{i:02}/x")).collect();
+    for p in &pads {
+        put(&src, p, "padding");
+    }
+    put(&src, "x/d/victim.txt", "deep victim");
+    put(&src, "x/d/empty.txt", "");
+    chown_tree(&src, 1234, 1234);
+    fs::set_permissions(src.join("d/victim.txt"), fs::Permissions::from_mode(0o666)).unwrap();
+    t.create([&src]);
+    let races = [
+        Race {
+            name: "dirs",
+            point: "restore-dirs-created",
+            swapped: "d",
+            extra: &[],
+            existing: &[],
+            fd_limit: None,
+        },
+        Race {
+            name: "meta",
+            point: "restore-before-metadata",
+            swapped: "d",
+            extra: &[],
+            existing: &[],
+            fd_limit: None,
+        },
+        // Too few descriptors to keep every directory: x/d is reopened from
+        // x by name each time, and the swap must still not redirect it.
+        Race {
+            name: "reopened",
+            point: "restore-dirs-created",
+            swapped: "x/d",
+            extra: &[],
+            // x is the user's own directory, so they may rename in it.
+            existing: &["x/theirs.txt"],
+            fd_limit: Some(64),
+        },
+        Race {
+            name: "reopened-meta",
+            point: "restore-before-metadata",
+            swapped: "x/d",
+            extra: &[],
+            // x is the user's own directory, so they may rename in it.
+            existing: &["x/theirs.txt"],
+            fd_limit: Some(64),
+        },
+        // --delete: the stray file is removed relative to d's verified
+        // descriptor, never as a path through the symlink.
+        Race {
+            name: "delete",
+            point: "restore-before-removals",
+            swapped: "d",
+            extra: &["--delete", "--no-archive", "-y"],
+            existing: &["d/stray.txt", "d/victim.txt"],
+            fd_limit: None,
+        },
+        Race {
+            name: "delete-archive",
+            point: "restore-before-removals",
+            swapped: "d",
+            extra: &["--delete", "-y"],
+            existing: &["d/stray.txt", "d/victim.txt"],
+            fd_limit: None,
+        },
+        // A file written by several packs: between two packs the user swaps
+        // it for a symlink to a root-only file; the next pack must not write
+        // through it (it reopens without following, and checks the inode).
+        Race {
+            name: "reopen",
+            point: "restore-pack-written",
+            swapped: "d/victim.txt",
+            extra: &[],
+            existing: &["d/theirs.txt"],
+            fd_limit: None,
+        },
+        // The target's manifest is written through the target's descriptor:
+        // a `.repo` swapped for a symlink gets nothing written through it.
+        Race {
+            name: "manifest",
+            point: "restore-before-metadata",
+            swapped: ".repo",
+            extra: &["--delete", "--no-archive", "-y"],
+            existing: &[".repo/theirs.txt"],
+            fd_limit: None,
+        },
+    ];
+    for r in &races {
+        let point = r.name;
+        let o = race(&t, &src, r);
+        trials += 1;
+        for p in &o.written_outside {
+            bad.push(format!("{point}: wrote {} outside the target", p.display()));
+        }
+        for c in &o.changed_outside {
+            bad.push(format!("{point}: changed {c} outside the target"));
+        }
+    }
+    report("symlink swap race", trials, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
+    let _ = OsStr::new("");
+}
+
+// ---------------------------------------------------------------------------
+// Item 19: holes at file-system block granularity.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn zero_blocks_inside_a_chunk_are_restored_as_holes() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Smaller than the minimum chunk size: one chunk, mostly zeros, not all.
+    let mut data = random_bytes(8192, 19);
+    data.extend(std::iter::repeat_n(0u8, 256 * 1024));
+    data.extend(random_bytes(8192 + 100, 20));
+    fs::write(src.join("mostly-zeros.bin"), &data).unwrap();
+    t.create([&src]);
+    let target = t.join("target");
+    t.restore(&spec_of(&src), &target, &[]);
+    let out = target.join("mostly-zeros.bin");
+    assert_eq!(fs::read(&out).unwrap(), data);
+    let allocated = fs::metadata(&out).unwrap().blocks() * 512;
+    report("holes", 1, 0);
+    assert!(
+        allocated <= 64 * 1024,
+        "{allocated} bytes allocated for {} bytes with 256 KiB of zero blocks",
+        data.len()
+    );
+}
+
+#[test]
+fn an_existing_directory_the_user_cannot_read_is_still_restored_into() {
+    // Mode 0300: the owner may create entries in it but not list it.
+    let mut t = TestRepo::new();
+    if is_root() {
+        let Some(sp) = setpriv() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "setpriv is needed under CI"
+            );
+            eprintln!("skipping: running as root and setpriv is not installed");
+            return;
+        };
+        t.prefix = vec![
+            sp.into(),
+            "--reuid=65534".into(),
+            "--regid=65534".into(),
+            "--clear-groups".into(),
+            "--".into(),
+        ];
+    }
+    let src = t.join("src");
+    put(&src, "d/f.txt", "inside");
+    if is_root() {
+        chown_tree(t.path(), NOBODY, NOBODY);
+    }
+    t.init();
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "d/old.txt", "already there");
+    if is_root() {
+        chown_tree(&target, NOBODY, NOBODY);
+    }
+    fs::set_permissions(target.join("d"), fs::Permissions::from_mode(0o300)).unwrap();
+    let r = t.run([
+        OsStr::new("restore"),
+        OsStr::new(&spec_of(&src)),
+        OsStr::new("--target"),
+        target.as_os_str(),
+    ]);
+    let mode = fs::metadata(target.join("d")).unwrap().mode() & 0o7777;
+    fs::set_permissions(target.join("d"), fs::Permissions::from_mode(0o755)).unwrap();
+    r.success();
+    assert_eq!(fs::read(target.join("d/f.txt")).unwrap(), b"inside", "{r}");
+    assert_eq!(
+        mode, 0o755,
+        "the directory did not get its recorded mode: {r}"
+    );
+    report("unreadable existing directory", 1, 0);
+}
