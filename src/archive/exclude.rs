@@ -89,20 +89,6 @@ impl Excludes {
         }
         matches!(&self.paths, Some(set) if set.is_match(path))
     }
-
-    /// Whether `dir` is a tagged cache directory whose contents are skipped.
-    pub fn is_cache_dir(&self, dir: &Path) -> bool {
-        if !self.exclude_caches {
-            return false;
-        }
-        let mut buf = [0u8; 43];
-        match std::fs::File::open(dir.join("CACHEDIR.TAG")) {
-            Ok(mut f) => {
-                std::io::Read::read_exact(&mut f, &mut buf).is_ok() && buf == CACHEDIR_SIGNATURE
-            }
-            Err(_) => false,
-        }
-    }
 }
 
 #[cfg(test)]

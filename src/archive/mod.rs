@@ -6,13 +6,17 @@
 //! and deterministic while every core is busy. Saving is delegated to the
 //! [`BlobSaver`], which overlaps pack uploads with this work.
 
+mod at;
 pub mod exclude;
 pub mod file;
 pub mod meta;
 pub mod sources;
 
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,6 +36,8 @@ use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
 use crate::storage::StatsReport;
 use crate::tree::{Node, NodeKind, Tree};
 pub use exclude::Excludes;
+use meta::Stat;
+use nix::sys::stat::fstat;
 use sources::VNode;
 
 /// What to back up and how.
@@ -147,7 +153,7 @@ impl Walk<'_> {
 
     fn warning(&self, path: &Path, msg: impl std::fmt::Display) {
         let msg = msg.to_string();
-        self.progress.warn(path, &msg);
+        self.progress.caveat(path, &msg);
         if let Ok(mut w) = self.warnings.lock() {
             w.push((path.to_path_buf(), msg));
         }
@@ -161,22 +167,34 @@ impl Walk<'_> {
         }
     }
 
-    fn save_tree(&self, nodes: Vec<Node>) -> Result<BlobId> {
+    /// Saves a directory's tree, after the same validation a reader runs
+    /// (names, order, subtree only for directories): a snapshot whose tree
+    /// `check` and `restore` would refuse is never written.
+    fn save_tree(&self, path: &Path, nodes: Vec<Node>) -> Result<BlobId> {
         let tree = Tree::new(nodes);
+        tree.validate().map_err(|reason| Error::InvalidTree {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         Ok(self.saver.save(BlobKind::Tree, &tree.encode())?.0)
     }
 
     /// Saves a directory's tree, or names the parent snapshot's tree when
     /// every entry came out identical to it (`parent_same`), which skips
     /// encoding and hashing: most directories of a re-backup.
-    fn finish_tree(&self, nodes: Vec<Node>, parent_same: Option<BlobId>) -> Result<Saved> {
+    fn finish_tree(
+        &self,
+        path: &Path,
+        nodes: Vec<Node>,
+        parent_same: Option<BlobId>,
+    ) -> Result<Saved> {
         if let Some(id) = parent_same
             && self.index.contains(BlobKind::Tree, &id)
         {
             return Ok(Saved { id, same: true });
         }
         Ok(Saved {
-            id: self.save_tree(nodes)?,
+            id: self.save_tree(path, nodes)?,
             same: false,
         })
     }
@@ -188,127 +206,201 @@ impl Walk<'_> {
             .unwrap_or_default()
     }
 
-    /// Archives one source or parent-of-source node of the virtual tree.
-    fn vnode(&self, v: &VNode, name: &[u8], parent: Option<&Node>) -> Result<Option<Done>> {
+    /// Archives one node of the virtual tree: `name` in the open directory `dir`.
+    fn vnode(
+        &self,
+        v: &VNode,
+        dir: BorrowedFd,
+        name: &[u8],
+        parent: Option<&Node>,
+    ) -> Result<Option<Done>> {
+        let os_name = OsStr::from_bytes(name);
         match v {
             VNode::Source(path) => {
-                let md = match std::fs::symlink_metadata(path) {
-                    Ok(md) => md,
+                let st = match at::lstat_at(dir, os_name) {
+                    Ok(st) => st,
                     Err(e) => {
                         self.error(path, format!("cannot read source: {e}"));
                         return Ok(None);
                     }
                 };
-                self.entry(path, name, md, parent.cloned(), None)
+                self.entry(dir, path, name, &st, parent.cloned(), None)
             }
             VNode::Parent { path, children } => {
-                let md = std::fs::symlink_metadata(path)
-                    .map_err(|e| Error::io("read metadata of", path, e))?;
-                let mut node = meta::node_from(name, path, &md, parent);
-                self.count().dirs.fetch_add(1, Ordering::Relaxed);
-                let ptree = Tree::new(self.parent_nodes(parent.and_then(|p| p.subtree)));
-                let list: Vec<_> = children.iter().collect();
-                let nodes: Vec<Option<Done>> = list
-                    .par_iter()
-                    .map(|(n, child)| {
-                        let pn = ptree.find(n.as_bytes());
-                        self.vnode(child, n.as_bytes(), pn)
-                    })
-                    .collect::<Result<_>>()?;
-                let nodes = nodes.into_iter().flatten().map(|d| d.node).collect();
-                node.subtree = Some(self.save_tree(nodes)?);
-                Ok(Some(Done { node, same: false }))
+                // An ancestor of a source is recorded as the directory it
+                // resolves to, even when the path names it through a symlink.
+                match at::open_dir_follow_at(dir, os_name) {
+                    Ok(d) => self.ancestor(&d, path, name, children, parent),
+                    Err(e) => {
+                        self.error(path, format!("cannot open directory: {e}"));
+                        Ok(None)
+                    }
+                }
             }
         }
     }
 
-    /// Archives a real file system entry; `parent` is its node in the parent snapshot.
-    fn entry(
+    /// Archives the open directory `d`, an ancestor of some sources: only
+    /// its `children` of the virtual tree.
+    fn ancestor(
         &self,
+        d: &File,
         path: &Path,
         name: &[u8],
-        md: std::fs::Metadata,
+        children: &BTreeMap<OsString, VNode>,
+        parent: Option<&Node>,
+    ) -> Result<Option<Done>> {
+        let st = fstat(d).map_err(|e| Error::io("read metadata of", path, e.into()))?;
+        let mut node = meta::node_from(name, &st, parent, || at::xattrs_of(d));
+        self.count().dirs.fetch_add(1, Ordering::Relaxed);
+        let ptree = Tree::new(self.parent_nodes(parent.and_then(|p| p.subtree)));
+        let list: Vec<_> = children.iter().collect();
+        let nodes: Vec<Option<Done>> = list
+            .par_iter()
+            .map(|(n, child)| {
+                let pn = ptree.find(n.as_bytes());
+                self.vnode(child, d.as_fd(), n.as_bytes(), pn)
+            })
+            .collect::<Result<_>>()?;
+        let nodes = nodes.into_iter().flatten().map(|d| d.node).collect();
+        node.subtree = Some(self.save_tree(path, nodes)?);
+        Ok(Some(Done { node, same: false }))
+    }
+
+    /// Archives the entry `name` of the open directory `dir`, which `lstat`
+    /// saw as `st`; `parent` is its node in the parent snapshot.
+    fn entry(
+        &self,
+        dir: BorrowedFd,
+        path: &Path,
+        name: &[u8],
+        st: &Stat,
         parent: Option<Node>,
         root_dev: Option<u64>,
     ) -> Result<Option<Done>> {
         self.check_cancel()?;
-        if meta::kind_of(&md) == NodeKind::File {
-            return file::archive(self, path, name, &md, parent);
+        let kind = meta::kind_of_mode(st.st_mode);
+        if kind == NodeKind::File {
+            return file::archive(self, dir, path, name, st, parent);
         }
-        let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
-        let (mut node, mut same) = match parent {
-            Some(p) if meta::same_as(&md, &p) => (p, true),
-            p => (meta::node_from(name, path, &md, p.as_ref()), false),
-        };
+        let os_name = OsStr::from_bytes(name);
         let counts = self.count();
-        match node.kind {
-            NodeKind::Dir => {
-                counts.dirs.fetch_add(1, Ordering::Relaxed);
-                let dev = root_dev.unwrap_or(md.dev());
-                let saved = if self.opts.one_file_system && md.dev() != dev {
-                    self.finish_tree(Vec::new(), None)?
-                } else {
-                    self.dir(path, parent_subtree, dev)?
-                };
-                same &= saved.same;
-                node.subtree = Some(saved.id);
-            }
-            NodeKind::Symlink => match std::fs::read_link(path) {
+        if kind == NodeKind::Dir {
+            return self.subdir(dir, path, name, st, parent, root_dev);
+        }
+        let (mut node, mut same) = match parent {
+            Some(p) if meta::same_as(st, &p) => (p, true),
+            p => (
+                meta::node_from(name, st, p.as_ref(), || at::xattrs_at(dir, os_name, path)),
+                false,
+            ),
+        };
+        if kind == NodeKind::Symlink {
+            match at::read_link_at(dir, os_name) {
                 Ok(t) => {
-                    let t = t.into_os_string().into_vec();
                     same &= node.target == t;
                     node.target = t;
-                    counts.others.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     self.error(path, format!("cannot read symlink: {e}"));
                     return Ok(None);
                 }
-            },
-            _ => {
-                counts.others.fetch_add(1, Ordering::Relaxed);
             }
         }
+        counts.others.fetch_add(1, Ordering::Relaxed);
         self.progress.add_done(1, 0);
         Ok(Some(Done { node, same }))
     }
 
-    /// Archives a directory's entries and saves its tree.
-    fn dir(&self, path: &Path, parent_subtree: Option<BlobId>, dev: u64) -> Result<Saved> {
-        // Entries keep the directory open, so their lstat is relative to it
-        // (fstatat) instead of walking the whole path again for every file.
-        let mut entries: Vec<(std::ffi::OsString, std::fs::DirEntry)> =
-            match std::fs::read_dir(path) {
-                Ok(rd) => rd
-                    .filter_map(|e| e.ok().map(|e| (e.file_name(), e)))
-                    .collect(),
-                Err(e) => {
-                    self.error(path, format!("cannot list directory: {e}"));
-                    return self.finish_tree(Vec::new(), None);
-                }
-            };
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        if self.opts.excludes.is_cache_dir(path) {
-            entries.retain(|(n, _)| n == "CACHEDIR.TAG");
+    /// Archives the directory `name` of the open directory `dir` with
+    /// everything below it: opened without following a symlink and checked
+    /// to be the directory `lstat` saw.
+    fn subdir(
+        &self,
+        dir: BorrowedFd,
+        path: &Path,
+        name: &[u8],
+        st: &Stat,
+        parent: Option<Node>,
+        root_dev: Option<u64>,
+    ) -> Result<Option<Done>> {
+        self.count().dirs.fetch_add(1, Ordering::Relaxed);
+        let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
+        let opened = match at::open_seen(dir, OsStr::from_bytes(name), st) {
+            Ok(o) => Some(o),
+            Err(at::OpenError::Swapped(msg)) => {
+                self.error(path, msg);
+                return Ok(None);
+            }
+            Err(at::OpenError::Io(e)) => {
+                // Recorded (as an empty directory) with its lstat metadata.
+                self.error(path, format!("cannot list directory: {e}"));
+                None
+            }
+        };
+        let st = opened.as_ref().map_or(st, |(_, fst)| fst);
+        let (mut node, mut same) = match parent {
+            Some(p) if meta::same_as(st, &p) => (p, true),
+            p => {
+                let node = meta::node_from(name, st, p.as_ref(), || match &opened {
+                    Some((d, _)) => at::xattrs_of(d),
+                    None => at::xattrs_at(dir, OsStr::from_bytes(name), path),
+                });
+                (node, false)
+            }
+        };
+        let dev = root_dev.unwrap_or(st.st_dev);
+        let saved = match &opened {
+            Some((d, _)) if !self.opts.one_file_system || st.st_dev == dev => {
+                self.dir(d, path, parent_subtree, dev)?
+            }
+            _ => self.finish_tree(path, Vec::new(), None)?,
+        };
+        same &= saved.same;
+        node.subtree = Some(saved.id);
+        self.progress.add_done(1, 0);
+        Ok(Some(Done { node, same }))
+    }
+
+    /// Archives the entries of the open directory `d` and saves its tree.
+    fn dir(
+        &self,
+        d: &File,
+        path: &Path,
+        parent_subtree: Option<BlobId>,
+        dev: u64,
+    ) -> Result<Saved> {
+        let mut names = match at::list(d) {
+            Ok(names) => names,
+            Err(e) => {
+                self.error(path, format!("cannot list directory: {e}"));
+                return self.finish_tree(path, Vec::new(), None);
+            }
+        };
+        names.sort();
+        if self.opts.excludes.exclude_caches && at::has_cachedir_tag(d, exclude::CACHEDIR_SIGNATURE)
+        {
+            names.retain(|n| n == "CACHEDIR.TAG");
         }
         let parent_nodes = self.parent_nodes(parent_subtree);
         let parent_count = parent_nodes.len();
-        let jobs = pair_with_parent(entries, parent_nodes);
+        let jobs = pair_with_parent(names, parent_nodes);
         let done: Vec<Option<Done>> = jobs
             .into_par_iter()
-            .map(|(n, de, pn)| {
+            .map(|(n, pn)| {
                 let child = path.join(&n);
                 if self.opts.excludes.is_excluded(&child) {
                     return Ok(None);
                 }
-                let md = match de.metadata() {
-                    Ok(md) => md,
+                let st = match at::lstat_at(d.as_fd(), &n) {
+                    Ok(st) => st,
                     Err(e) => {
                         self.error(&child, format!("cannot read metadata: {e}"));
                         return Ok(None);
                     }
                 };
-                self.entry(&child, n.as_bytes(), md, pn, Some(dev))
+                crate::testhooks::pause_point("source-after-lstat");
+                self.entry(d.as_fd(), &child, n.as_bytes(), &st, pn, Some(dev))
             })
             .collect::<Result<_>>()?;
         // Identical only if every entry matched a parent node unchanged and
@@ -316,7 +408,7 @@ impl Walk<'_> {
         let all_same =
             done.len() == parent_count && done.iter().all(|d| d.as_ref().is_some_and(|d| d.same));
         let nodes = done.into_iter().flatten().map(|d| d.node).collect();
-        self.finish_tree(nodes, parent_subtree.filter(|_| all_same))
+        self.finish_tree(path, nodes, parent_subtree.filter(|_| all_same))
     }
 }
 
@@ -333,23 +425,20 @@ struct Saved {
     same: bool,
 }
 
-type Job = (std::ffi::OsString, std::fs::DirEntry, Option<Node>);
+type Job = (OsString, Option<Node>);
 
 /// Hands each directory entry its node from the parent tree, by one merge
 /// of the two name-sorted lists: the nodes are moved, not searched for and
 /// copied.
-fn pair_with_parent(
-    entries: Vec<(std::ffi::OsString, std::fs::DirEntry)>,
-    parent: Vec<Node>,
-) -> Vec<Job> {
+fn pair_with_parent(names: Vec<OsString>, parent: Vec<Node>) -> Vec<Job> {
     let mut parent = parent.into_iter().peekable();
-    entries
+    names
         .into_iter()
-        .map(|(name, de)| {
+        .map(|name| {
             let key = name.as_bytes();
             while parent.next_if(|p| p.name.as_slice() < key).is_some() {}
             let p = parent.next_if(|p| p.name.as_slice() == key);
-            (name, de, p)
+            (name, p)
         })
         .collect()
 }
@@ -437,17 +526,32 @@ pub fn backup(
                 n.subtree = Some(s.tree);
                 n
             });
+            let root = at::open_dir_path(Path::new("/"))
+                .map_err(|e| Error::io("open the root directory", "/", e))?;
             let tree = match &vroot {
                 VNode::Source(p) => {
-                    let md = std::fs::symlink_metadata(p)
-                        .map_err(|e| Error::io("read metadata of", p, e))?;
-                    walk.dir(p, parent_root.as_ref().and_then(|n| n.subtree), md.dev())?
-                        .id
+                    let st =
+                        fstat(&root).map_err(|e| Error::io("read metadata of", p, e.into()))?;
+                    walk.dir(
+                        &root,
+                        p,
+                        parent_root.as_ref().and_then(|n| n.subtree),
+                        st.st_dev,
+                    )?
+                    .id
                 }
-                VNode::Parent { .. } => walk
-                    .vnode(&vroot, b"", parent_root.as_ref())?
-                    .and_then(|d| d.node.subtree)
-                    .unwrap_or_default(),
+                VNode::Parent { path, children } => {
+                    match walk.ancestor(&root, path, b"", children, parent_root.as_ref())? {
+                        Some(Done {
+                            node:
+                                Node {
+                                    subtree: Some(id), ..
+                                },
+                            ..
+                        }) => id,
+                        _ => walk.save_tree(path, Vec::new())?,
+                    }
+                }
             };
             Ok(tree)
         });
