@@ -324,7 +324,6 @@ impl Walk<'_> {
         parent: Option<Node>,
         root_dev: Option<u64>,
     ) -> Result<Option<Done>> {
-        self.count().dirs.fetch_add(1, Ordering::Relaxed);
         let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
         let opened = match at::open_seen(dir, OsStr::from_bytes(name), st) {
             Ok(o) => Some(o),
@@ -338,6 +337,7 @@ impl Walk<'_> {
                 None
             }
         };
+        self.count().dirs.fetch_add(1, Ordering::Relaxed);
         let st = opened.as_ref().map_or(st, |(_, fst)| fst);
         let (mut node, mut same) = match parent {
             Some(p) if meta::same_as(st, &p) => (p, true),
