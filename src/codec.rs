@@ -90,6 +90,10 @@ pub fn decompress(framed: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
             }
             Ok(body.to_vec())
         }
+        FLAG_ZSTD if !one_frame(body) => Err(CodecError::Zstd(
+            "the body is not exactly one zstd frame (trailing bytes, a second frame or a skippable frame)"
+                .into(),
+        )),
         FLAG_ZSTD => match zstd::bulk::Decompressor::upper_bound(body) {
             Some(declared) if declared > limit => Err(CodecError::TooLarge(limit)),
             Some(declared) if declared > body.len().saturating_mul(ZSTD_MAX_RATIO) => Err(
@@ -100,6 +104,17 @@ pub fn decompress(framed: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
         },
         other => Err(CodecError::UnknownFlag(other)),
     }
+}
+
+/// The zstd magic number of an ordinary (not skippable) frame, as stored.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Whether `body` is exactly one ordinary zstd frame (SPEC §5.2): no
+/// skippable frame, no second frame, no trailing bytes. zstd itself would
+/// accept all three, so two readers could disagree on what a blob holds.
+fn one_frame(body: &[u8]) -> bool {
+    body.starts_with(&ZSTD_MAGIC)
+        && zstd::zstd_safe::find_frame_compressed_size(body) == Ok(body.len())
 }
 
 /// Decompresses frames whose total size (`declared`, already checked against
@@ -220,6 +235,29 @@ mod tests {
         let z = compress(&zeros, 19);
         assert!((z.len() - 1) * ZSTD_MAX_RATIO >= zeros.len());
         assert_eq!(decompress(&z, zeros.len()).unwrap(), zeros);
+    }
+
+    #[test]
+    fn only_exactly_one_ordinary_frame_is_accepted() {
+        let text = b"abcabcabc".repeat(100);
+        let f = compress(&text, 3);
+        assert_eq!(decompress(&f, text.len()).unwrap(), text);
+        let one_frame_err = |v: &[u8]| matches!(decompress(v, 1 << 20), Err(CodecError::Zstd(m)) if m.contains("exactly one"));
+        // Trailing garbage, a second frame, a skippable frame before or after.
+        let mut trailing = f.clone();
+        trailing.push(0);
+        assert!(one_frame_err(&trailing));
+        let mut two = f.clone();
+        two.extend_from_slice(&f[1..]);
+        assert!(one_frame_err(&two));
+        let skippable = [0x50, 0x2a, 0x4d, 0x18, 1, 0, 0, 0, 0x42];
+        let mut after = f.clone();
+        after.extend_from_slice(&skippable);
+        assert!(one_frame_err(&after));
+        let mut before = vec![FLAG_ZSTD];
+        before.extend_from_slice(&skippable);
+        before.extend_from_slice(&f[1..]);
+        assert!(one_frame_err(&before));
     }
 
     proptest! {

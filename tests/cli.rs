@@ -1554,3 +1554,78 @@ fn repair_index_rebuilds_from_packs() {
     t.restore("latest", &out, &["--verify"]);
     assert_same_tree(&src, &restored(&out, &src), Cmp::full());
 }
+
+/// The demo's comparison (scripts/compare-trees) must not follow the
+/// restored tree's relative symlinks, which point outside it (as
+/// /usr/share/doc's do), yet must notice a changed mode, a changed symlink
+/// target and changed content.
+#[test]
+fn demo_comparison_compares_links_without_following_them() {
+    let r = TestRepo::new();
+    r.init();
+    let src = r.join("src/share/doc/pkg");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("copyright"), b"text\n").unwrap();
+    fs::create_dir_all(r.join("src/share/common")).unwrap();
+    fs::write(r.join("src/share/common/GPL"), b"licence\n").unwrap();
+    // Resolves in the source tree, dangles once restored below a target.
+    std::os::unix::fs::symlink("../../common/GPL", src.join("GPL")).unwrap();
+    std::os::unix::fs::symlink("../../../../../nowhere", src.join("far")).unwrap();
+    let root = r.join("src/share/doc");
+    r.create([root.as_os_str()]);
+    let target = r.join("out");
+    r.restore("latest", &target, &[]).success();
+    let copy = restored(&target, &root);
+    let compare = |a: &Path, b: &Path| {
+        let mut c = std::process::Command::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compare-trees"),
+        );
+        c.arg(a).arg(b);
+        run(c)
+    };
+    compare(&root, &copy).success().stdout_has("identical");
+
+    chmod(&copy.join("pkg/copyright"), 0o600);
+    compare(&root, &copy).failure().stderr_has("copyright");
+    chmod(&copy.join("pkg/copyright"), 0o644);
+    compare(&root, &copy).success();
+    fs::remove_file(copy.join("pkg/far")).unwrap();
+    std::os::unix::fs::symlink("elsewhere", copy.join("pkg/far")).unwrap();
+    compare(&root, &copy).failure();
+}
+
+/// `latest` is the newest instant, not the greatest string: `…:05.5Z`
+/// is later than `…:05Z` but sorts before it as text (SPEC §9). And
+/// `summary.dirs` counts `/` and the source's ancestors (SPEC §9).
+#[test]
+fn latest_orders_by_instant_and_dirs_count_the_root() {
+    let r = TestRepo::new();
+    r.init();
+    let src = r.join("src");
+    fs::create_dir_all(src.join("a")).unwrap();
+    fs::write(src.join("a/f"), b"x").unwrap();
+    let later = r.create([
+        src.as_os_str(),
+        OsStr::new("--time"),
+        OsStr::new("2026-01-02T03:04:05.5Z"),
+    ]);
+    r.create([
+        src.as_os_str(),
+        OsStr::new("--time"),
+        OsStr::new("2026-01-02T03:04:05Z"),
+    ]);
+    let latest = r.ok(["cat", "snapshot", "latest"]).json();
+    assert_eq!(s(&latest["time"]), "2026-01-02T03:04:05.500Z");
+    let listed: Vec<String> = r
+        .snapshots()
+        .iter()
+        .map(|v| s(&v["id"]).to_string())
+        .collect();
+    assert_eq!(
+        listed.last().map(String::as_str),
+        Some(s(&later["snapshot"]))
+    );
+    // `/`, every ancestor of src, src itself and `a`.
+    let depth = src.components().count() as u64; // counts `/` too
+    assert_eq!(u(&later["summary"]["dirs"]), depth + 1);
+}

@@ -61,14 +61,29 @@ pub fn pack_key(id: &PackId) -> String {
     ObjectKind::Pack.key(&id.to_hex())
 }
 
-/// The hex id at the end of a storage key, if it is one.
+/// The hex id of a listed storage key, if the key is exactly where an
+/// object of its directory's kind lives (SPEC §1.1): `<dir>/<id>`, or
+/// `data/<first two digits>/<id>` for packs. Anything else a recursive
+/// listing finds (`locks/exclusive/…`, a pack under the wrong two-digit
+/// directory, a deeper path) is not an object, so nobody can make a
+/// planted file count as a lock, index or pack by its name alone.
 pub fn id_from_key(key: &str) -> Option<String> {
     let name = key.rsplit('/').next()?;
-    (name.len() == 64
+    let is_id = name.len() == 64
         && name
             .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-    .then(|| name.to_string())
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let dir = key.split('/').next()?;
+    let kind = [
+        ObjectKind::Key,
+        ObjectKind::Index,
+        ObjectKind::Snapshot,
+        ObjectKind::Lock,
+        ObjectKind::Pack,
+    ]
+    .into_iter()
+    .find(|k| k.dir() == dir)?;
+    (is_id && kind.key(name) == key).then(|| name.to_string())
 }
 
 /// Checks that stored bytes hash to the name they are stored under.
@@ -122,4 +137,37 @@ pub fn load_key(storage: &Storage, id: KeyId) -> Result<KeyFile> {
     }
     verify_name(&key, &id.to_hex(), &bytes)?;
     KeyFile::decode(&bytes).map_err(|e| Error::corrupt(key, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_keys_where_objects_live_name_objects() {
+        let id = "ab".repeat(32);
+        for good in [
+            format!("keys/{id}"),
+            format!("index/{id}"),
+            format!("snapshots/{id}"),
+            format!("locks/{id}"),
+            format!("data/ab/{id}"),
+        ] {
+            assert_eq!(id_from_key(&good).as_deref(), Some(id.as_str()), "{good}");
+        }
+        for bad in [
+            format!("locks/exclusive/{id}"),
+            format!("data/{id}"),
+            format!("data/cd/{id}"),
+            format!("data/ab/x/{id}"),
+            format!("index/sub/{id}"),
+            format!("other/{id}"),
+            id.clone(),
+            format!("index/{}", id.to_uppercase()),
+            format!("index/{}", &id[1..]),
+            "locks/exclusive/holder".to_string(),
+        ] {
+            assert_eq!(id_from_key(&bad), None, "{bad}");
+        }
+    }
 }
