@@ -229,3 +229,17 @@ pub fn has_cachedir_tag(dir: &File, signature: &[u8]) -> bool {
     let mut buf = vec![0u8; signature.len()];
     std::io::Read::read_exact(&mut f, &mut buf).is_ok() && buf == signature
 }
+
+/// Raises the soft limit on open files to the hard limit: the walk holds
+/// one descriptor per directory level (per worker), and the common soft
+/// limit of 1024 would otherwise cut off deep trees that the hard limit
+/// allows (Go's runtime does the same at start). Failure leaves the limit
+/// as it was; a directory that then cannot be opened is reported.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}

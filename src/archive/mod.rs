@@ -443,6 +443,32 @@ fn pair_with_parent(names: Vec<OsString>, parent: Vec<Node>) -> Vec<Job> {
         .collect()
 }
 
+/// Leaves out, with an error, each source below another source that is a
+/// symlink: that one is stored as the link itself (never followed), so
+/// nothing below it can be in the snapshot, and dropping the inner source as
+/// "covered" would lose it silently.
+fn drop_sources_below_links(sources: &mut Vec<PathBuf>, tally: &Tally, progress: &dyn Progress) {
+    let links: Vec<PathBuf> = sources
+        .iter()
+        .filter(|s| std::fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_symlink()))
+        .cloned()
+        .collect();
+    sources.retain(|s| {
+        let Some(link) = links.iter().find(|l| s != *l && s.starts_with(l)) else {
+            return true;
+        };
+        let msg = format!(
+            "not backed up: it lies below the source {}, a symlink, which is stored as the link itself; name the directory the link points to instead",
+            link.display()
+        );
+        progress.warn(s, &msg);
+        if let Ok(mut errs) = tally.errors.lock() {
+            errs.push((s.clone(), msg));
+        }
+        false
+    });
+}
+
 /// Picks the parent snapshot: the given one, or the latest with the same host and paths.
 fn find_parent(
     repo: &Repository,
@@ -474,6 +500,7 @@ pub fn backup(
             "no source paths given: name at least one file or directory to back up".into(),
         ));
     }
+    at::raise_open_file_limit();
     let mut tally = Tally::new();
     let mut sources: Vec<PathBuf> = Vec::new();
     for p in &opts.paths {
@@ -489,6 +516,7 @@ pub fn backup(
             }
         }
     }
+    drop_sources_below_links(&mut sources, &tally, progress);
     if sources.is_empty() {
         return Err(Error::NotFound {
             what: "any readable source path".into(),

@@ -274,3 +274,57 @@ fn file_changed_while_read_exits_3_with_a_warning() {
     assert!(reported(&report, "victim"), "{report:#}");
     eprintln!("adversarial source: file changed while read: warning, exit 3, data lost: 0");
 }
+
+#[test]
+fn source_below_a_symlink_source_is_reported_not_dropped() {
+    let t = TestRepo::new();
+    t.init();
+    fs::create_dir_all(t.join("real/d")).unwrap();
+    fs::write(t.join("real/d/a"), b"x\n").unwrap();
+    symlink("real", t.join("link")).unwrap();
+    let mut c = t.cmd();
+    c.arg("create")
+        .arg("--json")
+        .arg(t.join("link"))
+        .arg(t.join("link/d"));
+    let r = run(c);
+    assert_eq!(r.code, 3, "a source that cannot be saved exits 3\n{r}");
+    let report = r.json();
+    assert!(reported(&report, "link/d"), "{report:#}");
+    t.ok(["check"]);
+    let target = restore_latest(&t, "back");
+    let link = restored(&target, &t.join("link"));
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    eprintln!(
+        "adversarial source: source below a symlink source: reported, exit 3, link stored as a link, data lost: 0"
+    );
+}
+
+#[test]
+fn symlink_to_urandom_as_a_source_is_stored_as_the_link() {
+    let t = TestRepo::new();
+    t.init();
+    let link = t.join("random");
+    symlink("/dev/urandom", &link).unwrap();
+    let mut c = t.cmd();
+    c.arg("create").arg("--json").arg(&link);
+    let r = run_within(c, Duration::from_secs(60));
+    r.success();
+    let report = r.json();
+    assert_eq!(
+        report["summary"]["bytes_read"].as_u64(),
+        Some(0),
+        "{report:#}"
+    );
+    let target = restore_latest(&t, "back");
+    let back = restored(&target, &link);
+    assert_eq!(fs::read_link(&back).unwrap(), Path::new("/dev/urandom"));
+    eprintln!(
+        "adversarial source: symlink to /dev/urandom as a source: stored as the link, 0 bytes read, leaked: 0"
+    );
+}
