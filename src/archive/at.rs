@@ -99,8 +99,12 @@ pub fn open_seen(
         flags |= OFlag::O_DIRECTORY;
     }
     // O_NOATIME is allowed only to the owner (or CAP_FOWNER).
-    let opened = match openat(dir, name, flags | OFlag::O_NOATIME, Mode::empty()) {
-        Err(Errno::EPERM) => openat(dir, name, flags, Mode::empty()),
+    let mut noatime = OFlag::O_NOATIME;
+    let opened = match openat(dir, name, flags | noatime, Mode::empty()) {
+        Err(Errno::EPERM) => {
+            noatime = OFlag::empty();
+            openat(dir, name, flags, Mode::empty())
+        }
         other => other,
     };
     let fd: OwnedFd = match opened {
@@ -142,9 +146,10 @@ pub fn open_seen(
         )));
     }
     if !is_dir {
-        // Reads of a regular file should block like any other read.
-        let fl = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
-        fcntl(&fd, FcntlArg::F_SETFL(fl - OFlag::O_NONBLOCK))?;
+        // Reads of a regular file should block like any other read. F_SETFL
+        // sets only the status flags (O_NOATIME, O_NONBLOCK, ...), and those
+        // are known: one call instead of F_GETFL and F_SETFL per file.
+        fcntl(&fd, FcntlArg::F_SETFL(noatime))?;
     }
     Ok((File::from(fd), st))
 }
