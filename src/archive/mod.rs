@@ -5,6 +5,10 @@
 //! archived in parallel and collected in order, so trees come out sorted
 //! and deterministic while every core is busy. Saving is delegated to the
 //! [`BlobSaver`], which overlaps pack uploads with this work.
+//!
+//! Every entry below a source is read relative to its open parent
+//! directory and checked to be what was listed ([`at`]), so a tree that
+//! changes under the backup can never redirect it to another file.
 
 mod at;
 pub mod exclude;
