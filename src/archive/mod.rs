@@ -7,7 +7,7 @@
 //! [`BlobSaver`], which overlaps pack uploads with this work.
 //!
 //! Every entry below a source is read relative to its open parent
-//! directory and checked to be what was listed ([`at`]), so a tree that
+//! directory and checked to be what was listed (module `at`), so a tree that
 //! changes under the backup can never redirect it to another file.
 
 mod at;
