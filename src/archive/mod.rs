@@ -44,6 +44,18 @@ use meta::Stat;
 use nix::sys::stat::fstat;
 use sources::VNode;
 
+/// Directory levels below `/` the walk descends: a hostile user can nest
+/// directories without limit (relative to each other, far past PATH_MAX),
+/// and each level costs stack and a descriptor. Deeper contents are left
+/// out with an error (exit 3) instead of crashing the backup. A path can
+/// name at most 2,048 levels (PATH_MAX); real trees stay far below 1,024.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Stack of each walk thread: room for [`MAX_DEPTH`] levels of recursion
+/// with a fourfold margin even in a debug build (up to 16 KiB a level with
+/// rayon's frames); only what is touched is committed.
+const WALK_STACK: usize = 64 << 20;
+
 /// What to back up and how.
 pub struct BackupOptions<'a> {
     pub paths: Vec<PathBuf>,
@@ -217,6 +229,7 @@ impl Walk<'_> {
         dir: BorrowedFd,
         name: &[u8],
         parent: Option<&Node>,
+        depth: usize,
     ) -> Result<Option<Done>> {
         let os_name = OsStr::from_bytes(name);
         match v {
@@ -228,13 +241,13 @@ impl Walk<'_> {
                         return Ok(None);
                     }
                 };
-                self.entry(dir, path, name, &st, parent.cloned(), None)
+                self.entry(dir, path, name, &st, parent.cloned(), None, depth)
             }
             VNode::Parent { path, children } => {
                 // An ancestor of a source is recorded as the directory it
                 // resolves to, even when the path names it through a symlink.
                 match at::open_dir_follow_at(dir, os_name) {
-                    Ok(d) => self.ancestor(&d, path, name, children, parent),
+                    Ok(d) => self.ancestor(&d, path, name, children, parent, depth),
                     Err(e) => {
                         self.error(path, format!("cannot open directory: {e}"));
                         Ok(None)
@@ -253,6 +266,7 @@ impl Walk<'_> {
         name: &[u8],
         children: &BTreeMap<OsString, VNode>,
         parent: Option<&Node>,
+        depth: usize,
     ) -> Result<Option<Done>> {
         let st = fstat(d).map_err(|e| Error::io("read metadata of", path, e.into()))?;
         let mut node = meta::node_from(name, &st, parent, || at::xattrs_of(d));
@@ -263,7 +277,7 @@ impl Walk<'_> {
             .par_iter()
             .map(|(n, child)| {
                 let pn = ptree.find(n.as_bytes());
-                self.vnode(child, d.as_fd(), n.as_bytes(), pn)
+                self.vnode(child, d.as_fd(), n.as_bytes(), pn, depth + 1)
             })
             .collect::<Result<_>>()?;
         let nodes = nodes.into_iter().flatten().map(|d| d.node).collect();
@@ -272,7 +286,9 @@ impl Walk<'_> {
     }
 
     /// Archives the entry `name` of the open directory `dir`, which `lstat`
-    /// saw as `st`; `parent` is its node in the parent snapshot.
+    /// saw as `st`; `parent` is its node in the parent snapshot, `depth`
+    /// the number of directories between it and `/`.
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
         dir: BorrowedFd,
@@ -281,6 +297,7 @@ impl Walk<'_> {
         st: &Stat,
         parent: Option<Node>,
         root_dev: Option<u64>,
+        depth: usize,
     ) -> Result<Option<Done>> {
         self.check_cancel()?;
         let kind = meta::kind_of_mode(st.st_mode);
@@ -290,7 +307,7 @@ impl Walk<'_> {
         let os_name = OsStr::from_bytes(name);
         let counts = self.count();
         if kind == NodeKind::Dir {
-            return self.subdir(dir, path, name, st, parent, root_dev);
+            return self.subdir(dir, path, name, st, parent, root_dev, depth);
         }
         let (mut node, mut same) = match parent {
             Some(p) if meta::same_as(st, &p) => (p, true),
@@ -319,6 +336,7 @@ impl Walk<'_> {
     /// Archives the directory `name` of the open directory `dir` with
     /// everything below it: opened without following a symlink and checked
     /// to be the directory `lstat` saw.
+    #[allow(clippy::too_many_arguments)]
     fn subdir(
         &self,
         dir: BorrowedFd,
@@ -327,6 +345,7 @@ impl Walk<'_> {
         st: &Stat,
         parent: Option<Node>,
         root_dev: Option<u64>,
+        depth: usize,
     ) -> Result<Option<Done>> {
         let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
         let opened = match at::open_seen(dir, OsStr::from_bytes(name), st) {
@@ -354,9 +373,16 @@ impl Walk<'_> {
             }
         };
         let dev = root_dev.unwrap_or(st.st_dev);
+        let too_deep = depth >= MAX_DEPTH;
+        if too_deep && opened.is_some() {
+            self.error(
+                path,
+                format!("directory nesting deeper than {MAX_DEPTH} levels: its contents are left out; back it up as a source of its own"),
+            );
+        }
         let saved = match &opened {
-            Some((d, _)) if !self.opts.one_file_system || st.st_dev == dev => {
-                self.dir(d, path, parent_subtree, dev)?
+            Some((d, _)) if !too_deep && (!self.opts.one_file_system || st.st_dev == dev) => {
+                self.dir(d, path, parent_subtree, dev, depth)?
             }
             _ => self.finish_tree(path, Vec::new(), None)?,
         };
@@ -366,13 +392,15 @@ impl Walk<'_> {
         Ok(Some(Done { node, same }))
     }
 
-    /// Archives the entries of the open directory `d` and saves its tree.
+    /// Archives the entries of the open directory `d`, `depth` levels below
+    /// `/`, and saves its tree.
     fn dir(
         &self,
         d: &File,
         path: &Path,
         parent_subtree: Option<BlobId>,
         dev: u64,
+        depth: usize,
     ) -> Result<Saved> {
         let mut names = match at::list(d) {
             Ok(names) => names,
@@ -404,7 +432,15 @@ impl Walk<'_> {
                     }
                 };
                 crate::testhooks::pause_point("source-after-lstat");
-                self.entry(d.as_fd(), &child, n.as_bytes(), &st, pn, Some(dev))
+                self.entry(
+                    d.as_fd(),
+                    &child,
+                    n.as_bytes(),
+                    &st,
+                    pn,
+                    Some(dev),
+                    depth + 1,
+                )
             })
             .collect::<Result<_>>()?;
         // Identical only if every entry matched a parent node unchanged and
@@ -471,6 +507,21 @@ fn drop_sources_below_links(sources: &mut Vec<PathBuf>, tally: &Tally, progress:
         }
         false
     });
+}
+
+/// Runs the walk on threads with stacks deep enough for [`MAX_DEPTH`]
+/// levels (as many as rayon's global pool has); on the global pool if they
+/// cannot be started.
+fn on_walk_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .stack_size(WALK_STACK)
+        .thread_name(|i| format!("walk-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
 }
 
 /// Picks the parent snapshot: the given one, or the latest with the same host and paths.
@@ -544,48 +595,51 @@ pub fn backup(
             let done = &walk_done;
             scope.spawn(move || file::scan_totals(&srcs, &opts.excludes, progress, done));
         }
-        let r = BlobSaver::run(repo, &index, opts.dry_run, opts.in_flight, |saver| {
-            let walk = Walk {
-                repo,
-                index: &index,
-                saver,
-                opts,
-                progress,
-                tally: &tally,
-            };
-            let parent_root = parent.as_ref().map(|(_, s)| {
-                let mut n = Node::new(Vec::new(), NodeKind::Dir);
-                n.subtree = Some(s.tree);
-                n
-            });
-            let root = at::open_dir_path(Path::new("/"))
-                .map_err(|e| Error::io("open the root directory", "/", e))?;
-            let tree = match &vroot {
-                VNode::Source(p) => {
-                    let st =
-                        fstat(&root).map_err(|e| Error::io("read metadata of", p, e.into()))?;
-                    walk.dir(
-                        &root,
-                        p,
-                        parent_root.as_ref().and_then(|n| n.subtree),
-                        st.st_dev,
-                    )?
-                    .id
-                }
-                VNode::Parent { path, children } => {
-                    match walk.ancestor(&root, path, b"", children, parent_root.as_ref())? {
-                        Some(Done {
-                            node:
-                                Node {
-                                    subtree: Some(id), ..
-                                },
-                            ..
-                        }) => id,
-                        _ => walk.save_tree(path, Vec::new())?,
+        let r = on_walk_threads(|| {
+            BlobSaver::run(repo, &index, opts.dry_run, opts.in_flight, |saver| {
+                let walk = Walk {
+                    repo,
+                    index: &index,
+                    saver,
+                    opts,
+                    progress,
+                    tally: &tally,
+                };
+                let parent_root = parent.as_ref().map(|(_, s)| {
+                    let mut n = Node::new(Vec::new(), NodeKind::Dir);
+                    n.subtree = Some(s.tree);
+                    n
+                });
+                let root = at::open_dir_path(Path::new("/"))
+                    .map_err(|e| Error::io("open the root directory", "/", e))?;
+                let tree = match &vroot {
+                    VNode::Source(p) => {
+                        let st =
+                            fstat(&root).map_err(|e| Error::io("read metadata of", p, e.into()))?;
+                        walk.dir(
+                            &root,
+                            p,
+                            parent_root.as_ref().and_then(|n| n.subtree),
+                            st.st_dev,
+                            0,
+                        )?
+                        .id
                     }
-                }
-            };
-            Ok(tree)
+                    VNode::Parent { path, children } => {
+                        match walk.ancestor(&root, path, b"", children, parent_root.as_ref(), 0)? {
+                            Some(Done {
+                                node:
+                                    Node {
+                                        subtree: Some(id), ..
+                                    },
+                                ..
+                            }) => id,
+                            _ => walk.save_tree(path, Vec::new())?,
+                        }
+                    }
+                };
+                Ok(tree)
+            })
         });
         walk_done.store(true, Ordering::Relaxed);
         r

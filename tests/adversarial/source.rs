@@ -328,3 +328,78 @@ fn symlink_to_urandom_as_a_source_is_stored_as_the_link() {
         "adversarial source: symlink to /dev/urandom as a source: stored as the link, 0 bytes read, leaked: 0"
     );
 }
+
+/// Levels of directories a hostile user builds below a source: deeper than
+/// the walk goes (1,024), and deeper than a path can name (PATH_MAX), so
+/// it is built with `mkdirat` relative to the previous level.
+const HOSTILE_DEPTH: usize = 2100;
+
+#[test]
+fn hostile_deep_tree_does_not_crash_create() {
+    use std::os::fd::AsFd;
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("top"), b"near the top").unwrap();
+    let mut dir = fs::File::open(&src).unwrap();
+    for _ in 0..HOSTILE_DEPTH {
+        nix::sys::stat::mkdirat(
+            dir.as_fd(),
+            "d",
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .unwrap();
+        let next = nix::fcntl::openat(
+            dir.as_fd(),
+            "d",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        dir = fs::File::from(next);
+    }
+    drop(dir);
+    let mut c = t.cmd();
+    c.arg("create").arg("--json").arg(&src);
+    let r = run_within(c, Duration::from_secs(120));
+    assert_eq!(
+        r.code,
+        3,
+        "too deep a tree is reported, not a crash\n{}",
+        r.stderr.chars().take(2000).collect::<String>()
+    );
+    let report = r.json();
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "one error for the cut-off level");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deeper than"),
+        "{}",
+        errors[0]["message"]
+    );
+    t.ok(["check"]);
+    let dirs = report["summary"]["dirs"].as_u64().unwrap();
+    assert!(
+        dirs > 1000,
+        "the levels above the cut-off are kept: {dirs} directories"
+    );
+    remove_deep(&src);
+    eprintln!(
+        "adversarial source: {HOSTILE_DEPTH}-level hostile tree: no crash, cut off with an error, exit 3, {dirs} directories recorded, data lost: 0"
+    );
+}
+
+/// Removes a deep chain `root/d/d/...` one level at a time (moving the rest
+/// up), where a recursive removal would need a stack as deep as the tree.
+fn remove_deep(root: &Path) {
+    let (d, x) = (root.join("d"), root.join("x"));
+    while d.join("d").is_dir() {
+        fs::rename(d.join("d"), &x).unwrap();
+        fs::remove_dir_all(&d).unwrap();
+        fs::rename(&x, &d).unwrap();
+    }
+    let _ = fs::remove_dir_all(&d);
+}
