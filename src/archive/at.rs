@@ -248,3 +248,62 @@ pub fn raise_open_file_limit() {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each replacement of a listed regular file is refused, and the same
+    /// entry untouched is opened with the metadata `lstat` gave.
+    #[test]
+    fn open_seen_refuses_every_swap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = open_dir_path(tmp.path()).unwrap();
+        let f = OsStr::new("f");
+        let path = tmp.path().join("f");
+        let swaps: [(&str, &dyn Fn()); 4] = [
+            // The listed file stays (renamed away): a deleted file's inode
+            // number may be reused at once, and then the new file is what
+            // is read, with its own metadata, which is harmless.
+            ("another file", &|| {
+                std::fs::rename(&path, tmp.path().join("old")).unwrap();
+                std::fs::write(&path, b"other").unwrap();
+            }),
+            ("a symlink", &|| {
+                std::fs::remove_file(&path).unwrap();
+                std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+            }),
+            ("a FIFO", &|| {
+                std::fs::remove_file(&path).unwrap();
+                nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600)).unwrap();
+            }),
+            ("a directory", &|| {
+                std::fs::remove_file(&path).unwrap();
+                std::fs::create_dir(&path).unwrap();
+            }),
+        ];
+        for (what, swap) in swaps {
+            let _ = std::fs::remove_dir(&path);
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, b"listed").unwrap();
+            let seen = lstat_at(dir.as_fd(), f).unwrap();
+            let (_, st) = open_seen(dir.as_fd(), f, &seen).unwrap();
+            assert_eq!((st.st_ino, st.st_size), (seen.st_ino, 6));
+            swap();
+            match open_seen(dir.as_fd(), f, &seen) {
+                Err(OpenError::Swapped(msg)) => assert!(msg.contains("replaced"), "{what}: {msg}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        // A listed directory swapped for a symlink to a directory.
+        let _ = std::fs::remove_dir(&path);
+        std::fs::create_dir(&path).unwrap();
+        let seen = lstat_at(dir.as_fd(), f).unwrap();
+        std::fs::rename(&path, tmp.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink("moved", &path).unwrap();
+        assert!(matches!(
+            open_seen(dir.as_fd(), f, &seen),
+            Err(OpenError::Swapped(_))
+        ));
+    }
+}
