@@ -112,7 +112,8 @@ struct EntryLine {
 }
 
 /// Text for bytes that are UTF-8, hex otherwise: returns (text, hex).
-fn split_bytes(b: &[u8]) -> (Option<String>, Option<String>) {
+/// Logs use it too, so a name that is not UTF-8 is never shown lossily.
+pub fn split_bytes(b: &[u8]) -> (Option<String>, Option<String>) {
     match std::str::from_utf8(b) {
         Ok(s) => (Some(s.to_string()), None),
         Err(_) => (None, Some(hex::encode(b))),

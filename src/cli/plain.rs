@@ -45,6 +45,9 @@ fn conflict_text(c: &Conflict, mode: Mode) -> String {
             side_name(deleted, mode),
             side_name(deleted.other(), mode)
         ),
+        ConflictKind::SameTime => {
+            "differs on the two sides, with the same modification time, so neither is newer".into()
+        }
         ConflictKind::ChangedOnDest => "changed on the destination since the last run".into(),
         ConflictKind::CreatedOnDest => "created on the destination since the last run".into(),
         ConflictKind::DeletedOnDest => "deleted on the destination since the last run".into(),
@@ -262,7 +265,9 @@ pub fn run(
     // The bar starts only now, so it never draws over the questions above.
     let show = std::io::stderr().is_terminal() && !quiet && !json && has_work && !args.dry_run;
     let display = super::Display::new(show, quiet);
-    let report = s.apply(args.dry_run || !has_work, &display, started);
+    // A run that changes nothing still records what it saw on both sides,
+    // so the next one knows the history (deletions, one-sided edits).
+    let report = s.apply(args.dry_run, &display, started);
     display.finish();
     let report = report?;
     let corrupt = report
@@ -277,22 +282,29 @@ pub fn run(
         writeln!(out)?;
     } else if !quiet {
         match &report.result {
+            Some(r) if r.copied + r.deleted + r.dirs + r.archived == 0 && r.errors.is_empty() => {
+                println!(
+                    "already in step: nothing to do ({} conflict(s) left)",
+                    report.unresolved
+                )
+            }
             Some(r) => println!(
-                "{}: copied {} file(s) ({}), created {} folder(s), deleted {}, kept {} old version(s) under .repo/, {} conflict(s) left, {:.2}s",
+                "{}: copied {} file(s) ({}{}), created {} folder(s), deleted {}, kept {} old version(s) under .repo/, {} conflict(s) left, {:.2}s",
                 if mode == Mode::Sync { "synced" } else { "done" },
                 r.copied,
                 human_bytes(r.bytes),
+                if r.linked > 0 {
+                    format!("; {} as hard links", r.linked)
+                } else {
+                    String::new()
+                },
                 r.dirs,
                 r.deleted,
                 r.archived,
                 report.unresolved,
                 report.duration_secs
             ),
-            None if args.dry_run => println!("dry run: nothing changed"),
-            None => println!(
-                "already in step: nothing to do ({} conflict(s) left)",
-                report.unresolved
-            ),
+            None => println!("dry run: nothing changed"),
         }
     }
     if report.unresolved > 0 {

@@ -3,6 +3,8 @@
 //! Split in two so the CLI can show the plan, ask about conflicts and
 //! confirm between [`prepare`] and [`apply`].
 
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
@@ -93,6 +95,11 @@ pub fn prepare<'a>(
             "both sides are {a}; give two different places"
         )));
     }
+    match (a, b) {
+        (Location::Local(pa), Location::Local(pb)) => refuse_overlap(pa, pb)?,
+        (Location::Local(_), _) | (_, Location::Local(_)) => {}
+        _ => refuse_remote_overlap(&a.to_string(), &b.to_string())?,
+    }
     let filter = (!args.excludes.is_empty())
         .then(|| Excludes::new(&args.excludes, &[], false))
         .transpose()?;
@@ -119,6 +126,84 @@ pub fn prepare<'a>(
         opts,
         prepared,
     })
+}
+
+/// Where `path` is or would be: resolved part by part while the parts
+/// exist (symlinks followed, `..` taken physically, as the kernel does),
+/// then lexically for the parts still to be created.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let abs = std::path::absolute(path).map_err(|e| Error::io("resolve", path, e))?;
+    let mut real = PathBuf::from("/");
+    let mut exists = true;
+    for part in abs.components() {
+        match part {
+            Component::Prefix(_) | Component::RootDir | Component::CurDir => {}
+            Component::ParentDir => {
+                real.pop();
+            }
+            Component::Normal(name) => {
+                real.push(name);
+                if exists {
+                    match real.canonicalize() {
+                        Ok(c) => real = c,
+                        Err(_) => exists = false,
+                    }
+                }
+            }
+        }
+    }
+    Ok(real)
+}
+
+/// Whether `inner` is `outer` or lies below it: by resolved path, and by
+/// device and inode of each existing ancestor, which also sees through bind
+/// mounts and hard-to-spot aliases.
+fn inside(inner: &Path, outer: &Path) -> bool {
+    if inner.starts_with(outer) {
+        return true;
+    }
+    let Ok(top) = std::fs::metadata(outer) else {
+        return false;
+    };
+    inner
+        .ancestors()
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.dev() == top.dev() && m.ino() == top.ino()))
+}
+
+/// Refuses two local sides where one holds the other: a copy nested into
+/// its own source grows by itself on every run, and a sync of such a pair
+/// sees its own output as new files.
+fn refuse_overlap(a: &Path, b: &Path) -> Result<()> {
+    let (ra, rb) = (resolve(a)?, resolve(b)?);
+    let (outer, inner) = if inside(&rb, &ra) {
+        (a, b)
+    } else if inside(&ra, &rb) {
+        (b, a)
+    } else {
+        return Ok(());
+    };
+    Err(Error::Usage(format!(
+        "{} is inside {} (or is the same folder): the two sides must not overlap; \
+         give two folders where neither holds the other (for example a destination next to the source rather than inside it)",
+        inner.display(),
+        outer.display()
+    )))
+}
+
+/// Two places on one store (same bucket or server) where one key prefix
+/// holds the other; keys have no aliases, so comparing the names is enough.
+fn refuse_remote_overlap(a: &str, b: &str) -> Result<()> {
+    let dir = |s: &str| format!("{}/", s.trim_end_matches('/'));
+    let (da, db) = (dir(a), dir(b));
+    if da.starts_with(&db) || db.starts_with(&da) {
+        let (inner, outer) = if da.len() >= db.len() { (a, b) } else { (b, a) };
+        return Err(Error::Usage(format!(
+            "{inner} is inside {outer} (or is the same place): the two sides must not overlap; \
+             give two places where neither holds the other"
+        )));
+    }
+    Ok(())
 }
 
 /// `--include`: act only on matching paths (and folders above them).

@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::manifest::{Entries, Entry, EntryKind, Seen};
 use crate::tree::NodeKind;
 
-pub const CONTROL: &str = ".repo";
+pub use super::control::CONTROL;
+use super::control::{self, State};
 
 pub fn abs(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
@@ -134,6 +135,91 @@ pub fn hash(path: &Path) -> Result<[u8; 32]> {
     Ok(*h.finalize().as_bytes())
 }
 
+/// Reads at most `limit` bytes of `path`; `None` when it does not exist.
+fn read_head(path: &Path, limit: usize) -> Result<Option<Vec<u8>>> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ELOOP) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut out = Vec::new();
+    f.take(limit as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(Some(out))
+}
+
+/// Whether the tree's `.repo` is ours, somebody else's, or not there.
+pub fn control_state(root: &Path) -> Result<State> {
+    let dir = root.join(CONTROL);
+    let md = match fs::symlink_metadata(&dir) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::Absent),
+        Err(e) => return Err(Error::io("inspect", &dir, e)),
+    };
+    if !md.is_dir() {
+        return Ok(State::Foreign);
+    }
+    if read_head(&dir.join(control::MARKER), control::HEAD)?.is_some_and(|b| control::is_marker(&b))
+        || read_head(&dir.join(super::MANIFEST), control::HEAD)?
+            .is_some_and(|b| control::is_manifest_head(&b))
+    {
+        return Ok(State::Ours);
+    }
+    let mut rd = fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))?;
+    Ok(if rd.next().is_none() {
+        State::Absent
+    } else {
+        State::Foreign
+    })
+}
+
+/// Refuses a tree whose `.repo` belongs to somebody else.
+pub fn check_control(root: &Path) -> Result<()> {
+    match control_state(root)? {
+        State::Foreign => Err(control::foreign_error(
+            &root.join(CONTROL).display().to_string(),
+        )),
+        State::Absent | State::Ours => Ok(()),
+    }
+}
+
+/// Makes `.repo` ours (creating it and its marker) before anything is put
+/// into it; refuses when it belongs to somebody else.
+pub fn claim_control(root: &Path) -> Result<()> {
+    check_control(root)?;
+    let dir = root.join(CONTROL);
+    let marker = dir.join(control::MARKER);
+    if read_head(&marker, control::HEAD)?.is_some_and(|b| control::is_marker(&b)) {
+        return Ok(());
+    }
+    fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+    let mut f = match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&marker)
+    {
+        Ok(f) => f,
+        // Another run wrote it in between (or a stale one is in the way: it
+        // was recognised as ours by its manifest above, so leave it be).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(Error::io("create", &marker, e)),
+    };
+    f.write_all(control::MARKER_TEXT)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("write", &marker, e))
+}
+
 fn tmp_name(root: &Path) -> Result<PathBuf> {
     let dir = root.join(CONTROL).join("tmp");
     fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
@@ -153,7 +239,7 @@ fn system_time(ns: i64) -> SystemTime {
 pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> Result<Entry> {
     let tmp = tmp_name(root)?;
     let result = (|| {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
@@ -170,10 +256,12 @@ pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> 
                 break;
             }
             h.update(&buf[..n]);
-            f.write_all(&buf[..n])
-                .map_err(|err| Error::io("write", &tmp, err))?;
+            write_sparse(&f, &buf[..n], total).map_err(|err| Error::io("write", &tmp, err))?;
             total += n as u64;
         }
+        // Trailing zeros were skipped: the length makes them (a hole).
+        f.set_len(total)
+            .map_err(|err| Error::io("write", &tmp, err))?;
         if total != e.size {
             return Err(Error::io(
                 "copy",
@@ -203,11 +291,74 @@ pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> 
     result
 }
 
+/// Block size for finding runs of zeros; file systems allocate at least this.
+const BLOCK: u64 = 4096;
+static ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
+
+/// Writes `data` at `offset`, skipping blocks that are all zeros so they
+/// stay holes (what `rsync -S` does): a sparse source stays sparse, and so
+/// does a run of zeros read from a store that knows no holes. Skipped bytes
+/// below the final length read back as zeros.
+fn write_sparse(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    // Consecutive blocks holding data go out in one write.
+    let mut run: Option<usize> = None;
+    let mut at = 0usize;
+    while at < data.len() {
+        let pos = offset + at as u64;
+        let end = (at + (BLOCK - pos % BLOCK) as usize).min(data.len());
+        // A slice comparison is a memcmp: fast even in debug builds.
+        let zero = data[at..end] == ZEROS[..end - at];
+        match (zero, run) {
+            (false, None) => run = Some(at),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..at], offset + start as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+        at = end;
+    }
+    if let Some(start) = run {
+        f.write_all_at(&data[start..], offset + start as u64)?;
+    }
+    Ok(())
+}
+
 fn make_parent(dest: &Path) -> Result<()> {
     if let Some(parent) = dest.parent() {
         fs::create_dir_all(parent).map_err(|e| Error::io("create directory", parent, e))?;
     }
     Ok(())
+}
+
+/// Makes `rel` another hard link to `existing` (both below `root`), through
+/// `.repo/tmp/` so `rel` never exists half made, and returns its entry.
+pub fn link_into(root: &Path, existing: &[u8], rel: &[u8]) -> Result<Entry> {
+    let tmp = tmp_name(root)?;
+    let from = abs(root, existing);
+    fs::hard_link(&from, &tmp).map_err(|e| Error::io("hard-link", &from, e))?;
+    let dest = abs(root, rel);
+    let done = make_parent(&dest).and_then(|()| {
+        fs::rename(&tmp, &dest).map_err(|e| Error::io("rename into place", &dest, e))
+    });
+    // A rename onto another link of the same file does nothing: tidy up.
+    let _ = fs::remove_file(&tmp);
+    done?;
+    let md = fs::symlink_metadata(&dest).map_err(|e| Error::io("stat", &dest, e))?;
+    entry_of(&md, &dest).ok_or_else(|| {
+        Error::io(
+            "hard-link",
+            &dest,
+            std::io::Error::other("the link is not a regular file; run again"),
+        )
+    })
+}
+
+/// Device, inode and link count of a file (not following symlinks).
+pub fn identity(root: &Path, rel: &[u8]) -> Option<(u64, u64, u64)> {
+    let md = fs::symlink_metadata(abs(root, rel)).ok()?;
+    md.is_file().then(|| (md.dev(), md.ino(), md.nlink()))
 }
 
 /// Creates a directory or symlink for `e` at `rel`.
@@ -243,6 +394,7 @@ pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool
     };
     match bin {
         Some((bin, stamp)) => {
+            claim_control(root)?;
             let to = abs(&root.join(CONTROL).join(bin).join(stamp), rel);
             make_parent(&to)?;
             fs::rename(&path, &to).map_err(|e| Error::io("move aside", &path, e))?;
@@ -252,6 +404,28 @@ pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool
         }
         None => fs::remove_file(&path).map_err(|e| Error::io("delete", &path, e))?,
     }
+    Ok(true)
+}
+
+/// Moves an empty directory into `.repo/<bin>/<stamp>/`; `false` when
+/// something is still in it (then it stays where it is).
+pub fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
+    let path = abs(root, rel);
+    let mut rd = match fs::read_dir(&path) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io("read directory", &path, e)),
+    };
+    if rd.next().is_some() {
+        return Ok(false);
+    }
+    let to = abs(&root.join(CONTROL).join(bin).join(stamp), rel);
+    if fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) {
+        // Its content went there first, so the folder is in the trash
+        // already: the emptied original only has to go.
+        return remove_empty_dir(root, rel);
+    }
+    remove(root, rel, Some((bin, stamp)))?;
     Ok(true)
 }
 
@@ -277,6 +451,7 @@ pub fn read_control(root: &Path, name: &str) -> Result<Option<Vec<u8>>> {
 
 /// Writes `.repo/<name>` atomically.
 pub fn write_control(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    claim_control(root)?;
     let p = root.join(CONTROL).join(name);
     make_parent(&p)?;
     let tmp = tmp_name(root)?;

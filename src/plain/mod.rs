@@ -6,12 +6,13 @@
 //! out, moving anything it replaces or deletes aside first, then writes
 //! each side's new manifest and a log of what it did.
 
+pub mod control;
 pub mod local;
 pub mod plan;
 pub mod remote;
 mod side;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -26,6 +27,9 @@ pub use plan::{Compare, Mode, Plan, Resolve, Select, SideId};
 pub use side::Side;
 
 pub const MANIFEST: &str = "manifest.jsonl";
+/// Mirror and backup: the source's record, kept on the destination so the
+/// source is never written (SPEC §15.1).
+pub const SOURCE_RECORD: &str = "source.jsonl";
 
 pub struct Options<'a> {
     pub mode: Mode,
@@ -57,19 +61,31 @@ pub struct Report {
     pub dirs: u64,
     /// Files moved to `.repo/archive` or `.repo/trash` instead of being lost.
     pub archived: u64,
+    /// Of the files copied, how many were made hard links to another copied
+    /// file, as they are on the source (local to local only).
+    pub linked: u64,
     pub errors: Vec<(String, String)>,
 }
 
-fn load_manifest(side: &Side) -> Result<Option<Entries>> {
-    let Some(bytes) = side.read_control(MANIFEST)? else {
+fn load_manifest(side: &Side, name: &str) -> Result<Option<Entries>> {
+    let Some(bytes) = side.read_control(name)? else {
         return Ok(None);
     };
     Manifest::decode(&bytes)
         .map(|m| Some(m.entries))
         .map_err(|e| Error::BadManifest {
-            path: format!("{}/.repo/{MANIFEST}", side.name().trim_end_matches('/')),
+            path: format!("{}/.repo/{name}", side.name().trim_end_matches('/')),
             reason: e.to_string(),
         })
+}
+
+/// Where side A's record lives: on A for sync, on the destination for
+/// mirror and backup, which never write to their source.
+fn a_record(mode: Mode) -> (bool, &'static str) {
+    match mode {
+        Mode::Sync => (true, MANIFEST),
+        Mode::Mirror | Mode::Backup => (false, SOURCE_RECORD),
+    }
 }
 
 /// Hashes in parallel the files whose hash the comparison needs.
@@ -111,11 +127,80 @@ fn fill_hashes(
     Ok(count.into_inner())
 }
 
+/// Sync: files changed on both sides to the same size would be a conflict
+/// by size and mtime alone; hashing them tells the same edit made twice
+/// (nothing to do) from a real conflict. Returns how many were hashed.
+fn hash_both_changed(
+    sides: [&Side; 2],
+    cur: [&mut Entries; 2],
+    base: [Option<&Entries>; 2],
+    warnings: &Mutex<Vec<(String, String)>>,
+) -> u64 {
+    let [a_cur, b_cur] = cur;
+    // Without both records there is no conflict to avoid: `--select` decides.
+    if base.iter().any(Option::is_none) {
+        return 0;
+    }
+    let candidates: Vec<Vec<u8>> = a_cur
+        .iter()
+        .filter_map(|(rel, x)| {
+            let y = b_cur.get(rel)?;
+            let both_changed = plan::changed(Some(x), base[0].and_then(|m| m.get(rel)))
+                && plan::changed(Some(y), base[1].and_then(|m| m.get(rel)));
+            (x.kind == EntryKind::File
+                && y.kind == EntryKind::File
+                && x.size == y.size
+                && x.mtime_ns != y.mtime_ns
+                && both_changed)
+                .then(|| rel.clone())
+        })
+        .collect();
+    let mut count = 0;
+    for rel in candidates {
+        for (side, list) in [(sides[0], &mut *a_cur), (sides[1], &mut *b_cur)] {
+            let Some(e) = list.get_mut(&rel) else {
+                continue;
+            };
+            if e.blake3.is_some() {
+                continue;
+            }
+            match side.hash(&rel, e) {
+                Ok(h) => {
+                    e.blake3 = Some(h);
+                    count += 1;
+                }
+                Err(err) => {
+                    if let Ok(mut w) = warnings.lock() {
+                        w.push((side.display(&rel), format!("cannot hash: {err}")));
+                    }
+                }
+            }
+        }
+    }
+    count
+}
+
 /// Scans both sides and plans the run.
 pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
-    let (a_base, b_base) = (load_manifest(a)?, load_manifest(b)?);
+    a.check_control()?;
+    b.check_control()?;
+    let a_base = match a_record(opts.mode) {
+        (true, name) => load_manifest(a, name)?,
+        (false, name) => load_manifest(b, name)?,
+    };
+    let b_base = load_manifest(b, MANIFEST)?;
     let mut warnings = Vec::new();
-    let mut a_cur = a.scan(a_base.as_ref(), opts.filter.as_ref(), &mut warnings)?;
+    // A remote source's own manifest (written when it was a destination)
+    // holds the mtimes and modes the store cannot; reading it writes nothing.
+    let a_own = match (a.is_remote(), a_record(opts.mode)) {
+        (true, (false, _)) => load_manifest(a, MANIFEST)?,
+        _ => None,
+    };
+    let mut a_cur = a.scan(
+        a_own.as_ref().or(a_base.as_ref()),
+        opts.filter.as_ref(),
+        &mut warnings,
+    )?;
     let mut b_cur = b.scan(b_base.as_ref(), opts.filter.as_ref(), &mut warnings)?;
     let (mut a_base, mut b_base) = (a_base, b_base);
     if a.is_remote() || b.is_remote() {
@@ -141,6 +226,17 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     let w = Mutex::new(warnings);
     let hashed = fill_hashes(a, &mut a_cur, a_base.as_ref(), all, &w)?
         + fill_hashes(b, &mut b_cur, b_base.as_ref(), all, &w)?;
+    let hashed = hashed
+        + if opts.mode == Mode::Sync && !all {
+            hash_both_changed(
+                [a, b],
+                [&mut a_cur, &mut b_cur],
+                [a_base.as_ref(), b_base.as_ref()],
+                &w,
+            )
+        } else {
+            0
+        };
     if opts.cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
@@ -167,7 +263,11 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
 struct LogLine<'a> {
     time: &'a str,
     action: &'a str,
-    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    /// The path's bytes in hex when they are not UTF-8, as in the manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_hex: Option<String>,
     size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     blake3: Option<String>,
@@ -185,6 +285,18 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Whether `leader` on side `to` holds the file to link to: written in
+    /// this run, or (an anchor) already there and left alone.
+    fn has(&self, to: SideId, leader: &Leader) -> bool {
+        self.written[Self::idx(to)]
+            .lock()
+            .map(|w| match w.get(&leader.path) {
+                Some(rec) => rec.is_some(),
+                None => leader.anchor,
+            })
+            .unwrap_or(false)
+    }
+
     fn idx(s: SideId) -> usize {
         match s {
             SideId::A => 0,
@@ -193,10 +305,12 @@ impl Run<'_> {
     }
 
     fn log(&self, on: SideId, action: &str, rel: &[u8], e: Option<&Entry>) {
+        let (path, path_hex) = crate::manifest::split_bytes(rel);
         let line = LogLine {
             time: &self.stamp,
             action,
-            path: String::from_utf8_lossy(rel).into_owned(),
+            path,
+            path_hex,
             size: e.map_or(0, |e| e.size),
             blake3: e.and_then(|e| e.blake3).map(hex::encode),
         };
@@ -280,16 +394,65 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Gives `rel` on side `to` as another hard link to `leader` there, as
+    /// the two are links of one file on the other side.
+    fn link(&self, p: &Prepared, to: SideId, rel: &[u8], leader: &[u8]) -> Result<()> {
+        let Side::Local(root) = self.sides[Self::idx(to)] else {
+            return self.copy(p, to, rel);
+        };
+        let (src_list, dst_list) = match to {
+            SideId::B => (&p.a, &p.b),
+            SideId::A => (&p.b, &p.a),
+        };
+        if dst_list.get(rel).is_some() {
+            self.clear(to, rel, "archive")?;
+        }
+        let mut rec = local::link_into(root, leader, rel)?;
+        let leader_hash = self.written[Self::idx(to)]
+            .lock()
+            .ok()
+            .and_then(|w| w.get(leader).cloned().flatten())
+            .or_else(|| dst_list.get(leader).cloned())
+            .and_then(|e| e.blake3);
+        rec.blake3 = leader_hash;
+        if let (Some(src), Ok(mut w)) = (
+            src_list.get(rel),
+            self.written[Self::idx(to.other())].lock(),
+        ) {
+            let mut s = src.clone();
+            s.blake3 = leader_hash;
+            w.insert(rel.to_vec(), Some(s));
+        }
+        // Counted as done in full: the plan's byte total includes it.
+        self.progress.add_done(1, rec.size);
+        if let Ok(mut r) = self.report.lock() {
+            r.copied += 1;
+            r.linked += 1;
+        }
+        self.log(to, "link", rel, Some(&rec));
+        if let Ok(mut w) = self.written[Self::idx(to)].lock() {
+            w.insert(rel.to_vec(), Some(rec));
+        }
+        Ok(())
+    }
+
     fn delete(&self, on: SideId, rel: &[u8], kind: EntryKind) -> Result<()> {
         let side = self.sides[Self::idx(on)];
         if kind == EntryKind::Dir {
-            if !side.remove_empty_dir(rel)? {
+            // Everything below went first; the folder itself (its mode and
+            // times) goes to the trash too, as SPEC §15.1 asks.
+            let gone = if self.bin_ok {
+                side.trash_empty_dir(rel, "trash", &self.stamp)?
+            } else {
+                side.remove_empty_dir(rel)?
+            };
+            if !gone {
                 return Err(Error::Usage(format!(
                     "{} is not empty; it was left in place",
                     side.display(rel)
                 )));
             }
-            self.log(on, "delete", rel, None);
+            self.log(on, if self.bin_ok { "trash" } else { "delete" }, rel, None);
         } else {
             self.clear(on, rel, "trash")?;
         }
@@ -301,6 +464,104 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The path a further hard link is made to.
+struct Leader {
+    path: Vec<u8>,
+    /// Already on the destination and not written by this run.
+    anchor: bool,
+}
+
+/// Local to local: for file copies whose source has further hard links,
+/// which copy should become a link to which path on the destination (the
+/// follower's path maps to its leader's). A group's leader is a link already
+/// in place and unchanged on the destination when there is one, else the
+/// group's first copy. Files are matched by device and inode, as `rsync -H`
+/// does, so links stay links and their bytes are stored once.
+fn hard_links(
+    p: &Prepared,
+    sides: [&Side; 2],
+    files: &[&plan::Action],
+) -> HashMap<Vec<u8>, Leader> {
+    let mut groups: HashMap<(SideId, u64, u64), Vec<Vec<u8>>> = HashMap::new();
+    for act in files {
+        let plan::Op::Copy { to } = act.op else {
+            continue;
+        };
+        let from = to.other();
+        let (Side::Local(src), Side::Local(_)) = (sides[Run::idx(from)], sides[Run::idx(to)])
+        else {
+            continue;
+        };
+        if let Some((dev, ino, nlink)) = local::identity(src, &act.path)
+            && nlink > 1
+        {
+            groups
+                .entry((to, dev, ino))
+                .or_default()
+                .push(act.path.clone());
+        }
+    }
+    // Paths by inode on each source side, for the groups' inodes only: one
+    // pass over each listing, however many groups there are.
+    let mut by_ino: HashMap<(SideId, u64), Vec<&Vec<u8>>> = HashMap::new();
+    for to in [SideId::A, SideId::B] {
+        let src_list = if to == SideId::B { &p.a } else { &p.b };
+        let wanted: HashSet<u64> = groups.keys().filter(|k| k.0 == to).map(|k| k.2).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        for (rel, e) in src_list {
+            if let Some(ino) = e.seen.ino
+                && e.kind == EntryKind::File
+                && wanted.contains(&ino)
+            {
+                by_ino.entry((to, ino)).or_default().push(rel);
+            }
+        }
+    }
+    let mut out = HashMap::new();
+    for ((to, dev, ino), members) in groups {
+        let from = to.other();
+        let Side::Local(src) = sides[Run::idx(from)] else {
+            continue;
+        };
+        let (src_list, dst_list) = match to {
+            SideId::B => (&p.a, &p.b),
+            SideId::A => (&p.b, &p.a),
+        };
+        // Another link of the same file that is not copied now because the
+        // destination already holds it unchanged.
+        let anchor = by_ino
+            .get(&(to, ino))
+            .into_iter()
+            .flatten()
+            .filter(|rel| !members.contains(rel))
+            .find(|rel| {
+                local::identity(src, rel).is_some_and(|(d, i, _)| d == dev && i == ino)
+                    && matches!((src_list.get(**rel), dst_list.get(**rel)),
+                        (Some(e), Some(d)) if plan::same(e, d, Compare::Attr))
+            })
+            .map(|rel| (*rel).clone());
+        let (leader, anchor, rest) = match anchor {
+            Some(a) => (a, true, &members[..]),
+            None => match members.split_first() {
+                Some((first, rest)) => (first.clone(), false, rest),
+                None => continue,
+            },
+        };
+        for m in rest {
+            out.insert(
+                m.clone(),
+                Leader {
+                    path: leader.clone(),
+                    anchor,
+                },
+            );
+        }
+    }
+    out
 }
 
 /// Carries out `p.plan` (conflicts already settled or left alone).
@@ -321,6 +582,13 @@ pub fn execute(
         logs: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
         report: Mutex::new(Report::default()),
     };
+    // The control folder is made ours before anything goes into it; a
+    // side that is only read (a mirror's source) is never touched.
+    let a_on_a = a_record(opts.mode).0;
+    if a_on_a {
+        a.claim_control()?;
+    }
+    b.claim_control()?;
     let total: u64 = p.plan.actions.iter().map(|a| a.size).sum();
     progress.set_total(p.plan.actions.len() as u64, total);
     let side_of = |s: SideId| if s == SideId::A { a } else { b };
@@ -339,6 +607,10 @@ pub fn execute(
             run.error(side_of(to), &act.path, e);
         }
     }
+    let links = hard_links(p, [a, b], &files);
+    let (followers, files): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|act| links.contains_key(&act.path));
     let pool = if a.is_remote() { a.pool()? } else { b.pool()? };
     pool.install(|| {
         files.par_iter().for_each(|act| {
@@ -352,6 +624,23 @@ pub fn execute(
             }
         })
     });
+    // Further links of a file copied above (or already in place) become
+    // links there too; if the first one failed, they are copied instead.
+    for act in followers {
+        if opts.cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let plan::Op::Copy { to } = act.op else {
+            continue;
+        };
+        let result = match links.get(&act.path) {
+            Some(leader) if run.has(to, leader) => run.link(p, to, &act.path, &leader.path),
+            _ => run.copy(p, to, &act.path),
+        };
+        if let Err(e) = result {
+            run.error(side_of(to), &act.path, e);
+        }
+    }
     // Deletions last, deepest first, so directories are empty when their turn comes.
     for act in p.plan.actions.iter().rev() {
         if opts.cancel.load(Ordering::Relaxed) {
@@ -406,8 +695,12 @@ pub fn execute(
             }
         }
         let manifest = Manifest::new(created.clone(), entries);
-        if let Err(e) = side.write_control(MANIFEST, &manifest.encode()) {
-            run.error(side, b".repo/manifest.jsonl", e);
+        let (home, name) = match (i, a_on_a) {
+            (0, false) => (b, SOURCE_RECORD),
+            _ => (side, MANIFEST),
+        };
+        if let Err(e) = home.write_control(name, &manifest.encode()) {
+            run.error(home, format!(".repo/{name}").as_bytes(), e);
         }
         let lines = run.logs[i].lock().map(|l| l.join("\n")).unwrap_or_default();
         if !lines.is_empty()

@@ -123,6 +123,9 @@ pub enum ConflictKind {
     DeletedChanged {
         deleted: SideId,
     },
+    /// Both files differ but carry the same mtime, so `--select newer`
+    /// cannot tell which is newer.
+    SameTime,
     /// A mirror's destination was changed outside the tool since the last run.
     ChangedOnDest,
     CreatedOnDest,
@@ -197,8 +200,17 @@ pub fn same(a: &Entry, b: &Entry, compare: Compare) -> bool {
     }
 }
 
+/// Two files whose hashes are known and equal: the same edit made on both
+/// sides at different times is no conflict in a sync.
+fn same_content(a: &Entry, b: &Entry) -> bool {
+    a.kind == EntryKind::File
+        && b.kind == EntryKind::File
+        && a.size == b.size
+        && matches!((a.blake3, b.blake3), (Some(x), Some(y)) if x == y)
+}
+
 /// Whether a side changed since its record.
-fn changed(cur: Option<&Entry>, base: Option<&Entry>) -> bool {
+pub fn changed(cur: Option<&Entry>, base: Option<&Entry>) -> bool {
     match (cur, base) {
         (None, None) => false,
         (Some(c), Some(b)) => {
@@ -286,7 +298,7 @@ fn decide(p: &mut Plan, inp: &Inputs, path: &[u8], mode: Mode, select: Select, c
         }
     }
     if let (Some(x), Some(y)) = (a, b)
-        && same(x, y, cmp)
+        && (same(x, y, cmp) || (mode == Mode::Sync && same_content(x, y)))
     {
         return;
     }
@@ -299,6 +311,19 @@ fn decide(p: &mut Plan, inp: &Inputs, path: &[u8], mode: Mode, select: Select, c
     };
     match winner {
         Decision::Win(side, why) => push_win(p, path, side, a, b, why),
+        Decision::Differs
+            if select == Select::Newer
+                && matches!((a, b), (Some(x), Some(y)) if x.mtime_ns == y.mtime_ns) =>
+        {
+            // Picking by argument order would be a coin toss that loses data.
+            p.conflicts.push(Conflict {
+                path: path.to_vec(),
+                kind: ConflictKind::SameTime,
+                a: a.cloned(),
+                b: b.cloned(),
+            });
+            p.keep_base.insert(path.to_vec());
+        }
         Decision::Differs => {
             let side = match select {
                 Select::Source => Some(SideId::A),
@@ -456,7 +481,12 @@ impl Conflict {
             Resolve::Local => Some(SideId::A),
             Resolve::Remote => Some(SideId::B),
             Resolve::Old | Resolve::New => {
-                let a_newer = mtime(self.a.as_ref()) >= mtime(self.b.as_ref());
+                let (ta, tb) = (mtime(self.a.as_ref()), mtime(self.b.as_ref()));
+                if ta == tb {
+                    // Neither is newer: leave it to the user.
+                    return None;
+                }
+                let a_newer = ta > tb;
                 Some(if a_newer == (r == Resolve::New) {
                     SideId::A
                 } else {

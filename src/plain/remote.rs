@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Entries, Entry, EntryKind, Seen};
 use crate::storage::Storage;
 
-use super::local::CONTROL;
+use super::control::{self, CONTROL, State};
 
 /// Bytes fetched per range request when reading a large object.
 const PIECE: u64 = 8 << 20;
@@ -193,4 +193,50 @@ pub fn read_control(store: &Storage, name: &str) -> Result<Option<Vec<u8>>> {
 
 pub fn write_control(store: &Storage, name: &str, bytes: &[u8]) -> Result<()> {
     store.put(&format!("{CONTROL}/{name}"), bytes.to_vec())
+}
+
+/// The first bytes of `key`, or `None` when there is no such object.
+fn head(store: &Storage, key: &str) -> Result<Option<Vec<u8>>> {
+    match store.stat(key)? {
+        None => Ok(None),
+        Some(f) if f.size == 0 => Ok(Some(Vec::new())),
+        Some(f) => store
+            .get_range(key, 0, f.size.min(control::HEAD as u64))
+            .map(Some),
+    }
+}
+
+/// Whether the store's `.repo/` objects are ours, somebody else's, or absent.
+pub fn control_state(store: &Storage) -> Result<State> {
+    let marker = format!("{CONTROL}/{}", control::MARKER);
+    let manifest = format!("{CONTROL}/{}", super::MANIFEST);
+    if head(store, &marker)?.is_some_and(|b| control::is_marker(&b))
+        || head(store, &manifest)?.is_some_and(|b| control::is_manifest_head(&b))
+    {
+        return Ok(State::Ours);
+    }
+    if store.stat(CONTROL)?.is_some() || !store.list_files(CONTROL)?.is_empty() {
+        return Ok(State::Foreign);
+    }
+    Ok(State::Absent)
+}
+
+pub fn check_control(store: &Storage) -> Result<()> {
+    match control_state(store)? {
+        State::Foreign => Err(control::foreign_error(&format!(
+            "{}/{CONTROL}",
+            store.location().to_string().trim_end_matches('/')
+        ))),
+        State::Absent | State::Ours => Ok(()),
+    }
+}
+
+/// Writes the marker unless it is there; refuses a foreign `.repo/`.
+pub fn claim_control(store: &Storage) -> Result<()> {
+    let marker = format!("{CONTROL}/{}", control::MARKER);
+    if head(store, &marker)?.is_some_and(|b| control::is_marker(&b)) {
+        return Ok(());
+    }
+    check_control(store)?;
+    store.put(&marker, control::MARKER_TEXT.to_vec())
 }

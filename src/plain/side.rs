@@ -145,6 +145,30 @@ impl Side {
         }
     }
 
+    /// Refuses a side whose `.repo` belongs to somebody else.
+    pub fn check_control(&self) -> Result<()> {
+        match self {
+            Side::Local(root) => local::check_control(root),
+            Side::Remote(s) => remote::check_control(s),
+        }
+    }
+
+    /// Creates this side's control folder and marker before a run writes to it.
+    pub fn claim_control(&self) -> Result<()> {
+        match self {
+            Side::Local(root) => local::claim_control(root),
+            Side::Remote(s) => remote::claim_control(s),
+        }
+    }
+
+    /// Moves an empty folder to `.repo/<bin>/<stamp>/`; `false` if it is not empty.
+    pub fn trash_empty_dir(&self, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
+        match self {
+            Side::Local(root) => local::trash_empty_dir(root, rel, bin, stamp),
+            Side::Remote(_) => Ok(true),
+        }
+    }
+
     pub fn read_control(&self, name: &str) -> Result<Option<Vec<u8>>> {
         match self {
             Side::Local(root) => local::read_control(root, name),

@@ -1,4 +1,762 @@
 //! Adversarial part: plain (see tests/adversarial.rs).
+//!
+//! `mirror` and `sync` over peers' fixtures: the shape of pyftpsync's
+//! bidirectional test (two folders synced once, then changed on both sides)
+//! and BackuPy's matrix of modes against situations, each started from two
+//! identical folders so the first run has nothing to do, which is the run
+//! that used to forget to record its history. Then the details: folders
+//! trashed, not removed; equal times never settled by argument order; hard
+//! links and holes kept; control folders that are not ours and overlapping
+//! sides refused; a copy checked with `b3sum --check` whatever its names.
+//!
+//! "data lost" counts file versions that a side held when a run started
+//! and that are afterwards on no side and in no side's `.repo/archive` or
+//! `.repo/trash` (every version's content is unique, so it is found by
+//! content).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 #[allow(unused_imports)]
 use crate::common::*;
+
+const T0: i64 = 1_700_000_000;
+const T1: i64 = T0 + 1000;
+
+/// Runs the binary with `args` (and `--json` first when asked).
+fn repo(args: &[&str]) -> Run {
+    let mut c = Command::new(BIN);
+    for v in REPO_ENV {
+        c.env_remove(v);
+    }
+    c.args(args);
+    run_within(c, Duration::from_secs(120))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// Writes `content` at `root/rel` with mtime `mtime`.
+fn put(root: &Path, rel: &str, content: &str, mtime: i64) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, content).unwrap();
+    set_mtime(&p, mtime, 0);
+}
+
+fn read(root: &Path, rel: &str) -> Option<String> {
+    fs::read_to_string(root.join(rel)).ok()
+}
+
+/// Every file's content below `root`, `.repo` included (archive and trash).
+fn contents(root: &Path, out: &mut HashSet<Vec<u8>>) {
+    for p in walk_all(root) {
+        let full = root.join(&p);
+        if fs::symlink_metadata(&full).is_ok_and(|m| m.is_file()) {
+            out.insert(fs::read(full).unwrap());
+        }
+    }
+}
+
+/// Every live file's content on the sides: what a run must not lose.
+fn present(roots: &[&Path]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in roots {
+        for (_, v) in tree(r) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Versions (by content) that were written on some side and are found on
+/// no side any more, live or kept under `.repo`.
+fn lost(versions: &[String], roots: &[&Path]) -> Vec<String> {
+    let mut have = HashSet::new();
+    for r in roots {
+        contents(r, &mut have);
+    }
+    versions
+        .iter()
+        .filter(|v| !have.contains(v.as_bytes()))
+        .cloned()
+        .collect()
+}
+
+/// Live files (path -> content) below `root`, `.repo` left out.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for p in walk_all(root) {
+        if p.starts_with(".repo") {
+            continue;
+        }
+        let full = root.join(&p);
+        if fs::symlink_metadata(&full).is_ok_and(|m| m.is_file()) {
+            out.insert(
+                p.to_string_lossy().into_owned(),
+                fs::read_to_string(full).unwrap_or_default(),
+            );
+        }
+    }
+    out
+}
+
+/// Runs the binary over two sides and keeps the count of lost versions.
+struct Guard {
+    roots: Vec<PathBuf>,
+    lost: Vec<String>,
+}
+
+impl Guard {
+    fn new(roots: [&Path; 2]) -> Self {
+        Guard {
+            roots: roots.iter().map(|r| r.to_path_buf()).collect(),
+            lost: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, args: &[&str]) -> Run {
+        let roots: Vec<&Path> = self.roots.iter().map(PathBuf::as_path).collect();
+        let before = present(&roots);
+        let r = repo(args);
+        self.lost.extend(lost(&before, &roots));
+        r
+    }
+}
+
+fn count(j: &serde_json::Value, field: &str) -> u64 {
+    j["result"][field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no result.{field} in {j:#}"))
+}
+
+/// pyftpsync's bidirectional fixture, recreated: identical folders, a first
+/// run with nothing to do, then every kind of change on both sides.
+#[test]
+fn pyftpsync_bidirectional_fixture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut g = Guard::new([&a, &b]);
+    let base = [
+        "file1.txt",
+        "mod_a.txt",
+        "mod_b.txt",
+        "del_a.txt",
+        "del_b.txt",
+        "mod_a_del_b.txt",
+        "del_a_mod_b.txt",
+        "conflict.txt",
+        "both_del.txt",
+        "same_edit.txt",
+        "folder_del_b/f1.txt",
+        "folder_del_b/f2.txt",
+        "sub/keep.txt",
+    ];
+    for root in [&a, &b] {
+        for f in base {
+            put(root, f, &format!("{f} v1"), T0);
+        }
+        fs::create_dir_all(root.join("empty_del_a")).unwrap();
+    }
+
+    // The first run finds nothing to do, and must still record both sides.
+    let r = g.run(&["--json", "sync", s(&a), s(&b), "-y"]);
+    r.success();
+    let j = r.json();
+    assert_eq!(j["dry_run"], false, "a real run is not a dry run:\n{r}");
+    assert!(j["plan"]["actions"].as_array().unwrap().is_empty(), "{r}");
+    for root in [&a, &b] {
+        let m = fs::read_to_string(root.join(".repo/manifest.jsonl"))
+            .unwrap_or_else(|_| panic!("no manifest on {} after a no-op run\n{r}", root.display()));
+        assert!(m.contains("\"path\":\"del_a.txt\""), "{m}");
+    }
+
+    // Changes on both sides.
+    let edit = |root: &Path, rel: &str, tag: &str, mtime: i64| {
+        put(root, rel, &format!("{rel} {tag}"), mtime);
+    };
+    edit(&a, "new_a.txt", "new on a", T1);
+    edit(&a, "newdir_a/n.txt", "new on a", T1);
+    edit(&b, "new_b.txt", "new on b", T1);
+    edit(&a, "mod_a.txt", "v2 a", T1);
+    edit(&b, "mod_b.txt", "v2 b", T1);
+    edit(&a, "mod_a_del_b.txt", "v2 a", T1);
+    edit(&b, "del_a_mod_b.txt", "v2 b", T1);
+    edit(&a, "conflict.txt", "v2 a", T1);
+    edit(&b, "conflict.txt", "v2 b (longer)", T1 + 5);
+    // Edited the same way on both sides: nothing to do.
+    put(&a, "same_edit.txt", "same_edit.txt v2", T1);
+    put(&b, "same_edit.txt", "same_edit.txt v2", T1);
+    fs::remove_file(a.join("del_a.txt")).unwrap();
+    fs::remove_file(b.join("del_b.txt")).unwrap();
+    fs::remove_file(b.join("mod_a_del_b.txt")).unwrap();
+    fs::remove_file(a.join("del_a_mod_b.txt")).unwrap();
+    fs::remove_file(a.join("both_del.txt")).unwrap();
+    fs::remove_file(b.join("both_del.txt")).unwrap();
+    fs::remove_dir_all(b.join("folder_del_b")).unwrap();
+    fs::remove_dir(a.join("empty_del_a")).unwrap();
+
+    let r = g.run(&["--json", "sync", s(&a), s(&b), "-y", "--resolve", "skip"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!(count(&j, "copied"), 5, "{r}");
+    assert_eq!(count(&j, "dirs"), 1, "{r}");
+    // del_a, del_b, folder_del_b/f1, f2, folder_del_b, empty_del_a.
+    assert_eq!(count(&j, "deleted"), 6, "{r}");
+    assert_eq!(j["unresolved"], 3, "{r}");
+    let mut kinds: Vec<String> = j["plan"]["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap().to_string())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["conflict.txt", "del_a_mod_b.txt", "mod_a_del_b.txt"],
+        "{r}"
+    );
+
+    let want_both = [
+        ("file1.txt", "file1.txt v1"),
+        ("mod_a.txt", "mod_a.txt v2 a"),
+        ("mod_b.txt", "mod_b.txt v2 b"),
+        ("new_a.txt", "new_a.txt new on a"),
+        ("new_b.txt", "new_b.txt new on b"),
+        ("newdir_a/n.txt", "newdir_a/n.txt new on a"),
+        ("same_edit.txt", "same_edit.txt v2"),
+        ("sub/keep.txt", "sub/keep.txt v1"),
+    ];
+    let (ta, tb) = (tree(&a), tree(&b));
+    for (rel, want) in want_both {
+        assert_eq!(ta.get(rel).map(String::as_str), Some(want), "a/{rel}\n{r}");
+        assert_eq!(tb.get(rel).map(String::as_str), Some(want), "b/{rel}\n{r}");
+    }
+    // Conflicts are left exactly as they were on each side.
+    assert_eq!(read(&a, "conflict.txt").unwrap(), "conflict.txt v2 a");
+    assert_eq!(
+        read(&b, "conflict.txt").unwrap(),
+        "conflict.txt v2 b (longer)"
+    );
+    assert_eq!(read(&a, "mod_a_del_b.txt").unwrap(), "mod_a_del_b.txt v2 a");
+    assert!(read(&b, "mod_a_del_b.txt").is_none());
+    assert!(read(&a, "del_a_mod_b.txt").is_none());
+    assert_eq!(read(&b, "del_a_mod_b.txt").unwrap(), "del_a_mod_b.txt v2 b");
+    // Nothing deleted comes back.
+    let mut resurrected = 0;
+    for root in [&a, &b] {
+        for gone in [
+            "del_a.txt",
+            "del_b.txt",
+            "both_del.txt",
+            "folder_del_b",
+            "empty_del_a",
+        ] {
+            resurrected += usize::from(root.join(gone).exists());
+        }
+    }
+    assert_eq!(resurrected, 0, "deleted paths came back\n{r}");
+    assert_eq!(ta.len(), want_both.len() + 2, "{ta:#?}");
+    assert_eq!(tb.len(), want_both.len() + 2, "{tb:#?}");
+    // The empty folder went to the trash, not away (SPEC §15.1).
+    let trashed: Vec<PathBuf> = walk_all(&b.join(".repo/trash"));
+    assert!(
+        trashed.iter().any(|p| p.ends_with("empty_del_a")),
+        "{trashed:?}"
+    );
+
+    // The conflicts come back, and nothing else happens.
+    let r2 = g.run(&["--json", "sync", s(&a), s(&b), "-y", "--resolve", "skip"]);
+    r2.code(3);
+    let j2 = r2.json();
+    assert_eq!(j2["unresolved"], 3, "{r2}");
+    assert!(j2["plan"]["actions"].as_array().unwrap().is_empty(), "{r2}");
+
+    let missing = g.lost.clone();
+    eprintln!(
+        "adversarial plain: pyftpsync fixture: 2 runs, 5 copied, 6 deleted, 3 conflicts, resurrected: {resurrected}, data lost: {}",
+        missing.len()
+    );
+    assert!(missing.is_empty(), "lost: {missing:?}");
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Situation {
+    NewOnSource,
+    NewOnDest,
+    ChangedOnSource,
+    ChangedOnDest,
+    DeletedOnSource,
+    DeletedOnDest,
+}
+
+/// One cell: mode, situation, `x.txt` on a and on b afterwards, conflicts left.
+type Cell = (
+    &'static str,
+    Situation,
+    Option<&'static str>,
+    Option<&'static str>,
+    u64,
+);
+
+/// BackuPy's matrix: every mode against every situation, from identical
+/// folders whose first run had nothing to do.
+#[test]
+fn backupy_mode_matrix() {
+    use Situation::*;
+    // (mode, situation, x.txt on a, x.txt on b, conflicts)
+    let v1 = Some("x v1");
+    let table: [Cell; 18] = [
+        ("backup", NewOnSource, Some("x new a"), Some("x new a"), 0),
+        ("backup", NewOnDest, None, Some("x new b"), 0),
+        ("backup", ChangedOnSource, Some("x v2 a"), Some("x v2 a"), 0),
+        ("backup", ChangedOnDest, v1, Some("x v2 b"), 1),
+        ("backup", DeletedOnSource, None, v1, 0),
+        ("backup", DeletedOnDest, v1, None, 1),
+        ("mirror", NewOnSource, Some("x new a"), Some("x new a"), 0),
+        ("mirror", NewOnDest, None, Some("x new b"), 1),
+        ("mirror", ChangedOnSource, Some("x v2 a"), Some("x v2 a"), 0),
+        ("mirror", ChangedOnDest, v1, Some("x v2 b"), 1),
+        ("mirror", DeletedOnSource, None, None, 0),
+        ("mirror", DeletedOnDest, v1, None, 1),
+        ("sync", NewOnSource, Some("x new a"), Some("x new a"), 0),
+        ("sync", NewOnDest, Some("x new b"), Some("x new b"), 0),
+        ("sync", ChangedOnSource, Some("x v2 a"), Some("x v2 a"), 0),
+        ("sync", ChangedOnDest, Some("x v2 b"), Some("x v2 b"), 0),
+        ("sync", DeletedOnSource, None, None, 0),
+        ("sync", DeletedOnDest, None, None, 0),
+    ];
+    let mut failures = Vec::new();
+    let mut lost_total = 0;
+    for (mode, sit, want_a, want_b, want_conflicts) in table {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let mut g = Guard::new([&a, &b]);
+        let existing = !matches!(sit, NewOnSource | NewOnDest);
+        for root in [&a, &b] {
+            put(root, "other.txt", "other v1", T0);
+            if existing {
+                put(root, "x.txt", "x v1", T0);
+            }
+        }
+        let first = g.run(&["mirror", "--mode", mode, s(&a), s(&b), "-y"]);
+        first.success().stdout_has("already in step");
+        match sit {
+            NewOnSource => put(&a, "x.txt", "x new a", T1),
+            NewOnDest => put(&b, "x.txt", "x new b", T1),
+            ChangedOnSource => put(&a, "x.txt", "x v2 a", T1),
+            ChangedOnDest => put(&b, "x.txt", "x v2 b", T1),
+            DeletedOnSource => fs::remove_file(a.join("x.txt")).unwrap(),
+            DeletedOnDest => fs::remove_file(b.join("x.txt")).unwrap(),
+        }
+        let r = g.run(&[
+            "--json",
+            "mirror",
+            "--mode",
+            mode,
+            s(&a),
+            s(&b),
+            "-y",
+            "--resolve",
+            "skip",
+        ]);
+        let cell = format!("{mode} x {sit:?}");
+        let got = (
+            read(&a, "x.txt"),
+            read(&b, "x.txt"),
+            r.json()["unresolved"].as_u64(),
+            r.code,
+        );
+        let want = (
+            want_a.map(String::from),
+            want_b.map(String::from),
+            Some(want_conflicts),
+            if want_conflicts > 0 { 3 } else { 0 },
+        );
+        if got != want {
+            failures.push(format!("{cell}: got {got:?}, want {want:?}\n{r}"));
+        }
+        if mode != "sync" && a.join(".repo").exists() {
+            failures.push(format!(
+                "{cell}: the source was written: {:?}",
+                walk_all(&a.join(".repo"))
+            ));
+        }
+        let missing = g.lost.clone();
+        lost_total += missing.len();
+        if !missing.is_empty() {
+            failures.push(format!("{cell}: lost {missing:?}"));
+        }
+    }
+    eprintln!(
+        "adversarial plain: BackuPy matrix: 18 cells (3 modes x 6 situations), wrong: {}, data lost: {lost_total}",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Folders that start equal get their hashes recorded by `--compare hash`,
+/// so later rot on one side is caught instead of copied over the good copy;
+/// identical edits on both sides leave no stale history behind.
+#[test]
+fn equal_start_records_hashes_and_identical_edits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let mut g = Guard::new([&a, &b]);
+    for root in [&a, &b] {
+        put(root, "photo.jpg", "precious original bytes", T0);
+        put(root, "notes.txt", "notes v1", T0);
+    }
+    g.run(&["sync", s(&a), s(&b), "-y", "--compare", "hash"])
+        .success();
+    // Rot on a, size and mtime kept.
+    put(&a, "photo.jpg", "precious ORIGINAL bytes", T0);
+    let r = g.run(&["sync", s(&a), s(&b), "-y", "--compare", "hash"]);
+    r.code(3).stderr_has("CORRUPT: photo.jpg on the first side");
+    assert_eq!(
+        read(&b, "photo.jpg").unwrap(),
+        "precious original bytes",
+        "{r}"
+    );
+    // Repaired from the good side, the bad copy kept aside.
+    assert_eq!(
+        read(&a, "photo.jpg").unwrap(),
+        "precious original bytes",
+        "{r}"
+    );
+
+    // Both sides edited the same way: in step, and the next one-sided edit
+    // is copied without a false conflict.
+    put(&a, "notes.txt", "notes v2", T1);
+    put(&b, "notes.txt", "notes v2", T1);
+    g.run(&["sync", s(&a), s(&b), "-y"])
+        .success()
+        .stdout_has("already in step");
+    // The same edit made at different times: equal content is no conflict
+    // (hashed because both sides changed to the same size).
+    put(&a, "notes.txt", "notes v2.5", T1 + 3);
+    put(&b, "notes.txt", "notes v2.5", T1 + 4);
+    g.run(&["sync", s(&a), s(&b), "-y", "--resolve", "skip"])
+        .success()
+        .stdout_has("already in step");
+    put(&b, "notes.txt", "notes v3", T1 + 10);
+    let r = g.run(&["sync", s(&a), s(&b), "-y", "--resolve", "skip"]);
+    r.success();
+    assert_eq!(read(&a, "notes.txt").unwrap(), "notes v3", "{r}");
+    let missing = g.lost.clone();
+    eprintln!(
+        "adversarial plain: equal start: 1 corruption caught, 0 false conflicts, data lost: {}",
+        missing.len()
+    );
+    assert!(missing.is_empty(), "lost: {missing:?}");
+}
+
+/// Same mtime, different size, `--select newer`: neither is newer, so it is
+/// a conflict, whichever side is named first; `--resolve new` cannot settle it.
+#[test]
+fn equal_times_are_a_conflict_not_argument_order() {
+    let mut conflicts = 0;
+    for flip in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        put(&a, "f.txt", "short", T0);
+        put(&b, "f.txt", "a longer text", T0);
+        let (x, y) = if flip { (&b, &a) } else { (&a, &b) };
+        for resolve in ["skip", "new", "old"] {
+            let r = repo(&[
+                "--json",
+                "sync",
+                s(x),
+                s(y),
+                "-y",
+                "--select",
+                "newer",
+                "--resolve",
+                resolve,
+            ]);
+            r.code(3);
+            // The first run has no history: the equal times are the
+            // conflict. Later runs know both sides were never in step.
+            let kind = &r.json()["plan"]["conflicts"][0]["kind"];
+            let want = if resolve == "skip" {
+                "same-time"
+            } else {
+                "both-created"
+            };
+            assert_eq!(kind, want, "{r}");
+            assert_eq!(r.json()["unresolved"], 1, "{r}");
+            conflicts += 1;
+            assert_eq!(read(&a, "f.txt").unwrap(), "short");
+            assert_eq!(read(&b, "f.txt").unwrap(), "a longer text");
+        }
+    }
+    eprintln!("adversarial plain: equal mtimes: 6 runs, {conflicts} conflicts, data lost: 0");
+}
+
+fn allocated(p: &Path) -> u64 {
+    fs::metadata(p).unwrap().blocks() * 512
+}
+
+/// Local to local, links stay links and holes stay holes (`rsync -aHS`).
+#[test]
+fn mirror_keeps_hard_links_and_holes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    put(&a, "one/linked.bin", "shared content", T0);
+    fs::create_dir_all(a.join("two")).unwrap();
+    fs::hard_link(a.join("one/linked.bin"), a.join("two/linked.bin")).unwrap();
+    fs::hard_link(a.join("one/linked.bin"), a.join("third.bin")).unwrap();
+    // 64 MiB with 4 KiB of data at 1 MiB and at the end.
+    let sparse = a.join("disk.img");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::File::create(&sparse).unwrap();
+        f.set_len(64 << 20).unwrap();
+        f.write_all_at(&[7u8; 4096], 1 << 20).unwrap();
+        f.write_all_at(&[9u8; 4096], (64 << 20) - 4096).unwrap();
+    }
+    if allocated(&sparse) > 1 << 20 {
+        eprintln!("skipping holes: this file system does not keep the source sparse");
+    }
+    let r = repo(&["--json", "mirror", s(&a), s(&b), "-y"]);
+    r.success();
+    assert_eq!(count(&r.json(), "linked"), 2, "{r}");
+    let ino = |p: &str| fs::metadata(b.join(p)).unwrap().ino();
+    assert_eq!(ino("one/linked.bin"), ino("two/linked.bin"), "{r}");
+    assert_eq!(ino("one/linked.bin"), ino("third.bin"), "{r}");
+    assert_eq!(fs::metadata(b.join("third.bin")).unwrap().nlink(), 3);
+    assert_eq!(
+        fs::read(b.join("disk.img")).unwrap(),
+        fs::read(&sparse).unwrap()
+    );
+    let dest_alloc = allocated(&b.join("disk.img"));
+    assert!(
+        dest_alloc <= allocated(&sparse).max(64 << 10),
+        "the copy of a 64 MiB sparse file allocates {dest_alloc} bytes"
+    );
+    // A new link to a file already mirrored becomes a link there too.
+    fs::hard_link(a.join("third.bin"), a.join("fourth.bin")).unwrap();
+    let r = repo(&["--json", "mirror", s(&a), s(&b), "-y"]);
+    r.success();
+    assert_eq!(ino("fourth.bin"), ino("third.bin"), "{r}");
+    eprintln!(
+        "adversarial plain: links and holes: 3 links kept + 1 added, 64 MiB sparse copy allocates {dest_alloc} bytes, data lost: 0"
+    );
+}
+
+/// A `.repo` that is not ours (Google's `repo` tool makes one in every
+/// checkout) is never skipped silently nor written into: the run is refused.
+#[test]
+fn foreign_control_folder_is_refused() {
+    let mut refused = 0;
+    for (where_, args) in [
+        ("source", &["mirror"][..]),
+        ("dest", &["mirror"][..]),
+        ("source", &["sync"][..]),
+        ("dest", &["sync"][..]),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        put(&a, "src.c", "int main;", T0);
+        fs::create_dir_all(&b).unwrap();
+        let owner = if where_ == "source" { &a } else { &b };
+        put(owner, ".repo/manifest.xml", "<manifest/>", T0);
+        put(owner, ".repo/manifests/default.xml", "<manifest/>", T0);
+        let before = walk_all(&owner.join(".repo"));
+        let mut cmd = args.to_vec();
+        cmd.extend([s(&a), s(&b), "-y"]);
+        let r = repo(&cmd);
+        r.code(2).stderr_has("is not a control folder of repo");
+        refused += 1;
+        assert_eq!(walk_all(&owner.join(".repo")), before, "{r}");
+        assert!(!b.join("src.c").exists(), "{r}");
+    }
+    // A `.repo` symlink planted on the destination would carry writes
+    // elsewhere: refused, and nothing lands where it points.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, elsewhere) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("elsewhere"),
+    );
+    put(&a, "x", "x", T0);
+    fs::create_dir_all(&b).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, b.join(".repo")).unwrap();
+    repo(&["mirror", s(&a), s(&b), "-y"])
+        .code(2)
+        .stderr_has("is not a control folder of repo");
+    refused += 1;
+    assert!(
+        walk_all(&elsewhere).is_empty(),
+        "{:?}",
+        walk_all(&elsewhere)
+    );
+    // A `.repo` of ours from before the marker (a manifest inside) is accepted,
+    // and marked.
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    put(&a, "x", "x", T0);
+    repo(&["sync", s(&a), s(&b), "-y"]).success();
+    fs::remove_file(b.join(".repo/FORMAT")).unwrap();
+    repo(&["sync", s(&a), s(&b), "-y"]).success();
+    assert!(b.join(".repo/FORMAT").exists());
+    eprintln!(
+        "adversarial plain: foreign .repo: {refused} runs refused, 0 files written into them, data lost: 0"
+    );
+}
+
+/// One side inside the other is refused before anything is created.
+#[test]
+fn overlapping_sides_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    put(&src, "f.txt", "f", T0);
+    fs::create_dir_all(src.join("sub")).unwrap();
+    std::os::unix::fs::symlink(&src, tmp.path().join("alias")).unwrap();
+    let alias_dest = tmp.path().join("alias/dest2");
+    let cases: Vec<(&str, PathBuf, PathBuf)> = vec![
+        ("mirror", src.clone(), src.join("dest")),
+        ("mirror", src.join("sub"), src.clone()),
+        ("sync", src.clone(), src.join("sub")),
+        ("mirror", src.clone(), alias_dest.clone()),
+        ("mirror", src.clone(), tmp.path().join("src/./x/../dest3")),
+    ];
+    let n = cases.len();
+    for (cmd, a, b) in cases {
+        let r = repo(&[cmd, s(&a), s(&b), "-y"]);
+        r.code(2).stderr_has("must not overlap");
+    }
+    assert_eq!(walk_all(&src).len(), 2, "{:?}", walk_all(&src));
+    eprintln!(
+        "adversarial plain: overlapping sides: {n} runs refused, nothing nested, data lost: 0"
+    );
+}
+
+/// README's recipe checks a copy with `b3sum --check`, names with newlines
+/// and bytes that are not UTF-8 included; the log names them by `path_hex`.
+#[test]
+fn b3sum_recipe_checks_odd_names() {
+    if Command::new("b3sum").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "b3sum is missing (scripts/test installs it)"
+        );
+        eprintln!("skipping: b3sum is not installed");
+        return;
+    }
+    let readme = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- b3sum-recipe -->")
+        .expect("README has the b3sum recipe");
+    let block = &readme[start..];
+    let body_start = block.find("```sh\n").unwrap() + 6;
+    let body_end = block[body_start..].find("```").unwrap() + body_start;
+    let recipe = &block[body_start..body_end];
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let names: [&[u8]; 5] = [
+        b"plain.txt",
+        b"new\nline.txt",
+        b"bad\xffname",
+        b"back\\slash and space",
+        b"dir/\xfe\xfd nested",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let p = a.join(std::ffi::OsStr::from_bytes(n));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, format!("content {i}")).unwrap();
+    }
+    repo(&["mirror", s(&a), s(&b), "-y", "--compare", "attr+"]).success();
+    let logs = walk_files(&b.join(".repo/log"));
+    let log = fs::read_to_string(&logs[0]).unwrap();
+    assert!(
+        log.contains(&format!("\"path_hex\":\"{}\"", hex::encode(b"bad\xffname"))),
+        "{log}"
+    );
+    assert!(!log.contains('\u{fffd}'), "{log}");
+
+    let check = |dir: &Path| {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(recipe).current_dir(dir);
+        run_within(c, Duration::from_secs(60))
+    };
+    let r = check(&b);
+    r.success();
+    assert_eq!(r.stdout.matches(": OK").count(), names.len(), "{r}");
+    // A damaged copy is caught.
+    fs::write(
+        b.join(std::ffi::OsStr::from_bytes(b"bad\xffname")),
+        "content X",
+    )
+    .unwrap();
+    let r = check(&b);
+    r.failure();
+    assert_eq!(r.stdout.matches(": FAILED").count(), 1, "{r}");
+    eprintln!(
+        "adversarial plain: b3sum recipe: {} odd names checked, 1 damage caught, data lost: 0",
+        names.len()
+    );
+}
+
+/// The same refusals on a remote side: `.repo/` keys that are not ours, and
+/// two places on one server where one holds the other.
+fn foreign_control_on_remote(base: &str) -> usize {
+    let url = format!(
+        "{}/plain-foreign-{}-{}",
+        base.trim_end_matches('/'),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, theirs) = (tmp.path().join("src"), tmp.path().join("theirs"));
+    put(&src, "x.txt", "x", T0);
+    put(&theirs, "manifest.xml", "<manifest/>", T0);
+    // Somebody else's files under `.repo/` on the server.
+    repo(&["mirror", s(&theirs), &format!("{url}/.repo"), "-y"]).success();
+    let mut refused = 0;
+    for cmd in ["mirror", "sync"] {
+        let r = repo(&[cmd, s(&src), &url, "-y"]);
+        r.code(2).stderr_has("is not a control folder of repo");
+        refused += 1;
+    }
+    let back = tmp.path().join("back");
+    repo(&["mirror", &format!("{url}/.repo"), s(&back), "-y"]).success();
+    assert_eq!(tree(&back).len(), 1, "{:?}", tree(&back));
+    // Two places on one server, one inside the other.
+    let outer = format!("{url}-overlap");
+    let inner = format!("{outer}/inner/copy");
+    for (x, y) in [
+        (outer.as_str(), inner.as_str()),
+        (inner.as_str(), outer.as_str()),
+    ] {
+        repo(&["mirror", x, y, "-y"])
+            .code(2)
+            .stderr_has("must not overlap");
+        refused += 1;
+    }
+    refused
+}
+
+#[test]
+fn foreign_control_folder_on_ftp_and_s3_is_refused() {
+    let mut refused = 0;
+    for var in ["REPO_TEST_FTP_URL", "REPO_TEST_S3_URL"] {
+        if let Some(base) = server(var) {
+            refused += foreign_control_on_remote(&base);
+        }
+    }
+    eprintln!(
+        "adversarial plain: foreign .repo on remote sides: {refused} runs refused, data lost: 0"
+    );
+}

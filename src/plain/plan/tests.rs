@@ -190,3 +190,41 @@ fn hash_compare_finds_and_repairs_silent_corruption() {
     let p = plan(&inp, Mode::Mirror, Select::Source, Compare::Attr);
     assert!(p.actions.is_empty() && p.notes.is_empty());
 }
+
+#[test]
+fn equal_mtimes_under_newer_are_a_conflict_in_either_order() {
+    let a = entries(&[("f", file(5, 7))]);
+    let b = entries(&[("f", file(13, 7))]);
+    for (x, y) in [(&a, &b), (&b, &a)] {
+        let inp = Inputs {
+            a: x,
+            b: y,
+            a_base: None,
+            b_base: None,
+        };
+        let p = plan(&inp, Mode::Sync, Select::Newer, Compare::Attr);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert_eq!(p.conflicts.len(), 1);
+        assert_eq!(p.conflicts[0].kind, ConflictKind::SameTime);
+        assert_eq!(p.conflicts[0].winner(Resolve::New), None);
+        assert_eq!(p.conflicts[0].winner(Resolve::Old), None);
+        assert_eq!(p.conflicts[0].winner(Resolve::Local), Some(SideId::A));
+    }
+}
+
+#[test]
+fn the_same_edit_on_both_sides_is_no_conflict_once_hashed() {
+    let base = entries(&[("f", file(4, 1))]);
+    let mut a = entries(&[("f", file(9, 20))]);
+    let mut b = entries(&[("f", file(9, 30))]);
+    assert_eq!(sync(&a, &b, &base).conflicts.len(), 1);
+    for (m, h) in [(&mut a, 1u8), (&mut b, 1u8)] {
+        if let Some(e) = m.get_mut(&b"f"[..]) {
+            e.blake3 = Some([h; 32]);
+        }
+    }
+    let p = sync(&a, &b, &base);
+    assert!(p.conflicts.is_empty() && p.actions.is_empty(), "{p:?}");
+    b.get_mut(&b"f"[..]).unwrap().blake3 = Some([2; 32]);
+    assert_eq!(sync(&a, &b, &base).conflicts.len(), 1);
+}
