@@ -1,13 +1,25 @@
 //! Command line: arguments, password, progress display and rendering.
 //! The only place that prints.
 
+/// Every line of output goes through [`out_line`], which ends quietly on a
+/// closed pipe (`repo ls latest | head`) instead of panicking as std's
+/// `println!` does; declared before `mod plain` so that it is used there too.
+macro_rules! println {
+    () => {
+        $crate::cli::out_line(format_args!(""))
+    };
+    ($($t:tt)*) => {
+        $crate::cli::out_line(format_args!($($t)*))
+    };
+}
+
 mod plain;
 
 use std::io::{IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -29,7 +41,7 @@ use repo::storage::{BackendOptions, Location};
     name = "repo",
     version,
     about = "Encrypted, deduplicating snapshots of directory trees",
-    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable or changed, 10 no repository, 11 locked, 12 wrong password."
+    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable or changed, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 129 hung up, 130 interrupted, 141 output closed."
 )]
 struct Cli {
     /// Repository location: a directory or file:///path.
@@ -42,7 +54,13 @@ struct Cli {
     )]
     repo: Option<String>,
     /// Read the password from the first line of FILE.
-    #[arg(long, env = "REPO_PASSWORD_FILE", global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "REPO_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE",
+        value_parser = path_or_empty()
+    )]
     password_file: Option<PathBuf>,
     /// Run COMMAND with sh -c and use its output as the password.
     #[arg(
@@ -55,7 +73,13 @@ struct Cli {
     /// Open the repository with the master key in FILE (from `repo key
     /// export`) instead of a password: no prompt and no KDF, for scheduled
     /// backups. The file must not be readable by group or others.
-    #[arg(long, env = "REPO_KEY_FILE", global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "REPO_KEY_FILE",
+        global = true,
+        value_name = "FILE",
+        value_parser = path_or_empty()
+    )]
     key_file: Option<PathBuf>,
     /// S3 endpoint for self-hosted servers (MinIO, Ceph, Garage, SeaweedFS...).
     #[arg(long, env = "REPO_S3_ENDPOINT", global = true, value_name = "URL")]
@@ -129,6 +153,47 @@ enum Command {
     Mirror(commands::plain::Args),
     /// Two-way sync of plain folders, with conflict detection.
     Sync(commands::plain::Args),
+}
+
+/// Set once stdout's reader went away; the process then exits 141.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes one line to stdout; after the reader went away, nothing.
+pub(crate) fn out_line(args: std::fmt::Arguments) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
+        && is_broken_pipe(&anyhow::Error::new(e))
+    {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether an error is (or wraps) a write to a closed pipe: the reader of
+/// our output went away, as with `| head`.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || e.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+            || matches!(e.downcast_ref::<repo::Error>(),
+                Some(repo::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Whether stdout's reader went away during the run (exit 141).
+pub fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
+
+/// A path argument that may be empty: `REPO_KEY_FILE=` (set but empty)
+/// then means "not given", as an empty variable does for most tools, not
+/// "a value is required for '--key-file'".
+fn path_or_empty() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
 }
 
 /// Progress on stderr: a bar on a terminal, plain warnings otherwise.
@@ -217,7 +282,11 @@ impl Progress for Display {
 impl Display {
     fn say(&self, level: &str, path: &Path, message: &str) {
         self.warned.fetch_add(1, Ordering::Relaxed);
-        let line = format!("{level}: {}: {message}", path.display());
+        let line = format!(
+            "{level}: {}: {}",
+            escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())),
+            escape(message)
+        );
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
@@ -227,35 +296,73 @@ impl Display {
     }
 }
 
+/// Most bytes of a password line read from a file or command.
+const MAX_PASSWORD_LINE: u64 = 64 * 1024;
+
+/// The first line of `r`, without its line end, reading no further than
+/// that line: a FIFO or a command that keeps writing is not waited on to
+/// its end, and `/dev/zero` costs at most [`MAX_PASSWORD_LINE`] bytes.
+fn first_line(r: impl std::io::Read, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let mut line = Zeroizing::new(Vec::new());
+    let mut r = std::io::BufReader::new(std::io::Read::take(r, MAX_PASSWORD_LINE + 1));
+    std::io::BufRead::read_until(&mut r, b'\n', &mut line)
+        .map_err(|e| repo::Error::NoCredential(format!("cannot read {what}: {e}")))?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() as u64 > MAX_PASSWORD_LINE {
+        bail!(repo::Error::NoCredential(format!(
+            "{what} has no line end within its first {} KiB; a password is one line",
+            MAX_PASSWORD_LINE / 1024
+        )));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(line)
+}
+
 fn read_password_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    let raw = Zeroizing::new(
-        std::fs::read(path)
-            .with_context(|| format!("cannot read password file {}", path.display()))?,
-    );
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    Ok(Zeroizing::new(
-        line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
-    ))
+    let what = format!("the password file {}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| {
+        repo::Error::NoCredential(format!(
+            "cannot open {what}: {e}; check --password-file / REPO_PASSWORD_FILE"
+        ))
+    })?;
+    first_line(f, &what)
 }
 
 fn run_password_command(cmd: &str) -> Result<Zeroizing<Vec<u8>>> {
-    let out = std::process::Command::new("sh")
+    let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run the password command")?;
-    if !out.status.success() {
-        bail!(repo::Error::Usage(format!(
-            "the password command failed ({}); check --password-command / REPO_PASSWORD_COMMAND",
-            out.status
+        .spawn()
+        .map_err(|e| repo::Error::NoCredential(format!("cannot run the password command: {e}")))?;
+    let line = match child.stdout.take() {
+        Some(out) => first_line(out, "the password command's output"),
+        None => Ok(Zeroizing::new(Vec::new())),
+    };
+    // The pipe is closed now: a command still writing gets SIGPIPE and ends.
+    let status = child.wait().map_err(|e| {
+        repo::Error::NoCredential(format!("cannot wait for the password command: {e}"))
+    })?;
+    let line = line?;
+    // Ended by SIGPIPE after its first line: it wrote more than we read.
+    let cut_short = !line.is_empty() && status_is_sigpipe(&status);
+    if !status.success() && !cut_short {
+        bail!(repo::Error::NoCredential(format!(
+            "the password command failed ({status}); check --password-command / REPO_PASSWORD_COMMAND"
         )));
     }
-    let raw = Zeroizing::new(out.stdout);
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
-    Ok(Zeroizing::new(
-        line.strip_suffix(b"\r").unwrap_or(line).to_vec(),
-    ))
+    Ok(line)
+}
+
+/// A password command ended by SIGPIPE after its first line was read.
+fn status_is_sigpipe(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(libc::SIGPIPE) || status.code() == Some(128 + libc::SIGPIPE)
 }
 
 /// The FTP server password when neither the URL nor ~/.netrc has it.
@@ -275,10 +382,17 @@ fn ftp_password(location: &Location) -> Result<String> {
 /// A key file when one is named (REPO_PASSWORD is then not used), else the password.
 fn credentials(cli: &Cli) -> Result<Credentials> {
     let Some(file) = &cli.key_file else {
-        return Ok(Credentials::Password(password(
-            cli,
-            matches!(cli.command, Command::Init(_)),
-        )?));
+        let init = matches!(cli.command, Command::Init(_));
+        let pw = password(cli, init)?;
+        // `key add` and `key passwd` refuse an empty password; so does init,
+        // from every source (REPO_PASSWORD= included).
+        if init && pw.is_empty() {
+            bail!(repo::Error::Usage(
+                "an empty password is not allowed: set a non-empty REPO_PASSWORD, password file or command"
+                    .into()
+            ));
+        }
+        return Ok(Credentials::Password(pw));
     };
     if cli.password_file.is_some() || cli.password_command.is_some() {
         bail!(repo::Error::Usage(
@@ -291,13 +405,21 @@ fn credentials(cli: &Cli) -> Result<Credentials> {
 /// Reads a raw key file, refusing one that others can read (as ssh does
 /// with private keys): the file alone opens the repository.
 fn read_key_file(file: &Path) -> Result<Credentials> {
-    let bad = |reason: String| repo::Error::KeyFile {
-        file: file.to_path_buf(),
-        reason,
+    let bad = |reason: String| {
+        repo::Error::NoCredential(format!(
+            "cannot use the key file {}: {reason}",
+            file.display()
+        ))
     };
     let unreadable = |e: std::io::Error| bad(format!("{e}; check --key-file / REPO_KEY_FILE"));
-    // One open: the mode checked is that of the file then read.
-    let mut f = std::fs::File::open(file).map_err(unreadable)?;
+    // One open: the mode checked is that of the file then read. O_NONBLOCK:
+    // a FIFO is refused below as not a regular file instead of waited on.
+    let mut f = std::os::unix::fs::OpenOptionsExt::custom_flags(
+        std::fs::OpenOptions::new().read(true),
+        libc::O_NONBLOCK,
+    )
+    .open(file)
+    .map_err(unreadable)?;
     let md = f.metadata().map_err(unreadable)?;
     if !md.is_file() {
         bail!(bad(
@@ -346,18 +468,18 @@ fn password(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         ));
     }
     if !std::io::stdin().is_terminal() {
-        bail!(repo::Error::Usage(
+        bail!(repo::Error::NoCredential(
             "no password given: set REPO_PASSWORD, REPO_PASSWORD_FILE or REPO_PASSWORD_COMMAND, or run on a terminal to be asked".into()
         ));
     }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("repository password: ")
-            .context("cannot read the password from the terminal")?,
-    );
+    let no_tty = |e: std::io::Error| {
+        repo::Error::NoCredential(format!("cannot read the password from the terminal: {e}"))
+    };
+    let first =
+        Zeroizing::new(rpassword::prompt_password("repository password: ").map_err(no_tty)?);
     if confirm {
         let again = Zeroizing::new(
-            rpassword::prompt_password("enter the password again: ")
-                .context("cannot read the password")?,
+            rpassword::prompt_password("enter the password again: ").map_err(no_tty)?,
         );
         if *first != *again {
             bail!(repo::Error::Usage("the passwords do not match".into()));
@@ -384,22 +506,77 @@ fn short(hex: &str) -> &str {
 
 /// Parses arguments, runs the command, prints its report; returns the exit code.
 pub fn main() -> Result<u8> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    for p in [&mut cli.key_file, &mut cli.password_file] {
+        if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            *p = None;
+        }
+    }
+    if cli.password_command.as_deref() == Some("") {
+        cli.password_command = None;
+    }
+    repo::warnings::set_sink(|m| eprintln!("warning: {}", escape(m)));
     // Repository objects (key objects above all) and restore scratch files are
     // private to the user; restored entries get their recorded modes afterwards.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cancel = Arc::new(AtomicBool::new(false));
-    // First Ctrl-C asks for a clean stop (locks removed); a second one exits at once.
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, cancel.clone())?;
+    // Until the credentials are in hand nothing is held that needs cleaning
+    // up, and reading them can block for good (a password FIFO nobody
+    // writes to, a prompt): there the first signal ends the process at once.
+    let at_once = AT_ONCE.get_or_init(|| Arc::new(AtomicBool::new(true)));
+    let caught = Arc::new(AtomicUsize::new(0));
+    // The first Ctrl-C, SIGTERM or SIGHUP (a closed terminal or ssh session)
+    // asks for a clean stop (locks removed); a second one exits at once.
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let code = if sig == signal_hook::consts::SIGHUP {
+            129
+        } else {
+            130
+        };
+        signal_hook::flag::register_conditional_shutdown(sig, code, at_once.clone())?;
+        signal_hook::flag::register_conditional_shutdown(sig, code, cancel.clone())?;
+        signal_hook::flag::register_usize(sig, caught.clone(), sig as usize)?;
         signal_hook::flag::register(sig, cancel.clone())?;
     }
+    run(cli, &cancel).map_err(|e| match e.downcast_ref::<repo::Error>() {
+        Some(repo::Error::Interrupted)
+            if caught.load(Ordering::Relaxed) == signal_hook::consts::SIGHUP as usize =>
+        {
+            anyhow::Error::new(HungUp)
+        }
+        _ => e,
+    })
+}
+
+/// Stopped by SIGHUP: exit code 129 (128 + 1), as shells report it.
+#[derive(Debug, thiserror::Error)]
+#[error("hung up (SIGHUP); the repository is left consistent and the lock was removed")]
+pub struct HungUp;
+
+/// Whether the first signal ends the process at once (see `main`).
+static AT_ONCE: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// While waiting on a person or a pipe for a password, with nothing held
+/// that needs cleaning up, the first SIGINT/SIGTERM/SIGHUP ends the process
+/// at once; otherwise it asks for a clean stop.
+fn signals_end_at_once(on: bool) {
+    if let Some(flag) = AT_ONCE.get() {
+        flag.store(on, Ordering::SeqCst);
+    }
+}
+
+fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
     let backend = BackendOptions {
         s3_endpoint: cli.s3_endpoint.clone(),
         ca_cert: cli.ca_cert.clone(),
         connections: cli.connections,
     };
     if let Command::Mirror(a) | Command::Sync(a) = &cli.command {
+        signals_end_at_once(false);
         let mode = if matches!(cli.command, Command::Sync(_)) {
             repo::plain::Mode::Sync
         } else {
@@ -410,7 +587,7 @@ pub fn main() -> Result<u8> {
             mode,
             &backend,
             &ftp_password,
-            &cancel,
+            cancel,
             cli.json,
             cli.quiet,
         );
@@ -429,12 +606,14 @@ pub fn main() -> Result<u8> {
         );
     let display = Display::new(show_bar, cli.quiet);
     let credentials = credentials(&cli)?;
+    // From here a signal asks for a clean stop (locks removed).
+    signals_end_at_once(false);
     let ctx = Context {
         location,
         credentials,
         // Problems with single paths are printed even with -q.
         progress: &display,
-        cancel: &cancel,
+        cancel,
     };
     let code = dispatch(&cli, &ctx, show_bar);
     display.finish();
@@ -517,11 +696,13 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                         } else {
                             e.group.clone()
                         };
-                        let link = e
-                            .target
-                            .as_ref()
-                            .map(|t| format!(" -> {t}"))
-                            .unwrap_or_default();
+                        let link = match (&e.target_hex, &e.target) {
+                            (Some(h), _) => {
+                                format!(" -> {}", escape_bytes(&hex::decode(h).unwrap_or_default()))
+                            }
+                            (None, Some(t)) => format!(" -> {}", escape(t)),
+                            (None, None) => String::new(),
+                        };
                         writeln!(
                             out,
                             "{:<8} {:04o} {:>8} {:>8} {:>12} {} {}{link}{}",
@@ -531,11 +712,11 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
                             group,
                             e.size,
                             &e.mtime[..19.min(e.mtime.len())],
-                            e.path,
+                            entry_path(e),
                             damaged_suffix(&e.damaged)
                         )?;
                     } else {
-                        writeln!(out, "{}{}", e.path, damaged_suffix(&e.damaged))?;
+                        writeln!(out, "{}{}", entry_path(e), damaged_suffix(&e.damaged))?;
                     }
                 }
             }
@@ -673,10 +854,13 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         }
         Command::Stats(a) => render(json, cli.quiet, &stats::run(ctx, a)?, render_stats),
         Command::Key(a) => {
+            // Asked before the repository is opened: nothing is held yet.
+            signals_end_at_once(true);
             let pw = match a.action.new_password() {
                 Some(n) => Some(new_password(n.new_password_file.as_deref())?),
                 None => None,
             };
+            signals_end_at_once(false);
             let r = key::run(ctx, a, pw.as_ref().map(|p| p.as_slice()))?;
             render(json, cli.quiet, &r, render_key)
         }
@@ -782,9 +966,9 @@ fn render_snapshots(list: &[snapshots::Entry]) {
                     .with_timezone(&chrono::Local)
                     .format("%Y-%m-%d %H:%M:%S")
                     .to_string(),
-                s.host.clone(),
-                s.tags.join(","),
-                s.paths.join(" "),
+                escape(&s.host).into_owned(),
+                escape(&s.tags.join(",")).into_owned(),
+                escape(&s.paths.join(" ")).into_owned(),
                 commands::human_bytes(s.summary.total_bytes),
             ]
         })
@@ -884,28 +1068,25 @@ fn render_snapshot_groups(groups: Vec<snapshots::Group>) {
 }
 
 fn render_find(r: &find::Report) {
-    let mut out = std::io::stdout().lock();
     let mut current = "";
     for m in &r.matches {
         if m.snapshot != current {
             current = &m.snapshot;
-            let _ = writeln!(out, "snapshot {}:", short(current));
+            println!("snapshot {}:", short(current));
         }
         let e = &m.entry;
-        let _ = writeln!(
-            out,
+        println!(
             "  {:<8} {:04o} {:>12} {} {}",
             e.kind,
             e.mode,
             e.size,
             &e.mtime[..19.min(e.mtime.len())],
-            e.path
+            entry_path(e)
         );
     }
     let hit: std::collections::BTreeSet<&str> =
         r.matches.iter().map(|m| m.snapshot.as_str()).collect();
-    let _ = writeln!(
-        out,
+    println!(
         "{} match(es) in {} of {} snapshot(s) searched",
         r.matches.len(),
         hit.len(),
@@ -914,9 +1095,7 @@ fn render_find(r: &find::Report) {
 }
 
 fn render_diff(r: &diff::Report) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
+    println!(
         "comparing snapshot {} to {}:",
         short(&r.snapshot1),
         short(&r.snapshot2)
@@ -927,35 +1106,27 @@ fn render_diff(r: &diff::Report) {
         } else {
             format!("  ({})", c.fields.join(", "))
         };
-        let _ = writeln!(out, "{}    {}{fields}", c.change.marker(), c.path);
+        println!("{}    {}{fields}", c.change.marker(), escape(&c.path));
     }
     let d = &r.diff;
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
+    println!();
+    println!(
         "Files:    {} new, {} removed, {} changed",
         d.added.files, d.removed.files, d.modified.files
     );
-    let _ = writeln!(
-        out,
-        "Dirs:     {} new, {} removed",
-        d.added.dirs, d.removed.dirs
-    );
-    let _ = writeln!(
-        out,
+    println!("Dirs:     {} new, {} removed", d.added.dirs, d.removed.dirs);
+    println!(
         "Others:   {} new, {} removed, {} changed",
         d.added.others, d.removed.others, d.modified.others
     );
-    let _ = writeln!(
-        out,
+    println!(
         "Data:     {} added, {} removed, changed files {} -> {}",
         human_bytes(d.added.bytes),
         human_bytes(d.removed.bytes),
         human_bytes(d.modified.bytes_before),
         human_bytes(d.modified.bytes_after)
     );
-    let _ = writeln!(
-        out,
+    println!(
         "Metadata: {} entries changed only in metadata; {} identical subtrees skipped",
         d.metadata_only, d.identical_subtrees
     );
@@ -1031,11 +1202,11 @@ fn render_key(r: &key::Report) {
                 if k.current { "*" } else { " " },
                 short(&k.id),
                 created,
-                k.host,
-                k.user
+                escape(&k.host),
+                escape(&k.user)
             );
             if let Some(e) = &k.error {
-                line.push_str(&format!("  (unreadable: {e})"));
+                line.push_str(&format!("  (unreadable: {})", escape(e)));
             }
             println!("{}", line.trim_end());
         }
@@ -1098,7 +1269,7 @@ fn render_forget(r: &forget::Report) {
 /// ` [damaged: …]` after an `ls` entry a repaired snapshot lists as damaged.
 fn damaged_suffix(d: &Option<String>) -> String {
     d.as_ref()
-        .map(|d| format!("  [damaged: {d}]"))
+        .map(|d| format!("  [damaged: {}]", escape(d)))
         .unwrap_or_default()
 }
 
@@ -1137,9 +1308,14 @@ fn render_repair_snapshots(r: &repo::repair::RepairSnapshotsReport) {
         );
         for d in &s.damaged {
             if d.kind == "dir" {
-                println!("  dir  {}: contents lost ({})", d.path, d.reason);
+                println!("  dir  {}: contents lost ({})", escape(&d.path), d.reason);
             } else {
-                println!("  file {}: {} bytes lost ({})", d.path, d.size, d.reason);
+                println!(
+                    "  file {}: {} bytes lost ({})",
+                    escape(&d.path),
+                    d.size,
+                    d.reason
+                );
             }
         }
         match &s.new {
@@ -1243,5 +1419,72 @@ fn render_prune(r: &repo::gc::PruneReport) {
     );
     if r.dry_run {
         println!("dry run: nothing was changed");
+    }
+}
+
+/// Text safe to print on a terminal: control characters (newline, escape,
+/// C1 ...) as `\n`, `\t`, `\r` or `\xNN`, bytes that are not UTF-8 as
+/// `\xNN`, and a backslash as `\\`, so that no name can move the cursor,
+/// recolour the screen, or pass for two lines or for another name.
+fn escape_bytes(raw: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(raw.len());
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// An error line safe for a terminal: control characters escaped as by
+/// [`escape_bytes`] (a name in a message cannot move the cursor or fake a
+/// second line); backslashes are left alone, so paths in messages read as
+/// usual.
+pub fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&escape_bytes(c.to_string().as_bytes()));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`escape_bytes`] for text that is already a string.
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(|c| c.is_control() || c == '\\') {
+        std::borrow::Cow::Owned(escape_bytes(s.as_bytes()))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// The path of an `ls`/`find` entry for text output: its raw bytes when
+/// they are not UTF-8, escaped.
+fn entry_path(e: &ls::Entry) -> String {
+    match e.path_hex.as_deref().and_then(|h| hex::decode(h).ok()) {
+        Some(raw) => escape_bytes(&raw),
+        None => escape(&e.path).into_owned(),
     }
 }

@@ -32,6 +32,12 @@ pub enum Error {
     #[error("cannot use the key file {}: {reason}", file.display())]
     KeyFile { file: PathBuf, reason: String },
 
+    /// No credential could even be tried: a password file, password command
+    /// or key file that is missing, unreadable, refused or no credential at
+    /// all, or no password source and no terminal to ask on.
+    #[error("{0}")]
+    NoCredential(String),
+
     #[error("repository is locked: {detail}")]
     Locked { detail: String },
 

@@ -36,5 +36,6 @@ pub mod storage;
 pub mod testhooks;
 pub mod tree;
 pub mod verify;
+pub mod warnings;
 
 pub use error::{Error, Result};

@@ -357,7 +357,9 @@ pub fn repair_snapshots(
     snapshots: Vec<(SnapshotId, Snapshot)>,
     opts: RepairSnapshotsOptions,
 ) -> Result<RepairSnapshotsReport> {
-    let index = repo.load_index()?;
+    // Strict: a blob missing only because its index object is damaged must
+    // not be cut out of a snapshot.
+    let index = repo.load_index_strict()?;
     let stored: HashMap<PackId, u64> = repo
         .storage()
         .list(ObjectKind::Pack.dir())?

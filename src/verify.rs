@@ -168,16 +168,29 @@ pub fn check(
     }
     report.trees = seen_trees.len();
 
-    // Data.
+    // Data. A percentage reads that share of the packs rounded up, so any
+    // percentage above zero reads at least one pack.
+    let sample: std::collections::HashSet<usize> = match read {
+        ReadData::Fraction(f) => {
+            let k = ((packs.len() as f64 * f).ceil() as usize).min(packs.len());
+            rand::seq::index::sample(&mut rand::thread_rng(), packs.len(), k)
+                .into_iter()
+                .collect()
+        }
+        _ => Default::default(),
+    };
     let chosen: Vec<(&PackId, &(u64, Vec<IndexBlob>))> = packs
         .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(read, ReadData::Fraction(_)) || sample.contains(i))
+        .map(|(_, p)| p)
         .filter(|(id, _)| match read {
             ReadData::None => false,
             ReadData::All => true,
             ReadData::Part(n, m) => {
                 (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m) + 1 == n
             }
-            ReadData::Fraction(f) => rand::random::<f64>() < f,
+            ReadData::Fraction(_) => true,
         })
         .collect();
     progress.set_total(

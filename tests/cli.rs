@@ -507,11 +507,13 @@ fn key_file_opens_without_a_password() {
     run(c).success();
 
     // Refusals: readable by others, another repository's file, an altered
-    // or foreign file; each names the file, exits 12 and writes nothing.
+    // or foreign file; each names the file and writes nothing. A file that
+    // cannot be used at all exits 13 (no usable credential); one that is
+    // tried and does not open this repository exits 12.
     let before = walk_all(&t.repo);
     chmod(&key, 0o644);
     with_key(&key, &[OsStr::new("snapshots")])
-        .code(12)
+        .code(13)
         .stderr_has("chmod 600");
     chmod(&key, 0o600);
     let other = TestRepo::new();
@@ -542,7 +544,7 @@ fn key_file_opens_without_a_password() {
     fs::write(&garbage, "not a key").unwrap();
     chmod(&garbage, 0o600);
     let r = with_key(&garbage, &[OsStr::new("snapshots")]);
-    r.code(12).stderr_has("not a raw key file");
+    r.code(13).stderr_has("not a raw key file");
     assert!(r.stderr.contains("garbage.key"), "{r}");
     assert_eq!(
         walk_all(&t.repo),
@@ -1192,19 +1194,19 @@ fn password_sources() {
     // A failing password command.
     let mut c = t.cmd_no_pw();
     c.args(["--password-command", "exit 3", "snapshots"]);
-    run(c).code(2).stderr_has("password command");
+    run(c).code(13).stderr_has("password command");
 
     // A missing password file.
     let mut c = t.cmd_no_pw();
     c.arg("--password-file")
         .arg(t.join("no-such-file"))
         .arg("snapshots");
-    run(c).failure().stderr_has("no-such-file");
+    run(c).code(13).stderr_has("no-such-file");
 
     // No password at all and no terminal.
     let mut c = t.cmd_no_pw();
     c.arg("snapshots");
-    run(c).code(2).stderr_has("REPO_PASSWORD");
+    run(c).code(13).stderr_has("REPO_PASSWORD");
 }
 
 // ---------------------------------------------------------------------------

@@ -14,10 +14,19 @@ use crate::error::{Error, Result};
 /// The signature that marks a cache directory (bford.info/cachedir).
 pub const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
+/// Most bytes read from one `--exclude-file`: far more than any real list,
+/// and a bound for `/dev/zero` or a runaway generator.
+pub const MAX_EXCLUDE_FILE: u64 = 16 << 20;
+
+/// Globs compiled into one set: one set of many `**` globs overflows the
+/// regex engine's size limit ("error building NFA"), so large lists are
+/// matched as several sets.
+const GLOBS_PER_SET: usize = 256;
+
 #[derive(Debug, Clone, Default)]
 pub struct Excludes {
-    names: Option<GlobSet>,
-    paths: Option<GlobSet>,
+    names: Vec<GlobSet>,
+    paths: Vec<GlobSet>,
     pub exclude_caches: bool,
     pub patterns: Vec<String>,
 }
@@ -29,10 +38,28 @@ impl Excludes {
         files: &[std::path::PathBuf],
         exclude_caches: bool,
     ) -> Result<Self> {
+        Self::build("exclude", patterns, files, exclude_caches)
+    }
+
+    /// Builds from `--include` patterns (same rules, named so in messages).
+    pub fn includes(patterns: &[String]) -> Result<Self> {
+        Self::build("include", patterns, &[], false)
+    }
+
+    /// Builds from `find` patterns (same rules, named so in messages).
+    pub fn find(patterns: &[String]) -> Result<Self> {
+        Self::build("find", patterns, &[], false)
+    }
+
+    fn build(
+        what: &str,
+        patterns: &[String],
+        files: &[std::path::PathBuf],
+        exclude_caches: bool,
+    ) -> Result<Self> {
         let mut all: Vec<String> = patterns.to_vec();
         for f in files {
-            let text =
-                std::fs::read_to_string(f).map_err(|e| Error::io("read exclude file", f, e))?;
+            let text = read_pattern_file(f)?;
             all.extend(
                 text.lines()
                     .map(str::trim)
@@ -40,8 +67,7 @@ impl Excludes {
                     .map(String::from),
             );
         }
-        let (mut names, mut paths) = (GlobSetBuilder::new(), GlobSetBuilder::new());
-        let (mut n_names, mut n_paths) = (0, 0);
+        let (mut names, mut paths) = (Vec::new(), Vec::new());
         for p in &all {
             let trimmed = p.trim_end_matches('/');
             let glob = |s: &str| {
@@ -49,7 +75,7 @@ impl Excludes {
                     .literal_separator(true)
                     .backslash_escape(true)
                     .build()
-                    .map_err(|e| Error::Usage(format!("exclude pattern {p:?} is invalid: {e}")))
+                    .map_err(|e| Error::Usage(format!("{what} pattern {p:?} is invalid: {e}")))
             };
             if trimmed.contains('/') {
                 let anchored = if trimmed.starts_with('/') {
@@ -57,24 +83,25 @@ impl Excludes {
                 } else {
                     format!("**/{trimmed}")
                 };
-                paths.add(glob(&anchored)?);
-                n_paths += 1;
+                paths.push(glob(&anchored)?);
             } else {
-                names.add(glob(trimmed)?);
-                n_names += 1;
+                names.push(glob(trimmed)?);
             }
         }
-        let build = |b: GlobSetBuilder, n: usize| -> Result<Option<GlobSet>> {
-            if n == 0 {
-                return Ok(None);
+        let sets = |globs: Vec<globset::Glob>| -> Result<Vec<GlobSet>> {
+            let mut out = Vec::new();
+            for chunk in globs.chunks(GLOBS_PER_SET) {
+                compile(chunk, &mut out).map_err(|e| {
+                    Error::Usage(format!(
+                        "{what} patterns cannot be compiled ({e}); use fewer or simpler patterns"
+                    ))
+                })?;
             }
-            b.build()
-                .map(Some)
-                .map_err(|e| Error::Usage(format!("exclude patterns are invalid: {e}")))
+            Ok(out)
         };
         Ok(Excludes {
-            names: build(names, n_names)?,
-            paths: build(paths, n_paths)?,
+            names: sets(names)?,
+            paths: sets(paths)?,
             exclude_caches,
             patterns: all,
         })
@@ -82,13 +109,57 @@ impl Excludes {
 
     /// Whether `path` (absolute) is excluded by a pattern.
     pub fn is_excluded(&self, path: &Path) -> bool {
-        if let (Some(set), Some(name)) = (&self.names, path.file_name())
-            && set.is_match(Path::new(name))
+        if let Some(name) = path.file_name()
+            && self.names.iter().any(|s| s.is_match(Path::new(name)))
         {
             return true;
         }
-        matches!(&self.paths, Some(set) if set.is_match(path))
+        self.paths.iter().any(|s| s.is_match(path))
     }
+}
+
+/// Compiles `globs` into sets, halving a set the regex engine finds too big.
+fn compile(globs: &[globset::Glob], out: &mut Vec<GlobSet>) -> Result<(), globset::Error> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(g.clone());
+    }
+    match b.build() {
+        Ok(set) => {
+            out.push(set);
+            Ok(())
+        }
+        Err(_) if globs.len() > 1 => {
+            let (a, b) = globs.split_at(globs.len() / 2);
+            compile(a, out)?;
+            compile(b, out)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a pattern file of at most [`MAX_EXCLUDE_FILE`] bytes.
+fn read_pattern_file(f: &Path) -> Result<String> {
+    let file = std::fs::File::open(f).map_err(|e| Error::io("open exclude file", f, e))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_EXCLUDE_FILE + 1),
+        &mut bytes,
+    )
+    .map_err(|e| Error::io("read exclude file", f, e))?;
+    if bytes.len() as u64 > MAX_EXCLUDE_FILE {
+        return Err(Error::Usage(format!(
+            "exclude file {} is larger than {} MiB; name a file of patterns, one a line",
+            f.display(),
+            MAX_EXCLUDE_FILE >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Error::Usage(format!(
+            "exclude file {} is not UTF-8 text; name a file of patterns, one a line",
+            f.display()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -113,5 +184,21 @@ mod tests {
         assert!(!e.is_excluded(Path::new("/home/u/v/cache")));
         assert!(e.is_excluded(Path::new("/src/node_modules")));
         assert!(Excludes::new(&["a[".into()], &[], false).is_err());
+    }
+
+    #[test]
+    fn many_double_star_patterns_compile() {
+        let many: Vec<String> = (0..12_000).map(|i| format!("**/x{i}/**/y")).collect();
+        let e = Excludes::new(&many, &[], false).unwrap();
+        assert!(e.is_excluded(Path::new("/a/x11999/b/y")));
+        assert!(!e.is_excluded(Path::new("/a/x12000/b/y")));
+    }
+
+    #[test]
+    fn messages_name_the_kind_of_pattern() {
+        let e = Excludes::find(&["a[".into()]).unwrap_err().to_string();
+        assert!(e.starts_with("find pattern"), "{e}");
+        let e = Excludes::includes(&["a[".into()]).unwrap_err().to_string();
+        assert!(e.starts_with("include pattern"), "{e}");
     }
 }

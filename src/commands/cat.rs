@@ -43,10 +43,15 @@ pub struct Args {
 
 /// Picks the one id in `ids` that starts with `spec`.
 fn by_prefix(ids: Vec<String>, spec: &str, what: &str) -> Result<String> {
+    if spec.is_empty() {
+        return Err(Error::Usage(format!(
+            "the {what} id is empty; give its id or a unique prefix of it"
+        )));
+    }
     let spec_l = spec.to_ascii_lowercase();
     let mut m = ids.into_iter().filter(|h| h.starts_with(&spec_l));
     match (m.next(), m.next()) {
-        (Some(one), None) if !spec.is_empty() => Ok(one),
+        (Some(one), None) => Ok(one),
         (None, _) => Err(Error::NotFound {
             what: format!("{what} {spec:?}"),
             hint: "; give its id or a unique prefix of it".into(),

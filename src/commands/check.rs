@@ -19,12 +19,13 @@ pub struct Args {
 pub fn parse_subset(s: &str) -> Result<ReadData> {
     let bad = || {
         Error::Usage(format!(
-            "--read-data-subset {s:?}: use n/m with 1 <= n <= m (like 2/10) or a percentage (like 5%)"
+            "--read-data-subset {s:?}: use n/m with 1 <= n <= m (like 2/10) or a percentage above 0 and at most 100 (like 5%)"
         ))
     };
     if let Some(p) = s.strip_suffix('%') {
         let v: f64 = p.trim().parse().map_err(|_| bad())?;
-        if !(0.0..=100.0).contains(&v) || v.is_nan() {
+        // 0% would read nothing and then report "no errors were found".
+        if !(v > 0.0 && v <= 100.0) {
             return Err(bad());
         }
         return Ok(ReadData::Fraction(v / 100.0));
@@ -59,7 +60,9 @@ mod tests {
     fn subsets() {
         assert_eq!(parse_subset("1/10").unwrap(), ReadData::Part(1, 10));
         assert_eq!(parse_subset("5%").unwrap(), ReadData::Fraction(0.05));
-        for bad in ["0/3", "4/3", "x", "101%", "1/0"] {
+        for bad in [
+            "0/3", "4/3", "x", "101%", "1/0", "0%", "0.0%", "-1%", "NaN%",
+        ] {
             assert!(parse_subset(bad).is_err(), "{bad}");
         }
     }

@@ -96,7 +96,7 @@ fn walk(
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
-    let matcher = Excludes::new(&args.patterns, &[], false)?;
+    let matcher = Excludes::find(&args.patterns)?;
     let repo = ctx.open()?;
     let mut chosen: Vec<(SnapshotId, Snapshot)> = repo.select_snapshots(&args.snapshots)?;
     let index = repo.load_index()?;

@@ -104,7 +104,7 @@ pub fn prepare<'a>(
         .then(|| Excludes::new(&args.excludes, &[], false))
         .transpose()?;
     let includes = (!args.includes.is_empty())
-        .then(|| Excludes::new(&args.includes, &[], false))
+        .then(|| Excludes::includes(&args.includes))
         .transpose()?;
     let side_a = Side::open(a, mode == Mode::Sync)?;
     let side_b = Side::open(b, true)?;

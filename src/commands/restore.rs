@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         None => (args.snapshot.clone(), "/".to_string()),
     };
     let include = (!args.includes.is_empty())
-        .then(|| Excludes::new(&args.includes, &[], false))
+        .then(|| Excludes::includes(&args.includes))
         .transpose()?;
     let exclude = (!args.excludes.is_empty())
         .then(|| Excludes::new(&args.excludes, &[], false))

@@ -166,7 +166,9 @@ pub const CLAIM_NAME: &str = "holder";
 
 fn read_claim(repo: &Repository) -> Result<LockInfo> {
     let key = format!("{CLAIM_DIR}/{CLAIM_NAME}");
-    let sealed = repo.storage().get(&key)?;
+    let sealed = repo
+        .storage()
+        .get_bounded(&key, ObjectKind::Lock.max_size())?;
     let plain = crate::codec::decode(
         &repo.keys().encryption,
         ObjectKind::Lock.ad(),

@@ -118,7 +118,7 @@ impl Repository {
     /// Opens and unlocks the repository at `location`.
     pub fn open(location: &Location, credentials: &Credentials) -> Result<Repository> {
         let storage = Storage::open(location, false)?;
-        let raw = match storage.get(CONFIG_KEY) {
+        let raw = match storage.get_bounded(CONFIG_KEY, crate::config::MAX_CONFIG_LEN as u64) {
             Ok(b) => b,
             Err(Error::NotFound { .. }) => {
                 return Err(Error::RepoNotFound {
@@ -276,39 +276,75 @@ impl Repository {
         &self.chunker
     }
 
-    /// Loads every index object, in parallel, into one lookup structure.
+    /// Loads every readable index object, in parallel, into one lookup
+    /// structure. A damaged index object is skipped with a warning naming
+    /// it: one flipped byte must not stop backups and restores of what the
+    /// other index objects describe. What its packs hold is then unknown
+    /// here (a backup stores such blobs again); `repo check` reports it and
+    /// `repo repair index` brings it back. Code that deletes or rewrites on
+    /// the strength of the index uses [`Repository::load_index_strict`].
     pub fn load_index(&self) -> Result<MemIndex> {
-        let files = self.load_index_files()?;
+        let (files, damaged) = self.load_index_objects()?;
+        for e in damaged {
+            crate::warnings::warn(format!("skipped: {e}"));
+        }
+        Ok(Self::mem_index(&files))
+    }
+
+    /// Like [`Repository::load_index`], but a damaged index object is an error.
+    pub fn load_index_strict(&self) -> Result<MemIndex> {
+        Ok(Self::mem_index(&self.load_index_files()?))
+    }
+
+    fn mem_index(files: &BTreeMap<IndexId, IndexFile>) -> MemIndex {
         let mut idx = MemIndex::default();
         for f in files.values() {
             idx.add(f);
         }
         idx.finish();
-        Ok(idx)
+        idx
     }
 
-    /// Every index object, decoded, keyed by id.
+    /// Every index object, decoded, keyed by id; a damaged one is an error.
     pub fn load_index_files(&self) -> Result<BTreeMap<IndexId, IndexFile>> {
+        let (files, damaged) = self.load_index_objects()?;
+        match damaged.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(files),
+        }
+    }
+
+    /// Every readable index object, and the damaged ones' errors. Storage
+    /// failures other than damage are fatal.
+    fn load_index_objects(&self) -> Result<(BTreeMap<IndexId, IndexFile>, Vec<Error>)> {
         let ids = self.list_ids(ObjectKind::Index)?;
-        let files: Result<Vec<(IndexId, IndexFile)>> = ids
+        let loaded: Vec<Result<(IndexId, IndexFile)>> = ids
             .par_iter()
             .map(|hex| {
                 let id = IndexId::from_hex(hex).unwrap_or_default();
-                let bytes = objects::load(self, ObjectKind::Index, hex).map_err(|e| match e {
-                    Error::Corrupt { object, reason } => Error::Corrupt {
-                        object,
-                        reason: format!(
-                            "{reason}; `repo repair index` rebuilds the index from the packs"
-                        ),
-                    },
-                    e => e,
-                })?;
+                let bytes = objects::load(self, ObjectKind::Index, hex)?;
                 let f = IndexFile::decode(&bytes)
                     .map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
                 Ok((id, f))
             })
             .collect();
-        Ok(files?.into_iter().collect())
+        let (mut files, mut damaged) = (BTreeMap::new(), Vec::new());
+        for r in loaded {
+            match r {
+                Ok((id, f)) => {
+                    files.insert(id, f);
+                }
+                Err(Error::NotFound { .. }) => {} // removed while we listed
+                Err(Error::Corrupt { object, reason }) => damaged.push(Error::Corrupt {
+                    object,
+                    reason: format!(
+                        "{reason}; `repo repair index` rebuilds the index from the packs"
+                    ),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((files, damaged))
     }
 
     /// Hex ids of every object of one kind.
@@ -356,6 +392,12 @@ impl Repository {
 
     /// Resolves `latest` or a unique id prefix.
     pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec.is_empty() {
+            return Err(Error::Usage(
+                "the snapshot id is empty; give `latest` or a prefix of an id from `repo snapshots`"
+                    .into(),
+            ));
+        }
         let mut all = self.snapshots()?;
         if spec == "latest" {
             return all.pop().ok_or_else(|| Error::NotFound {
@@ -368,7 +410,7 @@ impl Repository {
             .into_iter()
             .filter(|(id, _)| id.to_hex().starts_with(&spec_l));
         match (matches.next(), matches.next()) {
-            (Some(one), None) if !spec.is_empty() => Ok(one),
+            (Some(one), None) => Ok(one),
             (None, _) => Err(Error::NotFound {
                 what: format!("snapshot {spec:?}"),
                 hint: "; list them with `repo snapshots`".into(),

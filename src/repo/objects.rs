@@ -14,6 +14,13 @@ use crate::storage::Storage;
 
 /// Largest encrypted object (index, snapshot, lock) we will decode.
 pub const MAX_OBJECT_LEN: usize = 1 << 30;
+/// Largest stored index object (SPEC 1.1): one rebuilt by `repair index`
+/// for a repository of some ten million blobs stays well below it.
+pub const MAX_INDEX_SIZE: u64 = 1 << 30;
+/// Largest stored snapshot object (SPEC 1.1).
+pub const MAX_SNAPSHOT_SIZE: u64 = 64 << 20;
+/// Largest stored lock object (SPEC 1.1); real ones have a few hundred bytes.
+pub const MAX_LOCK_SIZE: u64 = 1 << 20;
 
 /// The kinds of whole objects, each in its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +51,18 @@ impl ObjectKind {
             ObjectKind::Snapshot => b"repo object snapshot v1",
             ObjectKind::Lock => b"repo object lock v1",
             ObjectKind::Pack => b"repo object pack v1",
+        }
+    }
+
+    /// Most stored bytes an object of this kind may have (SPEC 1.1). Checked
+    /// before reading, so a planted huge object is refused unread.
+    pub fn max_size(self) -> u64 {
+        match self {
+            ObjectKind::Key => MAX_KEY_LEN as u64,
+            ObjectKind::Index => MAX_INDEX_SIZE,
+            ObjectKind::Snapshot => MAX_SNAPSHOT_SIZE,
+            ObjectKind::Lock => MAX_LOCK_SIZE,
+            ObjectKind::Pack => crate::storage::MAX_OBJECT_SIZE,
         }
     }
 
@@ -106,6 +125,15 @@ pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<Strin
         payload,
         repo.config().compression_level,
     );
+    // Readers refuse objects over the limit unread (SPEC 1.1.2): never write one.
+    if sealed.len() as u64 > kind.max_size() {
+        return Err(Error::Usage(format!(
+            "cannot store a {} object of {} bytes: readers refuse more than {} bytes",
+            kind.dir(),
+            sealed.len(),
+            kind.max_size()
+        )));
+    }
     let hex = hex::encode(hash::object_hash(&sealed));
     repo.storage().put(&kind.key(&hex), sealed)?;
     Ok(hex)
@@ -114,7 +142,7 @@ pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<Strin
 /// Loads, name-checks and opens an encrypted object.
 pub fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
     let key = kind.key(hex);
-    let sealed = repo.storage().get(&key)?;
+    let sealed = repo.storage().get_bounded(&key, kind.max_size())?;
     verify_name(&key, hex, &sealed)?;
     codec::decode(&repo.keys().encryption, kind.ad(), &sealed, MAX_OBJECT_LEN)
         .map_err(|e| Error::corrupt(key, e))
@@ -131,10 +159,7 @@ pub fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
 /// Loads and name-checks a key object.
 pub fn load_key(storage: &Storage, id: KeyId) -> Result<KeyFile> {
     let key = ObjectKind::Key.key(&id.to_hex());
-    let bytes = storage.get(&key)?;
-    if bytes.len() > MAX_KEY_LEN {
-        return Err(Error::corrupt(key, "key object is too large"));
-    }
+    let bytes = storage.get_bounded(&key, ObjectKind::Key.max_size())?;
     verify_name(&key, &id.to_hex(), &bytes)?;
     KeyFile::decode(&bytes).map_err(|e| Error::corrupt(key, e))
 }

@@ -7,6 +7,7 @@
 
 pub mod awsconf;
 pub mod ftp;
+mod localfs;
 pub mod location;
 pub mod netrc;
 mod openfiles;
@@ -66,6 +67,9 @@ pub struct Storage {
     /// for the thousands of small tree reads of a backup costs more than
     /// the reads themselves.
     local: Option<std::path::PathBuf>,
+    /// The local repository's root directory, which every local read and
+    /// listing starts from without following links (see `localfs`).
+    root: Option<std::os::fd::OwnedFd>,
     /// Kept descriptors for [`Storage::get_range_immutable`] on local storage.
     open: openfiles::OpenFiles,
 }
@@ -88,7 +92,13 @@ impl Storage {
                 } else if !path.is_dir() {
                     return Err(Error::RepoNotFound {
                         location: location.to_string(),
-                        reason: "the directory does not exist".into(),
+                        reason: match std::fs::metadata(path) {
+                            Ok(_) => "it is not a directory".into(),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                                "the directory does not exist".into()
+                            }
+                            Err(e) => format!("it cannot be opened ({e})"),
+                        },
                     });
                 }
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
@@ -117,6 +127,13 @@ impl Storage {
                 Arc::new(store)
             }
         };
+        let root = match location {
+            Location::Local(path) => Some(
+                localfs::open_root(path)
+                    .map_err(|e| Error::io("open the repository directory", path, e))?,
+            ),
+            _ => None,
+        };
         let connections = match location {
             Location::Local(_) => rayon::current_num_threads(),
             Location::S3 { connections, .. } => *connections,
@@ -130,6 +147,7 @@ impl Storage {
             connections,
             ftp: ftp_store,
             open: Default::default(),
+            root,
             local: match location {
                 Location::Local(p) => Some(p.clone()),
                 _ => None,
@@ -208,16 +226,35 @@ impl Storage {
         plain.then(|| root.join(key))
     }
 
-    /// Direct read of `len` bytes at `offset` (all of it with `None`) from a local file.
-    fn local_read(
-        &self,
-        key: &str,
-        file: &std::path::Path,
-        range: Option<(u64, u64)>,
-    ) -> Result<Vec<u8>> {
-        let f = std::fs::File::open(file).map_err(|e| self.local_err(key, e))?;
+    /// Opens a local object below the root without following links.
+    fn local_open(&self, key: &str) -> Result<std::fs::File> {
+        let root = self.root.as_ref().ok_or_else(|| Error::Storage {
+            op: "read",
+            key: format!("{}/{key}", self.location),
+            message: "the repository directory is not open".into(),
+        })?;
+        localfs::open_object(root, key).map_err(|e| self.local_err(key, e))
+    }
+
+    /// Direct read of `len` bytes at `offset` (all of it, at most `limit`
+    /// bytes, with `None`) from a local file.
+    fn local_read(&self, key: &str, range: Option<(u64, u64)>, limit: u64) -> Result<Vec<u8>> {
+        let f = self.local_open(key)?;
         let size = f.metadata().map_err(|e| self.local_err(key, e))?.len();
-        let (offset, len) = range.unwrap_or((0, size));
+        let Some((offset, len)) = range else {
+            if size > limit {
+                return Err(too_large(key, size, limit));
+            }
+            // Bounded again while reading: the file may grow after fstat.
+            let mut buf = Vec::with_capacity(size as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(&f, limit + 1), &mut buf)
+                .map_err(|e| self.local_err(key, e))?;
+            if buf.len() as u64 > limit {
+                return Err(too_large(key, buf.len() as u64, limit));
+            }
+            self.count(0, buf.len());
+            return Ok(buf);
+        };
         self.read_at(key, &f, size, offset, len)
     }
 
@@ -242,7 +279,9 @@ impl Storage {
     }
 
     fn local_err(&self, key: &str, e: std::io::Error) -> Error {
-        if e.kind() == std::io::ErrorKind::NotFound {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            Error::corrupt(format!("{}/{key}", self.location), e)
+        } else if e.kind() == std::io::ErrorKind::NotFound {
             Error::NotFound {
                 what: format!("object {key} in {}", self.location),
                 hint: String::new(),
@@ -256,39 +295,79 @@ impl Storage {
         }
     }
 
-    /// Reads a whole object.
+    /// Reads a whole object of at most [`MAX_OBJECT_SIZE`] bytes (any pack).
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
-        if let Some(file) = self.local_file(key) {
-            return self.local_read(key, &file, None);
+        self.get_bounded(key, MAX_OBJECT_SIZE)
+    }
+
+    /// Reads a whole object of at most `limit` bytes. Its size is checked
+    /// before anything is read (fstat, or the response's length), and the
+    /// read stops at `limit + 1` bytes anyway, since storage may lie about
+    /// sizes: a planted 8 GiB object costs one request, not 8 GiB of memory.
+    pub fn get_bounded(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        if self.local_file(key).is_some() {
+            return self.local_read(key, None, limit);
         }
         let path = StorePath::from(key);
+        // The FTP store fetches a whole object before handing it over, so
+        // there the size is asked first and the transfer itself bounded.
+        let mut opts = object_store::GetOptions::default();
+        if self.ftp.is_some() {
+            match self.size(key)? {
+                None => {
+                    return Err(Error::NotFound {
+                        what: format!("object {key} in {}", self.location),
+                        hint: String::new(),
+                    });
+                }
+                Some(size) if size > limit => return Err(too_large(key, size, limit)),
+                Some(0) => {}
+                Some(size) => opts.range = Some((0..size.min(limit + 1)).into()),
+            }
+        }
         let bytes = self
             .rt
-            .block_on(async { self.store.get(&path).await?.bytes().await })
-            .map_err(|e| self.err("read", key, e))?;
+            .block_on(async {
+                let got = self.store.get_opts(&path, opts).await?;
+                if got.meta.size > limit {
+                    return Ok(Err(too_large(key, got.meta.size, limit)));
+                }
+                let mut stream = got.into_stream();
+                let mut buf = Vec::new();
+                while let Some(part) = stream.try_next().await? {
+                    if (buf.len() + part.len()) as u64 > limit {
+                        return Ok(Err(too_large(key, (buf.len() + part.len()) as u64, limit)));
+                    }
+                    buf.extend_from_slice(&part);
+                }
+                Ok(Ok(buf))
+            })
+            .map_err(|e| self.err("read", key, e))??;
         self.count(0, bytes.len());
-        // Free when the store handed over its only reference (local files do).
-        Ok(Vec::from(bytes))
+        Ok(bytes)
     }
 
     /// Reads `len` bytes at `offset` of an object that never changes once
     /// written (a pack: its name is its hash). On local storage the file
     /// stays open for the next read of the same object.
     pub fn get_range_immutable(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let Some(path) = self.local_file(key) else {
+        if self.local_file(key).is_none() {
             return self.get_range(key, offset, len);
-        };
+        }
         let (file, size) = self
             .open
-            .get(key, &path)
+            .get(key, || match &self.root {
+                Some(root) => localfs::open_object(root, key),
+                None => Err(std::io::ErrorKind::NotFound.into()),
+            })
             .map_err(|e| self.local_err(key, e))?;
         self.read_at(key, &file, size, offset, len)
     }
 
     /// Reads `len` bytes at `offset`.
     pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        if let Some(file) = self.local_file(key) {
-            return self.local_read(key, &file, Some((offset, len)));
+        if self.local_file(key).is_some() {
+            return self.local_read(key, Some((offset, len)), MAX_OBJECT_SIZE);
         }
         let path = StorePath::from(key);
         let bytes = self
@@ -416,7 +495,35 @@ impl Storage {
     }
 
     /// Lists every object under `prefix` (a directory such as `snapshots`).
+    /// In a local repository links are never followed: a symlink, FIFO or
+    /// device found there is reported as a warning and left out.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        if let Some(root) = &self.root {
+            let found = localfs::list(root, prefix).map_err(|e| Error::Storage {
+                op: "list",
+                key: format!("{}/{prefix}", self.location),
+                message: e.to_string(),
+            })?;
+            self.count(0, 0);
+            for (key, why) in found.ignored {
+                crate::warnings::warn(format!("{}/{key}: ignored: {why}", self.location));
+            }
+            let mut out: Vec<Listed> = found
+                .files
+                .into_iter()
+                .filter(|(key, _)| {
+                    let name = key.rsplit('/').next().unwrap_or("");
+                    // Dot files, and object_store's `name#N` files of writes under way.
+                    !name.starts_with('.')
+                        && !name.split_once('#').is_some_and(|(_, n)| {
+                            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                        })
+                })
+                .map(|(key, size)| Listed { key, size })
+                .collect();
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            return Ok(out);
+        }
         let path = StorePath::from(prefix);
         let metas: Vec<object_store::ObjectMeta> = self
             .rt
@@ -518,6 +625,21 @@ impl Storage {
             Err(e) => Err(self.err("delete", key, e)),
         }
     }
+}
+
+/// Largest object [`Storage::get`] reads whole: a pack is at most 1 GiB
+/// (the largest pack size) plus one blob, and nothing else comes near.
+pub const MAX_OBJECT_SIZE: u64 = 2 << 30;
+
+/// An object larger than any of its kind may be: refused unread.
+fn too_large(key: &str, size: u64, limit: u64) -> Error {
+    Error::corrupt(
+        key,
+        format!(
+            "it has {size} bytes, more than the {limit} bytes an object of its kind may have, \
+             so it was not read (planted or damaged); move it out of the repository"
+        ),
+    )
 }
 
 /// An object shorter than a reader knows it to be: damage, not a storage failure.

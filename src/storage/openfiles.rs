@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// At most this many descriptors are kept; the table is emptied when full
@@ -21,14 +20,18 @@ const MAX_OPEN: usize = 128;
 pub struct OpenFiles(Mutex<HashMap<String, (Arc<File>, u64)>>);
 
 impl OpenFiles {
-    /// The open file for `key` at `path` and its size at opening.
-    pub fn get(&self, key: &str, path: &Path) -> std::io::Result<(Arc<File>, u64)> {
+    /// The open file for `key` (opened with `open` if not kept) and its size at opening.
+    pub fn get(
+        &self,
+        key: &str,
+        open: impl FnOnce() -> std::io::Result<File>,
+    ) -> std::io::Result<(Arc<File>, u64)> {
         if let Ok(map) = self.0.lock()
             && let Some(hit) = map.get(key)
         {
             return Ok(hit.clone());
         }
-        let file = File::open(path)?;
+        let file = open()?;
         let size = file.metadata()?.len();
         let entry = (Arc::new(file), size);
         if let Ok(mut map) = self.0.lock() {
