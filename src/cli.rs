@@ -41,7 +41,7 @@ use repo::storage::{BackendOptions, Location};
     name = "repo",
     version,
     about = "Encrypted, deduplicating snapshots of directory trees",
-    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 129 hung up, 130 interrupted, 141 output closed."
+    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable or changed, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 129 hung up, 130 interrupted, 141 output closed."
 )]
 struct Cli {
     /// Repository location: a directory or file:///path.
@@ -271,9 +271,19 @@ impl Progress for Display {
     }
 
     fn warn(&self, path: &Path, message: &str) {
+        self.say("error", path, message);
+    }
+
+    fn caveat(&self, path: &Path, message: &str) {
+        self.say("warning", path, message);
+    }
+}
+
+impl Display {
+    fn say(&self, level: &str, path: &Path, message: &str) {
         self.warned.fetch_add(1, Ordering::Relaxed);
         let line = format!(
-            "error: {}: {}",
+            "{level}: {}: {}",
             escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())),
             escape(message)
         );
@@ -673,15 +683,24 @@ fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
             } else {
                 render_create(&r, cli.quiet, cli.verbose);
             }
-            // Each unreadable path was already reported on stderr as it happened.
+            // Each path was already reported on stderr as it happened.
             if !r.errors.is_empty() {
                 eprintln!(
                     "{} file(s) could not be read and are missing from the snapshot; fix access and run create again",
                     r.errors.len()
                 );
-                return Ok(3);
             }
-            Ok(0)
+            if !r.warnings.is_empty() {
+                eprintln!(
+                    "{} file(s) changed while being read; the snapshot holds what was read, run create again for a consistent copy",
+                    r.warnings.len()
+                );
+            }
+            Ok(if r.errors.is_empty() && r.warnings.is_empty() {
+                0
+            } else {
+                3
+            })
         }
         Command::Snapshots(a) => {
             let r = snapshots::run(ctx, a)?;

@@ -67,6 +67,12 @@ pub enum Error {
     )]
     BadManifest { path: String, reason: String },
 
+    #[error(
+        "refusing to save the tree of {}: {reason}, so check and restore would reject it; nothing was written for this snapshot. This is a bug in repo: please report it",
+        path.display()
+    )]
+    InvalidTree { path: PathBuf, reason: String },
+
     #[error("{0}")]
     Usage(String),
 

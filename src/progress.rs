@@ -10,6 +10,12 @@ pub trait Progress: Sync {
     fn add_done(&self, _files: u64, _bytes: u64) {}
     /// A problem with one path that did not stop the command.
     fn warn(&self, _path: &Path, _message: &str) {}
+    /// A path that was handled, with a caveat the user should know about
+    /// (a file that changed while it was read). Shown as a warning, not
+    /// an error; by default the same as [`warn`](Self::warn).
+    fn caveat(&self, path: &Path, message: &str) {
+        self.warn(path, message);
+    }
 }
 
 /// A [`Progress`] that ignores everything.

@@ -148,14 +148,22 @@ impl Tree {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// Decodes and validates names (no empty names, no `/`, no `.`/`..`, sorted, unique),
-    /// so a hostile tree cannot make a restore escape its target directory.
+    /// Decodes and [validates](Self::validate) a tree.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
         let t: Tree = postcard::from_bytes(bytes).map_err(|e| format!("not a tree: {e}"))?;
-        if t.version != TREE_VERSION {
-            return Err(format!("unknown tree version {}", t.version));
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// The rules of SPEC §8.2, which readers enforce and writers run
+    /// before saving: the version, names (no empty names, no `/` or NUL,
+    /// no `.`/`..`, sorted, unique) so a hostile tree cannot make a restore
+    /// escape its target directory, and a subtree exactly for directories.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != TREE_VERSION {
+            return Err(format!("unknown tree version {}", self.version));
         }
-        for (i, n) in t.nodes.iter().enumerate() {
+        for (i, n) in self.nodes.iter().enumerate() {
             if n.name.is_empty()
                 || n.name == b"."
                 || n.name == b".."
@@ -164,7 +172,7 @@ impl Tree {
             {
                 return Err(format!("invalid entry name {:?}", n.display_name()));
             }
-            if i > 0 && t.nodes[i - 1].name >= n.name {
+            if i > 0 && self.nodes[i - 1].name >= n.name {
                 return Err(format!(
                     "entries not sorted or duplicated at {:?}",
                     n.display_name()
@@ -177,7 +185,7 @@ impl Tree {
                 ));
             }
         }
-        Ok(t)
+        Ok(())
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
@@ -253,5 +261,22 @@ mod tests {
             };
             assert!(Tree::decode(&t.encode()).is_err(), "{bad:?}");
         }
+    }
+
+    /// What `create` once wrote for a source below a symlinked directory:
+    /// a symlink node with a subtree. The writer's check refuses it as the
+    /// reader does.
+    #[test]
+    fn symlink_with_subtree_rejected_by_writer_and_reader() {
+        let mut n = Node::new(b"link".to_vec(), NodeKind::Symlink);
+        n.subtree = Some(BlobId([7; 32]));
+        let t = Tree::new(vec![n]);
+        let err = t.validate().unwrap_err();
+        assert!(err.contains("subtree does not match its kind"), "{err}");
+        assert_eq!(Tree::decode(&t.encode()).unwrap_err(), err);
+        let mut d = Node::new(b"d".to_vec(), NodeKind::Dir);
+        assert!(Tree::new(vec![d.clone()]).validate().is_err());
+        d.subtree = Some(BlobId([7; 32]));
+        assert!(Tree::new(vec![d]).validate().is_ok());
     }
 }

@@ -126,20 +126,6 @@ impl Excludes {
             .take_while(|a| *a != base && a.starts_with(base))
             .any(|a| self.is_excluded(a))
     }
-
-    /// Whether `dir` is a tagged cache directory whose contents are skipped.
-    pub fn is_cache_dir(&self, dir: &Path) -> bool {
-        if !self.exclude_caches {
-            return false;
-        }
-        let mut buf = [0u8; 43];
-        match std::fs::File::open(dir.join("CACHEDIR.TAG")) {
-            Ok(mut f) => {
-                std::io::Read::read_exact(&mut f, &mut buf).is_ok() && buf == CACHEDIR_SIGNATURE
-            }
-            Err(_) => false,
-        }
-    }
 }
 
 /// Compiles `globs` into sets, halving a set the regex engine finds too big.

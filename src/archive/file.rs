@@ -1,11 +1,15 @@
 //! Archiving one regular file, and the totals scanner.
 
-use std::fs::{File, Metadata};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Done, Excludes, Walk, meta};
+use super::meta::Stat;
+use super::{Done, Excludes, Walk, at, meta};
 use crate::chunker::StreamChunker;
 use rayon::prelude::*;
 
@@ -18,68 +22,68 @@ use crate::tree::{ChunkRef, Node, NodeKind};
 /// Whether the parent snapshot's node still describes this file's content,
 /// so it can be reused without reading the file (the bupstash/restic stat
 /// cache): same size, mtime, ctime and inode, and every chunk still indexed.
-fn content_unchanged(md: &Metadata, parent: &Node, w: &Walk) -> bool {
+fn content_unchanged(st: &Stat, parent: &Node, w: &Walk) -> bool {
+    let size = meta::size_of(NodeKind::File, st);
     parent.kind == NodeKind::File
-        && parent.size == md.size()
-        && parent.mtime == meta::timestamp(md.mtime(), md.mtime_nsec())
-        && parent.ctime == meta::timestamp(md.ctime(), md.ctime_nsec())
-        && parent.inode == md.ino()
-        && parent.content.iter().map(|c| c.len as u64).sum::<u64>() == md.size()
+        && parent.size == size
+        && parent.mtime == meta::timestamp(st.st_mtime, st.st_mtime_nsec)
+        && parent.ctime == meta::timestamp(st.st_ctime, st.st_ctime_nsec)
+        && parent.inode == st.st_ino
+        && parent.content.iter().map(|c| c.len as u64).sum::<u64>() == size
         && parent
             .content
             .iter()
             .all(|c| w.index.contains(BlobKind::Data, &c.id))
 }
 
-/// Opens without updating the access time where the kernel allows it.
-fn open_noatime(path: &Path) -> std::io::Result<File> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-        other => other,
-    }
-}
-
-/// Archives a regular file; `parent` is its node in the parent snapshot.
+/// Archives the regular file `name` of the open directory `dir`, which
+/// `lstat` saw as `st`; `parent` is its node in the parent snapshot.
 pub(super) fn archive(
     w: &Walk,
+    dir: BorrowedFd,
     path: &Path,
     name: &[u8],
-    md: &Metadata,
+    st: &Stat,
     parent: Option<Node>,
 ) -> Result<Option<Done>> {
     let counts = w.count();
-    counts.total_bytes.fetch_add(md.size(), Ordering::Relaxed);
+    let listed = meta::size_of(NodeKind::File, st);
+    counts.total_bytes.fetch_add(listed, Ordering::Relaxed);
+    let os_name = OsStr::from_bytes(name);
     if !w.opts.force
         && let Some(p) = &parent
-        && content_unchanged(md, p, w)
+        && content_unchanged(st, p, w)
     {
+        // Not opened at all: the parent's content stands for it.
         counts.files_unchanged.fetch_add(1, Ordering::Relaxed);
-        w.progress.add_done(1, md.size());
+        w.progress.add_done(1, listed);
         return Ok(Some(match parent {
-            Some(p) if meta::same_as(md, &p) => Done {
+            Some(p) if meta::same_as(st, &p) => Done {
                 node: p,
                 same: true,
             },
             p => {
-                let mut node = meta::node_from(name, path, md, p.as_ref());
+                let mut node =
+                    meta::node_from(name, st, p.as_ref(), || at::xattrs_at(dir, os_name, path));
                 node.content = p.map(|p| p.content).unwrap_or_default();
                 Done { node, same: false }
             }
         }));
     }
-    let mut node = meta::node_from(name, path, md, parent.as_ref());
-    let file = match open_noatime(path) {
+    let (file, opened) = match at::open_seen(dir, os_name, st) {
         Ok(f) => f,
         Err(e) => {
-            w.error(path, format!("cannot open file: {e}"));
-            counts.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+            match e {
+                at::OpenError::Swapped(msg) => w.error(path, msg),
+                at::OpenError::Io(e) => w.error(path, format!("cannot open file: {e}")),
+            }
+            counts.total_bytes.fetch_sub(listed, Ordering::Relaxed);
             return Ok(None);
         }
     };
+    crate::testhooks::pause_point("source-after-open");
+    // The node describes the file that is read, not the name that was listed.
+    let mut node = meta::node_from(name, &opened, parent.as_ref(), || at::xattrs_of(&file));
     let buf = w
         .buffers
         .lock()
@@ -96,7 +100,7 @@ pub(super) fn archive(
         Err(ReadFailure::Fatal(e)) => return Err(e),
         Err(ReadFailure::Io(read, e)) => {
             w.error(path, format!("cannot read file after {read} bytes: {e}"));
-            counts.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+            counts.total_bytes.fetch_sub(listed, Ordering::Relaxed);
             return Ok(None);
         }
     };
@@ -106,11 +110,11 @@ pub(super) fn archive(
             || after.mtime_nsec() != node.mtime.nanos as i64
             || read != node.size)
     {
-        w.warning(path, format!("file changed while being read ({} bytes expected, {read} read); the snapshot holds what was read", node.size));
+        w.warning(path, format!("file changed while being read ({} bytes expected, {read} read); the snapshot holds what was read, run create again for a consistent copy", node.size));
     }
     let counts = w.count();
     counts.total_bytes.fetch_add(read, Ordering::Relaxed);
-    counts.total_bytes.fetch_sub(node.size, Ordering::Relaxed);
+    counts.total_bytes.fetch_sub(listed, Ordering::Relaxed);
     counts.bytes_read.fetch_add(read, Ordering::Relaxed);
     node.size = read;
     node.content = content;

@@ -3,56 +3,67 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::Metadata;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
 use std::thread::LocalKey;
 
 use crate::tree::{Node, NodeKind, Timestamp, Xattr};
 
-/// The node kind of a file type.
+/// The `stat` data a node is built from (`fstatat`/`fstat` of the walk).
+pub type Stat = nix::sys::stat::FileStat;
+
+/// The node kind of a file type (std metadata, for callers that have it).
 pub fn kind_of(md: &Metadata) -> NodeKind {
-    let t = md.file_type();
-    if t.is_dir() {
-        NodeKind::Dir
-    } else if t.is_symlink() {
-        NodeKind::Symlink
-    } else if t.is_char_device() {
-        NodeKind::CharDevice
-    } else if t.is_block_device() {
-        NodeKind::BlockDevice
-    } else if t.is_fifo() {
-        NodeKind::Fifo
-    } else if t.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
+    kind_of_mode(md.mode())
+}
+
+/// The node kind of the file type bits of `st_mode`.
+pub fn kind_of_mode(mode: u32) -> NodeKind {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => NodeKind::Dir,
+        libc::S_IFLNK => NodeKind::Symlink,
+        libc::S_IFCHR => NodeKind::CharDevice,
+        libc::S_IFBLK => NodeKind::BlockDevice,
+        libc::S_IFIFO => NodeKind::Fifo,
+        libc::S_IFSOCK => NodeKind::Socket,
+        _ => NodeKind::File,
     }
 }
 
-/// Builds a node from `lstat` data; content, subtree and target are filled by the caller.
+/// `st_nlink` is 64 bits wide on some targets and 32 on others.
+#[allow(clippy::unnecessary_cast)]
+fn links(st: &Stat) -> u64 {
+    st.st_nlink as u64
+}
+
+/// Builds a node from `stat` data; content, subtree and target are filled by the caller.
 ///
 /// Extended attributes come from `parent` (the node in the parent snapshot)
 /// when it is the same inode with the same ctime: changing an xattr always
 /// updates the ctime, so the list cannot differ, and an unchanged tree
 /// then costs one `lstat` per entry instead of also one `llistxattr`.
-pub fn node_from(name: &[u8], path: &Path, md: &Metadata, parent: Option<&Node>) -> Node {
-    let mut n = Node::new(name.to_vec(), kind_of(md));
-    n.mode = md.mode() & 0o7777;
-    n.uid = md.uid();
-    n.gid = md.gid();
-    n.user = with_user(md.uid(), str::to_owned);
-    n.group = with_group(md.gid(), str::to_owned);
-    n.mtime = timestamp(md.mtime(), md.mtime_nsec());
-    n.ctime = timestamp(md.ctime(), md.ctime_nsec());
-    n.inode = md.ino();
-    n.device = md.dev();
-    n.links = md.nlink();
-    n.rdev = md.rdev();
-    n.size = size_of(n.kind, md);
+/// Otherwise `xattrs` reads them.
+pub fn node_from(
+    name: &[u8],
+    st: &Stat,
+    parent: Option<&Node>,
+    xattrs: impl FnOnce() -> Vec<Xattr>,
+) -> Node {
+    let mut n = Node::new(name.to_vec(), kind_of_mode(st.st_mode));
+    n.mode = st.st_mode & 0o7777;
+    n.uid = st.st_uid;
+    n.gid = st.st_gid;
+    n.user = with_user(st.st_uid, str::to_owned);
+    n.group = with_group(st.st_gid, str::to_owned);
+    n.mtime = timestamp(st.st_mtime, st.st_mtime_nsec);
+    n.ctime = timestamp(st.st_ctime, st.st_ctime_nsec);
+    n.inode = st.st_ino;
+    n.device = st.st_dev;
+    n.links = links(st);
+    n.rdev = st.st_rdev;
+    n.size = size_of(n.kind, st);
     n.xattrs = match parent {
         Some(p) if p.kind == n.kind && p.inode == n.inode && p.ctime == n.ctime => p.xattrs.clone(),
-        _ => read_xattrs(path),
+        _ => xattrs(),
     };
     n
 }
@@ -61,25 +72,30 @@ pub fn node_from(name: &[u8], path: &Path, md: &Metadata, parent: Option<&Node>)
 /// parent snapshot's node `p` has it. Then `p` itself can stand for the
 /// entry: no allocation, and when a whole directory's entries agree, its
 /// tree blob is the parent's too (no encoding, no hashing).
-pub fn same_as(md: &Metadata, p: &Node) -> bool {
-    let kind = kind_of(md);
+pub fn same_as(st: &Stat, p: &Node) -> bool {
+    let kind = kind_of_mode(st.st_mode);
     p.kind == kind
-        && p.mode == md.mode() & 0o7777
-        && p.uid == md.uid()
-        && p.gid == md.gid()
-        && p.mtime == timestamp(md.mtime(), md.mtime_nsec())
-        && p.ctime == timestamp(md.ctime(), md.ctime_nsec())
-        && p.inode == md.ino()
-        && p.device == md.dev()
-        && p.links == md.nlink()
-        && p.rdev == md.rdev()
-        && p.size == size_of(kind, md)
-        && with_user(md.uid(), |u| u == p.user)
-        && with_group(md.gid(), |g| g == p.group)
+        && p.mode == st.st_mode & 0o7777
+        && p.uid == st.st_uid
+        && p.gid == st.st_gid
+        && p.mtime == timestamp(st.st_mtime, st.st_mtime_nsec)
+        && p.ctime == timestamp(st.st_ctime, st.st_ctime_nsec)
+        && p.inode == st.st_ino
+        && p.device == st.st_dev
+        && p.links == links(st)
+        && p.rdev == st.st_rdev
+        && p.size == size_of(kind, st)
+        && with_user(st.st_uid, |u| u == p.user)
+        && with_group(st.st_gid, |g| g == p.group)
 }
 
-fn size_of(kind: NodeKind, md: &Metadata) -> u64 {
-    if kind == NodeKind::File { md.size() } else { 0 }
+/// A file's size; the size of anything else is recorded as 0.
+pub fn size_of(kind: NodeKind, st: &Stat) -> u64 {
+    if kind == NodeKind::File {
+        u64::try_from(st.st_size).unwrap_or(0)
+    } else {
+        0
+    }
 }
 
 /// A timestamp as nodes record it (nanoseconds clamped into range).
@@ -88,25 +104,6 @@ pub fn timestamp(secs: i64, nanos: i64) -> Timestamp {
         secs,
         nanos: nanos.clamp(0, 999_999_999) as u32,
     }
-}
-
-/// Extended attributes of `path` itself (not a symlink's target). File
-/// systems without xattr support simply yield none.
-pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Xattr> = names
-        .filter_map(|name| {
-            let value = xattr::get(path, &name).ok().flatten()?;
-            Some(Xattr {
-                name: name.as_bytes().to_vec(),
-                value,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
 }
 
 type NameCache = RefCell<HashMap<u32, String>>;

@@ -5,14 +5,22 @@
 //! archived in parallel and collected in order, so trees come out sorted
 //! and deterministic while every core is busy. Saving is delegated to the
 //! [`BlobSaver`], which overlaps pack uploads with this work.
+//!
+//! Every entry below a source is read relative to its open parent
+//! directory and checked to be what was listed (module `at`), so a tree that
+//! changes under the backup can never redirect it to another file.
 
+mod at;
 pub mod exclude;
 pub mod file;
 pub mod meta;
 pub mod sources;
 
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +40,21 @@ use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
 use crate::storage::StatsReport;
 use crate::tree::{Node, NodeKind, Tree};
 pub use exclude::Excludes;
+use meta::Stat;
+use nix::sys::stat::fstat;
 use sources::VNode;
+
+/// Directory levels below `/` the walk descends: a hostile user can nest
+/// directories without limit (relative to each other, far past PATH_MAX),
+/// and each level costs stack and a descriptor. Deeper contents are left
+/// out with an error (exit 3) instead of crashing the backup. A path can
+/// name at most 2,048 levels (PATH_MAX); real trees stay far below 1,024.
+pub const MAX_DEPTH: usize = 1024;
+
+/// Stack of each walk thread: room for [`MAX_DEPTH`] levels of recursion
+/// with a fourfold margin even in a debug build (up to 16 KiB a level with
+/// rayon's frames); only what is touched is committed.
+const WALK_STACK: usize = 64 << 20;
 
 /// What to back up and how.
 pub struct BackupOptions<'a> {
@@ -147,7 +169,7 @@ impl Walk<'_> {
 
     fn warning(&self, path: &Path, msg: impl std::fmt::Display) {
         let msg = msg.to_string();
-        self.progress.warn(path, &msg);
+        self.progress.caveat(path, &msg);
         if let Ok(mut w) = self.warnings.lock() {
             w.push((path.to_path_buf(), msg));
         }
@@ -161,22 +183,34 @@ impl Walk<'_> {
         }
     }
 
-    fn save_tree(&self, nodes: Vec<Node>) -> Result<BlobId> {
+    /// Saves a directory's tree, after the same validation a reader runs
+    /// (names, order, subtree only for directories): a snapshot whose tree
+    /// `check` and `restore` would refuse is never written.
+    fn save_tree(&self, path: &Path, nodes: Vec<Node>) -> Result<BlobId> {
         let tree = Tree::new(nodes);
+        tree.validate().map_err(|reason| Error::InvalidTree {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         Ok(self.saver.save(BlobKind::Tree, &tree.encode())?.0)
     }
 
     /// Saves a directory's tree, or names the parent snapshot's tree when
     /// every entry came out identical to it (`parent_same`), which skips
     /// encoding and hashing: most directories of a re-backup.
-    fn finish_tree(&self, nodes: Vec<Node>, parent_same: Option<BlobId>) -> Result<Saved> {
+    fn finish_tree(
+        &self,
+        path: &Path,
+        nodes: Vec<Node>,
+        parent_same: Option<BlobId>,
+    ) -> Result<Saved> {
         if let Some(id) = parent_same
             && self.index.contains(BlobKind::Tree, &id)
         {
             return Ok(Saved { id, same: true });
         }
         Ok(Saved {
-            id: self.save_tree(nodes)?,
+            id: self.save_tree(path, nodes)?,
             same: false,
         })
     }
@@ -188,127 +222,225 @@ impl Walk<'_> {
             .unwrap_or_default()
     }
 
-    /// Archives one source or parent-of-source node of the virtual tree.
-    fn vnode(&self, v: &VNode, name: &[u8], parent: Option<&Node>) -> Result<Option<Done>> {
+    /// Archives one node of the virtual tree: `name` in the open directory `dir`.
+    fn vnode(
+        &self,
+        v: &VNode,
+        dir: BorrowedFd,
+        name: &[u8],
+        parent: Option<&Node>,
+        depth: usize,
+    ) -> Result<Option<Done>> {
+        let os_name = OsStr::from_bytes(name);
         match v {
             VNode::Source(path) => {
-                let md = match std::fs::symlink_metadata(path) {
-                    Ok(md) => md,
+                let st = match at::lstat_at(dir, os_name) {
+                    Ok(st) => st,
                     Err(e) => {
                         self.error(path, format!("cannot read source: {e}"));
                         return Ok(None);
                     }
                 };
-                self.entry(path, name, md, parent.cloned(), None)
+                self.entry(dir, path, name, &st, parent.cloned(), None, depth)
             }
             VNode::Parent { path, children } => {
-                let md = std::fs::symlink_metadata(path)
-                    .map_err(|e| Error::io("read metadata of", path, e))?;
-                let mut node = meta::node_from(name, path, &md, parent);
-                self.count().dirs.fetch_add(1, Ordering::Relaxed);
-                let ptree = Tree::new(self.parent_nodes(parent.and_then(|p| p.subtree)));
-                let list: Vec<_> = children.iter().collect();
-                let nodes: Vec<Option<Done>> = list
-                    .par_iter()
-                    .map(|(n, child)| {
-                        let pn = ptree.find(n.as_bytes());
-                        self.vnode(child, n.as_bytes(), pn)
-                    })
-                    .collect::<Result<_>>()?;
-                let nodes = nodes.into_iter().flatten().map(|d| d.node).collect();
-                node.subtree = Some(self.save_tree(nodes)?);
-                Ok(Some(Done { node, same: false }))
+                // An ancestor of a source is recorded as the directory it
+                // resolves to, even when the path names it through a symlink.
+                match at::open_dir_follow_at(dir, os_name) {
+                    Ok(d) => self.ancestor(&d, path, name, children, parent, depth),
+                    Err(e) => {
+                        self.error(path, format!("cannot open directory: {e}"));
+                        Ok(None)
+                    }
+                }
             }
         }
     }
 
-    /// Archives a real file system entry; `parent` is its node in the parent snapshot.
-    fn entry(
+    /// Archives the open directory `d`, an ancestor of some sources: only
+    /// its `children` of the virtual tree.
+    fn ancestor(
         &self,
+        d: &File,
         path: &Path,
         name: &[u8],
-        md: std::fs::Metadata,
+        children: &BTreeMap<OsString, VNode>,
+        parent: Option<&Node>,
+        depth: usize,
+    ) -> Result<Option<Done>> {
+        let st = fstat(d).map_err(|e| Error::io("read metadata of", path, e.into()))?;
+        let mut node = meta::node_from(name, &st, parent, || at::xattrs_of(d));
+        self.count().dirs.fetch_add(1, Ordering::Relaxed);
+        let ptree = Tree::new(self.parent_nodes(parent.and_then(|p| p.subtree)));
+        let list: Vec<_> = children.iter().collect();
+        let nodes: Vec<Option<Done>> = list
+            .par_iter()
+            .map(|(n, child)| {
+                let pn = ptree.find(n.as_bytes());
+                self.vnode(child, d.as_fd(), n.as_bytes(), pn, depth + 1)
+            })
+            .collect::<Result<_>>()?;
+        let nodes = nodes.into_iter().flatten().map(|d| d.node).collect();
+        node.subtree = Some(self.save_tree(path, nodes)?);
+        Ok(Some(Done { node, same: false }))
+    }
+
+    /// Archives the entry `name` of the open directory `dir`, which `lstat`
+    /// saw as `st`; `parent` is its node in the parent snapshot, `depth`
+    /// the number of directories between it and `/`.
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &self,
+        dir: BorrowedFd,
+        path: &Path,
+        name: &[u8],
+        st: &Stat,
         parent: Option<Node>,
         root_dev: Option<u64>,
+        depth: usize,
     ) -> Result<Option<Done>> {
         self.check_cancel()?;
-        if meta::kind_of(&md) == NodeKind::File {
-            return file::archive(self, path, name, &md, parent);
+        let kind = meta::kind_of_mode(st.st_mode);
+        if kind == NodeKind::File {
+            return file::archive(self, dir, path, name, st, parent);
         }
-        let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
-        let (mut node, mut same) = match parent {
-            Some(p) if meta::same_as(&md, &p) => (p, true),
-            p => (meta::node_from(name, path, &md, p.as_ref()), false),
-        };
+        let os_name = OsStr::from_bytes(name);
         let counts = self.count();
-        match node.kind {
-            NodeKind::Dir => {
-                counts.dirs.fetch_add(1, Ordering::Relaxed);
-                let dev = root_dev.unwrap_or(md.dev());
-                let saved = if self.opts.one_file_system && md.dev() != dev {
-                    self.finish_tree(Vec::new(), None)?
-                } else {
-                    self.dir(path, parent_subtree, dev)?
-                };
-                same &= saved.same;
-                node.subtree = Some(saved.id);
-            }
-            NodeKind::Symlink => match std::fs::read_link(path) {
+        if kind == NodeKind::Dir {
+            return self.subdir(dir, path, name, st, parent, root_dev, depth);
+        }
+        let (mut node, mut same) = match parent {
+            Some(p) if meta::same_as(st, &p) => (p, true),
+            p => (
+                meta::node_from(name, st, p.as_ref(), || at::xattrs_at(dir, os_name, path)),
+                false,
+            ),
+        };
+        if kind == NodeKind::Symlink {
+            match at::read_link_at(dir, os_name) {
                 Ok(t) => {
-                    let t = t.into_os_string().into_vec();
                     same &= node.target == t;
                     node.target = t;
-                    counts.others.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     self.error(path, format!("cannot read symlink: {e}"));
                     return Ok(None);
                 }
-            },
-            _ => {
-                counts.others.fetch_add(1, Ordering::Relaxed);
             }
         }
+        counts.others.fetch_add(1, Ordering::Relaxed);
         self.progress.add_done(1, 0);
         Ok(Some(Done { node, same }))
     }
 
-    /// Archives a directory's entries and saves its tree.
-    fn dir(&self, path: &Path, parent_subtree: Option<BlobId>, dev: u64) -> Result<Saved> {
-        // Entries keep the directory open, so their lstat is relative to it
-        // (fstatat) instead of walking the whole path again for every file.
-        let mut entries: Vec<(std::ffi::OsString, std::fs::DirEntry)> =
-            match std::fs::read_dir(path) {
-                Ok(rd) => rd
-                    .filter_map(|e| e.ok().map(|e| (e.file_name(), e)))
-                    .collect(),
-                Err(e) => {
-                    self.error(path, format!("cannot list directory: {e}"));
-                    return self.finish_tree(Vec::new(), None);
-                }
-            };
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        if self.opts.excludes.is_cache_dir(path) {
-            entries.retain(|(n, _)| n == "CACHEDIR.TAG");
+    /// Archives the directory `name` of the open directory `dir` with
+    /// everything below it: opened without following a symlink and checked
+    /// to be the directory `lstat` saw.
+    #[allow(clippy::too_many_arguments)]
+    fn subdir(
+        &self,
+        dir: BorrowedFd,
+        path: &Path,
+        name: &[u8],
+        st: &Stat,
+        parent: Option<Node>,
+        root_dev: Option<u64>,
+        depth: usize,
+    ) -> Result<Option<Done>> {
+        let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
+        let opened = match at::open_seen(dir, OsStr::from_bytes(name), st) {
+            Ok(o) => Some(o),
+            Err(at::OpenError::Swapped(msg)) => {
+                self.error(path, msg);
+                return Ok(None);
+            }
+            Err(at::OpenError::Io(e)) => {
+                // Recorded (as an empty directory) with its lstat metadata.
+                self.error(path, format!("cannot list directory: {e}"));
+                None
+            }
+        };
+        self.count().dirs.fetch_add(1, Ordering::Relaxed);
+        let st = opened.as_ref().map_or(st, |(_, fst)| fst);
+        let (mut node, mut same) = match parent {
+            Some(p) if meta::same_as(st, &p) => (p, true),
+            p => {
+                let node = meta::node_from(name, st, p.as_ref(), || match &opened {
+                    Some((d, _)) => at::xattrs_of(d),
+                    None => at::xattrs_at(dir, OsStr::from_bytes(name), path),
+                });
+                (node, false)
+            }
+        };
+        let dev = root_dev.unwrap_or(st.st_dev);
+        let too_deep = depth >= MAX_DEPTH;
+        if too_deep && opened.is_some() {
+            self.error(
+                path,
+                format!("directory nesting deeper than {MAX_DEPTH} levels: its contents are left out; back it up as a source of its own"),
+            );
+        }
+        let saved = match &opened {
+            Some((d, _)) if !too_deep && (!self.opts.one_file_system || st.st_dev == dev) => {
+                self.dir(d, path, parent_subtree, dev, depth)?
+            }
+            _ => self.finish_tree(path, Vec::new(), None)?,
+        };
+        same &= saved.same;
+        node.subtree = Some(saved.id);
+        self.progress.add_done(1, 0);
+        Ok(Some(Done { node, same }))
+    }
+
+    /// Archives the entries of the open directory `d`, `depth` levels below
+    /// `/`, and saves its tree.
+    fn dir(
+        &self,
+        d: &File,
+        path: &Path,
+        parent_subtree: Option<BlobId>,
+        dev: u64,
+        depth: usize,
+    ) -> Result<Saved> {
+        let mut names = match at::list(d) {
+            Ok(names) => names,
+            Err(e) => {
+                self.error(path, format!("cannot list directory: {e}"));
+                return self.finish_tree(path, Vec::new(), None);
+            }
+        };
+        names.sort();
+        if self.opts.excludes.exclude_caches && at::has_cachedir_tag(d, exclude::CACHEDIR_SIGNATURE)
+        {
+            names.retain(|n| n == "CACHEDIR.TAG");
         }
         let parent_nodes = self.parent_nodes(parent_subtree);
         let parent_count = parent_nodes.len();
-        let jobs = pair_with_parent(entries, parent_nodes);
+        let jobs = pair_with_parent(names, parent_nodes);
         let done: Vec<Option<Done>> = jobs
             .into_par_iter()
-            .map(|(n, de, pn)| {
+            .map(|(n, pn)| {
                 let child = path.join(&n);
                 if self.opts.excludes.is_excluded(&child) {
                     return Ok(None);
                 }
-                let md = match de.metadata() {
-                    Ok(md) => md,
+                let st = match at::lstat_at(d.as_fd(), &n) {
+                    Ok(st) => st,
                     Err(e) => {
                         self.error(&child, format!("cannot read metadata: {e}"));
                         return Ok(None);
                     }
                 };
-                self.entry(&child, n.as_bytes(), md, pn, Some(dev))
+                crate::testhooks::pause_point("source-after-lstat");
+                self.entry(
+                    d.as_fd(),
+                    &child,
+                    n.as_bytes(),
+                    &st,
+                    pn,
+                    Some(dev),
+                    depth + 1,
+                )
             })
             .collect::<Result<_>>()?;
         // Identical only if every entry matched a parent node unchanged and
@@ -316,7 +448,7 @@ impl Walk<'_> {
         let all_same =
             done.len() == parent_count && done.iter().all(|d| d.as_ref().is_some_and(|d| d.same));
         let nodes = done.into_iter().flatten().map(|d| d.node).collect();
-        self.finish_tree(nodes, parent_subtree.filter(|_| all_same))
+        self.finish_tree(path, nodes, parent_subtree.filter(|_| all_same))
     }
 }
 
@@ -333,25 +465,63 @@ struct Saved {
     same: bool,
 }
 
-type Job = (std::ffi::OsString, std::fs::DirEntry, Option<Node>);
+type Job = (OsString, Option<Node>);
 
 /// Hands each directory entry its node from the parent tree, by one merge
 /// of the two name-sorted lists: the nodes are moved, not searched for and
 /// copied.
-fn pair_with_parent(
-    entries: Vec<(std::ffi::OsString, std::fs::DirEntry)>,
-    parent: Vec<Node>,
-) -> Vec<Job> {
+fn pair_with_parent(names: Vec<OsString>, parent: Vec<Node>) -> Vec<Job> {
     let mut parent = parent.into_iter().peekable();
-    entries
+    names
         .into_iter()
-        .map(|(name, de)| {
+        .map(|name| {
             let key = name.as_bytes();
             while parent.next_if(|p| p.name.as_slice() < key).is_some() {}
             let p = parent.next_if(|p| p.name.as_slice() == key);
-            (name, de, p)
+            (name, p)
         })
         .collect()
+}
+
+/// Leaves out, with an error, each source below another source that is a
+/// symlink: that one is stored as the link itself (never followed), so
+/// nothing below it can be in the snapshot, and dropping the inner source as
+/// "covered" would lose it silently.
+fn drop_sources_below_links(sources: &mut Vec<PathBuf>, tally: &Tally, progress: &dyn Progress) {
+    let links: Vec<PathBuf> = sources
+        .iter()
+        .filter(|s| std::fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_symlink()))
+        .cloned()
+        .collect();
+    sources.retain(|s| {
+        let Some(link) = links.iter().find(|l| s != *l && s.starts_with(l)) else {
+            return true;
+        };
+        let msg = format!(
+            "not backed up: it lies below the source {}, a symlink, which is stored as the link itself; name the directory the link points to instead",
+            link.display()
+        );
+        progress.warn(s, &msg);
+        if let Ok(mut errs) = tally.errors.lock() {
+            errs.push((s.clone(), msg));
+        }
+        false
+    });
+}
+
+/// Runs the walk on threads with stacks deep enough for [`MAX_DEPTH`]
+/// levels (as many as rayon's global pool has); on the global pool if they
+/// cannot be started.
+fn on_walk_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .stack_size(WALK_STACK)
+        .thread_name(|i| format!("walk-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
 }
 
 /// Picks the parent snapshot: the given one, or the latest with the same host and paths.
@@ -385,6 +555,7 @@ pub fn backup(
             "no source paths given: name at least one file or directory to back up".into(),
         ));
     }
+    at::raise_open_file_limit();
     let mut tally = Tally::new();
     let mut sources: Vec<PathBuf> = Vec::new();
     for p in &opts.paths {
@@ -400,6 +571,7 @@ pub fn backup(
             }
         }
     }
+    drop_sources_below_links(&mut sources, &tally, progress);
     if sources.is_empty() {
         return Err(Error::NotFound {
             what: "any readable source path".into(),
@@ -423,33 +595,51 @@ pub fn backup(
             let done = &walk_done;
             scope.spawn(move || file::scan_totals(&srcs, &opts.excludes, progress, done));
         }
-        let r = BlobSaver::run(repo, &index, opts.dry_run, opts.in_flight, |saver| {
-            let walk = Walk {
-                repo,
-                index: &index,
-                saver,
-                opts,
-                progress,
-                tally: &tally,
-            };
-            let parent_root = parent.as_ref().map(|(_, s)| {
-                let mut n = Node::new(Vec::new(), NodeKind::Dir);
-                n.subtree = Some(s.tree);
-                n
-            });
-            let tree = match &vroot {
-                VNode::Source(p) => {
-                    let md = std::fs::symlink_metadata(p)
-                        .map_err(|e| Error::io("read metadata of", p, e))?;
-                    walk.dir(p, parent_root.as_ref().and_then(|n| n.subtree), md.dev())?
+        let r = on_walk_threads(|| {
+            BlobSaver::run(repo, &index, opts.dry_run, opts.in_flight, |saver| {
+                let walk = Walk {
+                    repo,
+                    index: &index,
+                    saver,
+                    opts,
+                    progress,
+                    tally: &tally,
+                };
+                let parent_root = parent.as_ref().map(|(_, s)| {
+                    let mut n = Node::new(Vec::new(), NodeKind::Dir);
+                    n.subtree = Some(s.tree);
+                    n
+                });
+                let root = at::open_dir_path(Path::new("/"))
+                    .map_err(|e| Error::io("open the root directory", "/", e))?;
+                let tree = match &vroot {
+                    VNode::Source(p) => {
+                        let st =
+                            fstat(&root).map_err(|e| Error::io("read metadata of", p, e.into()))?;
+                        walk.dir(
+                            &root,
+                            p,
+                            parent_root.as_ref().and_then(|n| n.subtree),
+                            st.st_dev,
+                            0,
+                        )?
                         .id
-                }
-                VNode::Parent { .. } => walk
-                    .vnode(&vroot, b"", parent_root.as_ref())?
-                    .and_then(|d| d.node.subtree)
-                    .unwrap_or_default(),
-            };
-            Ok(tree)
+                    }
+                    VNode::Parent { path, children } => {
+                        match walk.ancestor(&root, path, b"", children, parent_root.as_ref(), 0)? {
+                            Some(Done {
+                                node:
+                                    Node {
+                                        subtree: Some(id), ..
+                                    },
+                                ..
+                            }) => id,
+                            _ => walk.save_tree(path, Vec::new())?,
+                        }
+                    }
+                };
+                Ok(tree)
+            })
         });
         walk_done.store(true, Ordering::Relaxed);
         r
