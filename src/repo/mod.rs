@@ -1,5 +1,6 @@
 //! An opened repository: where keys, codec, packs and storage meet.
 
+pub mod holder;
 pub mod lock;
 pub mod objects;
 pub mod saver;
@@ -65,6 +66,9 @@ pub struct Repository {
     keys: SubKeys,
     key_id: KeyId,
     chunker: Arc<Chunker>,
+    /// The lock this process holds on the repository, if any; shared by
+    /// every clone, so that writes anywhere are checked against it.
+    held: Arc<std::sync::Mutex<Option<Arc<lock::Held>>>>,
 }
 
 /// Who and where we are, for key, lock and snapshot objects.
@@ -243,6 +247,7 @@ impl Repository {
             keys,
             key_id,
             chunker: Arc::new(chunker),
+            held: Arc::default(),
         })
     }
 
@@ -396,8 +401,65 @@ impl Repository {
     }
 
     /// Saves an encrypted object (snapshot, index, lock) and returns its id.
+    ///
+    /// Index and snapshot objects are written only while the lock this
+    /// process holds is provably its own and fresh ([`Self::ensure_lock`]);
+    /// a snapshot is checked again once written and deleted if the lock
+    /// lapsed meanwhile, since a prune that judged the lock stale may have
+    /// listed the snapshots before this one existed (SPEC.md §10.1).
     pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
-        objects::save(self, kind, payload)
+        match kind {
+            ObjectKind::Index => {
+                crate::testhooks::pause_point("save-index");
+                self.ensure_lock("writing an index object")?;
+                objects::save(self, kind, payload)
+            }
+            ObjectKind::Snapshot => {
+                crate::testhooks::pause_point("save-snapshot");
+                self.ensure_lock("writing the snapshot")?;
+                let hex = objects::save(self, kind, payload)?;
+                crate::testhooks::pause_point("saved-snapshot");
+                let key = kind.key(&hex);
+                match self.ensure_lock(&format!(
+                    "keeping the snapshot {key} it wrote (deleted again)"
+                )) {
+                    Ok(()) => Ok(hex),
+                    Err(e) => match (self.storage.delete(&key), e) {
+                        (Ok(()), e) => Err(e),
+                        (
+                            Err(d),
+                            Error::LockLost {
+                                command, reason, ..
+                            },
+                        ) => Err(Error::LockLost {
+                            command,
+                            reason,
+                            purpose: format!(
+                                "keeping the snapshot {key} it wrote, which could not be deleted \
+                                 again ({d}): delete it with `repo forget {hex}`, then run `repo check`,"
+                            ),
+                        }),
+                        (Err(_), e) => Err(e),
+                    },
+                }
+            }
+            _ => objects::save(self, kind, payload),
+        }
+    }
+
+    /// Fails unless the lock this process holds (if any) is still its own
+    /// and fresh: see [`lock::verify`]. `purpose` names what was about to
+    /// be written or deleted, for the message.
+    pub fn ensure_lock(&self, purpose: &str) -> Result<()> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match held {
+            Some(h) => lock::verify(self, &h, purpose),
+            None => Ok(()),
+        }
+    }
+
+    fn set_held(&self, held: Option<Arc<lock::Held>>) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
     }
 
     /// Reads one blob through the index and verifies it.
