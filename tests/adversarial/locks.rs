@@ -429,7 +429,8 @@ fn backup_whose_lock_was_removed_writes_no_snapshot() {
 }
 
 /// The exclusive claim record is written once; a holder that keeps
-/// refreshing its lock objects keeps the claim, however old the record.
+/// refreshing its lock objects keeps the claim, however old the record:
+/// `repo unlock` (stale locks only) must not remove it.
 #[test]
 fn long_exclusive_holder_keeps_its_claim() {
     let t = TestRepo::new();
@@ -450,17 +451,23 @@ fn long_exclusive_holder_keeps_its_claim() {
         && !t.objects("locks").is_empty()));
     let before = fs::read(&claim).unwrap();
     outlive_stale_period();
+    // `unlock` removes only stale locks: this holder's are not.
+    let mut c = cmd(&t, Some(STALE));
+    c.args(["unlock", "--json"]);
+    let r = run(c);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.json()["removed"], serde_json::json!([]), "{r}");
+    assert_eq!(
+        fs::read(&claim).ok(),
+        Some(before),
+        "the live holder's claim was removed"
+    );
     let mut c = cmd(&t, Some(STALE));
     c.arg("prune");
     let r = run(c);
     assert_eq!(r.code, 11, "{r}");
-    assert_eq!(
-        fs::read(&claim).ok(),
-        Some(before),
-        "the live holder's claim was replaced"
-    );
     eprintln!(
-        "adversarial locks: exclusive claim older than the stale period kept by its live holder: claims stolen: 0, data lost: 0"
+        "adversarial locks: exclusive claim older than the stale period kept by its live holder: claims removed: 0, data lost: 0"
     );
 }
 
