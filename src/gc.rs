@@ -12,7 +12,13 @@
 //! 5. Write one new index object listing every remaining pack, with
 //!    `supersedes` naming every index object it replaces.
 //! 6. Delete the superseded index objects.
-//! 7. Delete the packs no longer needed (and packs in no index).
+//! 7. Delete the packs no longer needed (and packs in no index, except young
+//!    ones while a lock stale only by age exists: a suspended backup may
+//!    still index them).
+//!
+//! Prune may itself be suspended past the stale period while a backup
+//! starts and relies on what prune planned to delete, so it proves its lock
+//! still held before steps 6 and 7 (SPEC.md §10.1).
 //!
 //! Until step 5 only new objects appear; after it, the new index alone
 //! describes every pack still needed; so a crash at any point leaves every
