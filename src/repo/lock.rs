@@ -529,3 +529,89 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::kdf::KdfParams;
+    use crate::repo::InitOptions;
+    use crate::storage::Location;
+
+    fn repo(dir: &std::path::Path) -> Repository {
+        let opts = InitOptions {
+            kdf: KdfParams {
+                m_cost: 8,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            ..Default::default()
+        };
+        Repository::init(&Location::Local(dir.join("repo")), b"pw", &opts).unwrap()
+    }
+
+    fn state(g: &LockGuard) -> (String, DateTime<Utc>, Option<String>) {
+        let st = g.held.state();
+        (st.current.clone(), st.refreshed, st.broken.clone())
+    }
+
+    #[test]
+    fn refresh_notices_a_removed_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let g = lock(&repo, false, "create").unwrap();
+        repo.ensure_lock("writing").unwrap();
+        let (hex, _, _) = state(&g);
+        repo.storage().delete(&ObjectKind::Lock.key(&hex)).unwrap();
+        // The refresh writes a new object, so afterwards one exists again:
+        // only the refresher can tell that the lock was gone meanwhile.
+        refresh(&repo, &g.held, &LockInfo::new(false, "create"));
+        let (new_hex, _, broken) = state(&g);
+        assert_ne!(new_hex, hex);
+        assert!(
+            repo.storage()
+                .size(&ObjectKind::Lock.key(&new_hex))
+                .unwrap()
+                .is_some()
+        );
+        assert!(broken.is_some_and(|b| b.contains("was removed")));
+        let e = repo.ensure_lock("writing the snapshot").unwrap_err();
+        assert!(matches!(e, Error::LockLost { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_late_refresh_breaks_the_lock_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let g = lock(&repo, false, "create").unwrap();
+        // As if the process had slept through the safe window.
+        g.held.state().refreshed = Utc::now()
+            - chrono::Duration::from_std(safe_window()).unwrap()
+            - chrono::Duration::seconds(1);
+        refresh(&repo, &g.held, &LockInfo::new(false, "create"));
+        let (_, refreshed, broken) = state(&g);
+        assert!(broken.is_some_and(|b| b.contains("last refreshed")));
+        assert!(
+            too_old(refreshed).is_some(),
+            "a late refresh does not count"
+        );
+        // Later refreshes succeed, but the lapse stays.
+        refresh(&repo, &g.held, &LockInfo::new(false, "create"));
+        assert!(repo.ensure_lock("writing").is_err());
+    }
+
+    #[test]
+    fn verify_refuses_once_the_window_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let g = lock(&repo, false, "create").unwrap();
+        repo.ensure_lock("writing").unwrap();
+        g.held.state().refreshed = Utc::now()
+            - chrono::Duration::from_std(safe_window()).unwrap()
+            - chrono::Duration::seconds(1);
+        assert!(repo.ensure_lock("writing").is_err());
+        drop(g);
+        // Without a lock there is nothing to prove.
+        repo.ensure_lock("writing").unwrap();
+        assert!(repo.list_ids(ObjectKind::Lock).unwrap().is_empty());
+    }
+}
