@@ -39,12 +39,14 @@ pub enum Error {
     /// period, cut off from storage, or its lock was removed), so data it
     /// relies on may have been pruned: it writes nothing more.
     #[error(
-        "`{command}` stopped before {purpose}: it no longer provably holds its repository lock: {reason}. No snapshot refers to anything it wrote; run it again"
+        "`{command}` stopped before {purpose}: it no longer provably holds its repository lock: {reason}. {advice}"
     )]
     LockLost {
         command: String,
         reason: String,
         purpose: String,
+        /// What to do next.
+        advice: String,
     },
 
     #[error(

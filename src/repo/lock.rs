@@ -205,6 +205,7 @@ pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str) -> Result<()
         command: held.command.clone(),
         reason: reason.to_string(),
         purpose: purpose.to_string(),
+        advice: "No snapshot refers to anything it wrote; run it again".into(),
     };
     if let Some(b) = &st.broken {
         return Err(lost(b));

@@ -403,47 +403,54 @@ impl Repository {
     /// Saves an encrypted object (snapshot, index, lock) and returns its id.
     ///
     /// Index and snapshot objects are written only while the lock this
-    /// process holds is provably its own and fresh ([`Self::ensure_lock`]);
-    /// a snapshot is checked again once written and deleted if the lock
-    /// lapsed meanwhile, since a prune that judged the lock stale may have
-    /// listed the snapshots before this one existed (SPEC.md §10.1).
+    /// process holds is provably its own and fresh ([`Self::ensure_lock`]),
+    /// and checked again once written: if the lock lapsed meanwhile (the
+    /// process was suspended between check and write), a prune may have
+    /// deleted packs the index lists, or listed the snapshots before this
+    /// one existed, so the object is deleted again (SPEC.md §10.1).
     pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
-        match kind {
-            ObjectKind::Index => {
-                crate::testhooks::pause_point("save-index");
-                self.ensure_lock("writing an index object")?;
-                objects::save(self, kind, payload)
-            }
-            ObjectKind::Snapshot => {
-                crate::testhooks::pause_point("save-snapshot");
-                self.ensure_lock("writing the snapshot")?;
-                let hex = objects::save(self, kind, payload)?;
-                crate::testhooks::pause_point("saved-snapshot");
-                let key = kind.key(&hex);
-                match self.ensure_lock(&format!(
-                    "keeping the snapshot {key} it wrote (deleted again)"
-                )) {
-                    Ok(()) => Ok(hex),
-                    Err(e) => match (self.storage.delete(&key), e) {
-                        (Ok(()), e) => Err(e),
-                        (
-                            Err(d),
-                            Error::LockLost {
-                                command, reason, ..
-                            },
-                        ) => Err(Error::LockLost {
-                            command,
-                            reason,
-                            purpose: format!(
-                                "keeping the snapshot {key} it wrote, which could not be deleted \
-                                 again ({d}): delete it with `repo forget {hex}`, then run `repo check`,"
-                            ),
-                        }),
-                        (Err(_), e) => Err(e),
-                    },
-                }
-            }
-            _ => objects::save(self, kind, payload),
+        let (point, what, remedy) = match kind {
+            ObjectKind::Index => (
+                "save-index",
+                "an index object",
+                "it may list packs a prune deleted; run `repo repair index`",
+            ),
+            ObjectKind::Snapshot => (
+                "save-snapshot",
+                "the snapshot",
+                "its data may be incomplete; remove it with `repo forget`",
+            ),
+            _ => return objects::save(self, kind, payload),
+        };
+        crate::testhooks::pause_point(point);
+        self.ensure_lock(&format!("writing {what}"))?;
+        crate::testhooks::pause_point(&format!("{point}-checked"));
+        let hex = objects::save(self, kind, payload)?;
+        crate::testhooks::pause_point(&format!("{point}-written"));
+        let key = kind.key(&hex);
+        let Err(e) = self.ensure_lock(&format!("keeping {what} {key} it wrote (deleted again)"))
+        else {
+            return Ok(hex);
+        };
+        match (self.storage.delete(&key), e) {
+            (Ok(()), e) => Err(e),
+            (
+                Err(d),
+                Error::LockLost {
+                    command,
+                    reason,
+                    purpose,
+                    ..
+                },
+            ) => Err(Error::LockLost {
+                command,
+                reason,
+                purpose,
+                advice: format!(
+                    "But {key} could not be deleted again ({d}): {remedy}, then run `repo check`"
+                ),
+            }),
+            (Err(_), e) => Err(e),
         }
     }
 

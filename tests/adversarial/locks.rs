@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use crate::common::*;
 
 /// The shortened stale period of the suspension trials, in seconds.
-const STALE: u64 = 3;
+const STALE: u64 = 4;
 
 /// A repository with two snapshots: `keep` (must survive everything) and
 /// `old` (forgotten during the trials, so prune deletes its packs), and a
@@ -103,10 +103,14 @@ fn paused(t: &TestRepo, args: &[&str], point: &str, stale: Option<u64>, name: &s
     bg
 }
 
-/// Lets the stale period pass for a stopped holder: its last refresh was
-/// before it stopped, so after this its lock is stale by age.
+/// Lets the stale period pass (`periods` times) for a stopped holder: its
+/// last refresh was before it stopped, so after this its lock is stale by age.
+fn outlive_stale_periods(periods: u64) {
+    std::thread::sleep(Duration::from_millis(periods * STALE * 1000 + 1200));
+}
+
 fn outlive_stale_period() {
-    std::thread::sleep(Duration::from_millis(STALE * 1000 + 1200));
+    outlive_stale_periods(1)
 }
 
 fn snapshot_ids(t: &TestRepo) -> Vec<String> {
@@ -153,24 +157,28 @@ fn need_root(test: &str) -> bool {
     false
 }
 
-#[derive(Default)]
-struct Tally {
-    trials: usize,
-    failed_safely: usize,
-    complete: usize,
-    lost: usize,
+/// How one trial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The resumed side failed, without a snapshot or without deleting.
+    FailedSafely,
+    /// The resumed side finished, and its result is complete.
+    Complete,
+    /// Some snapshot cannot be restored, or `check --read-data` fails.
+    Lost,
 }
 
 /// One suspended-backup trial: `create` stops at `point`, outlives the stale
-/// period, `forget old --prune` runs (and may judge the backup's lock
+/// period (`periods` times: after two, prune no longer keeps its young
+/// unindexed packs), `forget old --prune` runs (and may judge the backup's lock
 /// stale), the backup resumes. It must fail without a snapshot or leave a
 /// complete one; every other snapshot must stay restorable.
-fn suspended_create_trial(point: &str, tally: &mut Tally) {
+fn suspended_create_trial(point: &str, periods: u64) -> Outcome {
     let f = fixture();
     let t = &f.t;
     let new = f.new.to_str().unwrap();
     let mut create = paused(t, &["create", "--json", new], point, Some(STALE), "create");
-    outlive_stale_period();
+    outlive_stale_periods(periods);
     let mut c = cmd(t, Some(STALE));
     c.args(["forget", &f.old_id, "--prune", "--max-unused", "0"]);
     let p = run(c);
@@ -183,6 +191,7 @@ fn suspended_create_trial(point: &str, tally: &mut Tally) {
     let out = create.output();
     let snaps = snapshot_ids(t);
     let mut lost = false;
+    let mut outcome = Outcome::FailedSafely;
     if status.success() {
         let report: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(&create.stdout).unwrap()).unwrap();
@@ -195,7 +204,7 @@ fn suspended_create_trial(point: &str, tally: &mut Tally) {
             "{point}: reported snapshot missing\n{out}"
         );
         if restores_identical(t, &id, &f.new, "new") {
-            tally.complete += 1;
+            outcome = Outcome::Complete;
         } else {
             eprintln!("{point}: the resumed backup's snapshot {id} lost data\n{out}");
             lost = true;
@@ -210,21 +219,17 @@ fn suspended_create_trial(point: &str, tally: &mut Tally) {
             out.contains("no longer provably holds its repository lock"),
             "{point}: {out}"
         );
-        tally.failed_safely += 1;
     }
     if !check_clean(t) || !restores_identical(t, &f.keep_id, &f.keep, "keep") {
         lost = true;
     }
-    tally.trials += 1;
-    if lost {
-        tally.lost += 1;
-    }
+    if lost { Outcome::Lost } else { outcome }
 }
 
 /// `forget old --prune` stops just before deleting, outlives the stale
 /// period; a backup that deduplicates against the packs prune is about to
 /// delete runs meanwhile; prune resumes and must not delete them.
-fn suspended_prune_trial(tally: &mut Tally) {
+fn suspended_prune_trial() -> Outcome {
     let f = fixture();
     let t = &f.t;
     let mut prune = paused(
@@ -245,10 +250,8 @@ fn suspended_prune_trial(tally: &mut Tally) {
     let id = r.json()["snapshot"].as_str().unwrap().to_string();
     prune.signal(Signal::SIGCONT);
     let status = prune.wait(Duration::from_secs(120));
-    let mut lost = false;
-    if status.success() {
-        tally.complete += 1;
-    } else {
+    let mut outcome = Outcome::Complete;
+    if !status.success() {
         assert!(
             prune
                 .output()
@@ -256,41 +259,68 @@ fn suspended_prune_trial(tally: &mut Tally) {
             "{}",
             prune.output()
         );
-        tally.failed_safely += 1;
+        outcome = Outcome::FailedSafely;
     }
     if !check_clean(t)
         || !restores_identical(t, &id, &f.new, "new")
         || !restores_identical(t, &f.keep_id, &f.keep, "keep")
     {
         eprintln!("prune-delete: data lost\n{}", prune.output());
-        lost = true;
+        outcome = Outcome::Lost;
     }
-    tally.trials += 1;
-    if lost {
-        tally.lost += 1;
-    }
+    outcome
 }
 
 /// No interleaving of a suspended backup (at each of its pause points) or a
-/// suspended prune with the other side loses data.
+/// suspended prune with the other side loses data. Trials run three at a
+/// time: they mostly wait for the stale period to pass.
 #[test]
 fn suspended_writer_and_prune_never_lose_data() {
-    let mut tally = Tally::default();
-    for point in [
-        "create-locked",
-        "save-index",
-        "save-snapshot",
-        "saved-snapshot",
-    ] {
-        suspended_create_trial(point, &mut tally);
+    let trials: Vec<(&str, u64)> = vec![
+        ("create-locked", 1),
+        ("save-index", 1),
+        ("save-index-checked", 1),
+        ("save-index-checked", 2),
+        ("save-index-written", 2),
+        ("save-snapshot", 1),
+        ("save-snapshot-checked", 2),
+        ("save-snapshot-written", 1),
+        ("prune-delete", 1),
+    ];
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    for group in trials.chunks(3) {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = group
+                .iter()
+                .map(|&(point, periods)| {
+                    let h = scope.spawn(move || match point {
+                        "prune-delete" => suspended_prune_trial(),
+                        _ => suspended_create_trial(point, periods),
+                    });
+                    (format!("{point} x{periods}"), h)
+                })
+                .collect();
+            for (name, h) in running {
+                let outcome = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                outcomes.push((name, outcome));
+            }
+        });
     }
-    suspended_prune_trial(&mut tally);
+    let count = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
     eprintln!(
         "adversarial locks: {} suspension trials ({} failed without a snapshot or deletion, {} completed), data lost: {}",
-        tally.trials, tally.failed_safely, tally.complete, tally.lost
+        outcomes.len(),
+        count(Outcome::FailedSafely),
+        count(Outcome::Complete),
+        count(Outcome::Lost)
     );
-    assert_eq!(tally.lost, 0, "data lost in {} trial(s)", tally.lost);
-    assert_eq!(tally.trials, 5);
+    let lost: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Lost)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(lost.is_empty(), "data lost in trial(s) {lost:?}");
+    assert_eq!(outcomes.len(), 9);
 }
 
 /// A prune in another pid namespace (same host name, same machine) cannot
