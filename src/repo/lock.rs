@@ -234,6 +234,8 @@ pub struct LockGuard {
     repo: Repository,
     /// Whether this guard holds the exclusive claim (`locks/exclusive/holder`).
     claimed: bool,
+    /// The nonce of this holding, to tell our claim from a successor's.
+    nonce: Option<String>,
     held: Arc<Held>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     refresher: Option<std::thread::JoinHandle<()>>,
@@ -308,6 +310,7 @@ pub fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGua
     Ok(LockGuard {
         repo: repo.clone(),
         claimed: exclusive,
+        nonce: info.nonce.clone(),
         held,
         stop,
         refresher: None,
@@ -452,6 +455,26 @@ fn refresh(repo: &Repository, held: &Held, info: &LockInfo) {
 }
 
 impl LockGuard {
+    /// Why this lock can no longer be trusted, judged from memory alone (no
+    /// storage request): broken by a refresh, or not refreshed for the safe
+    /// window. For holders that write nothing but must know when their
+    /// exclusivity ended (`repo lock`).
+    pub fn lapsed(&self) -> Option<Error> {
+        let st = self.held.state();
+        let reason = match (&st.broken, too_old(st.refreshed)) {
+            (Some(b), _) => b.clone(),
+            (None, Some(age)) => lapsed(&st, age),
+            (None, None) => return None,
+        };
+        Some(Error::LockLost {
+            command: self.held.command.clone(),
+            reason,
+            purpose: "the end of the requested time".into(),
+            advice: "Other processes may have used the repository meanwhile; take the lock again"
+                .into(),
+        })
+    }
+
     fn with_refresher(mut self, info: LockInfo) -> Self {
         let stop = self.stop.clone();
         let held = self.held.clone();
@@ -496,7 +519,11 @@ impl Drop for LockGuard {
         self.repo.set_held(None);
         let current = self.held.state().current.clone();
         let _ = self.repo.storage().delete(&ObjectKind::Lock.key(&current));
-        if self.claimed {
+        // After a lapse another process may have taken over the claim:
+        // release it only while it is still ours.
+        if self.claimed
+            && read_claim(&self.repo).is_ok_and(|c| c.nonce.is_some() && c.nonce == self.nonce)
+        {
             let _ = self.repo.storage().release(CLAIM_DIR, CLAIM_NAME);
         }
     }

@@ -517,3 +517,70 @@ fn garbage_claim_points_to_unlock() {
     t.ok(["prune"]);
     eprintln!("adversarial locks: garbage claim: message names `repo unlock`, data lost: 0");
 }
+
+/// `repo lock` suspended past the stale period no longer keeps anyone out:
+/// it must say so and exit instead of pretending to hold the lock.
+#[test]
+fn suspended_lock_holder_reports_the_lapse() {
+    let t = TestRepo::new();
+    t.init();
+    let mut c = cmd(&t, Some(STALE));
+    let out = t.join("holder.stdout");
+    let err = t.join("holder.stderr");
+    c.args(["lock", "--duration", "120s"])
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap());
+    let mut holder = Background {
+        child: Some(c.spawn().unwrap()),
+        stdout: out,
+        stderr: err,
+    };
+    assert!(wait_until(Duration::from_secs(60), || fs::read_to_string(
+        &holder.stdout
+    )
+    .unwrap_or_default()
+    .contains("holding")));
+    holder.signal(Signal::SIGSTOP);
+    outlive_stale_period();
+    // Meanwhile another exclusive holder takes the repository over.
+    let claim = t.repo.join("locks/exclusive/holder");
+    let before = fs::read(&claim).unwrap();
+    let mut c = cmd(&t, Some(STALE));
+    let s_out = t.join("successor.stdout");
+    let s_err = t.join("successor.stderr");
+    c.args(["lock", "--duration", "120s"])
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&s_out).unwrap())
+        .stderr(fs::File::create(&s_err).unwrap());
+    let successor = Background {
+        child: Some(c.spawn().unwrap()),
+        stdout: s_out,
+        stderr: s_err,
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || fs::read_to_string(
+            &successor.stdout
+        )
+        .unwrap_or_default()
+        .contains("holding")),
+        "{}",
+        successor.output()
+    );
+    holder.signal(Signal::SIGCONT);
+    let status = holder.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", holder.output());
+    assert!(
+        holder
+            .output()
+            .contains("no longer provably holds its repository lock"),
+        "{}",
+        holder.output()
+    );
+    let after = fs::read(&claim).expect("the successor's claim was removed by the lapsed holder");
+    assert_ne!(after, before, "the successor holds the claim");
+    drop(successor);
+    eprintln!(
+        "adversarial locks: suspended `repo lock`: lapse reported (exit 1), successor's claim kept, data lost: 0"
+    );
+}
