@@ -186,6 +186,13 @@ fn suspended_create_trial(point: &str, periods: u64) -> Outcome {
         p.code, 0,
         "prune ignores the stale lock of a suspended backup: {p}"
     );
+    if point == "save-index" && periods == 1 {
+        // Its packs are stored, not yet indexed, and younger than the grace period.
+        assert!(
+            p.stdout.contains("unindexed pack(s) younger than"),
+            "prune kept no young unindexed pack: {p}"
+        );
+    }
     create.signal(Signal::SIGCONT);
     let status = create.wait(Duration::from_secs(120));
     let out = create.output();
