@@ -81,6 +81,15 @@ fn start_time(proc_name: &str) -> Option<u64> {
     stat_fields(proc_name)?.get(20)?.parse().ok()
 }
 
+/// Whether a holder with these ids ran on this very boot of this machine
+/// in our pid namespace, so that its pid means the same process here.
+pub fn same_space(machine_id: Option<&str>, boot_id: Option<&str>, pid_ns: Option<u64>) -> bool {
+    let me = me();
+    matches!((machine_id, me.machine_id.as_deref()), (Some(a), Some(b)) if a == b)
+        && matches!((boot_id, me.boot_id.as_deref()), (Some(a), Some(b)) if a == b)
+        && matches!((pid_ns, me.pid_ns), (Some(a), Some(b)) if a == b)
+}
+
 /// Whether the process a lock names is certainly gone: only when machine,
 /// boot and pid namespace are provably ours, and then either no process has
 /// that pid or the one that has it started at another time (pid reuse).
@@ -91,11 +100,7 @@ pub fn certainly_dead(
     pid: u32,
     holder_start: Option<u64>,
 ) -> bool {
-    let me = me();
-    let same_space = matches!((machine_id, me.machine_id.as_deref()), (Some(a), Some(b)) if a == b)
-        && matches!((boot_id, me.boot_id.as_deref()), (Some(a), Some(b)) if a == b)
-        && matches!((pid_ns, me.pid_ns), (Some(a), Some(b)) if a == b);
-    if !same_space {
+    if !same_space(machine_id, boot_id, pid_ns) {
         return false;
     }
     let Ok(raw) = i32::try_from(pid) else {

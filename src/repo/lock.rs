@@ -120,6 +120,31 @@ impl LockInfo {
         )
     }
 
+    /// What to do about this live lock if its holder is believed gone.
+    pub fn advice(&self) -> String {
+        let expires = self.time
+            + chrono::Duration::from_std(stale_after())
+                .unwrap_or_else(|_| chrono::Duration::zero());
+        if holder::same_space(
+            self.machine_id.as_deref(),
+            self.boot_id.as_deref(),
+            self.pid_ns,
+        ) {
+            format!(
+                "That process is still running on this machine; wait for it to finish (its lock \
+                 expires at {} if it stops refreshing it)",
+                expires.format("%Y-%m-%d %H:%M:%S UTC")
+            )
+        } else {
+            format!(
+                "It was taken on another machine, boot or pid namespace, so this process cannot \
+                 tell whether its holder still runs; it becomes stale at {} unless refreshed. If \
+                 you are sure that process is gone, remove the lock with `repo unlock --remove-all`",
+                expires.format("%Y-%m-%d %H:%M:%S UTC")
+            )
+        }
+    }
+
     pub fn describe(&self) -> String {
         format!(
             "{} lock held by {}@{} (pid {}, `{}`) since {}",
@@ -268,8 +293,9 @@ fn conflicts(repo: &Repository, exclusive: bool, mine: Option<&str>) -> Result<O
         }
         if exclusive || info.exclusive {
             return Ok(Some(format!(
-                "{} (locks/{hex}). If that process is no longer running, remove the lock with `repo unlock`",
-                info.describe()
+                "{} (locks/{hex}). {}",
+                info.describe(),
+                info.advice()
             )));
         }
     }
@@ -370,10 +396,7 @@ fn claim(repo: &Repository, info: &LockInfo) -> Result<()> {
             }
             Ok(other) => {
                 return Err(Error::Locked {
-                    detail: format!(
-                        "{} ({CLAIM_DIR}). If that process is no longer running, remove the lock with `repo unlock`",
-                        other.describe()
-                    ),
+                    detail: format!("{} ({CLAIM_DIR}). {}", other.describe(), other.advice()),
                 });
             }
             Err(Error::NotFound { .. }) => {

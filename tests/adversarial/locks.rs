@@ -356,7 +356,9 @@ fn prune_in_other_pid_namespace_respects_live_lock() {
         .env("REPO_PASSWORD", PASSWORD);
     let r = run(c);
     assert_eq!(r.code, 11, "prune from another pid namespace: {r}");
-    r.stderr_has("locked");
+    r.stderr_has("locked")
+        .stderr_has("another machine, boot or pid namespace")
+        .stderr_has("repo unlock --remove-all");
     assert_eq!(t.objects("data"), packs, "prune deleted packs");
     create.signal(Signal::SIGCONT);
     assert!(
@@ -419,7 +421,8 @@ fn lock_of_other_machine_is_not_judged_by_pid() {
     ] {
         let r = prune_with_bind(t, file, target);
         assert_eq!(r.code, 11, "prune with another {target}: {r}");
-        r.stderr_has("locked");
+        r.stderr_has("locked")
+            .stderr_has("cannot tell whether its holder still runs");
         assert_eq!(t.objects("data"), packs, "prune deleted packs");
         refused += 1;
     }
