@@ -208,8 +208,8 @@ fn too_old(since: DateTime<Utc>) -> Option<Duration> {
 fn lapsed(state: &HeldState, age: Duration) -> String {
     format!(
         "it was last refreshed {}s ago, beyond the {}s this holder may trust of the {}s stale \
-         period (was the process suspended, or storage unreachable{}?), so another process may \
-         have judged it stale and pruned data this run relies on",
+         period (was the process suspended, or storage unreachable?){}, so another process may \
+         have judged it stale and changed the repository meanwhile",
         age.as_secs(),
         safe_window().as_secs(),
         stale_after().as_secs(),
