@@ -651,6 +651,31 @@ mod tests {
     }
 
     #[test]
+    fn failed_refreshes_let_the_lock_lapse() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let g = lock(&repo, false, "create").unwrap();
+        // Storage refuses lock writes (a partition, as far as locks go):
+        // `locks` becomes a file, so nothing can be stored below it.
+        let locks = dir.path().join("repo/locks");
+        std::fs::rename(&locks, dir.path().join("repo/locks.away")).unwrap();
+        std::fs::write(&locks, b"").unwrap();
+        let before = state(&g).1;
+        refresh(&repo, &g.held, &LockInfo::new(false, "create"));
+        let (_, refreshed, broken) = state(&g);
+        assert_eq!(refreshed, before, "a failed write is not a refresh");
+        assert!(broken.is_none());
+        // Once the window has passed without a refresh, nothing is written.
+        g.held.state().refreshed = Utc::now()
+            - chrono::Duration::from_std(safe_window()).unwrap()
+            - chrono::Duration::seconds(1);
+        let e = repo.ensure_lock("writing").unwrap_err().to_string();
+        assert!(e.contains("last refresh failed"), "{e}");
+        std::fs::remove_file(&locks).unwrap();
+        std::fs::rename(dir.path().join("repo/locks.away"), &locks).unwrap();
+    }
+
+    #[test]
     fn verify_refuses_once_the_window_has_passed() {
         let dir = tempfile::tempdir().unwrap();
         let repo = repo(dir.path());
