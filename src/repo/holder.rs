@@ -44,13 +44,19 @@ pub fn me() -> &'static Identity {
     })
 }
 
-fn first_line(path: &str) -> Option<String> {
+/// At most `limit` bytes of a small system file.
+fn read_small(path: &str, limit: u64) -> Option<String> {
     let mut buf = String::new();
     std::io::Read::read_to_string(
-        &mut std::io::Read::take(std::fs::File::open(path).ok()?, 256),
+        &mut std::io::Read::take(std::fs::File::open(path).ok()?, limit),
         &mut buf,
     )
     .ok()?;
+    Some(buf)
+}
+
+fn first_line(path: &str) -> Option<String> {
+    let buf = read_small(path, 256)?;
     let line = buf.lines().next()?.trim().to_string();
     (!line.is_empty()).then_some(line)
 }
@@ -65,7 +71,7 @@ fn pid_ns(proc_name: &str) -> Option<u64> {
 /// parentheses, which may itself hold spaces and parentheses, is skipped)
 /// state, ppid, … so that field 22 of proc(5) is at index 20.
 fn stat_fields(proc_name: &str) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{proc_name}/stat")).ok()?;
+    let text = read_small(&format!("/proc/{proc_name}/stat"), 4096)?;
     let open = text.find(" (")?;
     let close = text.rfind(')')?;
     let mut fields = vec![text.get(..open)?.to_string()];

@@ -5,7 +5,11 @@
 //! removed under its holder, and a garbage exclusive claim.
 //!
 //! The stale period is shortened with `REPO_TEST_STALE_SECS`; races are
-//! opened with the binary's pause points (`REPO_TEST_PAUSE`).
+//! opened with the binary's pause points (`REPO_TEST_PAUSE`): `create-locked`
+//! (create, right after taking its lock), `save-index` / `save-snapshot`
+//! (before the lock check of that write), `…-checked` (between the check
+//! and the write), `…-written` (between the write and the check after it),
+//! and `prune-delete` (prune, before its lock check ahead of deleting).
 
 use std::fs;
 use std::path::{Path, PathBuf};
