@@ -598,3 +598,106 @@ fn suspended_lock_holder_reports_the_lapse() {
         "adversarial locks: suspended `repo lock`: lapse reported (exit 1), successor's claim kept, data lost: 0"
     );
 }
+
+/// Waits until the process that wrote `marker` (a pause point's marker file)
+/// is stopped there; returns its pid.
+fn stopped_at(marker: &Path) -> i32 {
+    let mut pid = 0;
+    let ok = wait_until(Duration::from_secs(120), || {
+        pid = fs::read_to_string(marker)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        pid > 0
+            && fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| matches!(r.trim_start().chars().next(), Some('T' | 't')))
+                })
+                .unwrap_or(false)
+    });
+    assert!(ok, "no process stopped at {}", marker.display());
+    pid
+}
+
+/// A backup cut off from the lock directory (it becomes read-only in the
+/// backup's own mount namespace, so every refresh fails) keeps running while
+/// its lock goes stale, without being suspended: every fsync is slowed by
+/// strace. A prune then deletes what it relies on; the backup must notice
+/// the failed refreshes and write neither index nor snapshot.
+#[test]
+fn partitioned_backup_writes_no_snapshot() {
+    if !need_root("partitioned_backup_writes_no_snapshot") {
+        return;
+    }
+    let f = fixture();
+    let t = &f.t;
+    let dir = t.join("pause");
+    fs::create_dir_all(&dir).unwrap();
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "sh", "-c"])
+        .arg(
+            "mount --bind \"$0/locks\" \"$0/locks\" && exec strace -f -qq -o /dev/null \
+             -e trace=fsync -e inject=fsync:delay_enter=1500000 \"$1\" -r \"$0\" create --json \"$2\"",
+        )
+        .arg(&t.repo)
+        .arg(BIN)
+        .arg(&f.new)
+        .env("REPO_PASSWORD", PASSWORD)
+        .env("REPO_TEST_STALE_SECS", STALE.to_string())
+        .env("REPO_TEST_PAUSE", "create-locked,save-index")
+        .env("REPO_TEST_PAUSE_DIR", &dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(t.join("create.stdout")).unwrap())
+        .stderr(fs::File::create(t.join("create.stderr")).unwrap());
+    let mut create = Background {
+        child: Some(c.spawn().expect("spawn")),
+        stdout: t.join("create.stdout"),
+        stderr: t.join("create.stderr"),
+    };
+    let pid = stopped_at(&dir.join("create-locked"));
+    // The partition: from now on the backup cannot write lock objects.
+    let r = run({
+        let mut c = Command::new("nsenter");
+        c.args([
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "mount",
+            "-o",
+            "remount,bind,ro",
+        ])
+        .arg(t.repo.join("locks"));
+        c
+    });
+    assert_eq!(r.code, 0, "{r}");
+    let cont = |pid: i32| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGCONT).unwrap()
+    };
+    cont(pid);
+    // It runs (slowly) up to its index write without being suspended.
+    let pid = stopped_at(&dir.join("save-index"));
+    let mut c = cmd(t, Some(STALE));
+    c.args(["forget", &f.old_id, "--prune", "--max-unused", "0"]);
+    let p = run(c);
+    assert_eq!(
+        p.code, 0,
+        "the partitioned backup's lock went stale while it ran: {p}"
+    );
+    cont(pid);
+    let status = create.wait(Duration::from_secs(120));
+    let out = create.output();
+    assert!(
+        !status.success(),
+        "a partitioned backup wrote a snapshot\n{out}"
+    );
+    assert!(out.contains("last refresh failed"), "{out}");
+    assert_eq!(snapshot_ids(t), vec![f.keep_id.clone()], "{out}");
+    assert!(check_clean(t));
+    assert!(restores_identical(t, &f.keep_id, &f.keep, "keep"));
+    eprintln!(
+        "adversarial locks: partitioned backup (lock writes refused while it ran): snapshots written: 0, data lost: 0"
+    );
+}
