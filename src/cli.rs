@@ -1424,6 +1424,13 @@ fn render_prune(r: &repo::gc::PruneReport) {
         r.packs_unindexed,
         r.packs_kept
     );
+    if r.packs_unindexed_kept > 0 {
+        println!(
+            "kept: {} unindexed pack(s) younger than {} min, since a lock that is stale only by its age exists (a suspended backup may still index them; the next prune removes them once older)",
+            r.packs_unindexed_kept,
+            r.unindexed_grace_secs.div_ceil(60)
+        );
+    }
     if r.blobs_repacked > 0 {
         println!(
             "repack: {} blobs ({}) {}copied{}",

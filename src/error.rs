@@ -41,6 +41,20 @@ pub enum Error {
     #[error("repository is locked: {detail}")]
     Locked { detail: String },
 
+    /// The lock this process held lapsed (it was suspended past the stale
+    /// period, cut off from storage, or its lock was removed), so data it
+    /// relies on may have been pruned: it writes nothing more.
+    #[error(
+        "`{command}` stopped before {purpose}: it no longer provably holds its repository lock: {reason}. {advice}"
+    )]
+    LockLost {
+        command: String,
+        reason: String,
+        purpose: String,
+        /// What to do next.
+        advice: String,
+    },
+
     #[error(
         "the repository's config names format version {found}, which this build does not support (it reads version {supported}); upgrade repo, or, if this version of repo wrote the repository, its config object is damaged"
     )]

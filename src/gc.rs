@@ -12,7 +12,13 @@
 //! 5. Write one new index object listing every remaining pack, with
 //!    `supersedes` naming every index object it replaces.
 //! 6. Delete the superseded index objects.
-//! 7. Delete the packs no longer needed (and packs in no index).
+//! 7. Delete the packs no longer needed (and packs in no index, except young
+//!    ones while a lock stale only by age exists: a suspended backup may
+//!    still index them).
+//!
+//! Prune may itself be suspended past the stale period while a backup
+//! starts and relies on what prune planned to delete, so it proves its lock
+//! still held before steps 6 and 7 (SPEC.md §10.1).
 //!
 //! Until step 5 only new objects appear; after it, the new index alone
 //! describes every pack still needed; so a crash at any point leaves every
@@ -74,6 +80,12 @@ pub struct PruneReport {
     pub packs_repacked: usize,
     /// Packs on storage in no index (left by interrupted runs): deleted.
     pub packs_unindexed: usize,
+    /// Packs in no index kept because they are younger than
+    /// [`unindexed_grace`] while a lock stale only by its age exists: a
+    /// suspended backup may still index them.
+    pub packs_unindexed_kept: usize,
+    /// That grace period, in seconds.
+    pub unindexed_grace_secs: u64,
     /// Packs left as they are.
     pub packs_kept: usize,
     /// Blobs copied into new packs and their stored bytes.
@@ -159,13 +171,30 @@ enum Fate {
     Remove,
 }
 
+/// How young an unindexed pack must be to be kept while a lock stale only
+/// by its age exists: twice the stale period.
+pub fn unindexed_grace() -> std::time::Duration {
+    crate::repo::lock::stale_after() * 2
+}
+
+/// Whether some lock was ignored only for its age: its holder may be a
+/// suspended process (or an older version of this program that does not
+/// check its own lock) that will resume and index the packs it wrote.
+fn suspended_holder_possible(repo: &Repository) -> Result<bool> {
+    Ok(crate::repo::lock::list_locks(repo)?
+        .into_iter()
+        .any(|(_, info)| info.is_ok_and(|i| i.is_stale_by_age() && !i.holder_is_dead())))
+}
+
 /// Runs prune. The caller must hold an exclusive lock.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let cancel = opts.cancel;
     let mut report = PruneReport {
         dry_run: opts.dry_run,
+        unindexed_grace_secs: unindexed_grace().as_secs(),
         ..Default::default()
     };
+    let grace = suspended_holder_possible(repo)?;
 
     // 1. Indexes and stored packs.
     let files: BTreeMap<IndexId, IndexFile> = repo.load_index_files()?;
@@ -288,11 +317,17 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     report.packs_removed = count(Fate::Remove);
     report.packs_repacked = count(Fate::Repack);
     report.packs_kept = count(Fate::Keep);
-    let unindexed: Vec<PackId> = stored
+    let mut unindexed: Vec<PackId> = stored
         .keys()
         .filter(|id| !indexed.contains_key(id))
         .copied()
         .collect();
+    if grace && !unindexed.is_empty() {
+        let young = young_packs(repo)?;
+        let before = unindexed.len();
+        unindexed.retain(|id| !young.contains(id));
+        report.packs_unindexed_kept = before - unindexed.len();
+    }
     report.packs_unindexed = unindexed.len();
     let repack: Vec<PackId> = fate
         .iter()
@@ -319,7 +354,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             .sum();
         report.bytes_repacked = repack_bytes;
         let pack_size = u64::from(repo.config().pack_size).max(1);
-        report.packs_after = report.packs_kept + repack_bytes.div_ceil(pack_size) as usize;
+        report.packs_after = report.packs_kept
+            + report.packs_unindexed_kept
+            + repack_bytes.div_ceil(pack_size) as usize;
         report.bytes_after = kept_bytes + repack_bytes;
         return Ok(report);
     }
@@ -412,7 +449,10 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         report.index_written = 1;
         crash_point("after-index");
 
-        // 6. Old index objects.
+        // 6. Old index objects. Prune too may have been suspended past the
+        // stale period; a backup that started meanwhile may rely on them.
+        crate::testhooks::pause_point("prune-delete");
+        repo.ensure_lock("deleting the superseded index objects")?;
         for id in &superseded {
             repo.storage()
                 .delete(&ObjectKind::Index.key(&id.to_hex()))?;
@@ -422,6 +462,8 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     crash_point("before-delete");
 
     // 7. Packs no index lists any more.
+    crate::testhooks::pause_point("prune-delete");
+    repo.ensure_lock("deleting packs")?;
     let doomed: Vec<PackId> = fate
         .iter()
         .filter(|(_, f)| **f != Fate::Keep)
@@ -437,4 +479,20 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     report.packs_after = after.len();
     report.bytes_after = after.iter().map(|l| l.size).sum();
     Ok(report)
+}
+
+/// Packs whose storage modification time is within [`unindexed_grace`] of now.
+fn young_packs(repo: &Repository) -> Result<HashSet<PackId>> {
+    let grace = i64::try_from(unindexed_grace().as_millis()).unwrap_or(i64::MAX);
+    let cutoff = chrono::Utc::now().timestamp_millis().saturating_sub(grace);
+    Ok(repo
+        .storage()
+        .list_files(ObjectKind::Pack.dir())?
+        .into_iter()
+        .filter(|f| f.modified_ms > cutoff)
+        .filter_map(|f| {
+            let hex = crate::repo::objects::id_from_key(&f.name)?;
+            PackId::from_hex(&hex)
+        })
+        .collect())
 }

@@ -539,11 +539,27 @@ fn snapshot_and_lock_json() {
         user: "user".into(),
         pid: 4242,
         command: "create".into(),
+        machine_id: Some("0123456789abcdef0123456789abcdef".into()),
+        boot_id: Some("dceec5ad-80bb-42f0-97f2-c7c001d067b3".into()),
+        pid_ns: Some(4026531836),
+        start_time: Some(123456),
+        nonce: Some("00112233445566778899aabbccddeeff".into()),
     };
     assert_eq!(
         serde_json::to_string(&lock).unwrap(),
-        r#"{"time":"2026-01-02T03:04:05.500Z","exclusive":false,"host":"host","user":"user","pid":4242,"command":"create"}"#
+        concat!(
+            r#"{"time":"2026-01-02T03:04:05.500Z","exclusive":false,"host":"host","user":"user","pid":4242,"command":"create","#,
+            r#""machine_id":"0123456789abcdef0123456789abcdef","boot_id":"dceec5ad-80bb-42f0-97f2-c7c001d067b3","#,
+            r#""pid_ns":4026531836,"start_time":123456,"nonce":"00112233445566778899aabbccddeeff"}"#
+        )
     );
+    // Lock objects of older versions lack the holder fields: still readable.
+    let old: LockInfo = serde_json::from_str(
+        r#"{"time":"2026-01-02T03:04:05.500Z","exclusive":false,"host":"host","user":"user","pid":4242,"command":"create"}"#,
+    )
+    .unwrap();
+    assert_eq!(old.machine_id, None);
+    assert_eq!(old.nonce, None);
 }
 
 // ---------------------------------------------------------------- chunker

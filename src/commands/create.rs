@@ -100,6 +100,7 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
     } else {
         Some(lock::lock(&repo, false, "create")?)
     };
+    crate::testhooks::pause_point("create-locked");
     let opts = BackupOptions {
         paths: args.paths.clone(),
         excludes,

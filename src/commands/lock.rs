@@ -97,6 +97,11 @@ pub fn hold(held: Held, duration: Option<Duration>, cancel: &AtomicBool) -> Resu
         if cancel.load(Ordering::Relaxed) {
             break true;
         }
+        // Suspended past the stale period, the lock no longer keeps anyone out.
+        if let Some(e) = held.guard.lapsed() {
+            drop(held.guard);
+            return Err(e);
+        }
         if duration.is_some_and(|d| held.since.elapsed() >= d) {
             break false;
         }

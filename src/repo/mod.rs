@@ -1,5 +1,6 @@
 //! An opened repository: where keys, codec, packs and storage meet.
 
+pub mod holder;
 pub mod lock;
 pub mod objects;
 pub mod saver;
@@ -65,6 +66,9 @@ pub struct Repository {
     keys: SubKeys,
     key_id: KeyId,
     chunker: Arc<Chunker>,
+    /// The lock this process holds on the repository, if any; shared by
+    /// every clone, so that writes anywhere are checked against it.
+    held: Arc<std::sync::Mutex<Option<Arc<lock::Held>>>>,
 }
 
 /// Who and where we are, for key, lock and snapshot objects.
@@ -243,6 +247,7 @@ impl Repository {
             keys,
             key_id,
             chunker: Arc::new(chunker),
+            held: Arc::default(),
         })
     }
 
@@ -438,8 +443,72 @@ impl Repository {
     }
 
     /// Saves an encrypted object (snapshot, index, lock) and returns its id.
+    ///
+    /// Index and snapshot objects are written only while the lock this
+    /// process holds is provably its own and fresh ([`Self::ensure_lock`]),
+    /// and checked again once written: if the lock lapsed meanwhile (the
+    /// process was suspended between check and write), a prune may have
+    /// deleted packs the index lists, or listed the snapshots before this
+    /// one existed, so the object is deleted again (SPEC.md §10.1).
     pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
-        objects::save(self, kind, payload)
+        let (point, what, remedy) = match kind {
+            ObjectKind::Index => (
+                "save-index",
+                "an index object",
+                "it may list packs a prune deleted; run `repo repair index`",
+            ),
+            ObjectKind::Snapshot => (
+                "save-snapshot",
+                "the snapshot",
+                "its data may be incomplete; remove it with `repo forget`",
+            ),
+            _ => return objects::save(self, kind, payload),
+        };
+        crate::testhooks::pause_point(point);
+        self.ensure_lock(&format!("writing {what}"))?;
+        crate::testhooks::pause_point(&format!("{point}-checked"));
+        let hex = objects::save(self, kind, payload)?;
+        crate::testhooks::pause_point(&format!("{point}-written"));
+        let key = kind.key(&hex);
+        let Err(e) = self.ensure_lock(&format!("keeping {what} {key} it wrote (deleted again)"))
+        else {
+            return Ok(hex);
+        };
+        match (self.storage.delete(&key), e) {
+            (Ok(()), e) => Err(e),
+            (
+                Err(d),
+                Error::LockLost {
+                    command,
+                    reason,
+                    purpose,
+                    ..
+                },
+            ) => Err(Error::LockLost {
+                command,
+                reason,
+                purpose,
+                advice: format!(
+                    "But {key} could not be deleted again ({d}): {remedy}, then run `repo check`"
+                ),
+            }),
+            (Err(_), e) => Err(e),
+        }
+    }
+
+    /// Fails unless the lock this process holds (if any) is still its own
+    /// and fresh: see [`lock::verify`]. `purpose` names what was about to
+    /// be written or deleted, for the message.
+    pub fn ensure_lock(&self, purpose: &str) -> Result<()> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match held {
+            Some(h) => lock::verify(self, &h, purpose),
+            None => Ok(()),
+        }
+    }
+
+    fn set_held(&self, held: Option<Arc<lock::Held>>) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
     }
 
     /// Reads one blob through the index and verifies it.
