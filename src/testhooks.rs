@@ -4,8 +4,10 @@
 //! `REPO_TEST_PAUSE=name[,name…]` makes the process stop itself with
 //! SIGSTOP when it reaches a pause point of that name, exactly as a laptop
 //! lid or a paused VM would stop it; the test sees the marker file
-//! `$REPO_TEST_PAUSE_DIR/<name>` (written just before stopping), does its
-//! mischief, and resumes the process with SIGCONT. Each point stops once per
+//! `$REPO_TEST_PAUSE_DIR/<name>` (written just before stopping) and waits
+//! until `/proc/<pid>/stat` shows the process stopped (state `T`: a SIGCONT
+//! sent before the stop would be lost), does its mischief, and resumes the
+//! process with SIGCONT. Each point stops once per
 //! process. Without the variable a pause point is one environment lookup.
 
 use std::sync::Mutex;
