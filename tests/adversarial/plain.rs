@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -759,4 +759,85 @@ fn foreign_control_folder_on_ftp_and_s3_is_refused() {
     eprintln!(
         "adversarial plain: foreign .repo on remote sides: {refused} runs refused, data lost: 0"
     );
+}
+
+/// Runs the binary as nobody (through setpriv), for failures root cannot
+/// meet (an unreadable file); `None` when that is not possible here.
+fn repo_as_nobody(args: &[&str]) -> Option<Run> {
+    let sp = if is_root() { setpriv() } else { None };
+    let Some(sp) = sp else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "root and setpriv are needed under CI"
+        );
+        eprintln!("skipping: needs root and setpriv to run as nobody");
+        return None;
+    };
+    let mut c = Command::new(sp);
+    for v in REPO_ENV {
+        c.env_remove(v);
+    }
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        BIN,
+    ]);
+    c.args(args);
+    Some(run_within(c, Duration::from_secs(120)))
+}
+
+/// A copy that fails (here: the changed file cannot be read) must not make
+/// the next run believe the other side deleted it: the failed path keeps
+/// its history, and the destination's old version stays where it was.
+#[test]
+fn a_failed_copy_is_not_taken_for_a_deletion_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    put(&a, "x.txt", "version 1", T0);
+    put(&b, "x.txt", "version 1", T0);
+    let chown = |p: &Path| {
+        Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(p)
+            .status()
+            .unwrap()
+    };
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "root is needed under CI");
+        eprintln!("skipping: needs root");
+        return;
+    }
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&a);
+    chown(&b);
+    let Some(r) = repo_as_nobody(&["sync", s(&a), s(&b), "-y"]) else {
+        return;
+    };
+    r.success();
+    // Edited on a, but unreadable to the run (as if locked or on a failing disk).
+    put(&a, "x.txt", "version 2, the only copy", T1);
+    chown(&a);
+    fs::set_permissions(a.join("x.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    let r = repo_as_nobody(&["sync", s(&a), s(&b), "-y"]).unwrap();
+    r.code(3);
+    assert_eq!(
+        read(&b, "x.txt").as_deref(),
+        Some("version 1"),
+        "a failed copy must leave the old version in place\n{r}"
+    );
+    // Readable again: the next run copies the edit; nothing is deleted.
+    fs::set_permissions(a.join("x.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    let r = repo_as_nobody(&["sync", s(&a), s(&b), "-y"]).unwrap();
+    let live = (read(&a, "x.txt"), read(&b, "x.txt"));
+    eprintln!(
+        "adversarial plain: failed copy then rerun: a={:?} b={:?}, data lost: {}",
+        live.0,
+        live.1,
+        usize::from(live.0.is_none())
+    );
+    r.success();
+    assert_eq!(live.0.as_deref(), Some("version 2, the only copy"), "{r}");
+    assert_eq!(live.1.as_deref(), Some("version 2, the only copy"), "{r}");
 }
