@@ -266,7 +266,13 @@ pub struct LockGuard {
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Every lock in the repository with its id; unreadable ones are reported as `Err`.
+/// Every lock in the repository with its id; damaged ones (that do not
+/// decrypt or parse, or are too large to be a lock) are reported as `Err`.
+///
+/// A lock that cannot be *read* (a failed request, no permission to read
+/// another user's lock file) fails the listing instead: it may be the live
+/// lock of a running backup, and ignoring it would let prune delete what
+/// that backup wrote.
 pub fn list_locks(
     repo: &Repository,
 ) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {
@@ -275,7 +281,15 @@ pub fn list_locks(
         let info = match super::objects::load(repo, ObjectKind::Lock, &hex) {
             Ok(b) => serde_json::from_slice::<LockInfo>(&b).map_err(|e| e.to_string()),
             Err(Error::NotFound { .. }) => continue, // removed while we listed
-            Err(e) => Err(e.to_string()),
+            Err(e @ Error::Corrupt { .. }) => Err(e.to_string()),
+            Err(e) => {
+                return Err(Error::Locked {
+                    detail: format!(
+                        "lock {} cannot be read ({e}), so it may be the live lock of a running                          process. Fix the access to the repository and retry; if you are sure no                          other repo process is using it, remove the locks with `repo unlock                          --remove-all`",
+                        ObjectKind::Lock.key(&hex)
+                    ),
+                });
+            }
         };
         out.push((hex, info));
     }
@@ -557,7 +571,14 @@ impl Drop for LockGuard {
 /// Removes stale locks (or all with `all`); returns the ids removed.
 pub fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for (hex, info) in list_locks(repo)? {
+    if all {
+        // Unread: an unreadable or oversized lock goes too.
+        for hex in repo.list_ids(ObjectKind::Lock)? {
+            repo.storage().delete(&ObjectKind::Lock.key(&hex))?;
+            removed.push(hex);
+        }
+    }
+    for (hex, info) in if all { Vec::new() } else { list_locks(repo)? } {
         let stale = match &info {
             Ok(i) => i.is_stale(),
             Err(_) => true,

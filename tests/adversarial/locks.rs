@@ -701,3 +701,80 @@ fn partitioned_backup_writes_no_snapshot() {
         "adversarial locks: partitioned backup (lock writes refused while it ran): snapshots written: 0, data lost: 0"
     );
 }
+
+/// A live lock that prune cannot read for a reason other than damage (here:
+/// another user's lock file it has no permission to read; on S3 or FTP, a
+/// failed request) is no evidence that nobody holds it: prune must stop,
+/// not treat it as garbage and delete the packs a running backup wrote.
+#[test]
+fn unreadable_live_lock_stops_prune() {
+    if !need_root("unreadable_live_lock_stops_prune") {
+        return;
+    }
+    let Some(sp) = setpriv() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "setpriv is needed under CI"
+        );
+        eprintln!("SKIPPED unreadable_live_lock_stops_prune: needs setpriv");
+        return;
+    };
+    let f = fixture();
+    let t = &f.t;
+    let new = f.new.to_str().unwrap();
+    // The backup has stored its packs and is about to index them.
+    let mut create = paused(t, &["create", "--json", new], "save-index", None, "create");
+    // A repository shared with another user, who can read all but that lock.
+    let repo_dir = t.join("repo");
+    let st = Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(t.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let locks: Vec<PathBuf> = fs::read_dir(repo_dir.join("locks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(locks.len(), 1, "the backup's lock: {locks:?}");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&locks[0], fs::Permissions::from_mode(0o600)).unwrap();
+    let mut c = Command::new(sp);
+    for v in REPO_ENV {
+        c.env_remove(v);
+    }
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        BIN,
+    ])
+    .args(["prune", "--max-unused", "0", "-r"])
+    .arg(&repo_dir)
+    .env("REPO_PASSWORD", PASSWORD);
+    let p = run(c);
+    create.signal(Signal::SIGCONT);
+    let status = create.wait(Duration::from_secs(120));
+    let complete = status.success() && check_clean(t) && {
+        let id =
+            serde_json::from_str::<serde_json::Value>(&fs::read_to_string(&create.stdout).unwrap())
+                .unwrap()["snapshot"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        restores_identical(t, &id, &f.new, "new")
+    };
+    let lost = usize::from(!complete);
+    eprintln!(
+        "adversarial locks: prune with an unreadable live lock exited {}, backup complete: {complete}, data lost: {lost}",
+        p.code
+    );
+    assert_ne!(
+        p.code, 0,
+        "prune went ahead past a lock it could not read: {p}"
+    );
+    assert!(p.stderr.contains("locks/"), "names the lock: {p}");
+    assert_eq!(lost, 0, "{}", create.output());
+}
