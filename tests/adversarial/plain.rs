@@ -841,3 +841,33 @@ fn a_failed_copy_is_not_taken_for_a_deletion_next_run() {
     assert_eq!(live.0.as_deref(), Some("version 2, the only copy"), "{r}");
     assert_eq!(live.1.as_deref(), Some("version 2, the only copy"), "{r}");
 }
+
+/// Names are shown escaped in the plan, notes and conflicts: a newline
+/// cannot fake a second line, an escape sequence cannot recolour or move
+/// the terminal, and two names that are not UTF-8 do not both show as U+FFFD.
+#[test]
+fn plan_output_escapes_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let names: [&[u8]; 4] = [b"two\nlines", b"red\x1b[31m", b"\xff\xfe", b"\xfe\xff"];
+    for n in names {
+        fs::write(a.join(std::ffi::OsStr::from_bytes(n)), b"x").unwrap();
+    }
+    // A conflict too: different content, equal times.
+    put(&a, "same.txt", "one", T0);
+    put(&b, "same.txt", "other", T0);
+    let r = repo(&["sync", s(&a), s(&b), "--dry-run"]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    let raw = all.contains('\x1b') || all.contains("two\nlines") || all.contains('\u{fffd}');
+    eprintln!(
+        "adversarial plain: plan output escaped: {}, leaked: {}",
+        !raw,
+        usize::from(raw)
+    );
+    assert!(!raw, "raw names in the output:\n{r}");
+    for shown in ["two\\nlines", "red\\x1b[31m", "\\xff\\xfe", "\\xfe\\xff"] {
+        assert!(all.contains(shown), "{shown} not shown escaped:\n{r}");
+    }
+}
