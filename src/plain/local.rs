@@ -24,6 +24,37 @@ pub fn abs(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
 }
 
+/// Refuses to reach `rel` through anything but real folders: a folder of
+/// the tree replaced by a symlink (by whoever can write to this side, or
+/// by this very run settling a folder-versus-symlink difference) would
+/// otherwise lead writes, moves and deletions outside the tree. Checked
+/// just before each operation; folders not there yet are fine (they are
+/// created).
+fn check_parents(root: &Path, rel: &[u8]) -> Result<()> {
+    let mut at = 0;
+    while let Some(i) = rel[at..].iter().position(|&c| c == b'/') {
+        let prefix = &rel[..at + i];
+        let p = abs(root, prefix);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::io(
+                    "reach",
+                    abs(root, rel),
+                    std::io::Error::other(format!(
+                        "{} is not a folder (a symlink or file replaced it), so it is not followed; check that folder and run again",
+                        p.display()
+                    )),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("inspect", &p, e)),
+        }
+        at += i + 1;
+    }
+    Ok(())
+}
+
 /// Seconds and nanoseconds as one count, saturating: a file system may hold
 /// times far outside the range of an `i64` of nanoseconds.
 fn nanos(secs: i64, nsec: i64) -> i64 {
@@ -124,6 +155,18 @@ pub fn scan(
         }
     }
     Ok(out)
+}
+
+/// Opens the file `rel` for reading, through real folders only and not
+/// following a symlink put in its place since the scan.
+pub fn open_file(root: &Path, rel: &[u8]) -> Result<File> {
+    check_parents(root, rel)?;
+    let p = abs(root, rel);
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&p)
+        .map_err(|err| Error::io("read", &p, err))
 }
 
 /// BLAKE3 of a file's content.
@@ -278,6 +321,7 @@ pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> 
             .map_err(|err| Error::io("set mtime of", &tmp, err))?;
         f.sync_all().map_err(|err| Error::io("sync", &tmp, err))?;
         let dest = abs(root, rel);
+        check_parents(root, rel)?;
         make_parent(&dest)?;
         fs::rename(&tmp, &dest).map_err(|err| Error::io("rename into place", &dest, err))?;
         let md = fs::symlink_metadata(&dest).map_err(|err| Error::io("stat", &dest, err))?;
@@ -335,6 +379,8 @@ fn make_parent(dest: &Path) -> Result<()> {
 /// Makes `rel` another hard link to `existing` (both below `root`), through
 /// `.repo/tmp/` so `rel` never exists half made, and returns its entry.
 pub fn link_into(root: &Path, existing: &[u8], rel: &[u8]) -> Result<Entry> {
+    check_parents(root, existing)?;
+    check_parents(root, rel)?;
     let tmp = tmp_name(root)?;
     let from = abs(root, existing);
     fs::hard_link(&from, &tmp).map_err(|e| Error::io("hard-link", &from, e))?;
@@ -363,6 +409,7 @@ pub fn identity(root: &Path, rel: &[u8]) -> Option<(u64, u64, u64)> {
 
 /// Creates a directory or symlink for `e` at `rel`.
 pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
+    check_parents(root, rel)?;
     let dest = abs(root, rel);
     match e.kind {
         EntryKind::Dir => {
@@ -388,6 +435,7 @@ pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
 /// Moves whatever is at `rel` into `.repo/<bin>/<stamp>/rel` (or deletes it
 /// when `bin` is `None`). A directory goes whole. Missing is fine.
 pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
+    check_parents(root, rel)?;
     let path = abs(root, rel);
     let Ok(md) = fs::symlink_metadata(&path) else {
         return Ok(false);
@@ -410,6 +458,7 @@ pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool
 /// Moves an empty directory into `.repo/<bin>/<stamp>/`; `false` when
 /// something is still in it (then it stays where it is).
 pub fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
+    check_parents(root, rel)?;
     let path = abs(root, rel);
     let mut rd = match fs::read_dir(&path) {
         Ok(rd) => rd,
@@ -431,6 +480,7 @@ pub fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Resul
 
 /// Removes an empty directory; `false` when something is still in it.
 pub fn remove_empty_dir(root: &Path, rel: &[u8]) -> Result<bool> {
+    check_parents(root, rel)?;
     let path = abs(root, rel);
     match fs::remove_dir(&path) {
         Ok(()) => Ok(true),

@@ -99,11 +99,7 @@ impl Side {
 
     pub fn reader<'a>(&'a self, rel: &[u8], e: &Entry) -> Result<Box<dyn Read + 'a>> {
         match self {
-            Side::Local(root) => {
-                let p = local::abs(root, rel);
-                let f = std::fs::File::open(&p).map_err(|err| Error::io("read", &p, err))?;
-                Ok(Box::new(f))
-            }
+            Side::Local(root) => Ok(Box::new(local::open_file(root, rel)?)),
             Side::Remote(s) => Ok(Box::new(remote::reader(s, rel, e.size)?)),
         }
     }

@@ -871,3 +871,48 @@ fn plan_output_escapes_names() {
         assert!(all.contains(shown), "{shown} not shown escaped:\n{r}");
     }
 }
+
+/// A folder on one side replaced by a symlink to a folder outside both
+/// trees (by a user who owns that side): the run must never reach through
+/// the symlink, neither moving the outside files into the trash nor writing
+/// there; the folder replaced goes aside whole, and nothing is lost.
+#[test]
+fn folder_replaced_by_symlink_is_never_followed() {
+    let mut outside_touched = 0;
+    let mut runs = 0;
+    for history in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, out) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("outside"),
+        );
+        put(&a, "d/f", "mine", T0);
+        put(&a, "d/g", "also mine", T0);
+        put(&out, "f", "precious, not ours", T0);
+        put(&out, "g", "more of it", T0);
+        let mut g = Guard::new([&a, &b]);
+        if history {
+            g.run(&["sync", s(&a), s(&b), "-y"]).success();
+            fs::remove_dir_all(b.join("d")).unwrap();
+        } else {
+            fs::create_dir_all(&b).unwrap();
+        }
+        std::os::unix::fs::symlink(&out, b.join("d")).unwrap();
+        let r = g.run(&["sync", s(&a), s(&b), "-y"]);
+        runs += 1;
+        let outside = tree(&out);
+        let intact = outside.len() == 2
+            && outside.get("f").map(String::as_str) == Some("precious, not ours")
+            && outside.get("g").map(String::as_str) == Some("more of it");
+        if !intact {
+            outside_touched += 1;
+            eprintln!("history {history}: outside changed: {outside:?}\n{r}");
+        }
+        r.success();
+    }
+    eprintln!(
+        "adversarial plain: folder replaced by a symlink: {runs} runs, outside touched: {outside_touched}"
+    );
+    assert_eq!(outside_touched, 0);
+}
