@@ -162,16 +162,27 @@ pub fn scan(
 pub fn open_file(root: &Path, rel: &[u8]) -> Result<File> {
     check_parents(root, rel)?;
     let p = abs(root, rel);
-    OpenOptions::new()
+    // Non-blocking, so a FIFO put in the file's place cannot hang the run.
+    let f = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&p)
-        .map_err(|err| Error::io("read", &p, err))
+        .map_err(|err| Error::io("read", &p, err))?;
+    let md = f.metadata().map_err(|err| Error::io("stat", &p, err))?;
+    if !md.is_file() {
+        return Err(Error::io(
+            "read",
+            &p,
+            std::io::Error::other("it is no longer a regular file; run again"),
+        ));
+    }
+    Ok(f)
 }
 
 /// BLAKE3 of a file's content.
-pub fn hash(path: &Path) -> Result<[u8; 32]> {
-    let mut f = File::open(path).map_err(|e| Error::io("read", path, e))?;
+pub fn hash(root: &Path, rel: &[u8]) -> Result<[u8; 32]> {
+    let mut f = open_file(root, rel)?;
+    let path = &abs(root, rel);
     let mut h = blake3::Hasher::new();
     h.update_reader(&mut f)
         .map_err(|e| Error::io("read", path, e))?;

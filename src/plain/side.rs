@@ -92,7 +92,7 @@ impl Side {
 
     pub fn hash(&self, rel: &[u8], e: &Entry) -> Result<[u8; 32]> {
         match self {
-            Side::Local(root) => local::hash(&local::abs(root, rel)),
+            Side::Local(root) => local::hash(root, rel),
             Side::Remote(s) => remote::hash(s, rel, e.size),
         }
     }
