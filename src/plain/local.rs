@@ -334,7 +334,7 @@ pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> 
         let dest = abs(root, rel);
         check_parents(root, rel)?;
         make_parent(&dest)?;
-        fs::rename(&tmp, &dest).map_err(|err| Error::io("rename into place", &dest, err))?;
+        rename_noreplace(&tmp, &dest).map_err(|err| Error::io("rename into place", &dest, err))?;
         let md = fs::symlink_metadata(&dest).map_err(|err| Error::io("stat", &dest, err))?;
         let mut out = entry_of(&md, &dest).unwrap_or_else(|| e.clone());
         out.blake3 = Some(*h.finalize().as_bytes());
@@ -344,6 +344,32 @@ pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> 
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Renames `from` to `to` unless `to` exists. What was at `to` when the
+/// run looked was moved aside first, so anything there now appeared during
+/// the run (a user saving a file): it must not be replaced unseen.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let err = match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(e) => std::io::Error::from(e),
+    };
+    match err.raw_os_error() {
+        Some(libc::EEXIST) => Err(std::io::Error::other(
+            "something was put there while this run was working; it was left alone: look at both versions and run again",
+        )),
+        // A file system without RENAME_NOREPLACE: a hard link fails just as
+        // atomically when the name exists.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => match fs::hard_link(from, to) {
+            Ok(()) => fs::remove_file(from),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(std::io::Error::other(
+                "something was put there while this run was working; it was left alone: look at both versions and run again",
+            )),
+            Err(e) => Err(e),
+        },
+        _ => Err(err),
+    }
 }
 
 /// Block size for finding runs of zeros; file systems allocate at least this.
@@ -397,7 +423,7 @@ pub fn link_into(root: &Path, existing: &[u8], rel: &[u8]) -> Result<Entry> {
     fs::hard_link(&from, &tmp).map_err(|e| Error::io("hard-link", &from, e))?;
     let dest = abs(root, rel);
     let done = make_parent(&dest).and_then(|()| {
-        fs::rename(&tmp, &dest).map_err(|e| Error::io("rename into place", &dest, e))
+        rename_noreplace(&tmp, &dest).map_err(|e| Error::io("rename into place", &dest, e))
     });
     // A rename onto another link of the same file does nothing: tidy up.
     let _ = fs::remove_file(&tmp);

@@ -375,6 +375,7 @@ impl Run<'_> {
         if existing.is_some() {
             self.clear(to, rel, "archive")?;
         }
+        crate::testhooks::pause_point("plain-copy");
         let rec = match (src.kind, reader.as_mut()) {
             (EntryKind::File, Some(reader)) => {
                 let rec = to_side.write(rel, &mut *reader, src)?;

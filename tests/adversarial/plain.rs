@@ -916,3 +916,60 @@ fn folder_replaced_by_symlink_is_never_followed() {
     );
     assert_eq!(outside_touched, 0);
 }
+
+/// A file that appears on the destination after the scan (the user saves
+/// it while the run copies) is never replaced unseen: it is kept, and the
+/// path is left for the next run to decide.
+#[test]
+fn file_created_during_the_run_is_not_overwritten() {
+    let mut lost_total = 0;
+    for mode in ["sync", "mirror"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, pause) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("pause"),
+        );
+        fs::create_dir_all(&b).unwrap();
+        fs::create_dir_all(&pause).unwrap();
+        put(&a, "n.txt", "from a", T0);
+        let mut c = Command::new(BIN);
+        for v in REPO_ENV {
+            c.env_remove(v);
+        }
+        c.args([mode, s(&a), s(&b), "-y"])
+            .env("REPO_TEST_PAUSE", "plain-copy")
+            .env("REPO_TEST_PAUSE_DIR", &pause)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        assert!(
+            wait_until(Duration::from_secs(60), || pause
+                .join("plain-copy")
+                .exists()
+                && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('T')))),
+            "{mode} never paused"
+        );
+        // The user saves a file of the same name on b meanwhile.
+        put(&b, "n.txt", "the user's own, saved meanwhile", T1);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let mut have = HashSet::new();
+        contents(&b, &mut have);
+        let lost = usize::from(!have.contains(b"the user's own, saved meanwhile".as_slice()));
+        if lost > 0 {
+            eprintln!(
+                "{mode}: the user's file was replaced unseen; exit {:?}\n{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        lost_total += lost;
+    }
+    eprintln!("adversarial plain: files created during a run: 2 runs, data lost: {lost_total}");
+    assert_eq!(lost_total, 0);
+}
