@@ -221,6 +221,13 @@ fn lapsed(state: &HeldState, age: Duration) -> String {
     )
 }
 
+impl Held {
+    /// Hex id of the newest lock object written.
+    pub(crate) fn current(&self) -> String {
+        self.state().current.clone()
+    }
+}
+
 /// Proves that `held` is still this process's lock and fresh: never lapsed
 /// since taken, its newest object still in storage, and refreshed less than
 /// [`safe_window`] ago. Otherwise the lock is broken for good.
@@ -316,6 +323,29 @@ fn conflicts(repo: &Repository, exclusive: bool, mine: Option<&str>) -> Result<O
     Ok(None)
 }
 
+/// Deletes the lock objects that are stale (by age, or their holder dead)
+/// and, unless `all`, exclusive: the locks this process is about to ignore.
+/// Their holder may only be suspended, or its clock behind: by its own
+/// clock its lock may still look fresh, so it would go on writing (a
+/// backup) or deleting (a prune) on data the remover is about to change.
+/// Once its lock object is gone its next check fails whatever its clock
+/// says (SPEC.md §10.1). Returns the ids removed.
+pub fn remove_ignored(repo: &Repository, all: bool) -> Result<Vec<String>> {
+    let mine = repo.held_lock_id();
+    let mut removed = Vec::new();
+    for (hex, info) in list_locks(repo)? {
+        let Ok(info) = info else { continue };
+        if Some(&hex) == mine.as_ref() || !info.is_stale() || !(all || info.exclusive) {
+            continue;
+        }
+        match repo.storage().delete(&ObjectKind::Lock.key(&hex)) {
+            Ok(()) | Err(Error::NotFound { .. }) => removed.push(hex),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
 /// Takes a lock, failing with [`Error::Locked`] if a conflicting live lock
 /// exists. Until the guard is dropped, `repo` (and its clones) check the
 /// lock before writing index and snapshot objects.
@@ -346,6 +376,18 @@ pub fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGua
     }
     let held = Arc::new(Held::new(command, hex, info.time));
     repo.set_held(Some(held.clone()));
+    if !exclusive {
+        // A suspended prune whose lock we ignore must not resume deleting.
+        // (Exclusive lockers: prune removes the locks it ignores itself,
+        // once it has noted them for its grace period.)
+        if let Err(e) = remove_ignored(repo, false) {
+            repo.set_held(None);
+            let _ = repo
+                .storage()
+                .delete(&ObjectKind::Lock.key(&held.current()));
+            return Err(e);
+        }
+    }
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     Ok(LockGuard {
         repo: repo.clone(),

@@ -778,3 +778,86 @@ fn unreadable_live_lock_stops_prune() {
     assert!(p.stderr.contains("locks/"), "names the lock: {p}");
     assert_eq!(lost, 0, "{}", create.output());
 }
+
+/// A backup whose clock did not run while it was suspended (a paused VM
+/// resumes with its clock behind until it is corrected) or runs behind the
+/// pruning host's: by its own clock its lock is fresh, yet prune judged it
+/// stale. Modelled by giving prune a stale period of 1 s while the backup
+/// keeps the real 30 min. The backup must not write a snapshot that relies
+/// on what prune deleted: prune removes the locks it ignores before it
+/// looks at anything, so the backup's next check finds its lock gone.
+#[test]
+fn backup_with_a_lagging_clock_fails_safely() {
+    let f = fixture();
+    let t = &f.t;
+    let new = f.new.to_str().unwrap();
+    // Deduplicated against `old`'s packs, about to write its index.
+    let mut create = paused(t, &["create", "--json", new], "save-index", None, "create");
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut c = cmd(t, Some(1));
+    c.args(["forget", &f.old_id, "--prune", "--max-unused", "0"]);
+    let p = run(c);
+    assert_eq!(p.code, 0, "prune judged the backup's lock stale: {p}");
+    create.signal(Signal::SIGCONT);
+    let status = create.wait(Duration::from_secs(120));
+    let out = create.output();
+    let snaps = snapshot_ids(t);
+    let complete = if status.success() {
+        let id =
+            serde_json::from_str::<serde_json::Value>(&fs::read_to_string(&create.stdout).unwrap())
+                .unwrap()["snapshot"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        restores_identical(t, &id, &f.new, "new")
+    } else {
+        assert_eq!(
+            snaps,
+            vec![f.keep_id.clone()],
+            "failed backup left a snapshot\n{out}"
+        );
+        true
+    };
+    let clean = check_clean(t) && restores_identical(t, &f.keep_id, &f.keep, "keep");
+    let lost = usize::from(!complete || !clean);
+    eprintln!(
+        "adversarial locks: backup with a lagging clock: exit {:?}, data lost: {lost}",
+        status.code()
+    );
+    assert_eq!(lost, 0, "{out}");
+}
+
+/// The other way round: a prune whose clock lags stops just before
+/// deleting; a backup (stale period 1 s, as if its clock ran ahead) ignores
+/// the prune's lock and deduplicates against packs the prune is about to
+/// delete. The backup removes the lock it ignores, so the resumed prune
+/// finds its lock gone and deletes nothing.
+#[test]
+fn prune_with_a_lagging_clock_deletes_nothing() {
+    let f = fixture();
+    let t = &f.t;
+    let mut prune = paused(
+        t,
+        &["forget", &f.old_id, "--prune", "--max-unused", "0"],
+        "prune-delete",
+        None,
+        "prune",
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut c = cmd(t, Some(1));
+    c.args(["create", "--json"]).arg(&f.new);
+    let r = run(c);
+    assert_eq!(r.code, 0, "the backup ignores the prune's lock: {r}");
+    let id = r.json()["snapshot"].as_str().unwrap().to_string();
+    prune.signal(Signal::SIGCONT);
+    let status = prune.wait(Duration::from_secs(120));
+    let ok = check_clean(t)
+        && restores_identical(t, &id, &f.new, "new")
+        && restores_identical(t, &f.keep_id, &f.keep, "keep");
+    let lost = usize::from(!ok);
+    eprintln!(
+        "adversarial locks: prune with a lagging clock: exit {:?}, data lost: {lost}",
+        status.code()
+    );
+    assert_eq!(lost, 0, "{}", prune.output());
+}
