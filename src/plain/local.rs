@@ -451,7 +451,15 @@ pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
     match e.kind {
         EntryKind::Dir => {
             fs::create_dir_all(&dest).map_err(|err| Error::io("create directory", &dest, err))?;
-            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode | 0o700));
+            crate::testhooks::pause_point("plain-dir-made");
+            // Through a descriptor of the folder itself: a symlink swapped
+            // into its place must not get the mode.
+            let dir = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+                .open(&dest)
+                .map_err(|err| Error::io("open folder", &dest, err))?;
+            let _ = dir.set_permissions(fs::Permissions::from_mode(e.mode | 0o700));
         }
         EntryKind::Symlink => {
             make_parent(&dest)?;

@@ -973,3 +973,55 @@ fn file_created_during_the_run_is_not_overwritten() {
     eprintln!("adversarial plain: files created during a run: 2 runs, data lost: {lost_total}");
     assert_eq!(lost_total, 0);
 }
+
+/// The folder just made on the destination is swapped for a symlink to a
+/// file outside (by the user who owns that side) before its mode is set:
+/// the mode must not land on the outside file (root would make it readable
+/// to everyone).
+#[test]
+fn folder_mode_is_not_set_through_a_swapped_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, pause, secret) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("pause"),
+        tmp.path().join("secret"),
+    );
+    fs::create_dir_all(a.join("d")).unwrap();
+    fs::set_permissions(a.join("d"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    fs::create_dir_all(&pause).unwrap();
+    fs::write(&secret, "shadow").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut c = Command::new(BIN);
+    for v in REPO_ENV {
+        c.env_remove(v);
+    }
+    c.args(["mirror", s(&a), s(&b), "-y"])
+        .env("REPO_TEST_PAUSE", "plain-dir-made")
+        .env("REPO_TEST_PAUSE_DIR", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    assert!(
+        wait_until(Duration::from_secs(60), || pause
+            .join("plain-dir-made")
+            .exists()
+            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T')))),
+        "mirror never paused"
+    );
+    fs::remove_dir(b.join("d")).unwrap();
+    std::os::unix::fs::symlink(&secret, b.join("d")).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mode = fs::metadata(&secret).unwrap().permissions().mode() & 0o7777;
+    let leaked = usize::from(mode != 0o600);
+    eprintln!(
+        "adversarial plain: folder mode through a swapped symlink: secret mode {mode:o}, leaked: {leaked}"
+    );
+    assert_eq!(leaked, 0, "{}", String::from_utf8_lossy(&out.stderr));
+}
