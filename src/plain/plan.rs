@@ -284,9 +284,11 @@ fn drop_below_non_dirs(p: &mut Plan, inp: &Inputs) {
         .collect();
     let dir_after = |s: SideId, path: &[u8]| match copied.get(&(s, path.to_vec())) {
         Some(&is_dir) => is_dir,
+        // Absent is fine: folders are made as needed (and object stores
+        // list none at all). Only a file or symlink in the way is not.
         None => listing(s)
             .get(path)
-            .is_some_and(|e| e.kind == EntryKind::Dir),
+            .is_none_or(|e| e.kind == EntryKind::Dir),
     };
     let mut dropped = Vec::new();
     p.actions.retain(|a| {
