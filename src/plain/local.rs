@@ -366,7 +366,15 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(std::io::Error::other(
                 "something was put there while this run was working; it was left alone: look at both versions and run again",
             )),
-            Err(e) => Err(e),
+            // Nor hard links (FAT, some network file systems): look, then
+            // rename. Not atomic, but still never replaces what is seen.
+            Err(_) => match fs::symlink_metadata(to) {
+                Ok(_) => Err(std::io::Error::other(
+                    "something was put there while this run was working; it was left alone: look at both versions and run again",
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::rename(from, to),
+                Err(e) => Err(e),
+            },
         },
         _ => Err(err),
     }
