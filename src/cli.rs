@@ -1470,7 +1470,7 @@ fn render_prune(r: &repo::gc::PruneReport) {
 /// C1 ...) as `\n`, `\t`, `\r` or `\xNN`, bytes that are not UTF-8 as
 /// `\xNN`, and a backslash as `\\`, so that no name can move the cursor,
 /// recolour the screen, or pass for two lines or for another name.
-fn escape_bytes(raw: &[u8]) -> String {
+pub(crate) fn escape_bytes(raw: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(raw.len());
     for chunk in raw.utf8_chunks() {

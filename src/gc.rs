@@ -195,6 +195,13 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         ..Default::default()
     };
     let grace = suspended_holder_possible(repo)?;
+    if !opts.dry_run {
+        // Before anything is listed: a holder of a lock ignored here finds
+        // it gone at its next check, even if its clock says it is fresh
+        // (suspended VM, clock behind), and writes nothing relying on what
+        // this prune deletes (SPEC.md §10.1).
+        crate::repo::lock::remove_ignored(repo, true)?;
+    }
 
     // 1. Indexes and stored packs.
     let files: BTreeMap<IndexId, IndexFile> = repo.load_index_files()?;

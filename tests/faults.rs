@@ -691,7 +691,7 @@ fn damaged_objects_are_detected_and_named() {
         }
     }
     // Lock objects are not damage: a lock only keeps other processes out
-    // while its holder lives, lockers treat an unreadable lock as held by
+    // while its holder lives, lockers treat a damaged lock as held by
     // nobody, `check` does not read locks, and `unlock` removes them.
     let mut lock_ok = 0;
     for i in 0..LOCK_TRIALS {

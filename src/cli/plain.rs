@@ -54,7 +54,7 @@ fn conflict_text(c: &Conflict, mode: Mode) -> String {
     };
     format!(
         "{}: {what} ({}: {}; {}: {})",
-        String::from_utf8_lossy(&c.path),
+        super::escape_bytes(&c.path),
         side_name(SideId::A, mode),
         describe(c.a.as_ref()),
         side_name(SideId::B, mode),
@@ -147,7 +147,7 @@ fn render_plan(s: &Session, limit: usize) {
         let name = if dir.is_empty() {
             "./".to_string()
         } else {
-            format!("{}/", String::from_utf8_lossy(dir))
+            format!("{}/", super::escape_bytes(dir))
         };
         println!(
             "{}{name}  ({} changes, {})",
@@ -170,7 +170,7 @@ fn render_plan(s: &Session, limit: usize) {
                 "{}  {} {}{size}  ({:?} {})",
                 "  ".repeat(depth),
                 symbol(a),
-                String::from_utf8_lossy(leaf),
+                super::escape_bytes(leaf),
                 a.why,
                 direction(a, mode)
             );
@@ -211,11 +211,14 @@ pub fn run(
     let mode = s.opts.mode;
     let tty = std::io::stdin().is_terminal();
     for (path, msg) in &s.prepared.warnings {
-        eprintln!("warning: {path}: {msg}");
+        eprintln!(
+            "warning: {}",
+            super::escape_controls(&format!("{path}: {msg}"))
+        );
     }
     let notes = &s.prepared.plan.notes;
     for n in notes {
-        let p = String::from_utf8_lossy(&n.path);
+        let p = super::escape_bytes(&n.path);
         match n.kind {
             NoteKind::Corrupt { side } => eprintln!(
                 "CORRUPT: {p} on the {}: size and mtime are as recorded but the content no longer matches the recorded BLAKE3",

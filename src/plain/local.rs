@@ -24,6 +24,37 @@ pub fn abs(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
 }
 
+/// Refuses to reach `rel` through anything but real folders: a folder of
+/// the tree replaced by a symlink (by whoever can write to this side, or
+/// by this very run settling a folder-versus-symlink difference) would
+/// otherwise lead writes, moves and deletions outside the tree. Checked
+/// just before each operation; folders not there yet are fine (they are
+/// created).
+fn check_parents(root: &Path, rel: &[u8]) -> Result<()> {
+    let mut at = 0;
+    while let Some(i) = rel[at..].iter().position(|&c| c == b'/') {
+        let prefix = &rel[..at + i];
+        let p = abs(root, prefix);
+        match fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::io(
+                    "reach",
+                    abs(root, rel),
+                    std::io::Error::other(format!(
+                        "{} is not a folder (a symlink or file replaced it), so it is not followed; check that folder and run again",
+                        p.display()
+                    )),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("inspect", &p, e)),
+        }
+        at += i + 1;
+    }
+    Ok(())
+}
+
 /// Seconds and nanoseconds as one count, saturating: a file system may hold
 /// times far outside the range of an `i64` of nanoseconds.
 fn nanos(secs: i64, nsec: i64) -> i64 {
@@ -126,9 +157,32 @@ pub fn scan(
     Ok(out)
 }
 
+/// Opens the file `rel` for reading, through real folders only and not
+/// following a symlink put in its place since the scan.
+pub fn open_file(root: &Path, rel: &[u8]) -> Result<File> {
+    check_parents(root, rel)?;
+    let p = abs(root, rel);
+    // Non-blocking, so a FIFO put in the file's place cannot hang the run.
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&p)
+        .map_err(|err| Error::io("read", &p, err))?;
+    let md = f.metadata().map_err(|err| Error::io("stat", &p, err))?;
+    if !md.is_file() {
+        return Err(Error::io(
+            "read",
+            &p,
+            std::io::Error::other("it is no longer a regular file; run again"),
+        ));
+    }
+    Ok(f)
+}
+
 /// BLAKE3 of a file's content.
-pub fn hash(path: &Path) -> Result<[u8; 32]> {
-    let mut f = File::open(path).map_err(|e| Error::io("read", path, e))?;
+pub fn hash(root: &Path, rel: &[u8]) -> Result<[u8; 32]> {
+    let mut f = open_file(root, rel)?;
+    let path = &abs(root, rel);
     let mut h = blake3::Hasher::new();
     h.update_reader(&mut f)
         .map_err(|e| Error::io("read", path, e))?;
@@ -278,8 +332,9 @@ pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> 
             .map_err(|err| Error::io("set mtime of", &tmp, err))?;
         f.sync_all().map_err(|err| Error::io("sync", &tmp, err))?;
         let dest = abs(root, rel);
+        check_parents(root, rel)?;
         make_parent(&dest)?;
-        fs::rename(&tmp, &dest).map_err(|err| Error::io("rename into place", &dest, err))?;
+        rename_noreplace(&tmp, &dest).map_err(|err| Error::io("rename into place", &dest, err))?;
         let md = fs::symlink_metadata(&dest).map_err(|err| Error::io("stat", &dest, err))?;
         let mut out = entry_of(&md, &dest).unwrap_or_else(|| e.clone());
         out.blake3 = Some(*h.finalize().as_bytes());
@@ -289,6 +344,40 @@ pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> 
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Renames `from` to `to` unless `to` exists. What was at `to` when the
+/// run looked was moved aside first, so anything there now appeared during
+/// the run (a user saving a file): it must not be replaced unseen.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let err = match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(e) => std::io::Error::from(e),
+    };
+    match err.raw_os_error() {
+        Some(libc::EEXIST) => Err(std::io::Error::other(
+            "something was put there while this run was working; it was left alone: look at both versions and run again",
+        )),
+        // A file system without RENAME_NOREPLACE: a hard link fails just as
+        // atomically when the name exists.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => match fs::hard_link(from, to) {
+            Ok(()) => fs::remove_file(from),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(std::io::Error::other(
+                "something was put there while this run was working; it was left alone: look at both versions and run again",
+            )),
+            // Nor hard links (FAT, some network file systems): look, then
+            // rename. Not atomic, but still never replaces what is seen.
+            Err(_) => match fs::symlink_metadata(to) {
+                Ok(_) => Err(std::io::Error::other(
+                    "something was put there while this run was working; it was left alone: look at both versions and run again",
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::rename(from, to),
+                Err(e) => Err(e),
+            },
+        },
+        _ => Err(err),
+    }
 }
 
 /// Block size for finding runs of zeros; file systems allocate at least this.
@@ -335,12 +424,14 @@ fn make_parent(dest: &Path) -> Result<()> {
 /// Makes `rel` another hard link to `existing` (both below `root`), through
 /// `.repo/tmp/` so `rel` never exists half made, and returns its entry.
 pub fn link_into(root: &Path, existing: &[u8], rel: &[u8]) -> Result<Entry> {
+    check_parents(root, existing)?;
+    check_parents(root, rel)?;
     let tmp = tmp_name(root)?;
     let from = abs(root, existing);
     fs::hard_link(&from, &tmp).map_err(|e| Error::io("hard-link", &from, e))?;
     let dest = abs(root, rel);
     let done = make_parent(&dest).and_then(|()| {
-        fs::rename(&tmp, &dest).map_err(|e| Error::io("rename into place", &dest, e))
+        rename_noreplace(&tmp, &dest).map_err(|e| Error::io("rename into place", &dest, e))
     });
     // A rename onto another link of the same file does nothing: tidy up.
     let _ = fs::remove_file(&tmp);
@@ -363,11 +454,20 @@ pub fn identity(root: &Path, rel: &[u8]) -> Option<(u64, u64, u64)> {
 
 /// Creates a directory or symlink for `e` at `rel`.
 pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
+    check_parents(root, rel)?;
     let dest = abs(root, rel);
     match e.kind {
         EntryKind::Dir => {
             fs::create_dir_all(&dest).map_err(|err| Error::io("create directory", &dest, err))?;
-            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode | 0o700));
+            crate::testhooks::pause_point("plain-dir-made");
+            // Through a descriptor of the folder itself: a symlink swapped
+            // into its place must not get the mode.
+            let dir = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+                .open(&dest)
+                .map_err(|err| Error::io("open folder", &dest, err))?;
+            let _ = dir.set_permissions(fs::Permissions::from_mode(e.mode | 0o700));
         }
         EntryKind::Symlink => {
             make_parent(&dest)?;
@@ -388,6 +488,7 @@ pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
 /// Moves whatever is at `rel` into `.repo/<bin>/<stamp>/rel` (or deletes it
 /// when `bin` is `None`). A directory goes whole. Missing is fine.
 pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
+    check_parents(root, rel)?;
     let path = abs(root, rel);
     let Ok(md) = fs::symlink_metadata(&path) else {
         return Ok(false);
@@ -410,6 +511,7 @@ pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool
 /// Moves an empty directory into `.repo/<bin>/<stamp>/`; `false` when
 /// something is still in it (then it stays where it is).
 pub fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
+    check_parents(root, rel)?;
     let path = abs(root, rel);
     let mut rd = match fs::read_dir(&path) {
         Ok(rd) => rd,
@@ -431,6 +533,7 @@ pub fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Resul
 
 /// Removes an empty directory; `false` when something is still in it.
 pub fn remove_empty_dir(root: &Path, rel: &[u8]) -> Result<bool> {
+    check_parents(root, rel)?;
     let path = abs(root, rel);
     match fs::remove_dir(&path) {
         Ok(()) => Ok(true),

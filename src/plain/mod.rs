@@ -282,6 +282,10 @@ struct Run<'a> {
     written: [Mutex<HashMap<Vec<u8>, Option<Entry>>>; 2],
     logs: [Mutex<Vec<String>>; 2],
     report: Mutex<Report>,
+    /// Paths whose action failed: like undone ones, they keep their old
+    /// records, or the next run would take a half-done copy for a change
+    /// (a destination moved aside for a deletion, say).
+    failed: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl Run<'_> {
@@ -323,6 +327,9 @@ impl Run<'_> {
     }
 
     fn error(&self, side: &Side, rel: &[u8], e: Error) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.insert(rel.to_vec());
+        }
         self.progress
             .warn(std::path::Path::new(&side.display(rel)), &e.to_string());
         if let Ok(mut r) = self.report.lock() {
@@ -359,12 +366,18 @@ impl Run<'_> {
         if existing.is_some_and(|d| d.kind == EntryKind::Dir) && src.kind == EntryKind::Dir {
             return Ok(());
         }
+        // Opened before the old version is moved aside, so an unreadable
+        // source leaves the destination as it was.
+        let mut reader = match src.kind {
+            EntryKind::File => Some(from_side.reader(rel, src)?),
+            _ => None,
+        };
         if existing.is_some() {
             self.clear(to, rel, "archive")?;
         }
-        let rec = match src.kind {
-            EntryKind::File => {
-                let mut reader = from_side.reader(rel, src)?;
+        crate::testhooks::pause_point("plain-copy");
+        let rec = match (src.kind, reader.as_mut()) {
+            (EntryKind::File, Some(reader)) => {
                 let rec = to_side.write(rel, &mut *reader, src)?;
                 // The bytes just read are the source's too: record their hash there as well.
                 if let Ok(mut w) = self.written[Self::idx(to.other())].lock() {
@@ -581,6 +594,7 @@ pub fn execute(
         written: [Mutex::new(HashMap::new()), Mutex::new(HashMap::new())],
         logs: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
         report: Mutex::new(Report::default()),
+        failed: Mutex::new(HashSet::new()),
     };
     // The control folder is made ours before anything goes into it; a
     // side that is only read (a mirror's source) is never touched.
@@ -671,12 +685,15 @@ pub fn execute(
                 None => entries.remove(rel),
             };
         }
-        let pending: Vec<&Vec<u8>> = if cancelled {
-            p.plan.actions.iter().map(|x| &x.path).collect()
+        let mut pending: Vec<Vec<u8>> = if cancelled {
+            p.plan.actions.iter().map(|x| x.path.clone()).collect()
         } else {
             Vec::new()
         };
-        for rel in p.plan.keep_base.iter().chain(pending) {
+        if let Ok(f) = run.failed.lock() {
+            pending.extend(f.iter().cloned());
+        }
+        for rel in p.plan.keep_base.iter().chain(pending.iter()) {
             if written.contains_key(rel) {
                 continue;
             }

@@ -6,7 +6,7 @@
 //! tells whether to copy, delete, or stop and ask (a conflict). Nothing
 //! here touches the file system, so every two-sided case is unit-tested.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -256,7 +256,58 @@ pub fn plan(inp: &Inputs, mode: Mode, select: Select, compare: Compare) -> Plan 
     }
     p.actions.retain(|a| allowed(a, mode));
     keep_dirs_with_survivors(&mut p, inp);
+    drop_below_non_dirs(&mut p, inp);
     p
+}
+
+/// Drops actions below a path that will not be a folder on the side they
+/// act on: a folder replaced by a file or symlink goes aside whole (so what
+/// was below it is kept with it), and below a symlink nothing may be
+/// written or removed, or the run would reach outside the tree through it
+/// (the side where a folder is a symlink lists nothing below it, so the
+/// other side's entries there look new or deleted). Those paths keep their
+/// old records.
+fn drop_below_non_dirs(p: &mut Plan, inp: &Inputs) {
+    let listing = |s: SideId| match s {
+        SideId::A => inp.a,
+        SideId::B => inp.b,
+    };
+    // Folder or not after the copies (deletions of folders come after
+    // everything below them, so they do not count).
+    let copied: HashMap<(SideId, Vec<u8>), bool> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a.op {
+            Op::Copy { to } => Some(((to, a.path.clone()), a.kind == EntryKind::Dir)),
+            Op::Delete { .. } => None,
+        })
+        .collect();
+    let dir_after = |s: SideId, path: &[u8]| match copied.get(&(s, path.to_vec())) {
+        Some(&is_dir) => is_dir,
+        // Absent is fine: folders are made as needed (and object stores
+        // list none at all). Only a file or symlink in the way is not.
+        None => listing(s)
+            .get(path)
+            .is_none_or(|e| e.kind == EntryKind::Dir),
+    };
+    let mut dropped = Vec::new();
+    p.actions.retain(|a| {
+        let side = match a.op {
+            Op::Copy { to } => to,
+            Op::Delete { on } => on,
+        };
+        let ok = a
+            .path
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c == b'/')
+            .all(|(i, _)| dir_after(side, &a.path[..i]));
+        if !ok {
+            dropped.push(a.path.clone());
+        }
+        ok
+    });
+    p.keep_base.extend(dropped);
 }
 
 /// Backup and mirror never write to the source; backup never deletes.

@@ -92,18 +92,14 @@ impl Side {
 
     pub fn hash(&self, rel: &[u8], e: &Entry) -> Result<[u8; 32]> {
         match self {
-            Side::Local(root) => local::hash(&local::abs(root, rel)),
+            Side::Local(root) => local::hash(root, rel),
             Side::Remote(s) => remote::hash(s, rel, e.size),
         }
     }
 
     pub fn reader<'a>(&'a self, rel: &[u8], e: &Entry) -> Result<Box<dyn Read + 'a>> {
         match self {
-            Side::Local(root) => {
-                let p = local::abs(root, rel);
-                let f = std::fs::File::open(&p).map_err(|err| Error::io("read", &p, err))?;
-                Ok(Box::new(f))
-            }
+            Side::Local(root) => Ok(Box::new(local::open_file(root, rel)?)),
             Side::Remote(s) => Ok(Box::new(remote::reader(s, rel, e.size)?)),
         }
     }

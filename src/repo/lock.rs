@@ -221,6 +221,13 @@ fn lapsed(state: &HeldState, age: Duration) -> String {
     )
 }
 
+impl Held {
+    /// Hex id of the newest lock object written.
+    pub(crate) fn current(&self) -> String {
+        self.state().current.clone()
+    }
+}
+
 /// Proves that `held` is still this process's lock and fresh: never lapsed
 /// since taken, its newest object still in storage, and refreshed less than
 /// [`safe_window`] ago. Otherwise the lock is broken for good.
@@ -266,7 +273,13 @@ pub struct LockGuard {
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Every lock in the repository with its id; unreadable ones are reported as `Err`.
+/// Every lock in the repository with its id; damaged ones (that do not
+/// decrypt or parse, or are too large to be a lock) are reported as `Err`.
+///
+/// A lock that cannot be *read* (a failed request, no permission to read
+/// another user's lock file) fails the listing instead: it may be the live
+/// lock of a running backup, and ignoring it would let prune delete what
+/// that backup wrote.
 pub fn list_locks(
     repo: &Repository,
 ) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {
@@ -275,7 +288,15 @@ pub fn list_locks(
         let info = match super::objects::load(repo, ObjectKind::Lock, &hex) {
             Ok(b) => serde_json::from_slice::<LockInfo>(&b).map_err(|e| e.to_string()),
             Err(Error::NotFound { .. }) => continue, // removed while we listed
-            Err(e) => Err(e.to_string()),
+            Err(e @ Error::Corrupt { .. }) => Err(e.to_string()),
+            Err(e) => {
+                return Err(Error::Locked {
+                    detail: format!(
+                        "lock {} cannot be read ({e}), so it may be the live lock of a running                          process. Fix the access to the repository and retry; if you are sure no                          other repo process is using it, remove the locks with `repo unlock                          --remove-all`",
+                        ObjectKind::Lock.key(&hex)
+                    ),
+                });
+            }
         };
         out.push((hex, info));
     }
@@ -300,6 +321,29 @@ fn conflicts(repo: &Repository, exclusive: bool, mine: Option<&str>) -> Result<O
         }
     }
     Ok(None)
+}
+
+/// Deletes the lock objects that are stale (by age, or their holder dead)
+/// and, unless `all`, exclusive: the locks this process is about to ignore.
+/// Their holder may only be suspended, or its clock behind: by its own
+/// clock its lock may still look fresh, so it would go on writing (a
+/// backup) or deleting (a prune) on data the remover is about to change.
+/// Once its lock object is gone its next check fails whatever its clock
+/// says (SPEC.md §10.1). Returns the ids removed.
+pub fn remove_ignored(repo: &Repository, all: bool) -> Result<Vec<String>> {
+    let mine = repo.held_lock_id();
+    let mut removed = Vec::new();
+    for (hex, info) in list_locks(repo)? {
+        let Ok(info) = info else { continue };
+        if Some(&hex) == mine.as_ref() || !info.is_stale() || !(all || info.exclusive) {
+            continue;
+        }
+        match repo.storage().delete(&ObjectKind::Lock.key(&hex)) {
+            Ok(()) | Err(Error::NotFound { .. }) => removed.push(hex),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
 }
 
 /// Takes a lock, failing with [`Error::Locked`] if a conflicting live lock
@@ -332,6 +376,18 @@ pub fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGua
     }
     let held = Arc::new(Held::new(command, hex, info.time));
     repo.set_held(Some(held.clone()));
+    if !exclusive {
+        // A suspended prune whose lock we ignore must not resume deleting.
+        // (Exclusive lockers: prune removes the locks it ignores itself,
+        // once it has noted them for its grace period.)
+        if let Err(e) = remove_ignored(repo, false) {
+            repo.set_held(None);
+            let _ = repo
+                .storage()
+                .delete(&ObjectKind::Lock.key(&held.current()));
+            return Err(e);
+        }
+    }
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     Ok(LockGuard {
         repo: repo.clone(),
@@ -557,7 +613,14 @@ impl Drop for LockGuard {
 /// Removes stale locks (or all with `all`); returns the ids removed.
 pub fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for (hex, info) in list_locks(repo)? {
+    if all {
+        // Unread: an unreadable or oversized lock goes too.
+        for hex in repo.list_ids(ObjectKind::Lock)? {
+            repo.storage().delete(&ObjectKind::Lock.key(&hex))?;
+            removed.push(hex);
+        }
+    }
+    for (hex, info) in if all { Vec::new() } else { list_locks(repo)? } {
         let stale = match &info {
             Ok(i) => i.is_stale(),
             Err(_) => true,

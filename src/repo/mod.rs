@@ -507,6 +507,15 @@ impl Repository {
         }
     }
 
+    /// Id of the lock object this process holds now, if any.
+    fn held_lock_id(&self) -> Option<String> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|h| h.current())
+    }
+
     fn set_held(&self, held: Option<Arc<lock::Held>>) {
         *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
     }

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -759,4 +759,269 @@ fn foreign_control_folder_on_ftp_and_s3_is_refused() {
     eprintln!(
         "adversarial plain: foreign .repo on remote sides: {refused} runs refused, data lost: 0"
     );
+}
+
+/// Runs the binary as nobody (through setpriv), for failures root cannot
+/// meet (an unreadable file); `None` when that is not possible here.
+fn repo_as_nobody(args: &[&str]) -> Option<Run> {
+    let sp = if is_root() { setpriv() } else { None };
+    let Some(sp) = sp else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "root and setpriv are needed under CI"
+        );
+        eprintln!("skipping: needs root and setpriv to run as nobody");
+        return None;
+    };
+    let mut c = Command::new(sp);
+    for v in REPO_ENV {
+        c.env_remove(v);
+    }
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        BIN,
+    ]);
+    c.args(args);
+    Some(run_within(c, Duration::from_secs(120)))
+}
+
+/// A copy that fails (here: the changed file cannot be read) must not make
+/// the next run believe the other side deleted it: the failed path keeps
+/// its history, and the destination's old version stays where it was.
+#[test]
+fn a_failed_copy_is_not_taken_for_a_deletion_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    put(&a, "x.txt", "version 1", T0);
+    put(&b, "x.txt", "version 1", T0);
+    let chown = |p: &Path| {
+        Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(p)
+            .status()
+            .unwrap()
+    };
+    if !is_root() {
+        assert!(std::env::var_os("CI").is_none(), "root is needed under CI");
+        eprintln!("skipping: needs root");
+        return;
+    }
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&a);
+    chown(&b);
+    let Some(r) = repo_as_nobody(&["sync", s(&a), s(&b), "-y"]) else {
+        return;
+    };
+    r.success();
+    // Edited on a, but unreadable to the run (as if locked or on a failing disk).
+    put(&a, "x.txt", "version 2, the only copy", T1);
+    chown(&a);
+    fs::set_permissions(a.join("x.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    let r = repo_as_nobody(&["sync", s(&a), s(&b), "-y"]).unwrap();
+    r.code(3);
+    assert_eq!(
+        read(&b, "x.txt").as_deref(),
+        Some("version 1"),
+        "a failed copy must leave the old version in place\n{r}"
+    );
+    // Readable again: the next run copies the edit; nothing is deleted.
+    fs::set_permissions(a.join("x.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    let r = repo_as_nobody(&["sync", s(&a), s(&b), "-y"]).unwrap();
+    let live = (read(&a, "x.txt"), read(&b, "x.txt"));
+    eprintln!(
+        "adversarial plain: failed copy then rerun: a={:?} b={:?}, data lost: {}",
+        live.0,
+        live.1,
+        usize::from(live.0.is_none())
+    );
+    r.success();
+    assert_eq!(live.0.as_deref(), Some("version 2, the only copy"), "{r}");
+    assert_eq!(live.1.as_deref(), Some("version 2, the only copy"), "{r}");
+}
+
+/// Names are shown escaped in the plan, notes and conflicts: a newline
+/// cannot fake a second line, an escape sequence cannot recolour or move
+/// the terminal, and two names that are not UTF-8 do not both show as U+FFFD.
+#[test]
+fn plan_output_escapes_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    let names: [&[u8]; 4] = [b"two\nlines", b"red\x1b[31m", b"\xff\xfe", b"\xfe\xff"];
+    for n in names {
+        fs::write(a.join(std::ffi::OsStr::from_bytes(n)), b"x").unwrap();
+    }
+    // A conflict too: different content, equal times.
+    put(&a, "same.txt", "one", T0);
+    put(&b, "same.txt", "other", T0);
+    let r = repo(&["sync", s(&a), s(&b), "--dry-run"]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    let raw = all.contains('\x1b') || all.contains("two\nlines") || all.contains('\u{fffd}');
+    eprintln!(
+        "adversarial plain: plan output escaped: {}, leaked: {}",
+        !raw,
+        usize::from(raw)
+    );
+    assert!(!raw, "raw names in the output:\n{r}");
+    for shown in ["two\\nlines", "red\\x1b[31m", "\\xff\\xfe", "\\xfe\\xff"] {
+        assert!(all.contains(shown), "{shown} not shown escaped:\n{r}");
+    }
+}
+
+/// A folder on one side replaced by a symlink to a folder outside both
+/// trees (by a user who owns that side): the run must never reach through
+/// the symlink, neither moving the outside files into the trash nor writing
+/// there; the folder replaced goes aside whole, and nothing is lost.
+#[test]
+fn folder_replaced_by_symlink_is_never_followed() {
+    let mut outside_touched = 0;
+    let mut runs = 0;
+    for history in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, out) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("outside"),
+        );
+        put(&a, "d/f", "mine", T0);
+        put(&a, "d/g", "also mine", T0);
+        put(&out, "f", "precious, not ours", T0);
+        put(&out, "g", "more of it", T0);
+        let mut g = Guard::new([&a, &b]);
+        if history {
+            g.run(&["sync", s(&a), s(&b), "-y"]).success();
+            fs::remove_dir_all(b.join("d")).unwrap();
+        } else {
+            fs::create_dir_all(&b).unwrap();
+        }
+        std::os::unix::fs::symlink(&out, b.join("d")).unwrap();
+        let r = g.run(&["sync", s(&a), s(&b), "-y"]);
+        runs += 1;
+        let outside = tree(&out);
+        let intact = outside.len() == 2
+            && outside.get("f").map(String::as_str) == Some("precious, not ours")
+            && outside.get("g").map(String::as_str) == Some("more of it");
+        if !intact {
+            outside_touched += 1;
+            eprintln!("history {history}: outside changed: {outside:?}\n{r}");
+        }
+        r.success();
+    }
+    eprintln!(
+        "adversarial plain: folder replaced by a symlink: {runs} runs, outside touched: {outside_touched}"
+    );
+    assert_eq!(outside_touched, 0);
+}
+
+/// A file that appears on the destination after the scan (the user saves
+/// it while the run copies) is never replaced unseen: it is kept, and the
+/// path is left for the next run to decide.
+#[test]
+fn file_created_during_the_run_is_not_overwritten() {
+    let mut lost_total = 0;
+    for mode in ["sync", "mirror"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, pause) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("pause"),
+        );
+        fs::create_dir_all(&b).unwrap();
+        fs::create_dir_all(&pause).unwrap();
+        put(&a, "n.txt", "from a", T0);
+        let mut c = Command::new(BIN);
+        for v in REPO_ENV {
+            c.env_remove(v);
+        }
+        c.args([mode, s(&a), s(&b), "-y"])
+            .env("REPO_TEST_PAUSE", "plain-copy")
+            .env("REPO_TEST_PAUSE_DIR", &pause)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        assert!(
+            wait_until(Duration::from_secs(60), || pause
+                .join("plain-copy")
+                .exists()
+                && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('T')))),
+            "{mode} never paused"
+        );
+        // The user saves a file of the same name on b meanwhile.
+        put(&b, "n.txt", "the user's own, saved meanwhile", T1);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let mut have = HashSet::new();
+        contents(&b, &mut have);
+        let lost = usize::from(!have.contains(b"the user's own, saved meanwhile".as_slice()));
+        if lost > 0 {
+            eprintln!(
+                "{mode}: the user's file was replaced unseen; exit {:?}\n{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        lost_total += lost;
+    }
+    eprintln!("adversarial plain: files created during a run: 2 runs, data lost: {lost_total}");
+    assert_eq!(lost_total, 0);
+}
+
+/// The folder just made on the destination is swapped for a symlink to a
+/// file outside (by the user who owns that side) before its mode is set:
+/// the mode must not land on the outside file (root would make it readable
+/// to everyone).
+#[test]
+fn folder_mode_is_not_set_through_a_swapped_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, pause, secret) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("pause"),
+        tmp.path().join("secret"),
+    );
+    fs::create_dir_all(a.join("d")).unwrap();
+    fs::set_permissions(a.join("d"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    fs::create_dir_all(&pause).unwrap();
+    fs::write(&secret, "shadow").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut c = Command::new(BIN);
+    for v in REPO_ENV {
+        c.env_remove(v);
+    }
+    c.args(["mirror", s(&a), s(&b), "-y"])
+        .env("REPO_TEST_PAUSE", "plain-dir-made")
+        .env("REPO_TEST_PAUSE_DIR", &pause)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    assert!(
+        wait_until(Duration::from_secs(60), || pause
+            .join("plain-dir-made")
+            .exists()
+            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T')))),
+        "mirror never paused"
+    );
+    fs::remove_dir(b.join("d")).unwrap();
+    std::os::unix::fs::symlink(&secret, b.join("d")).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let mode = fs::metadata(&secret).unwrap().permissions().mode() & 0o7777;
+    let leaked = usize::from(mode != 0o600);
+    eprintln!(
+        "adversarial plain: folder mode through a swapped symlink: secret mode {mode:o}, leaked: {leaked}"
+    );
+    assert_eq!(leaked, 0, "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -228,3 +228,26 @@ fn the_same_edit_on_both_sides_is_no_conflict_once_hashed() {
     b.get_mut(&b"f"[..]).unwrap().blake3 = Some([2; 32]);
     assert_eq!(sync(&a, &b, &base).conflicts.len(), 1);
 }
+
+/// Object stores list no folders: nested files are still copied; only a
+/// file or symlink in a folder's place stops what is below it.
+#[test]
+fn nested_paths_without_folder_entries_are_kept() {
+    let a = entries(&[("d/e/f", file(1, 1)), ("x/y", file(1, 1))]);
+    let b = entries(&[("x", file(3, 3))]);
+    let inp = Inputs {
+        a: &a,
+        b: &b,
+        a_base: None,
+        b_base: None,
+    };
+    let p = plan(&inp, Mode::Mirror, Select::Source, Compare::Attr);
+    let ops: Vec<(&[u8], Op)> = p.actions.iter().map(|a| (&a.path[..], a.op)).collect();
+    assert_eq!(
+        ops,
+        vec![
+            (&b"d/e/f"[..], Op::Copy { to: SideId::B }),
+            (&b"x"[..], Op::Delete { on: SideId::B }),
+        ]
+    );
+}
