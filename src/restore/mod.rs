@@ -210,6 +210,10 @@ impl Restorer<'_> {
         };
         if let Ok(st) = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             if self.identical(no, &dir, name, node, &st) {
+                // Its metadata is set later by name: only to this very file.
+                if let Ok(mut c) = self.created[no].lock() {
+                    *c = Some((st.st_dev, st.st_ino));
+                }
                 self.skipped.fetch_add(1, Ordering::Relaxed);
                 self.progress.add_done(0, node.size);
                 return false;
@@ -635,8 +639,18 @@ impl Restorer<'_> {
                 NodeKind::BlockDevice => libc::S_IFBLK,
                 _ => libc::S_IFREG,
             };
+            // A file gets metadata only if it is the one this restore
+            // created or found identical: the owner of the directory may
+            // have put their own file in its place, and root must not make
+            // that setuid root.
+            let ours = |st: &nix::sys::stat::FileStat| match &self.items[no] {
+                Item::File { .. } => self.created[no]
+                    .lock()
+                    .is_ok_and(|c| *c == Some((st.st_dev, st.st_ino))),
+                _ => true,
+            };
             match fstat(&fd) {
-                Ok(st) if st.st_mode & libc::S_IFMT == want => meta::apply(
+                Ok(st) if st.st_mode & libc::S_IFMT == want && ours(&st) => meta::apply(
                     meta::Target::Handle(fd.as_fd()),
                     node,
                     self.as_root,
@@ -644,7 +658,7 @@ impl Restorer<'_> {
                 ),
                 Ok(_) => vec![
                     "it was replaced by something else during the restore; \
-                               its metadata was not set"
+                     its owner, mode and times were not set: restore again"
                         .to_string(),
                 ],
                 Err(e) => vec![format!("cannot set metadata: {e}")],

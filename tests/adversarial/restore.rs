@@ -708,3 +708,125 @@ fn an_existing_directory_the_user_cannot_read_is_still_restored_into() {
     );
     report("unreadable existing directory", 1, 0);
 }
+
+// ---------------------------------------------------------------------------
+// Review: metadata goes only to the file the restore created or checked.
+// ---------------------------------------------------------------------------
+
+/// Starts `restore` stopped at pause point `point`; returns the child once
+/// it is stopped there.
+fn restore_paused(
+    t: &TestRepo,
+    spec: &str,
+    target: &Path,
+    extra: &[&str],
+    point: &str,
+) -> std::process::Child {
+    let pause_dir = t.join(format!("pause-{point}"));
+    fs::create_dir_all(&pause_dir).unwrap();
+    let mut c = restore_cmd(t, spec, target, extra);
+    c.env("REPO_TEST_PAUSE", point)
+        .env("REPO_TEST_PAUSE_DIR", &pause_dir)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(t.join(format!("{point}.stderr"))).unwrap());
+    let mut child = c.spawn().expect("spawn restore");
+    let pid = child.id();
+    let stopped = wait_until(Duration::from_secs(120), || {
+        pause_dir.join(point).exists()
+            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('T')
+            })
+    });
+    if !stopped {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "restore never stopped at {point}: {}",
+            fs::read_to_string(t.join(format!("{point}.stderr"))).unwrap_or_default()
+        );
+    }
+    child
+}
+
+/// Resumes a paused restore and waits for it; returns its exit code and stderr.
+fn resume(t: &TestRepo, mut child: std::process::Child, point: &str) -> (Option<i32>, String) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "restore hung");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stderr = fs::read_to_string(t.join(format!("{point}.stderr"))).unwrap_or_default();
+    (status.code(), stderr)
+}
+
+#[test]
+fn a_user_swapping_in_their_own_file_gets_no_setuid_root_from_a_root_restore() {
+    if !need_root("a_user_swapping_in_their_own_file_gets_no_setuid_root_from_a_root_restore") {
+        return;
+    }
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    // An empty setuid-root file (created by the restore, metadata set later
+    // by name) and a non-empty one the target already holds identically
+    // (skipped, metadata set later by name).
+    put(&src, "empty-suid", "");
+    put(&src, "same-suid", "the real tool");
+    put(&src, "top.txt", "top");
+    set_mtime(&src.join("same-suid"), 1_500_000_000, 0);
+    for f in ["empty-suid", "same-suid"] {
+        fs::set_permissions(src.join(f), fs::Permissions::from_mode(0o4755)).unwrap();
+    }
+    t.create([&src]);
+    let target = t.join("home-of-nobody");
+    put(&target, "same-suid", "the real tool");
+    set_mtime(&target.join("same-suid"), 1_500_000_000, 0);
+    chown_tree(&target, NOBODY, NOBODY);
+    std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    let point = "restore-before-metadata";
+    let child = restore_paused(&t, &spec_of(&src), &target, &[], point);
+    // nobody owns the directory: it may rename what root made and put its own file there.
+    let mut script = String::new();
+    for f in ["empty-suid", "same-suid"] {
+        let p = target.join(f);
+        script.push_str(&format!(
+            "mv '{0}' '{0}.moved' && printf '#!/bin/sh\\nid\\n' > '{0}' && chmod 755 '{0}' && ",
+            p.display()
+        ));
+    }
+    script.push_str("true");
+    as_nobody(&script);
+    let (code, stderr) = resume(&t, child, point);
+    assert!(matches!(code, Some(0) | Some(1)), "{code:?}\n{stderr}");
+    let mut bad = Vec::new();
+    for f in ["empty-suid", "same-suid"] {
+        let md = fs::symlink_metadata(target.join(f)).unwrap();
+        if md.uid() == 0 || md.mode() & 0o6000 != 0 {
+            bad.push(format!(
+                "{f}: nobody's file became {}:{} mode {:o}",
+                md.uid(),
+                md.gid(),
+                md.mode() & 0o7777
+            ));
+        }
+    }
+    assert_eq!(
+        fs::read(target.join("top.txt")).unwrap(),
+        b"top",
+        "{stderr}"
+    );
+    report("metadata of a swapped-in file", 2, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}\n{stderr}");
+}
