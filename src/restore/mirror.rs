@@ -22,6 +22,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, Result};
 use crate::manifest::{Entries, EntryKind, Manifest};
+use crate::plain::control::{MARKER, MARKER_TEXT, State};
 use crate::plain::local::CONTROL;
 use crate::plain::{MANIFEST, local};
 use crate::progress::Progress;
@@ -162,7 +163,7 @@ impl Mirror {
             }
             return Ok(());
         }
-        let mut dest = at::make_dir(root, OsStr::new(CONTROL)).map_err(|e| io("move aside", e))?;
+        let mut dest = control_dir(root).map_err(|e| io("move aside", e))?;
         let parts: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
         let (last, above) = parts.split_last().unwrap_or((&rel, &[]));
         for part in [bin.as_bytes(), self.stamp.as_bytes()]
@@ -299,6 +300,59 @@ impl Mirror {
     }
 }
 
+/// Refuses `--delete` where its control folder (`TARGET/.repo`: manifest,
+/// trash, archive) would mix with somebody else's files: when the target's
+/// `.repo` belongs to another tool (a checkout of Google's `repo` has one),
+/// or when what is restored has a `.repo` of its own at the top, which the
+/// restore would write into and the manifest would then overwrite.
+pub fn check_control(target: &Path, items: &[Item], target_existed: bool) -> Result<()> {
+    let top = target.join(CONTROL);
+    if let Some(item) = items.iter().find(|i| i.path() == top) {
+        return Err(Error::Usage(format!(
+            "what is restored has a {CONTROL} of its own at the top ({}), and \
+             `restore --delete` keeps its manifest, trash and archive in {}: restoring it \
+             would mix the two and overwrite files in it. Restore without --delete, or leave \
+             that folder out with --exclude '{CONTROL}'",
+            item.path().display(),
+            top.display()
+        )));
+    }
+    if target_existed && local::control_state(target)? == State::Foreign {
+        return Err(Error::Usage(format!(
+            "{} exists but is not a control folder of repo (it has no {CONTROL}/{MARKER} \
+             marker; it may belong to another tool, such as Google's `repo`). \
+             `restore --delete` keeps its manifest, trash and archive there and will not mix \
+             them into somebody else's folder: restore without --delete, or move or rename \
+             that folder first",
+            top.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Makes (or opens) the target's control folder through the target's
+/// descriptor, following no symlink, and marks it as ours (`FORMAT`), so a
+/// folder holding only trash is still recognised as ours next time.
+fn control_dir(root: BorrowedFd) -> nix::Result<OwnedFd> {
+    use std::io::Write;
+    let dir = at::make_dir(root, OsStr::new(CONTROL))?;
+    match openat(
+        &dir,
+        MARKER,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(fd) => {
+            std::fs::File::from(fd)
+                .write_all(MARKER_TEXT)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        }
+        Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(dir)
+}
+
 /// Reads `.repo/manifest.jsonl` of the target through its descriptor,
 /// following no symlink (a user owning the target could plant one).
 fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
@@ -325,7 +379,7 @@ fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
 /// descriptor and following no symlink.
 fn write_manifest(root: BorrowedFd, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let control = at::make_dir(root, OsStr::new(CONTROL))?;
+    let control = control_dir(root)?;
     let tmp_dir = at::make_dir(&control, OsStr::new("tmp"))?;
     let name = format!("{:016x}", rand::random::<u64>());
     let fd = openat(

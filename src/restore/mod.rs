@@ -825,6 +825,9 @@ pub fn restore(
     // An existing target keeps its own owner, mode and times: only a target
     // this restore creates takes the snapshot directory's metadata.
     let target_existed = std::fs::symlink_metadata(&opts.target).is_ok();
+    if opts.delete {
+        mirror::check_control(&opts.target, &items, target_existed)?;
+    }
     if target_existed
         && matches!(items.first(), Some(Item::Dir { path, .. }) if *path == opts.target)
     {

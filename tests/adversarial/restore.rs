@@ -352,7 +352,14 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
     let target = t.join(format!("target-{name}"));
     fs::create_dir_all(&target).unwrap();
     for e in r.existing {
-        put(&target, e, "already in the target");
+        // `.repo/FORMAT` is our control folder's marker (a `.repo` without
+        // it belongs to somebody else, and `--delete` refuses it).
+        let body = if e.ends_with("/FORMAT") {
+            "{\"format\":\"repo-control\",\"version\":1}\n"
+        } else {
+            "already in the target"
+        };
+        put(&target, e, body);
     }
     chown_tree(&target, NOBODY, NOBODY);
     std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
@@ -609,7 +616,7 @@ fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
             point: "restore-before-metadata",
             swapped: ".repo",
             extra: &["--delete", "--no-archive", "-y"],
-            existing: &[".repo/theirs.txt"],
+            existing: &[".repo/FORMAT", ".repo/theirs.txt"],
             fd_limit: None,
         },
     ];
@@ -829,4 +836,79 @@ fn a_user_swapping_in_their_own_file_gets_no_setuid_root_from_a_root_restore() {
     );
     report("metadata of a swapped-in file", 2, bad.len() as u64);
     assert!(bad.is_empty(), "{bad:#?}\n{stderr}");
+}
+
+// ---------------------------------------------------------------------------
+// Review: `--delete` and a `.repo` folder that is not ours.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delete_leaves_a_foreign_control_folder_and_a_snapshot_control_folder_alone() {
+    let t = TestRepo::new();
+    t.init();
+    // A checkout made by Google's `repo` has its own `.repo/`.
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    put(&src, ".repo/manifest.jsonl", "the user's own manifest");
+    put(&src, ".repo/manifest.xml", "<manifest/>");
+    t.create([&src]);
+    let mut bad = Vec::new();
+    // 1. The snapshot's `.repo` restored with --delete must not be
+    //    overwritten by (or mixed with) our manifest, trash and archive.
+    let target = t.join("target");
+    put(&target, "stray.txt", "the user's");
+    let r = run(restore_cmd(
+        &t,
+        &spec_of(&src),
+        &target,
+        &["--delete", "-y"],
+    ));
+    let manifest = fs::read(target.join(".repo/manifest.jsonl")).ok();
+    if r.code == 0 && manifest.as_deref() != Some(&b"the user's own manifest"[..]) {
+        bad.push(format!(
+            "the snapshot's .repo/manifest.jsonl was overwritten: {:?}\n{r}",
+            manifest.map(|m| String::from_utf8_lossy(&m).into_owned())
+        ));
+    }
+    if r.code != 0 {
+        // Refused: it says how to go on, and that works.
+        r.code(2).stderr_has("--exclude");
+        assert!(
+            target.join("stray.txt").exists(),
+            "refused after removing: {r}"
+        );
+        let r = run(restore_cmd(
+            &t,
+            &spec_of(&src),
+            &target,
+            &["--delete", "-y", "--exclude", ".repo"],
+        ));
+        r.success();
+        assert_eq!(fs::read(target.join("a.txt")).unwrap(), b"alpha", "{r}");
+        assert!(!target.join("stray.txt").exists(), "{r}");
+        assert!(target.join(".repo/FORMAT").exists(), "{r}");
+    }
+    // 2. A target whose `.repo` belongs to another tool: refused, untouched.
+    let src2 = t.join("src2");
+    put(&src2, "b.txt", "beta");
+    t.create([&src2]);
+    let target2 = t.join("checkout");
+    put(&target2, ".repo/manifest.xml", "<manifest/>");
+    put(&target2, "stray.txt", "the user's");
+    let r = run(restore_cmd(
+        &t,
+        &spec_of(&src2),
+        &target2,
+        &["--delete", "-y"],
+    ));
+    let mut left: Vec<PathBuf> = listing(&target2.join(".repo"));
+    left.sort();
+    if r.code == 0 || left != [PathBuf::from("manifest.xml")] {
+        bad.push(format!("a foreign .repo got {left:?}\n{r}"));
+    }
+    if !target2.join("stray.txt").exists() && r.code != 0 {
+        bad.push("refused, yet stray.txt was removed".into());
+    }
+    report("foreign .repo", 2, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
 }
