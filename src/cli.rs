@@ -516,7 +516,10 @@ fn confirm_removals(
             target.display()
         );
         for g in gone.iter().take(SHOWN) {
-            println!("  - {}", g.shown());
+            // Names come from the target, which other users may own:
+            // escaped, so none can fake a line or erase one.
+            let slash = if g.dir { "/" } else { "" };
+            println!("  - {}{slash}", escape_bytes(&g.rel));
         }
         if gone.len() > SHOWN {
             println!("  ... and {} more", gone.len() - SHOWN);

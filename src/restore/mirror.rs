@@ -50,17 +50,6 @@ pub struct Removal {
     pub dir: bool,
 }
 
-impl Removal {
-    /// The path as shown to the user (`/` after a directory).
-    pub fn shown(&self) -> String {
-        let mut s = String::from_utf8_lossy(&self.rel).into_owned();
-        if self.dir {
-            s.push('/');
-        }
-        s
-    }
-}
-
 pub struct Mirror {
     /// The target, as given.
     pub root: PathBuf,

@@ -912,3 +912,31 @@ fn delete_leaves_a_foreign_control_folder_and_a_snapshot_control_folder_alone() 
     report("foreign .repo", 2, bad.len() as u64);
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn delete_plan_shows_hostile_names_escaped() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "precious/db.sqlite", "root's data");
+    // A user owning part of the target names a file so that the plan looks
+    // like it removes nothing: a fake line, then escapes erasing lines.
+    let hostile = <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+        b"x\n  (nothing else)\n\x1b[2A\x1b[2K\r\xff".to_vec(),
+    );
+    fs::write(target.join(&hostile), "theirs").unwrap();
+    let r = run(restore_cmd(&t, &spec_of(&src), &target, &["--delete"]));
+    r.code(2);
+    let mut bad = Vec::new();
+    if r.stdout.contains('\x1b') || r.stdout.contains("\n  (nothing else)") {
+        bad.push(format!("raw control characters in the plan:\n{r}"));
+    }
+    if !r.stdout.contains("precious/") {
+        bad.push(format!("the plan does not name precious/:\n{r}"));
+    }
+    report("hostile names in the plan", 1, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
