@@ -574,8 +574,60 @@ impl Restorer<'_> {
                     else {
                         continue;
                     };
+                    // Linked only to the file this restore made (or found
+                    // identical) under the first name, through a descriptor:
+                    // the owner of that directory may have put their own
+                    // file or a symlink there, and it must not get a second
+                    // name elsewhere (in a directory only root may write).
+                    let made = self.created[first_no].lock().ok().and_then(|c| *c);
+                    let fd = match openat(&fdir, fname, flags(OFlag::O_PATH), Mode::empty()) {
+                        Ok(fd) => fd,
+                        Err(e) => {
+                            self.error(
+                                path,
+                                format!("cannot open {} to link to it: {e}", first.display()),
+                            );
+                            continue;
+                        }
+                    };
+                    let same = fstat(&fd).is_ok_and(|st| {
+                        st.st_mode & libc::S_IFMT == libc::S_IFREG
+                            && made == Some((st.st_dev, st.st_ino))
+                    });
+                    if !same {
+                        self.error(
+                            path,
+                            format!(
+                                "not linked: {} is not the file this restore wrote (it was \
+                                 replaced during the restore, or could not be restored); \
+                                 restore again",
+                                first.display()
+                            ),
+                        );
+                        continue;
+                    }
+                    // Already this link (a repeated restore): nothing to do,
+                    // and nothing to set aside.
+                    if fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| made == Some((st.st_dev, st.st_ino)))
+                    {
+                        continue;
+                    }
                     self.clear_at(no, dir.as_fd(), name);
-                    if let Err(e) = linkat(&fdir, fname, &dir, name, AtFlags::empty()) {
+                    let r = match linkat(
+                        nix::fcntl::AT_FDCWD,
+                        &at::proc_path(fd.as_fd(), None),
+                        &dir,
+                        name,
+                        AtFlags::AT_SYMLINK_FOLLOW,
+                    ) {
+                        // Without /proc: by name, just checked.
+                        Err(Errno::ENOENT) if !Path::new("/proc/self/fd").is_dir() => {
+                            linkat(&fdir, fname, &dir, name, AtFlags::empty())
+                        }
+                        r => r,
+                    };
+                    if let Err(e) = r {
                         self.error(
                             path,
                             format!("cannot create hard link to {}: {e}", first.display()),

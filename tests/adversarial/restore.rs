@@ -940,3 +940,66 @@ fn delete_plan_shows_hostile_names_escaped() {
     report("hostile names in the plan", 1, bad.len() as u64);
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn a_user_swapping_the_first_name_of_a_hard_link_gets_no_name_in_roots_directory() {
+    if !need_root("a_user_swapping_the_first_name_of_a_hard_link_gets_no_name_in_roots_directory") {
+        return;
+    }
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "top.txt", "top");
+    put(&src, "a/first", "root's job");
+    fs::create_dir_all(src.join("sys")).unwrap();
+    fs::set_permissions(src.join("sys"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::hard_link(src.join("a/first"), src.join("sys/second")).unwrap();
+    t.create([&src]);
+    let mut bad = Vec::new();
+    for (n, swap_in) in ["file", "symlink"].iter().enumerate() {
+        // The user owns the target and its directory a/ (the restore gives
+        // a/ the snapshot's owner only at the very end).
+        let target = t.join(format!("target{n}"));
+        fs::create_dir_all(target.join("a")).unwrap();
+        chown_tree(&target, NOBODY, NOBODY);
+        std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+        let point = "restore-pack-written";
+        let child = restore_paused(&t, &spec_of(&src), &target, &[], point);
+        let first = target.join("a/first");
+        let replace = match *swap_in {
+            "file" => format!("printf 'nobody was here' > '{}'", first.display()),
+            _ => format!("ln -s /tmp/nobodys '{}'", first.display()),
+        };
+        as_nobody(&format!(
+            "mv '{0}' '{0}.moved' && {replace}",
+            first.display()
+        ));
+        let (code, stderr) = resume(&t, child, point);
+        assert!(matches!(code, Some(0) | Some(1)), "{code:?}\n{stderr}");
+        let second = target.join("sys/second");
+        if let Ok(md) = fs::symlink_metadata(&second) {
+            let theirs = fs::symlink_metadata(&first).ok();
+            if md.file_type().is_symlink()
+                || md.uid() == NOBODY
+                || theirs.is_some_and(|f| f.ino() == md.ino())
+            {
+                bad.push(format!(
+                    "{swap_in}: sys/second is the user's {} (uid {})\n{stderr}",
+                    if md.file_type().is_symlink() {
+                        "symlink"
+                    } else {
+                        "file"
+                    },
+                    md.uid()
+                ));
+            }
+        }
+        let _ = fs::remove_dir_all(pause_dir_of(&t, point));
+    }
+    report("hard link to a swapped first name", 2, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
+fn pause_dir_of(t: &TestRepo, point: &str) -> PathBuf {
+    t.join(format!("pause-{point}"))
+}
