@@ -94,6 +94,23 @@ fn refuse_repository_in_target(ctx: &Context, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// (device, inode) of the local repository's directory and of every
+/// directory above it: `--delete` removes none of them wherever the target
+/// reaches one (see [`RestoreOptions::protect`]).
+fn repository_dirs(ctx: &Context) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let Location::Local(repo_dir) = &ctx.location else {
+        return Vec::new();
+    };
+    let Ok(repo_dir) = std::fs::canonicalize(repo_dir) else {
+        return Vec::new();
+    };
+    repo_dir
+        .ancestors()
+        .filter_map(|a| std::fs::metadata(a).ok().map(|m| (m.dev(), m.ino())))
+        .collect()
+}
+
 /// Asks whether `--delete` may remove these entries (see [`RestoreOptions::confirm`]).
 pub type Confirm<'a> = &'a (dyn Fn(&[restore::mirror::Removal]) -> Result<bool> + Sync);
 
@@ -127,6 +144,11 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
         archive: !args.no_archive,
         cancel: ctx.cancel,
         damaged: restore::damaged_notes(&snap),
+        protect: if args.delete {
+            repository_dirs(ctx)
+        } else {
+            Vec::new()
+        },
         confirm: if args.yes { &|_| Ok(true) } else { confirm },
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, ctx.progress)?;

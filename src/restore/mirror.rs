@@ -175,6 +175,7 @@ impl Mirror {
         items: &[Item],
         filter: &Filter,
         snap_root: &Path,
+        protect: &[(u64, u64)],
         progress: &dyn Progress,
     ) -> Result<Vec<Removal>> {
         let mut warnings = Vec::new();
@@ -232,6 +233,7 @@ impl Mirror {
                 });
             }
         }
+        refuse_protected(&self.root, &target, &gone, protect)?;
         Ok(gone)
     }
 
@@ -287,6 +289,48 @@ impl Mirror {
         let path = self.root.join(CONTROL).join(MANIFEST);
         write_manifest(root_fd, &m.encode()).map_err(|e| Error::io("write", &path, e))
     }
+}
+
+/// Refuses removals that would reach a protected directory (one holding
+/// the repository, see `RestoreOptions::protect`): the directory itself or
+/// any directory above it in the target. Only directories whose inode
+/// number matches are looked at again (with `lstat`, for the device).
+fn refuse_protected(
+    root: &Path,
+    target: &Entries,
+    gone: &[Removal],
+    protect: &[(u64, u64)],
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if protect.is_empty() || !gone.iter().any(|g| g.dir) {
+        return Ok(());
+    }
+    for (rel, e) in target {
+        if e.kind != EntryKind::Dir || !protect.iter().any(|(_, ino)| e.seen.ino == Some(*ino)) {
+            continue;
+        }
+        let path = local::abs(root, rel);
+        let Ok(md) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !protect.contains(&(md.dev(), md.ino())) {
+            continue;
+        }
+        let reaches = |g: &Removal| {
+            g.dir && rel.starts_with(&g.rel) && matches!(rel.get(g.rel.len()), None | Some(b'/'))
+        };
+        if let Some(g) = gone.iter().find(|g| reaches(g)) {
+            return Err(Error::Usage(format!(
+                "{} holds the repository this restore reads (it is the same directory as \
+                 one above the repository, a bind mount for instance), and --delete would \
+                 remove {}. Nothing was changed: unmount it, or restore into a directory that \
+                 does not reach the repository",
+                path.display(),
+                local::abs(root, &g.rel).display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses `--delete` where its control folder (`TARGET/.repo`: manifest,

@@ -55,6 +55,11 @@ pub struct RestoreOptions<'a> {
     pub cancel: &'a AtomicBool,
     /// Paths the snapshot lists as damaged (see [`damaged_notes`]).
     pub damaged: BTreeMap<String, String>,
+    /// With `delete`: directories (device, inode) that hold the local
+    /// repository this restore reads, and their ancestors: a directory of
+    /// the target that is one of them (a bind mount reaches the repository
+    /// from inside the target) is never removed.
+    pub protect: Vec<(u64, u64)>,
     /// With `delete`: asked with what would be removed (when anything
     /// would); `Ok(false)` stops the restore before anything changed.
     pub confirm: &'a (dyn Fn(&[mirror::Removal]) -> Result<bool> + Sync),
@@ -900,7 +905,9 @@ pub fn restore(
         .delete
         .then(|| mirror::Mirror::new(&opts.target, target_fd.as_fd(), opts.archive, progress));
     let gone = match &mirror {
-        Some(m) if target_existed => m.plan_removals(&items, &filter, &start_path, progress)?,
+        Some(m) if target_existed => {
+            m.plan_removals(&items, &filter, &start_path, &opts.protect, progress)?
+        }
         _ => Vec::new(),
     };
     if !gone.is_empty() && !(opts.confirm)(&gone)? {

@@ -1003,3 +1003,70 @@ fn a_user_swapping_the_first_name_of_a_hard_link_gets_no_name_in_roots_directory
 fn pause_dir_of(t: &TestRepo, point: &str) -> PathBuf {
     t.join(format!("pause-{point}"))
 }
+
+/// Unmounts a bind mount when dropped (also when the test fails).
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(from: &Path, at: &Path) -> Option<Self> {
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| BindMount(at.to_path_buf()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn delete_refuses_a_target_that_reaches_the_repository_through_a_mount() {
+    if !need_root("delete_refuses_a_target_that_reaches_the_repository_through_a_mount") {
+        return;
+    }
+    // The repository is <tmp>/disk/repo; the target <tmp>/srv has
+    // <tmp>/disk bind-mounted at srv/data/mnt, so the repository's own path
+    // is not below the target, yet --delete would walk into it.
+    let t = TestRepo::from_dir(tempfile::tempdir().unwrap());
+    let disk = t.join("disk");
+    fs::create_dir_all(&disk).unwrap();
+    let t = TestRepo {
+        repo: disk.join("repo"),
+        ..t
+    };
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let before = walk_files(&t.repo).len();
+    let mut trials = 0;
+    for mnt in ["data/mnt", "mnt"] {
+        let target = t.join(format!("srv-{trials}"));
+        fs::create_dir_all(target.join(mnt)).unwrap();
+        let Some(_mount) = BindMount::new(&disk, &target.join(mnt)) else {
+            eprintln!("skipping: mount --bind is not permitted here");
+            return;
+        };
+        let r = run(restore_cmd(
+            &t,
+            &spec_of(&src),
+            &target,
+            &["--delete", "--no-archive", "-y"],
+        ));
+        trials += 1;
+        assert_eq!(
+            walk_files(&t.repo).len(),
+            before,
+            "the repository lost files through {mnt}\n{r}"
+        );
+        r.code(2).stderr_has("repository");
+    }
+    t.ok(["check"]);
+    report("delete over a mounted repository", trials, 0);
+}
