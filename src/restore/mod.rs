@@ -145,6 +145,12 @@ fn flags(extra: OFlag) -> OFlag {
     OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | extra
 }
 
+/// `st_nlink` is 64 bits wide on some targets and 32 on others.
+#[allow(clippy::unnecessary_cast)]
+fn links(st: &nix::sys::stat::FileStat) -> u64 {
+    st.st_nlink as u64
+}
+
 fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
@@ -338,7 +344,9 @@ impl Restorer<'_> {
         node: &crate::tree::Node,
         st: &nix::sys::stat::FileStat,
     ) -> bool {
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // More names than the snapshot recorded: it may be a hard link to a
+        // file outside the target, whose owner and mode must not change.
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || links(st) > node.links.max(1) {
             return false;
         }
         if self

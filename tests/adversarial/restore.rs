@@ -1070,3 +1070,50 @@ fn delete_refuses_a_target_that_reaches_the_repository_through_a_mount() {
     t.ok(["check"]);
     report("delete over a mounted repository", trials, 0);
 }
+
+#[test]
+fn an_identical_file_hard_linked_from_outside_the_target_is_replaced_not_chowned() {
+    if !need_root("an_identical_file_hard_linked_from_outside_the_target_is_replaced_not_chowned") {
+        return;
+    }
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "f.txt", "same content");
+    set_mtime(&src.join("f.txt"), 1_500_000_000, 0);
+    std::os::unix::fs::lchown(src.join("f.txt"), Some(1234), Some(1234)).unwrap();
+    fs::set_permissions(src.join("f.txt"), fs::Permissions::from_mode(0o4755)).unwrap();
+    t.create([&src]);
+    // nobody's file outside the target, hard-linked into it under the
+    // snapshot's name, with the same content and mtime.
+    let outside = t.join("outside");
+    put(&outside, "f.txt", "same content");
+    set_mtime(&outside.join("f.txt"), 1_500_000_000, 0);
+    let target = t.join("target");
+    fs::create_dir_all(&target).unwrap();
+    fs::hard_link(outside.join("f.txt"), target.join("f.txt")).unwrap();
+    chown_tree(&outside, NOBODY, NOBODY);
+    chown_tree(&target, NOBODY, NOBODY);
+    let before = fs::metadata(outside.join("f.txt")).unwrap();
+    let r = run(restore_cmd(&t, &spec_of(&src), &target, &[]));
+    r.success();
+    let after = fs::metadata(outside.join("f.txt")).unwrap();
+    let restored = fs::metadata(target.join("f.txt")).unwrap();
+    let mut bad = Vec::new();
+    if (after.uid(), after.mode()) != (before.uid(), before.mode()) {
+        bad.push(format!(
+            "the file outside became {}:{:o} (was {}:{:o})",
+            after.uid(),
+            after.mode() & 0o7777,
+            before.uid(),
+            before.mode() & 0o7777
+        ));
+    }
+    assert_eq!(
+        (restored.uid(), restored.mode() & 0o7777),
+        (1234, 0o4755),
+        "{r}"
+    );
+    report("identical file linked from outside", 1, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}\n{r}");
+}
