@@ -73,17 +73,28 @@ impl Mirror {
     /// Reads the target's manifest. A damaged one only costs speed, so it is
     /// reported and ignored rather than stopping the restore.
     pub fn new(root: &Path, root_fd: BorrowedFd, archive: bool, progress: &dyn Progress) -> Self {
+        let shown = root.join(CONTROL).join(MANIFEST);
         let manifest = match read_manifest(root_fd) {
-            Ok(Some(bytes)) => match Manifest::decode(&bytes) {
+            Ok(Read::Mine(bytes)) => match Manifest::decode(&bytes) {
                 Ok(m) => Some(m.entries),
                 Err(e) => {
-                    progress.warn(
-                        &root.join(".repo").join(MANIFEST),
+                    progress.caveat(
+                        &shown,
                         &format!("ignored, every file is compared by content instead: {e}"),
                     );
                     None
                 }
             },
+            Ok(Read::NotMine(uid)) => {
+                progress.caveat(
+                    &shown,
+                    &format!(
+                        "ignored, every file is compared by content instead: it belongs to \
+                         user {uid}, not to the user running this restore, who wrote it"
+                    ),
+                );
+                None
+            }
             _ => None,
         };
         Mirror {
@@ -386,9 +397,20 @@ fn control_dir(root: BorrowedFd) -> nix::Result<OwnedFd> {
     Ok(dir)
 }
 
+/// What [`read_manifest`] found.
+enum Read {
+    Absent,
+    Mine(Vec<u8>),
+    /// Owned by another user (uid): not written by a restore of ours.
+    NotMine(u32),
+}
+
 /// Reads `.repo/manifest.jsonl` of the target through its descriptor,
-/// following no symlink (a user owning the target could plant one).
-fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
+/// following no symlink (a user owning the target could plant one). Only a
+/// manifest owned by the user running the restore (who wrote it, mode 0600)
+/// is read: another user's could be a huge sparse file, or lie about which
+/// files are unchanged.
+fn read_manifest(root: BorrowedFd) -> std::io::Result<Read> {
     let open = at::open_dir(root, OsStr::new(CONTROL)).and_then(|dir| {
         openat(
             &dir,
@@ -399,12 +421,16 @@ fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
     });
     let fd = match open {
         Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ENOENT) => return Ok(Read::Absent),
         Err(e) => return Err(e.into()),
     };
+    let st = nix::sys::stat::fstat(&fd)?;
+    if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(Read::NotMine(st.st_uid));
+    }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)?;
-    Ok(Some(bytes))
+    Ok(Read::Mine(bytes))
 }
 
 /// Writes `.repo/manifest.jsonl` of the target atomically (temporary file

@@ -1117,3 +1117,64 @@ fn an_identical_file_hard_linked_from_outside_the_target_is_replaced_not_chowned
     report("identical file linked from outside", 1, bad.len() as u64);
     assert!(bad.is_empty(), "{bad:#?}\n{r}");
 }
+
+#[test]
+fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
+    if !need_root("delete_ignores_a_manifest_another_user_planted_in_the_target") {
+        return;
+    }
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    // nobody owns the target and its (marked) control folder, and plants
+    // a 1 GiB sparse manifest (64 GiB would exhaust root's memory).
+    let target = t.join("target");
+    put(
+        &target,
+        ".repo/FORMAT",
+        "{\"format\":\"repo-control\",\"version\":1}\n",
+    );
+    let manifest = target.join(".repo/manifest.jsonl");
+    let f = fs::File::create(&manifest).unwrap();
+    use std::io::Write;
+    (&f).write_all(b"{\"format\":\"repo-manifest\",\"version\":1,\"created\":\"x\"}\n")
+        .unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    chown_tree(&target, NOBODY, NOBODY);
+    std::os::unix::fs::lchown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    // Run and reap it with wait4, for its own peak resident size.
+    let err = t.join("planted.stderr");
+    let child = restore_cmd(&t, &spec_of(&src), &target, &["--delete", "-y"])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 writes only to the two locals passed by pointer.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    std::mem::forget(child);
+    let _ = fs::remove_file(&manifest);
+    let stderr = fs::read_to_string(&err).unwrap_or_default();
+    assert!(pid > 0, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "restore failed ({status}): {stderr}"
+    );
+    assert_eq!(
+        fs::read(target.join("a.txt")).unwrap(),
+        b"alpha",
+        "{stderr}"
+    );
+    let peak_kib = usage.ru_maxrss;
+    let bad = u64::from(peak_kib > 256 * 1024);
+    report("planted manifest", 1, bad);
+    let r = stderr;
+    assert_eq!(
+        bad, 0,
+        "the restore read the planted manifest: {peak_kib} KiB resident\n{r}"
+    );
+}
