@@ -708,12 +708,17 @@ impl Restorer<'_> {
             // created or found identical: the owner of the directory may
             // have put their own file in its place, and root must not make
             // that setuid root.
-            let ours = |st: &nix::sys::stat::FileStat| match &self.items[no] {
-                Item::File { .. } => self.created[no]
-                    .lock()
-                    .is_ok_and(|c| *c == Some((st.st_dev, st.st_ino))),
-                _ => true,
+            // A file it neither created nor checked has had its error
+            // reported already.
+            let made = match &self.items[no] {
+                Item::File { .. } => match self.created[no].lock().ok().and_then(|c| *c) {
+                    Some(id) => Some(id),
+                    None => return,
+                },
+                _ => None,
             };
+            let ours =
+                |st: &nix::sys::stat::FileStat| made.is_none_or(|id| id == (st.st_dev, st.st_ino));
             match fstat(&fd) {
                 Ok(st) if st.st_mode & libc::S_IFMT == want && ours(&st) => meta::apply(
                     meta::Target::Handle(fd.as_fd()),
