@@ -1181,3 +1181,37 @@ fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
         "the restore read the planted manifest: {peak_kib} KiB resident\n{r}"
     );
 }
+
+#[test]
+fn delete_with_json_or_quiet_still_names_what_it_would_remove() {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "precious.db", "the user's");
+    let mut bad = Vec::new();
+    for flag in ["--json", "--quiet"] {
+        let mut c = t.cmd();
+        c.arg(flag);
+        c.arg("restore")
+            .arg(spec_of(&src))
+            .arg("--target")
+            .arg(&target)
+            .arg("--delete")
+            .stdin(Stdio::null());
+        let r = run(c);
+        r.code(2);
+        // The refusal says "listed above": the list must be somewhere.
+        if !format!("{}{}", r.stdout, r.stderr).contains("precious.db") {
+            bad.push(format!("{flag}: the entries to remove are not named\n{r}"));
+        }
+        if flag == "--json" && !r.stdout.trim().is_empty() {
+            bad.push(format!("{flag}: text on stdout\n{r}"));
+        }
+    }
+    assert!(target.join("precious.db").exists());
+    report("delete plan with --json/--quiet", 2, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
