@@ -1215,3 +1215,31 @@ fn delete_with_json_or_quiet_still_names_what_it_would_remove() {
     report("delete plan with --json/--quiet", 2, bad.len() as u64);
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn restore_refuses_a_target_inside_the_repository_even_without_delete() {
+    let t = TestRepo::new();
+    t.init();
+    // A folder with a file named like a repository object.
+    let src = t.join("proj");
+    put(&src, "config", "the project's own config");
+    put(&src, "keys/k", "the project's keys");
+    t.create([&src]);
+    let mut bad = Vec::new();
+    for target in [t.repo.clone(), t.repo.join("restored"), t.repo.join("keys")] {
+        let r = run(restore_cmd(&t, &spec_of(&src), &target, &[]));
+        if r.code != 2 {
+            bad.push(format!("restored into {}\n{r}", target.display()));
+        }
+        let c = t.run(["check"]);
+        if c.code != 0 {
+            bad.push(format!(
+                "the repository is damaged after restoring into {}\n{c}",
+                target.display()
+            ));
+            break;
+        }
+    }
+    report("restore into the repository", 3, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
