@@ -250,32 +250,55 @@ impl Mirror {
 
     /// Removes (or moves to the trash) what [`Mirror::plan_removals`]
     /// listed, reaching each entry's directory from the target's descriptor
-    /// one component at a time without following symlinks.
-    pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Result<()> {
+    /// one component at a time without following symlinks. An entry that
+    /// cannot be removed is returned with the reason and the others still
+    /// go, so the restore goes on and reports it (as rsync does) rather
+    /// than stopping with the target half cleared and nothing restored.
+    pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Vec<(PathBuf, String)> {
+        let mut failed = Vec::new();
         for g in gone {
+            let path = local::abs(&self.root, &g.rel);
             let parts: Vec<&[u8]> = g.rel.split(|&c| c == b'/').collect();
             let Some((last, above)) = parts.split_last() else {
                 continue;
             };
             let mut dir: Option<OwnedFd> = None;
+            let mut opened = true;
             for part in above {
                 let next = match &dir {
                     Some(d) => at::open_dir(d, OsStr::from_bytes(part)),
                     None => at::open_dir(root, OsStr::from_bytes(part)),
                 };
-                dir = Some(next.map_err(|e| {
-                    Error::io(
-                        "open directory (it changed during the restore; nothing was removed below it)",
-                        local::abs(&self.root, &g.rel),
-                        std::io::Error::from(e),
-                    )
-                })?);
+                match next {
+                    Ok(d) => dir = Some(d),
+                    Err(e) => {
+                        failed.push((
+                            path.clone(),
+                            format!(
+                                "not removed: a directory above it changed during the restore \
+                                 ({e}); nothing was removed below it, restore again"
+                            ),
+                        ));
+                        opened = false;
+                        break;
+                    }
+                }
+            }
+            if !opened {
+                continue;
             }
             let d = dir.as_ref().map_or(root, |d| d.as_fd());
-            self.set_aside_at(root, d, OsStr::from_bytes(last), &g.rel, "trash")?;
-            self.deleted.fetch_add(1, Ordering::Relaxed);
+            match self.set_aside_at(root, d, OsStr::from_bytes(last), &g.rel, "trash") {
+                Ok(()) => {
+                    self.deleted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => failed.push((
+                    path,
+                    format!("not removed ({e}); remove it by hand, or restore again"),
+                )),
+            }
         }
-        Ok(())
+        failed
     }
 
     /// Writes the target's manifest for what was restored.

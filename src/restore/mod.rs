@@ -929,10 +929,13 @@ pub fn restore(
             opts.target.display()
         )));
     }
-    if let Some(m) = &mirror {
-        crate::testhooks::pause_point("restore-before-removals");
-        m.remove(target_fd.as_fd(), &gone)?;
-    }
+    let not_removed = match &mirror {
+        Some(m) => {
+            crate::testhooks::pause_point("restore-before-removals");
+            m.remove(target_fd.as_fd(), &gone)
+        }
+        None => Vec::new(),
+    };
     let mut dirs = at::Dirs::new(target_fd);
     let (at, slots) = locate(&items, &opts.target, &mut dirs)?;
     let total: u64 = items
@@ -965,7 +968,7 @@ pub fn restore(
         as_root: nix::unistd::geteuid().is_root(),
         owners: meta::Owners::default(),
     };
-    for (path, message) in filter.take_problems() {
+    for (path, message) in filter.take_problems().into_iter().chain(not_removed) {
         r.error(&path, message);
     }
     r.created = (0..r.items.len()).map(|_| Mutex::new(None)).collect();

@@ -1243,3 +1243,61 @@ fn restore_refuses_a_target_inside_the_repository_even_without_delete() {
     report("restore into the repository", 3, bad.len() as u64);
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn delete_that_cannot_remove_one_entry_still_restores_the_rest() {
+    if !need_root("delete_that_cannot_remove_one_entry_still_restores_the_rest") {
+        return;
+    }
+    let Some(sp) = setpriv() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "setpriv is needed under CI"
+        );
+        eprintln!("skipping: setpriv is not installed");
+        return;
+    };
+    // nobody restores into its own target, which holds a directory of
+    // root's that nobody can neither remove nor move.
+    let mut t = TestRepo::new();
+    t.prefix = vec![
+        sp.into(),
+        "--reuid=65534".into(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        "--".into(),
+    ];
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    put(&src, "d/b.txt", "beta");
+    chown_tree(t.path(), NOBODY, NOBODY);
+    t.init();
+    t.create([&src]);
+    let target = t.join("target");
+    put(&target, "stray.txt", "not in the snapshot");
+    chown_tree(&target, NOBODY, NOBODY);
+    put(&target, "roots/file", "root's");
+    let r = run(restore_cmd(
+        &t,
+        &spec_of(&src),
+        &target,
+        &["--delete", "-y"],
+    ));
+    let mut bad = Vec::new();
+    if r.code != 1 || !r.stderr.contains("roots") {
+        bad.push(format!(
+            "the failed removal is not reported as a problem\n{r}"
+        ));
+    }
+    for (f, body) in [("a.txt", "alpha"), ("d/b.txt", "beta")] {
+        if fs::read(target.join(f)).ok().as_deref() != Some(body.as_bytes()) {
+            bad.push(format!("{f} was not restored\n{r}"));
+        }
+    }
+    if target.join("stray.txt").exists() {
+        bad.push(format!("stray.txt was kept\n{r}"));
+    }
+    assert_eq!(fs::read(target.join("roots/file")).unwrap(), b"root's");
+    report("delete with an unremovable entry", 1, bad.len() as u64);
+    assert!(bad.is_empty(), "{bad:#?}");
+}
