@@ -80,6 +80,7 @@ fn restore_latest(repo_dir: &Path, target: &Path) {
         archive: true,
         cancel: &cancel,
         confirm: &|_| Ok(true),
+        protect: Vec::new(),
         damaged: restore::damaged_notes(&snap),
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, &Silent).expect("restore");

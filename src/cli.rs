@@ -508,19 +508,29 @@ fn confirm_removals(
     quiet: bool,
 ) -> repo::Result<bool> {
     const SHOWN: usize = 200;
-    if !quiet {
-        println!(
-            "--delete: {} entr{} in {} that the snapshot lacks would be removed:",
-            gone.len(),
-            if gone.len() == 1 { "y" } else { "ies" },
-            target.display()
-        );
-        for g in gone.iter().take(SHOWN) {
-            println!("  - {}", g.shown());
+    // The list is part of the question: with --json or --quiet it goes to
+    // stderr (stdout stays clean) rather than nowhere.
+    let line = |l: String| {
+        if quiet {
+            eprintln!("{l}");
+        } else {
+            println!("{l}");
         }
-        if gone.len() > SHOWN {
-            println!("  ... and {} more", gone.len() - SHOWN);
-        }
+    };
+    line(format!(
+        "--delete: {} entr{} in {} that the snapshot lacks would be removed:",
+        gone.len(),
+        if gone.len() == 1 { "y" } else { "ies" },
+        target.display()
+    ));
+    for g in gone.iter().take(SHOWN) {
+        // Names come from the target, which other users may own:
+        // escaped, so none can fake a line or erase one.
+        let slash = if g.dir { "/" } else { "" };
+        line(format!("  - {}{slash}", escape_bytes(&g.rel)));
+    }
+    if gone.len() > SHOWN {
+        line(format!("  ... and {} more", gone.len() - SHOWN));
     }
     if !std::io::stdin().is_terminal() {
         return Err(repo::Error::Usage(format!(

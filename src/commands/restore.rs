@@ -58,22 +58,28 @@ pub struct Report {
     pub storage: crate::storage::StatsReport,
 }
 
-/// Refuses `--delete` into a target that holds the local repository this
-/// restore reads (or that lies inside it): the repository is not in the
+/// Refuses a target inside the local repository this restore reads (or the
+/// repository itself), which restored files would overwrite or litter (a
+/// file named `config` replaced the repository's config); and, with
+/// `--delete`, a target that holds it: the repository is not in the
 /// snapshot, so `--delete` would remove it. Directories are compared by
-/// device and inode, so symlinks and bind mounts do not hide it. A remote
-/// repository has nothing on this machine to protect, and there is no local
-/// cache.
-fn refuse_repository_in_target(ctx: &Context, target: &Path) -> Result<()> {
+/// device and inode, so symlinks and bind mounts do not hide it; a target
+/// not yet made is judged by the nearest directory above it that exists. A
+/// remote repository has nothing on this machine to protect, and there is
+/// no local cache.
+fn refuse_repository_in_target(ctx: &Context, target: &Path, delete: bool) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let Location::Local(repo_dir) = &ctx.location else {
         return Ok(());
     };
     let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let (Some(target_id), Ok(repo_dir)) = (id(target), std::fs::canonicalize(repo_dir)) else {
+    let Ok(repo_dir) = std::fs::canonicalize(repo_dir) else {
         return Ok(());
     };
-    if repo_dir.ancestors().any(|a| id(a) == Some(target_id)) {
+    if delete
+        && let Some(target_id) = id(target)
+        && repo_dir.ancestors().any(|a| id(a) == Some(target_id))
+    {
         return Err(Error::Usage(format!(
             "{} contains the repository {} that this restore reads: --delete would remove it. \
              Restore into a directory that does not hold the repository",
@@ -81,17 +87,40 @@ fn refuse_repository_in_target(ctx: &Context, target: &Path) -> Result<()> {
             repo_dir.display()
         )));
     }
-    let repo_id = id(&repo_dir);
-    let target = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
-    if target.ancestors().any(|a| id(a) == repo_id) {
+    let Some(repo_id) = id(&repo_dir) else {
+        return Ok(());
+    };
+    let Some(existing) = target.ancestors().find(|a| id(a).is_some()) else {
+        return Ok(());
+    };
+    let existing = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    if existing.ancestors().any(|a| id(a) == Some(repo_id)) {
         return Err(Error::Usage(format!(
-            "{} lies inside the repository {} that this restore reads: --delete would remove \
-             repository files. Restore into a directory outside the repository",
+            "{} lies inside the repository {} that this restore reads: restored files would \
+             overwrite or mix with repository files. Restore into a directory outside the \
+             repository",
             target.display(),
             repo_dir.display()
         )));
     }
     Ok(())
+}
+
+/// (device, inode) of the local repository's directory and of every
+/// directory above it: `--delete` removes none of them wherever the target
+/// reaches one (see [`RestoreOptions::protect`]).
+fn repository_dirs(ctx: &Context) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let Location::Local(repo_dir) = &ctx.location else {
+        return Vec::new();
+    };
+    let Ok(repo_dir) = std::fs::canonicalize(repo_dir) else {
+        return Vec::new();
+    };
+    repo_dir
+        .ancestors()
+        .filter_map(|a| std::fs::metadata(a).ok().map(|m| (m.dev(), m.ino())))
+        .collect()
 }
 
 /// Asks whether `--delete` may remove these entries (see [`RestoreOptions::confirm`]).
@@ -110,9 +139,7 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
         .then(|| Excludes::new(&args.excludes, &[], false))
         .transpose()?;
     let target = crate::archive::sources::normalize(&args.target)?;
-    if args.delete {
-        refuse_repository_in_target(ctx, &target)?;
-    }
+    refuse_repository_in_target(ctx, &target, args.delete)?;
     let repo = ctx.open()?;
     let _lock = lock::lock(&repo, false, "restore")?;
     let (sid, snap) = repo.find_snapshot(&spec)?;
@@ -127,6 +154,11 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
         archive: !args.no_archive,
         cancel: ctx.cancel,
         damaged: restore::damaged_notes(&snap),
+        protect: if args.delete {
+            repository_dirs(ctx)
+        } else {
+            Vec::new()
+        },
         confirm: if args.yes { &|_| Ok(true) } else { confirm },
     };
     let r = restore::restore(&repo, &index, snap.tree, &opts, ctx.progress)?;

@@ -22,6 +22,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, Result};
 use crate::manifest::{Entries, EntryKind, Manifest};
+use crate::plain::control::{MARKER, MARKER_TEXT, State};
 use crate::plain::local::CONTROL;
 use crate::plain::{MANIFEST, local};
 use crate::progress::Progress;
@@ -49,17 +50,6 @@ pub struct Removal {
     pub dir: bool,
 }
 
-impl Removal {
-    /// The path as shown to the user (`/` after a directory).
-    pub fn shown(&self) -> String {
-        let mut s = String::from_utf8_lossy(&self.rel).into_owned();
-        if self.dir {
-            s.push('/');
-        }
-        s
-    }
-}
-
 pub struct Mirror {
     /// The target, as given.
     pub root: PathBuf,
@@ -83,17 +73,28 @@ impl Mirror {
     /// Reads the target's manifest. A damaged one only costs speed, so it is
     /// reported and ignored rather than stopping the restore.
     pub fn new(root: &Path, root_fd: BorrowedFd, archive: bool, progress: &dyn Progress) -> Self {
+        let shown = root.join(CONTROL).join(MANIFEST);
         let manifest = match read_manifest(root_fd) {
-            Ok(Some(bytes)) => match Manifest::decode(&bytes) {
+            Ok(Read::Mine(bytes)) => match Manifest::decode(&bytes) {
                 Ok(m) => Some(m.entries),
                 Err(e) => {
-                    progress.warn(
-                        &root.join(".repo").join(MANIFEST),
+                    progress.caveat(
+                        &shown,
                         &format!("ignored, every file is compared by content instead: {e}"),
                     );
                     None
                 }
             },
+            Ok(Read::NotMine(uid)) => {
+                progress.caveat(
+                    &shown,
+                    &format!(
+                        "ignored, every file is compared by content instead: it belongs to \
+                         user {uid}, not to the user running this restore, who wrote it"
+                    ),
+                );
+                None
+            }
             _ => None,
         };
         Mirror {
@@ -162,7 +163,7 @@ impl Mirror {
             }
             return Ok(());
         }
-        let mut dest = at::make_dir(root, OsStr::new(CONTROL)).map_err(|e| io("move aside", e))?;
+        let mut dest = control_dir(root).map_err(|e| io("move aside", e))?;
         let parts: Vec<&[u8]> = rel.split(|&c| c == b'/').collect();
         let (last, above) = parts.split_last().unwrap_or((&rel, &[]));
         for part in [bin.as_bytes(), self.stamp.as_bytes()]
@@ -185,6 +186,7 @@ impl Mirror {
         items: &[Item],
         filter: &Filter,
         snap_root: &Path,
+        protect: &[(u64, u64)],
         progress: &dyn Progress,
     ) -> Result<Vec<Removal>> {
         let mut warnings = Vec::new();
@@ -242,37 +244,61 @@ impl Mirror {
                 });
             }
         }
+        refuse_protected(&self.root, &target, &gone, protect)?;
         Ok(gone)
     }
 
     /// Removes (or moves to the trash) what [`Mirror::plan_removals`]
     /// listed, reaching each entry's directory from the target's descriptor
-    /// one component at a time without following symlinks.
-    pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Result<()> {
+    /// one component at a time without following symlinks. An entry that
+    /// cannot be removed is returned with the reason and the others still
+    /// go, so the restore goes on and reports it (as rsync does) rather
+    /// than stopping with the target half cleared and nothing restored.
+    pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Vec<(PathBuf, String)> {
+        let mut failed = Vec::new();
         for g in gone {
+            let path = local::abs(&self.root, &g.rel);
             let parts: Vec<&[u8]> = g.rel.split(|&c| c == b'/').collect();
             let Some((last, above)) = parts.split_last() else {
                 continue;
             };
             let mut dir: Option<OwnedFd> = None;
+            let mut opened = true;
             for part in above {
                 let next = match &dir {
                     Some(d) => at::open_dir(d, OsStr::from_bytes(part)),
                     None => at::open_dir(root, OsStr::from_bytes(part)),
                 };
-                dir = Some(next.map_err(|e| {
-                    Error::io(
-                        "open directory (it changed during the restore; nothing was removed below it)",
-                        local::abs(&self.root, &g.rel),
-                        std::io::Error::from(e),
-                    )
-                })?);
+                match next {
+                    Ok(d) => dir = Some(d),
+                    Err(e) => {
+                        failed.push((
+                            path.clone(),
+                            format!(
+                                "not removed: a directory above it changed during the restore \
+                                 ({e}); nothing was removed below it, restore again"
+                            ),
+                        ));
+                        opened = false;
+                        break;
+                    }
+                }
+            }
+            if !opened {
+                continue;
             }
             let d = dir.as_ref().map_or(root, |d| d.as_fd());
-            self.set_aside_at(root, d, OsStr::from_bytes(last), &g.rel, "trash")?;
-            self.deleted.fetch_add(1, Ordering::Relaxed);
+            match self.set_aside_at(root, d, OsStr::from_bytes(last), &g.rel, "trash") {
+                Ok(()) => {
+                    self.deleted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => failed.push((
+                    path,
+                    format!("not removed ({e}); remove it by hand, or restore again"),
+                )),
+            }
         }
-        Ok(())
+        failed
     }
 
     /// Writes the target's manifest for what was restored.
@@ -299,9 +325,115 @@ impl Mirror {
     }
 }
 
+/// Refuses removals that would reach a protected directory (one holding
+/// the repository, see `RestoreOptions::protect`): the directory itself or
+/// any directory above it in the target. Only directories whose inode
+/// number matches are looked at again (with `lstat`, for the device).
+fn refuse_protected(
+    root: &Path,
+    target: &Entries,
+    gone: &[Removal],
+    protect: &[(u64, u64)],
+) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if protect.is_empty() || !gone.iter().any(|g| g.dir) {
+        return Ok(());
+    }
+    for (rel, e) in target {
+        if e.kind != EntryKind::Dir || !protect.iter().any(|(_, ino)| e.seen.ino == Some(*ino)) {
+            continue;
+        }
+        let path = local::abs(root, rel);
+        let Ok(md) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !protect.contains(&(md.dev(), md.ino())) {
+            continue;
+        }
+        let reaches = |g: &Removal| {
+            g.dir && rel.starts_with(&g.rel) && matches!(rel.get(g.rel.len()), None | Some(b'/'))
+        };
+        if let Some(g) = gone.iter().find(|g| reaches(g)) {
+            return Err(Error::Usage(format!(
+                "{} holds the repository this restore reads (it is the same directory as \
+                 one above the repository, a bind mount for instance), and --delete would \
+                 remove {}. Nothing was changed: unmount it, or restore into a directory that \
+                 does not reach the repository",
+                path.display(),
+                local::abs(root, &g.rel).display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses `--delete` where its control folder (`TARGET/.repo`: manifest,
+/// trash, archive) would mix with somebody else's files: when the target's
+/// `.repo` belongs to another tool (a checkout of Google's `repo` has one),
+/// or when what is restored has a `.repo` of its own at the top, which the
+/// restore would write into and the manifest would then overwrite.
+pub fn check_control(target: &Path, items: &[Item], target_existed: bool) -> Result<()> {
+    let top = target.join(CONTROL);
+    if let Some(item) = items.iter().find(|i| i.path() == top) {
+        return Err(Error::Usage(format!(
+            "what is restored has a {CONTROL} of its own at the top ({}), and \
+             `restore --delete` keeps its manifest, trash and archive in {}: restoring it \
+             would mix the two and overwrite files in it. Restore without --delete, or leave \
+             that folder out with --exclude '{CONTROL}'",
+            item.path().display(),
+            top.display()
+        )));
+    }
+    if target_existed && local::control_state(target)? == State::Foreign {
+        return Err(Error::Usage(format!(
+            "{} exists but is not a control folder of repo (it has no {CONTROL}/{MARKER} \
+             marker; it may belong to another tool, such as Google's `repo`). \
+             `restore --delete` keeps its manifest, trash and archive there and will not mix \
+             them into somebody else's folder: restore without --delete, or move or rename \
+             that folder first",
+            top.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Makes (or opens) the target's control folder through the target's
+/// descriptor, following no symlink, and marks it as ours (`FORMAT`), so a
+/// folder holding only trash is still recognised as ours next time.
+fn control_dir(root: BorrowedFd) -> nix::Result<OwnedFd> {
+    use std::io::Write;
+    let dir = at::make_dir(root, OsStr::new(CONTROL))?;
+    match openat(
+        &dir,
+        MARKER,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    ) {
+        Ok(fd) => {
+            std::fs::File::from(fd)
+                .write_all(MARKER_TEXT)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        }
+        Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(dir)
+}
+
+/// What [`read_manifest`] found.
+enum Read {
+    Absent,
+    Mine(Vec<u8>),
+    /// Owned by another user (uid): not written by a restore of ours.
+    NotMine(u32),
+}
+
 /// Reads `.repo/manifest.jsonl` of the target through its descriptor,
-/// following no symlink (a user owning the target could plant one).
-fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
+/// following no symlink (a user owning the target could plant one). Only a
+/// manifest owned by the user running the restore (who wrote it, mode 0600)
+/// is read: another user's could be a huge sparse file, or lie about which
+/// files are unchanged.
+fn read_manifest(root: BorrowedFd) -> std::io::Result<Read> {
     let open = at::open_dir(root, OsStr::new(CONTROL)).and_then(|dir| {
         openat(
             &dir,
@@ -312,12 +444,16 @@ fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
     });
     let fd = match open {
         Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(None),
+        Err(Errno::ENOENT) => return Ok(Read::Absent),
         Err(e) => return Err(e.into()),
     };
+    let st = nix::sys::stat::fstat(&fd)?;
+    if st.st_uid != nix::unistd::geteuid().as_raw() || st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(Read::NotMine(st.st_uid));
+    }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)?;
-    Ok(Some(bytes))
+    Ok(Read::Mine(bytes))
 }
 
 /// Writes `.repo/manifest.jsonl` of the target atomically (temporary file
@@ -325,7 +461,7 @@ fn read_manifest(root: BorrowedFd) -> std::io::Result<Option<Vec<u8>>> {
 /// descriptor and following no symlink.
 fn write_manifest(root: BorrowedFd, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let control = at::make_dir(root, OsStr::new(CONTROL))?;
+    let control = control_dir(root)?;
     let tmp_dir = at::make_dir(&control, OsStr::new("tmp"))?;
     let name = format!("{:016x}", rand::random::<u64>());
     let fd = openat(

@@ -55,6 +55,11 @@ pub struct RestoreOptions<'a> {
     pub cancel: &'a AtomicBool,
     /// Paths the snapshot lists as damaged (see [`damaged_notes`]).
     pub damaged: BTreeMap<String, String>,
+    /// With `delete`: directories (device, inode) that hold the local
+    /// repository this restore reads, and their ancestors: a directory of
+    /// the target that is one of them (a bind mount reaches the repository
+    /// from inside the target) is never removed.
+    pub protect: Vec<(u64, u64)>,
     /// With `delete`: asked with what would be removed (when anything
     /// would); `Ok(false)` stops the restore before anything changed.
     pub confirm: &'a (dyn Fn(&[mirror::Removal]) -> Result<bool> + Sync),
@@ -140,6 +145,12 @@ fn flags(extra: OFlag) -> OFlag {
     OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | extra
 }
 
+/// `st_nlink` is 64 bits wide on some targets and 32 on others.
+#[allow(clippy::unnecessary_cast)]
+fn links(st: &nix::sys::stat::FileStat) -> u64 {
+    st.st_nlink as u64
+}
+
 fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFDIR
 }
@@ -210,6 +221,10 @@ impl Restorer<'_> {
         };
         if let Ok(st) = fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             if self.identical(no, &dir, name, node, &st) {
+                // Its metadata is set later by name: only to this very file.
+                if let Ok(mut c) = self.created[no].lock() {
+                    *c = Some((st.st_dev, st.st_ino));
+                }
                 self.skipped.fetch_add(1, Ordering::Relaxed);
                 self.progress.add_done(0, node.size);
                 return false;
@@ -329,7 +344,9 @@ impl Restorer<'_> {
         node: &crate::tree::Node,
         st: &nix::sys::stat::FileStat,
     ) -> bool {
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        // More names than the snapshot recorded: it may be a hard link to a
+        // file outside the target, whose owner and mode must not change.
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || links(st) > node.links.max(1) {
             return false;
         }
         if self
@@ -570,8 +587,60 @@ impl Restorer<'_> {
                     else {
                         continue;
                     };
+                    // Linked only to the file this restore made (or found
+                    // identical) under the first name, through a descriptor:
+                    // the owner of that directory may have put their own
+                    // file or a symlink there, and it must not get a second
+                    // name elsewhere (in a directory only root may write).
+                    let made = self.created[first_no].lock().ok().and_then(|c| *c);
+                    let fd = match openat(&fdir, fname, flags(OFlag::O_PATH), Mode::empty()) {
+                        Ok(fd) => fd,
+                        Err(e) => {
+                            self.error(
+                                path,
+                                format!("cannot open {} to link to it: {e}", first.display()),
+                            );
+                            continue;
+                        }
+                    };
+                    let same = fstat(&fd).is_ok_and(|st| {
+                        st.st_mode & libc::S_IFMT == libc::S_IFREG
+                            && made == Some((st.st_dev, st.st_ino))
+                    });
+                    if !same {
+                        self.error(
+                            path,
+                            format!(
+                                "not linked: {} is not the file this restore wrote (it was \
+                                 replaced during the restore, or could not be restored); \
+                                 restore again",
+                                first.display()
+                            ),
+                        );
+                        continue;
+                    }
+                    // Already this link (a repeated restore): nothing to do,
+                    // and nothing to set aside.
+                    if fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| made == Some((st.st_dev, st.st_ino)))
+                    {
+                        continue;
+                    }
                     self.clear_at(no, dir.as_fd(), name);
-                    if let Err(e) = linkat(&fdir, fname, &dir, name, AtFlags::empty()) {
+                    let r = match linkat(
+                        nix::fcntl::AT_FDCWD,
+                        &at::proc_path(fd.as_fd(), None),
+                        &dir,
+                        name,
+                        AtFlags::AT_SYMLINK_FOLLOW,
+                    ) {
+                        // Without /proc: by name, just checked.
+                        Err(Errno::ENOENT) if !Path::new("/proc/self/fd").is_dir() => {
+                            linkat(&fdir, fname, &dir, name, AtFlags::empty())
+                        }
+                        r => r,
+                    };
+                    if let Err(e) = r {
                         self.error(
                             path,
                             format!("cannot create hard link to {}: {e}", first.display()),
@@ -635,8 +704,23 @@ impl Restorer<'_> {
                 NodeKind::BlockDevice => libc::S_IFBLK,
                 _ => libc::S_IFREG,
             };
+            // A file gets metadata only if it is the one this restore
+            // created or found identical: the owner of the directory may
+            // have put their own file in its place, and root must not make
+            // that setuid root.
+            // A file it neither created nor checked has had its error
+            // reported already.
+            let made = match &self.items[no] {
+                Item::File { .. } => match self.created[no].lock().ok().and_then(|c| *c) {
+                    Some(id) => Some(id),
+                    None => return,
+                },
+                _ => None,
+            };
+            let ours =
+                |st: &nix::sys::stat::FileStat| made.is_none_or(|id| id == (st.st_dev, st.st_ino));
             match fstat(&fd) {
-                Ok(st) if st.st_mode & libc::S_IFMT == want => meta::apply(
+                Ok(st) if st.st_mode & libc::S_IFMT == want && ours(&st) => meta::apply(
                     meta::Target::Handle(fd.as_fd()),
                     node,
                     self.as_root,
@@ -644,7 +728,7 @@ impl Restorer<'_> {
                 ),
                 Ok(_) => vec![
                     "it was replaced by something else during the restore; \
-                               its metadata was not set"
+                     its owner, mode and times were not set: restore again"
                         .to_string(),
                 ],
                 Err(e) => vec![format!("cannot set metadata: {e}")],
@@ -811,6 +895,9 @@ pub fn restore(
     // An existing target keeps its own owner, mode and times: only a target
     // this restore creates takes the snapshot directory's metadata.
     let target_existed = std::fs::symlink_metadata(&opts.target).is_ok();
+    if opts.delete {
+        mirror::check_control(&opts.target, &items, target_existed)?;
+    }
     if target_existed
         && matches!(items.first(), Some(Item::Dir { path, .. }) if *path == opts.target)
     {
@@ -831,7 +918,9 @@ pub fn restore(
         .delete
         .then(|| mirror::Mirror::new(&opts.target, target_fd.as_fd(), opts.archive, progress));
     let gone = match &mirror {
-        Some(m) if target_existed => m.plan_removals(&items, &filter, &start_path, progress)?,
+        Some(m) if target_existed => {
+            m.plan_removals(&items, &filter, &start_path, &opts.protect, progress)?
+        }
         _ => Vec::new(),
     };
     if !gone.is_empty() && !(opts.confirm)(&gone)? {
@@ -840,10 +929,13 @@ pub fn restore(
             opts.target.display()
         )));
     }
-    if let Some(m) = &mirror {
-        crate::testhooks::pause_point("restore-before-removals");
-        m.remove(target_fd.as_fd(), &gone)?;
-    }
+    let not_removed = match &mirror {
+        Some(m) => {
+            crate::testhooks::pause_point("restore-before-removals");
+            m.remove(target_fd.as_fd(), &gone)
+        }
+        None => Vec::new(),
+    };
     let mut dirs = at::Dirs::new(target_fd);
     let (at, slots) = locate(&items, &opts.target, &mut dirs)?;
     let total: u64 = items
@@ -876,7 +968,7 @@ pub fn restore(
         as_root: nix::unistd::geteuid().is_root(),
         owners: meta::Owners::default(),
     };
-    for (path, message) in filter.take_problems() {
+    for (path, message) in filter.take_problems().into_iter().chain(not_removed) {
         r.error(&path, message);
     }
     r.created = (0..r.items.len()).map(|_| Mutex::new(None)).collect();
