@@ -102,20 +102,29 @@ pub fn scan(
     filter: Option<&Excludes>,
     warnings: &mut Vec<(String, String)>,
 ) -> Result<Entries> {
-    scan_fenced(root, filter, &[], warnings, &mut Vec::new())
+    scan_fenced(root, filter, &[], warnings, &mut Fenced::default())
+}
+
+/// What a fenced walk met besides the entries.
+#[derive(Debug, Default)]
+pub struct Fenced {
+    /// Directories left out, each with the index of the fence entry matched.
+    pub hits: Vec<(Vec<u8>, usize)>,
+    /// The identity of every directory listed, to find one folder that is
+    /// on both sides (a folder of one side bind-mounted inside the other).
+    pub dirs: Vec<(DirId, Vec<u8>)>,
 }
 
 /// [`scan`], except that a directory whose identity is in `fence` (a side's
 /// root, reached again through a bind mount) is neither listed nor
 /// entered: its content is not this tree's, and treating it as such would
-/// copy a side into itself or delete it. Each one met goes to `fenced`
-/// with the index of the fence entry it matched.
+/// copy a side into itself or delete it. Each one met goes to `fenced`.
 pub fn scan_fenced(
     root: &Path,
     filter: Option<&Excludes>,
     fence: &[DirId],
     warnings: &mut Vec<(String, String)>,
-    fenced: &mut Vec<(Vec<u8>, usize)>,
+    fenced: &mut Fenced,
 ) -> Result<Entries> {
     let mut out = Entries::new();
     let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
@@ -159,8 +168,11 @@ pub fn scan_fenced(
             if md.is_dir()
                 && let Some(i) = fence.iter().position(|f| *f == dir_id(&md))
             {
-                fenced.push((p, i));
+                fenced.hits.push((p, i));
                 continue;
+            }
+            if md.is_dir() {
+                fenced.dirs.push((dir_id(&md), p.clone()));
             }
             match entry_of(&md, &full) {
                 Some(e) => {

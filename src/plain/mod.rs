@@ -213,7 +213,7 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
             fence_names.push(format!("the {role} {}", side.name()));
         }
     }
-    let (mut a_fenced, mut b_fenced) = (Vec::new(), Vec::new());
+    let (mut a_fenced, mut b_fenced) = (local::Fenced::default(), local::Fenced::default());
     let mut a_cur = a.scan(
         a_own.as_ref().or(a_base.as_ref()),
         opts.filter.as_ref(),
@@ -228,27 +228,7 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
         &mut warnings,
         &mut b_fenced,
     )?;
-    let refused: Vec<(String, String)> = [(a, &a_fenced), (b, &b_fenced)]
-        .into_iter()
-        .flat_map(|(side, list)| {
-            list.iter().map(|(rel, i)| {
-                let path = side.display(rel);
-                let msg = format!(
-                    "{path} is {} itself (a bind mount, or the same folder reached another way): \
-                     it was not entered, and nothing in it or above it was changed; unmount it, \
-                     or leave it out with --exclude /{}",
-                    fence_names.get(*i).map_or("a side", String::as_str),
-                    String::from_utf8_lossy(rel)
-                );
-                (path, msg)
-            })
-        })
-        .collect();
-    let fenced: Vec<Vec<u8>> = a_fenced
-        .into_iter()
-        .chain(b_fenced)
-        .map(|(rel, _)| rel)
-        .collect();
+    let (refused, fenced) = fences([a, b], [&a_fenced, &b_fenced], &fence_names, roles);
     let (mut a_base, mut b_base) = (a_base, b_base);
     if a.is_remote() || b.is_remote() {
         // Object stores hold files only: directories are implied, symlinks impossible.
@@ -308,6 +288,64 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
         hashed,
         refused,
     })
+}
+
+/// What the walks fenced off, as (path, message) for the report and as
+/// paths for [`fence_off`]: the sides' own folders met inside a side, and
+/// any folder that is on both sides at once (a folder of one side
+/// bind-mounted inside the other: deleting it on the destination would
+/// delete it on the source). Of nested matches only the top one is named.
+fn fences(
+    sides: [&Side; 2],
+    walks: [&local::Fenced; 2],
+    names: &[String],
+    roles: [&str; 2],
+) -> (Vec<(String, String)>, Vec<Vec<u8>>) {
+    use crate::fence::within;
+    let what = "(a bind mount, or the same folder reached another way): it was not \
+                entered, and nothing in it or above it was changed";
+    let mut refused = Vec::new();
+    let mut fenced: Vec<Vec<u8>> = Vec::new();
+    for (side, walk) in sides.iter().zip(walks) {
+        for (rel, i) in &walk.hits {
+            let path = side.display(rel);
+            let msg = format!(
+                "{path} is {} itself {what}; unmount it, or leave it out with --exclude /{}",
+                names.get(*i).map_or("a side", String::as_str),
+                String::from_utf8_lossy(rel)
+            );
+            refused.push((path, msg));
+            fenced.push(rel.clone());
+        }
+    }
+    let on_a: HashMap<crate::fence::DirId, &Vec<u8>> =
+        walks[0].dirs.iter().map(|(id, rel)| (*id, rel)).collect();
+    let mut shared: Vec<(&Vec<u8>, &Vec<u8>)> = walks[1]
+        .dirs
+        .iter()
+        .filter_map(|(id, rel)| on_a.get(id).map(|a_rel| (*a_rel, rel)))
+        .collect();
+    shared.sort();
+    let mut named: Vec<(&Vec<u8>, &Vec<u8>)> = Vec::new();
+    for (a_rel, b_rel) in shared {
+        if named
+            .iter()
+            .any(|(x, y)| within(a_rel, x) && within(b_rel, y))
+        {
+            continue;
+        }
+        named.push((a_rel, b_rel));
+        let (pa, pb) = (sides[0].display(a_rel), sides[1].display(b_rel));
+        let msg = format!(
+            "{pb} on the {} and {pa} on the {} are the same folder {what} on either side; \
+             unmount it, or leave both out with --exclude",
+            roles[1], roles[0]
+        );
+        refused.push((pb, msg));
+        fenced.push(a_rel.clone());
+        fenced.push(b_rel.clone());
+    }
+    (refused, fenced)
 }
 
 /// Drops from the plan every action, conflict and note at, below or above

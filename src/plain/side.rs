@@ -96,7 +96,7 @@ impl Side {
         filter: Option<&Excludes>,
         fence: &[DirId],
         warnings: &mut Vec<(String, String)>,
-        fenced: &mut Vec<(Vec<u8>, usize)>,
+        fenced: &mut local::Fenced,
     ) -> Result<Entries> {
         match self {
             Side::Local(root) => local::scan_fenced(root, filter, fence, warnings, fenced),

@@ -1073,7 +1073,7 @@ fn a_side_mounted_inside_a_side_is_never_walked() {
     // (what is mounted, where, command, a flag, message): a is the source,
     // b the destination; deletions go to .repo/trash unless --no-archive
     // (`--exclude=/none` leaves nothing out).
-    let cases: [(&str, &str, &str, &str, &str); 7] = [
+    let cases: [(&str, &str, &str, &str, &str); 9] = [
         ("a", "b/sub", "mirror", "--no-archive", "is the source"),
         ("a", "b/sub", "mirror", "--exclude=/none", "is the source"),
         ("a", "b/sub", "sync", "--no-archive", "is the first side"),
@@ -1087,6 +1087,21 @@ fn a_side_mounted_inside_a_side_is_never_walked() {
         ),
         ("a", "a/sub", "mirror", "--no-archive", "is the source"),
         ("a", "b/deep/sub", "mirror", "--no-archive", "is the source"),
+        // A folder of the source, not its top, mounted in the destination.
+        (
+            "a/d",
+            "b/sub",
+            "mirror",
+            "--no-archive",
+            "on the destination and",
+        ),
+        (
+            "a/d",
+            "b/sub",
+            "sync",
+            "--no-archive",
+            "on the second side and",
+        ),
     ];
     let mut trials = 0;
     let mut lost_total = 0;
@@ -1147,7 +1162,7 @@ fn a_side_mounted_inside_a_side_is_never_walked() {
         r.code(3);
         r.stderr_has(&format!("{} {says}", tmp.path().join(on).display()));
         r.stderr_has("unmount it");
-        if cmd == "mirror" && from == "a" {
+        if cmd == "mirror" && from.starts_with('a') {
             // The rest of the run went on: b is a copy of a (mount point aside).
             assert_eq!(
                 read(&b, "keep.txt").as_deref(),
