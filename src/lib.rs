@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod diff;
 pub mod dump;
 pub mod error;
+pub mod fence;
 pub mod gc;
 pub mod hash;
 pub mod id;

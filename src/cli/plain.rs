@@ -216,6 +216,9 @@ pub fn run(
             super::escape_controls(&format!("{path}: {msg}"))
         );
     }
+    for (_, msg) in &s.prepared.refused {
+        eprintln!("error: {}", super::escape_controls(msg));
+    }
     let notes = &s.prepared.plan.notes;
     for n in notes {
         let p = super::escape_bytes(&n.path);
@@ -322,9 +325,12 @@ pub fn run(
             "corrupted files were found; they were not copied over good copies. Restore them from a backup or the other side"
         );
     }
-    Ok(if errors > 0 || report.unresolved > 0 || corrupt {
-        3
-    } else {
-        0
-    })
+    let refused = !report.refused.is_empty();
+    Ok(
+        if errors > 0 || report.unresolved > 0 || corrupt || refused {
+            3
+        } else {
+            0
+        },
+    )
 }

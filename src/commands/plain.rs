@@ -73,6 +73,9 @@ pub struct Report {
     pub unresolved: usize,
     pub hashed_files: u64,
     pub warnings: Vec<(String, String)>,
+    /// Folders left alone because they are a side itself (a bind mount):
+    /// (path, message). The run ends with exit code 3 when there are any.
+    pub refused: Vec<(String, String)>,
     pub result: Option<plain::Report>,
     pub duration_secs: f64,
 }
@@ -265,6 +268,7 @@ impl Session<'_> {
             unresolved,
             hashed_files: self.prepared.hashed,
             warnings: self.prepared.warnings,
+            refused: self.prepared.refused,
             plan: self.prepared.plan,
             result,
             duration_secs: started.elapsed().as_secs_f64(),

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::archive::Excludes;
 use crate::error::{Error, Result};
+use crate::fence::{DirId, dir_id};
 use crate::manifest::{Entries, Entry, EntryKind, Seen};
 use crate::tree::NodeKind;
 
@@ -101,6 +102,30 @@ pub fn scan(
     filter: Option<&Excludes>,
     warnings: &mut Vec<(String, String)>,
 ) -> Result<Entries> {
+    scan_fenced(root, filter, &[], warnings, &mut Fenced::default())
+}
+
+/// What a fenced walk met besides the entries.
+#[derive(Debug, Default)]
+pub struct Fenced {
+    /// Directories left out, each with the index of the fence entry matched.
+    pub hits: Vec<(Vec<u8>, usize)>,
+    /// The identity of every directory listed, to find one folder that is
+    /// on both sides (a folder of one side bind-mounted inside the other).
+    pub dirs: Vec<(DirId, Vec<u8>)>,
+}
+
+/// [`scan`], except that a directory whose identity is in `fence` (a side's
+/// root, reached again through a bind mount) is neither listed nor
+/// entered: its content is not this tree's, and treating it as such would
+/// copy a side into itself or delete it. Each one met goes to `fenced`.
+pub fn scan_fenced(
+    root: &Path,
+    filter: Option<&Excludes>,
+    fence: &[DirId],
+    warnings: &mut Vec<(String, String)>,
+    fenced: &mut Fenced,
+) -> Result<Entries> {
     let mut out = Entries::new();
     let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
     while let Some(rel) = stack.pop() {
@@ -140,6 +165,15 @@ pub fn scan(
                     continue;
                 }
             };
+            if md.is_dir()
+                && let Some(i) = fence.iter().position(|f| *f == dir_id(&md))
+            {
+                fenced.hits.push((p, i));
+                continue;
+            }
+            if md.is_dir() {
+                fenced.dirs.push((dir_id(&md), p.clone()));
+            }
             match entry_of(&md, &full) {
                 Some(e) => {
                     if e.kind == EntryKind::Dir {

@@ -51,6 +51,10 @@ pub struct Prepared {
     pub warnings: Vec<(String, String)>,
     /// Files hashed for the comparison.
     pub hashed: u64,
+    /// Folders that are a side itself, reached again inside a side (a bind
+    /// mount): never entered, and nothing in or above them is touched.
+    /// (path, message); the run reports each and ends with exit code 3.
+    pub refused: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -196,12 +200,35 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
         (true, (false, _)) => load_manifest(a, MANIFEST)?,
         _ => None,
     };
+    // Either side's folder met again inside a side is not content.
+    let roles = match opts.mode {
+        Mode::Sync => ["first side", "second side"],
+        Mode::Backup | Mode::Mirror => ["source", "destination"],
+    };
+    let mut fence = Vec::new();
+    let mut fence_names = Vec::new();
+    for (side, role) in [a, b].into_iter().zip(roles) {
+        if let Some(id) = side.dir_id() {
+            fence.push(id);
+            fence_names.push(format!("the {role} {}", side.name()));
+        }
+    }
+    let (mut a_fenced, mut b_fenced) = (local::Fenced::default(), local::Fenced::default());
     let mut a_cur = a.scan(
         a_own.as_ref().or(a_base.as_ref()),
         opts.filter.as_ref(),
+        &fence,
         &mut warnings,
+        &mut a_fenced,
     )?;
-    let mut b_cur = b.scan(b_base.as_ref(), opts.filter.as_ref(), &mut warnings)?;
+    let mut b_cur = b.scan(
+        b_base.as_ref(),
+        opts.filter.as_ref(),
+        &fence,
+        &mut warnings,
+        &mut b_fenced,
+    )?;
+    let (refused, fenced) = fences([a, b], [&a_fenced, &b_fenced], &fence_names, roles);
     let (mut a_base, mut b_base) = (a_base, b_base);
     if a.is_remote() || b.is_remote() {
         // Object stores hold files only: directories are implied, symlinks impossible.
@@ -246,7 +273,11 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
         a_base: a_base.as_ref(),
         b_base: b_base.as_ref(),
     };
-    let plan = plan::plan(&inputs, opts.mode, opts.select, opts.compare);
+    let mut plan = plan::plan(&inputs, opts.mode, opts.select, opts.compare);
+    if !fenced.is_empty() {
+        let bases = [a_base.as_ref(), b_base.as_ref()];
+        fence_off(&mut plan, &fenced, &bases);
+    }
     Ok(Prepared {
         a: a_cur,
         b: b_cur,
@@ -255,7 +286,100 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
         plan,
         warnings: w.into_inner().unwrap_or_default(),
         hashed,
+        refused,
     })
+}
+
+/// What the walks fenced off, as (path, message) for the report and as
+/// paths for [`fence_off`]: the sides' own folders met inside a side, and
+/// any folder that is on both sides at once (a folder of one side
+/// bind-mounted inside the other: deleting it on the destination would
+/// delete it on the source). Of nested matches only the top one is named.
+fn fences(
+    sides: [&Side; 2],
+    walks: [&local::Fenced; 2],
+    names: &[String],
+    roles: [&str; 2],
+) -> (Vec<(String, String)>, Vec<Vec<u8>>) {
+    use crate::fence::within;
+    let what = "(a bind mount, or the same folder reached another way): it was not \
+                entered, and nothing in it or above it was changed";
+    let mut refused = Vec::new();
+    let mut fenced: Vec<Vec<u8>> = Vec::new();
+    for (side, walk) in sides.iter().zip(walks) {
+        for (rel, i) in &walk.hits {
+            let path = side.display(rel);
+            let msg = format!(
+                "{path} is {} itself {what}; unmount it, or leave it out with --exclude /{}",
+                names.get(*i).map_or("a side", String::as_str),
+                String::from_utf8_lossy(rel)
+            );
+            refused.push((path, msg));
+            fenced.push(rel.clone());
+        }
+    }
+    let on_a: HashMap<crate::fence::DirId, &Vec<u8>> =
+        walks[0].dirs.iter().map(|(id, rel)| (*id, rel)).collect();
+    let mut shared: Vec<(&Vec<u8>, &Vec<u8>)> = walks[1]
+        .dirs
+        .iter()
+        .filter_map(|(id, rel)| on_a.get(id).map(|a_rel| (*a_rel, rel)))
+        .collect();
+    shared.sort();
+    let mut named: Vec<(&Vec<u8>, &Vec<u8>)> = Vec::new();
+    for (a_rel, b_rel) in shared {
+        if named
+            .iter()
+            .any(|(x, y)| within(a_rel, x) && within(b_rel, y))
+        {
+            continue;
+        }
+        named.push((a_rel, b_rel));
+        let (pa, pb) = (sides[0].display(a_rel), sides[1].display(b_rel));
+        let msg = format!(
+            "{pb} on the {} and {pa} on the {} are the same folder {what} on either side; \
+             unmount it, or leave both out with --exclude",
+            roles[1], roles[0]
+        );
+        refused.push((pb, msg));
+        fenced.push(a_rel.clone());
+        fenced.push(b_rel.clone());
+    }
+    (refused, fenced)
+}
+
+/// Drops from the plan every action, conflict and note at, below or above
+/// a fenced folder (on either side: the same name on the other side would
+/// lead a copy into it, and replacing a folder above it would take it
+/// along), and keeps the old records of everything there, so the next run,
+/// with the mount gone, sees no change it did not make.
+fn fence_off(plan: &mut Plan, fenced: &[Vec<u8>], bases: &[Option<&Entries>]) {
+    use crate::fence::within;
+    let near = |p: &[u8]| fenced.iter().any(|f| within(p, f) || within(f, p));
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    plan.actions.retain(|x| {
+        let drop = near(&x.path);
+        if drop {
+            kept.push(x.path.clone());
+        }
+        !drop
+    });
+    plan.conflicts.retain(|c| {
+        let drop = near(&c.path);
+        if drop {
+            kept.push(c.path.clone());
+        }
+        !drop
+    });
+    plan.notes.retain(|n| !near(&n.path));
+    for base in bases.iter().flatten() {
+        kept.extend(
+            base.keys()
+                .filter(|p| fenced.iter().any(|f| within(p, f)))
+                .cloned(),
+        );
+    }
+    plan.keep_base.extend(kept);
 }
 
 /// One line of a side's log.

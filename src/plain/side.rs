@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::archive::Excludes;
 use crate::error::{Error, Result};
+use crate::fence::{DirId, dir_id};
 use crate::manifest::{Entries, Entry, EntryKind};
 use crate::storage::{BackendOptions, Location, Storage};
 
@@ -78,14 +79,27 @@ impl Side {
             })
     }
 
+    /// Identity of a local side's folder (following a symlink given as
+    /// the side, as the walk does); `None` for remote sides.
+    pub fn dir_id(&self) -> Option<DirId> {
+        match self {
+            Side::Local(root) => std::fs::metadata(root).ok().map(|md| dir_id(&md)),
+            Side::Remote(_) => None,
+        }
+    }
+
+    /// Lists the side; on a local side, folders in `fence` are left out and
+    /// reported in `fenced` (see [`local::scan_fenced`]).
     pub fn scan(
         &self,
         base: Option<&Entries>,
         filter: Option<&Excludes>,
+        fence: &[DirId],
         warnings: &mut Vec<(String, String)>,
+        fenced: &mut local::Fenced,
     ) -> Result<Entries> {
         match self {
-            Side::Local(root) => local::scan(root, filter, warnings),
+            Side::Local(root) => local::scan_fenced(root, filter, fence, warnings, fenced),
             Side::Remote(s) => remote::scan(s, base, filter),
         }
     }

@@ -335,7 +335,6 @@ fn refuse_protected(
     gone: &[Removal],
     protect: &[(u64, u64)],
 ) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
     if protect.is_empty() || !gone.iter().any(|g| g.dir) {
         return Ok(());
     }
@@ -347,12 +346,10 @@ fn refuse_protected(
         let Ok(md) = std::fs::symlink_metadata(&path) else {
             continue;
         };
-        if !protect.contains(&(md.dev(), md.ino())) {
+        if !protect.contains(&crate::fence::dir_id(&md)) {
             continue;
         }
-        let reaches = |g: &Removal| {
-            g.dir && rel.starts_with(&g.rel) && matches!(rel.get(g.rel.len()), None | Some(b'/'))
-        };
+        let reaches = |g: &Removal| g.dir && crate::fence::within(rel, &g.rel);
         if let Some(g) = gone.iter().find(|g| reaches(g)) {
             return Err(Error::Usage(format!(
                 "{} holds the repository this restore reads (it is the same directory as \
