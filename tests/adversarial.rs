@@ -10,6 +10,9 @@
 
 mod common;
 
+#[path = "adversarial/pause.rs"]
+mod pause;
+
 #[path = "adversarial/locks.rs"]
 mod locks;
 #[path = "adversarial/plain.rs"]

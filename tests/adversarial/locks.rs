@@ -87,15 +87,7 @@ fn paused(t: &TestRepo, args: &[&str], point: &str, stale: Option<u64>, name: &s
     };
     let pid = bg.pid().as_raw();
     let stopped = wait_until(Duration::from_secs(120), || {
-        dir.join(point).exists()
-            && fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .map(|r| r.trim_start().starts_with('T'))
-                })
-                .unwrap_or(false)
+        crate::pause::paused_at(&dir, point, pid)
     });
     if !stopped {
         let status = bg.exited();
@@ -608,15 +600,7 @@ fn stopped_at(marker: &Path) -> i32 {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        pid > 0
-            && fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .map(|r| matches!(r.trim_start().chars().next(), Some('T' | 't')))
-                })
-                .unwrap_or(false)
+        pid > 0 && crate::pause::is_stopped(pid)
     });
     assert!(ok, "no process stopped at {}", marker.display());
     pid

@@ -946,13 +946,9 @@ fn file_created_during_the_run_is_not_overwritten() {
         let child = c.spawn().unwrap();
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         assert!(
-            wait_until(Duration::from_secs(60), || pause
-                .join("plain-copy")
-                .exists()
-                && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s
-                    .rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('T')))),
+            wait_until(Duration::from_secs(60), || {
+                crate::pause::paused_at(&pause, "plain-copy", pid)
+            }),
             "{mode} never paused"
         );
         // The user saves a file of the same name on b meanwhile.
@@ -1006,13 +1002,9 @@ fn folder_mode_is_not_set_through_a_swapped_symlink() {
     let child = c.spawn().unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     assert!(
-        wait_until(Duration::from_secs(60), || pause
-            .join("plain-dir-made")
-            .exists()
-            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('T')))),
+        wait_until(Duration::from_secs(60), || {
+            crate::pause::paused_at(&pause, "plain-dir-made", pid)
+        }),
         "mirror never paused"
     );
     fs::remove_dir(b.join("d")).unwrap();

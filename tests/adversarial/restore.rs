@@ -427,17 +427,7 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
     // Wait until the process is really stopped (the marker is written just before).
     let pid = child.id();
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit(')')
-                        .next()
-                        .unwrap_or("")
-                        .trim_start()
-                        .starts_with('T')
-                })
-                .unwrap_or(false)
-        }),
+        wait_until(Duration::from_secs(10), || crate::pause::is_stopped(pid)),
         "restore did not stop at {point}"
     );
     let d = target.join(r.swapped);
@@ -739,14 +729,7 @@ fn restore_paused(
     let mut child = c.spawn().expect("spawn restore");
     let pid = child.id();
     let stopped = wait_until(Duration::from_secs(120), || {
-        pause_dir.join(point).exists()
-            && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('T')
-            })
+        crate::pause::paused_at(&pause_dir, point, pid)
     });
     if !stopped {
         let _ = child.kill();

@@ -53,14 +53,9 @@ fn create_paused(t: &TestRepo, src: &Path, point: &str) -> Paused {
     );
     // The marker is written just before the process stops itself: a
     // SIGCONT sent in between would be lost and leave it stopped for good.
-    let stat = format!("/proc/{}/stat", bg.pid());
+    let pid = bg.pid();
     assert!(
-        wait_until(Duration::from_secs(60), || {
-            fs::read_to_string(&stat).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
-            })
-        }),
+        wait_until(Duration::from_secs(60), || crate::pause::is_stopped(pid)),
         "create never stopped at pause point {point}\n{}",
         bg.output()
     );
