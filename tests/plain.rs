@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{server, set_mtime};
+use common::{server, set_mtime, unique_url};
 
 const T0: i64 = 1_700_000_000;
 
@@ -444,15 +444,7 @@ fn hash_compare_reports_silent_corruption() {
 
 /// Mirror a tree to a remote side, change it, mirror again, and bring it back.
 fn remote_round_trip(base: &str) {
-    let url = format!(
-        "{}/plain-{}-{}",
-        base.trim_end_matches('/'),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let url = unique_url(base, "plain");
     let tmp = tempfile::tempdir().unwrap();
     let (a, back) = (tmp.path().join("src"), tmp.path().join("back"));
     put(&a, "docs/readme.md", "# readme", T0);

@@ -710,15 +710,7 @@ fn b3sum_recipe_checks_odd_names() {
 /// The same refusals on a remote side: `.repo/` keys that are not ours, and
 /// two places on one server where one holds the other.
 fn foreign_control_on_remote(base: &str) -> usize {
-    let url = format!(
-        "{}/plain-foreign-{}-{}",
-        base.trim_end_matches('/'),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let url = unique_url(base, "plain-foreign");
     let tmp = tempfile::tempdir().unwrap();
     let (src, theirs) = (tmp.path().join("src"), tmp.path().join("theirs"));
     put(&src, "x.txt", "x", T0);

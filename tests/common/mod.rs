@@ -32,6 +32,20 @@ pub const REPO_ENV: [&str; 5] = [
     "REPO_REPOSITORY",
 ];
 
+/// A fresh place below the server URL `base` (`base/<tag>-<pid>-<nanos>`),
+/// so runs against a long-lived test server never see each other's objects.
+pub fn unique_url(base: &str, tag: &str) -> String {
+    format!(
+        "{}/{tag}-{}-{}",
+        base.trim_end_matches('/'),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    )
+}
+
 /// A test server's URL from the environment, or `None` (skip) outside CI;
 /// under CI a missing server fails the test instead of skipping it.
 pub fn server(var: &str) -> Option<String> {
