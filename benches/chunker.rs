@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use repo::chunker::{Chunker, ChunkerParams};
+use repo::codec::chunker::{Chunker, ChunkerParams};
 
 fn bench(c: &mut Criterion) {
     let key = [7u8; 32];

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use repo::crypto::MasterKey;
-use repo::hash::blob_id;
-use repo::pack::{BlobKind, open_entry, seal_entry};
+use repo::crypto::hash::blob_id;
+use repo::format::pack::{BlobKind, open_entry, seal_entry};
 
 fn bench(c: &mut Criterion) {
     let keys = MasterKey::generate().subkeys();

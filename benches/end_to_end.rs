@@ -10,11 +10,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use repo::archive::{self, BackupOptions, Excludes};
 use repo::crypto::kdf::KdfParams;
-use repo::progress::Silent;
-use repo::repo::{Credentials, InitOptions, Repository};
-use repo::restore::{self, RestoreOptions};
+use repo::engine::archive::{self, BackupOptions, Excludes};
+use repo::engine::progress::Silent;
+use repo::engine::restore::{self, RestoreOptions};
+use repo::repository::{Credentials, InitOptions, Repository};
 use repo::storage::Location;
 
 const PASSWORD: &[u8] = b"bench";

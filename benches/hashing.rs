@@ -15,7 +15,7 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2))
         .throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("blob_id_1MiB", |b| {
-        b.iter(|| repo::hash::blob_id(&key, std::hint::black_box(&data)))
+        b.iter(|| repo::crypto::hash::blob_id(&key, std::hint::black_box(&data)))
     });
     g.finish();
 }

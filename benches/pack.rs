@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use repo::crypto::MasterKey;
-use repo::hash::blob_id;
+use repo::crypto::hash::blob_id;
+use repo::format::pack::{BlobKind, PackBuilder, seal_entry};
 use repo::id::BlobId;
-use repo::pack::{BlobKind, PackBuilder, seal_entry};
 
 fn bench(c: &mut Criterion) {
     let keys = MasterKey::generate().subkeys();

@@ -1,42 +1,27 @@
 //! `repo`: an encrypted, deduplicating snapshot store.
 //!
-//! Layers, each using only those below it: formats and pure functions
-//! (`id`, `error`, `hash`, `chunker`, `codec`, `crypto`, `pack`, `index`,
-//! `tree`, `snapshot`, `config`, `keyfile`, `manifest`), `storage`, `repo`, the engines
-//! (`archive`, `restore`, `verify`, `diff`, `dump`, `stats`, `gc` with the
-//! pure `retention` rules, `plain` for mirror and sync), `commands`, and the binary's CLI.
+//! The folders are the layers; each uses only those listed before it
+//! (README's "Code map" says what each owns):
+//! `id`, `error` (typed ids, one error enum, warnings) and `testhooks`;
+//! `codec` and `crypto` (pure functions: chunking, framing, sealing, hashing);
+//! `format` (every on-storage encoding, no I/O);
+//! `storage` (moves bytes by key: local disk, S3, FTP);
+//! `repository` (the one place where keys, packs and storage meet);
+//! `local` (local-disk concerns shared by engines: path filter, metadata,
+//! fencing, the plain control folder);
+//! `engine` (archive, restore, plain, check, prune, diff, dump, stats);
+//! `commands` (one per command, each returning a report); the binary's `cli`.
 
-pub mod archive;
-pub mod bounded;
-pub mod chunker;
 pub mod codec;
 pub mod commands;
-pub mod config;
 pub mod crypto;
-pub mod diff;
-pub mod dump;
+pub mod engine;
 pub mod error;
-pub mod fence;
-pub mod gc;
-pub mod hash;
+pub mod format;
 pub mod id;
-pub mod index;
-pub mod keyfile;
-pub mod manifest;
-pub mod pack;
-pub mod plain;
-pub mod progress;
-pub mod rawkey;
-pub mod repair;
-pub mod repo;
-pub mod restore;
-pub mod retention;
-pub mod snapshot;
-pub mod stats;
+pub mod local;
+pub mod repository;
 pub mod storage;
 pub mod testhooks;
-pub mod tree;
-pub mod verify;
-pub mod warnings;
 
 pub use error::{Error, Result};

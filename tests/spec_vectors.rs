@@ -10,19 +10,19 @@
 //! direction (decode the literal), since another zstd version may compress
 //! differently without any format change.
 
-use repo::chunker::{Chunker, ChunkerParams};
 use repo::codec;
-use repo::config::{Config, StoredConfig};
+use repo::codec::chunker::{Chunker, ChunkerParams};
+use repo::crypto::hash;
 use repo::crypto::{self, MasterKey, SubKeys, kdf::KdfParams};
-use repo::hash;
+use repo::format::config::{Config, StoredConfig};
+use repo::format::index::{IndexBlob, IndexFile, IndexPack};
+use repo::format::keyfile::{KEY_AD, KeyFile};
+use repo::format::pack::{self, BlobHeader, BlobKind};
+use repo::format::snapshot::{Snapshot, Summary};
+use repo::format::tree::{ChunkRef, Node, NodeKind, Timestamp, Tree, Xattr};
 use repo::id::{BlobId, IndexId, PackId, RepoId};
-use repo::index::{IndexBlob, IndexFile, IndexPack};
-use repo::keyfile::{KEY_AD, KeyFile};
-use repo::pack::{self, BlobHeader, BlobKind};
-use repo::repo::ObjectKind;
-use repo::repo::lock::LockInfo;
-use repo::snapshot::{Snapshot, Summary};
-use repo::tree::{ChunkRef, Node, NodeKind, Timestamp, Tree, Xattr};
+use repo::repository::ObjectKind;
+use repo::repository::lock::LockInfo;
 
 const MASTER: [u8; 32] = [0x01; 32];
 
@@ -104,7 +104,7 @@ fn ids() {
     );
     let pack = PackId([0xab; 32]);
     assert_eq!(
-        repo::repo::objects::pack_key(&pack),
+        repo::repository::objects::pack_key(&pack),
         format!("data/ab/{}", "ab".repeat(32))
     );
     assert_eq!(
@@ -133,16 +133,16 @@ fn constants() {
     assert_eq!(codec::FLAG_ZSTD, 1);
     assert_eq!(BlobKind::Data.code(), 0);
     assert_eq!(BlobKind::Tree.code(), 1);
-    assert_eq!(repo::config::FORMAT_VERSION, 1);
-    assert_eq!(repo::config::MAX_CONFIG_LEN, 65536);
-    assert_eq!(repo::keyfile::MAX_KEY_LEN, 16384);
-    assert_eq!(repo::repo::objects::MAX_OBJECT_LEN, 1 << 30);
-    assert_eq!(repo::index::INDEX_VERSION, 1);
-    assert_eq!(repo::tree::TREE_VERSION, 1);
-    assert_eq!(repo::snapshot::SNAPSHOT_VERSION, 1);
-    assert_eq!(repo::keyfile::KEY_VERSION, 1);
-    assert_eq!(repo::repo::lock::STALE_AFTER.as_secs(), 1800);
-    assert_eq!(repo::repo::lock::REFRESH_EVERY.as_secs(), 300);
+    assert_eq!(repo::format::config::FORMAT_VERSION, 1);
+    assert_eq!(repo::format::config::MAX_CONFIG_LEN, 65536);
+    assert_eq!(repo::format::keyfile::MAX_KEY_LEN, 16384);
+    assert_eq!(repo::repository::objects::MAX_OBJECT_LEN, 1 << 30);
+    assert_eq!(repo::format::index::INDEX_VERSION, 1);
+    assert_eq!(repo::format::tree::TREE_VERSION, 1);
+    assert_eq!(repo::format::snapshot::SNAPSHOT_VERSION, 1);
+    assert_eq!(repo::format::keyfile::KEY_VERSION, 1);
+    assert_eq!(repo::repository::lock::STALE_AFTER.as_secs(), 1800);
+    assert_eq!(repo::repository::lock::REFRESH_EVERY.as_secs(), 300);
 }
 
 // ---------------------------------------------------------------- pack entries

@@ -18,7 +18,7 @@
 //! during a reallocation) and 64 KiB covers fixed costs (minimum `Vec`
 //! capacities, error strings). What it rules out is a length field
 //! reserving memory for data that is not there: before the fix in
-//! `repo::bounded` a few hundred bytes of tree could reserve megabytes.
+//! `repo::format::bounded` a few hundred bytes of tree could reserve megabytes.
 //! Decompression is the one place where output may legitimately exceed
 //! input; there the bound adds three times the output the call is allowed
 //! to produce (its limit, and no more than zstd's maximum expansion of
@@ -29,18 +29,18 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use repo::chunker::ChunkerParams;
 use repo::codec;
-use repo::config::{Config, StoredConfig};
+use repo::codec::chunker::ChunkerParams;
+use repo::crypto::hash;
 use repo::crypto::{self, MasterKey, SubKeys};
-use repo::hash;
+use repo::format::config::{Config, StoredConfig};
+use repo::format::index::{IndexFile, MemIndex};
+use repo::format::keyfile::{KeyFile, MAX_KEY_LEN};
+use repo::format::manifest::Manifest;
+use repo::format::pack::{self, BlobKind, HEADER_AD, HEADER_PLAIN_LEN};
+use repo::format::snapshot::Snapshot;
+use repo::format::tree::Tree;
 use repo::id::{BlobId, PackId, RepoId};
-use repo::index::{IndexFile, MemIndex};
-use repo::keyfile::{KeyFile, MAX_KEY_LEN};
-use repo::manifest::Manifest;
-use repo::pack::{self, BlobKind, HEADER_AD, HEADER_PLAIN_LEN};
-use repo::snapshot::Snapshot;
-use repo::tree::Tree;
 
 /// A target's entry point: takes the fuzzer's bytes, panics on a finding.
 pub type Target = fn(&[u8]);
@@ -397,7 +397,10 @@ pub fn manifest(data: &[u8]) {
         "manifest round trip"
     );
     for path in m.entries.keys() {
-        assert!(repo::manifest::valid_path(path), "unsafe path accepted");
+        assert!(
+            repo::format::manifest::valid_path(path),
+            "unsafe path accepted"
+        );
     }
 }
 
@@ -447,9 +450,9 @@ pub fn codec_target(data: &[u8]) {
 /// the starting corpus, committed under `fuzz/seeds/`.
 pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     use repo::crypto::kdf::{self, KdfParams};
-    use repo::index::{IndexBlob, IndexPack};
-    use repo::snapshot::Summary;
-    use repo::tree::{ChunkRef, Node, NodeKind, Timestamp, Xattr};
+    use repo::format::index::{IndexBlob, IndexPack};
+    use repo::format::snapshot::Summary;
+    use repo::format::tree::{ChunkRef, Node, NodeKind, Timestamp, Xattr};
 
     let keys = keys();
     let mut out = Vec::new();
@@ -464,9 +467,10 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     let salt = [3u8; 32];
     if let Ok(kek) = kdf::derive(KEYFILE_PASSWORD, &salt, params) {
-        let master = crypto::seal_with_nonce(&kek, &nonce(1), repo::keyfile::KEY_AD, &[7; 32]);
+        let master =
+            crypto::seal_with_nonce(&kek, &nonce(1), repo::format::keyfile::KEY_AD, &[7; 32]);
         let k = KeyFile {
-            version: repo::keyfile::KEY_VERSION,
+            version: repo::format::keyfile::KEY_VERSION,
             created: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
             host: "host".into(),
             user: "user".into(),
@@ -548,7 +552,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ));
 
     let snap = Snapshot {
-        version: repo::snapshot::SNAPSHOT_VERSION,
+        version: repo::format::snapshot::SNAPSHOT_VERSION,
         time: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
         host: "host".into(),
         user: "user".into(),
@@ -570,22 +574,22 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     out.push(("snapshot", "full", snap.encode()));
 
-    let mut entries = repo::manifest::Entries::new();
+    let mut entries = repo::format::manifest::Entries::new();
     for (path, kind) in [
-        (&b"docs"[..], repo::manifest::EntryKind::Dir),
-        (b"docs/a.txt", repo::manifest::EntryKind::File),
-        (b"bad\xffname", repo::manifest::EntryKind::File),
+        (&b"docs"[..], repo::format::manifest::EntryKind::Dir),
+        (b"docs/a.txt", repo::format::manifest::EntryKind::File),
+        (b"bad\xffname", repo::format::manifest::EntryKind::File),
     ] {
         entries.insert(
             path.to_vec(),
-            repo::manifest::Entry {
+            repo::format::manifest::Entry {
                 kind,
                 size: 12,
                 mtime_ns: 1_800_000_000_123_456_789,
                 mode: 0o644,
                 blake3: Some([7; 32]),
                 target: None,
-                seen: repo::manifest::Seen {
+                seen: repo::format::manifest::Seen {
                     ino: Some(5),
                     ctime_ns: Some(6),
                     stored_ms: None,

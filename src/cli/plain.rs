@@ -8,9 +8,9 @@ use anyhow::{Result, bail};
 
 use repo::commands::human_bytes;
 use repo::commands::plain::{self, Args, Session};
-use repo::manifest::{Entry, EntryKind};
-use repo::plain::plan::{Action, Conflict, ConflictKind, NoteKind, Op, Why};
-use repo::plain::{Mode, Resolve, SideId};
+use repo::engine::plain::plan::{Action, Conflict, ConflictKind, NoteKind, Op, Why};
+use repo::engine::plain::{Mode, Resolve, SideId};
+use repo::format::manifest::{Entry, EntryKind};
 use repo::storage::{BackendOptions, Location};
 
 fn side_name(s: SideId, mode: Mode) -> &'static str {

@@ -4,14 +4,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Context;
+use crate::engine::restore::plan;
 use crate::error::{Error, Result};
+use crate::format::index::IndexFile;
+use crate::format::pack::{self, BlobKind};
+use crate::format::tree::{Node, Timestamp};
 use crate::id::{BlobId, KeyId, PackId};
-use crate::index::IndexFile;
-use crate::pack::{self, BlobKind};
-use crate::repo::Repository;
-use crate::repo::objects::{self, ObjectKind, pack_key};
-use crate::restore::plan;
-use crate::tree::{Node, Timestamp};
+use crate::repository::Repository;
+use crate::repository::objects::{self, ObjectKind, pack_key};
 
 /// Kinds of objects `cat` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -228,7 +228,7 @@ struct PackJson {
     size: u64,
     /// Whether the pack's bytes hash to its name.
     name_matches: bool,
-    entries: Vec<crate::index::IndexBlob>,
+    entries: Vec<crate::format::index::IndexBlob>,
     /// Why scanning stopped early, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -243,7 +243,7 @@ fn pack(repo: &Repository, spec: &str) -> Result<String> {
     json(&PackJson {
         id: hex,
         size: bytes.len() as u64,
-        name_matches: crate::hash::object_hash(&bytes) == id.0,
+        name_matches: crate::crypto::hash::object_hash(&bytes) == id.0,
         entries: scan.entries,
         error: scan.error.map(|e| e.to_string()),
     })
@@ -271,7 +271,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<String> {
             let (id, _) = repo.find_snapshot(&need_id()?)?;
             let bytes = objects::load(&repo, ObjectKind::Snapshot, &id.to_hex())?;
             // In field order; fields this version does not know are shown too.
-            match crate::snapshot::Snapshot::decode(&bytes) {
+            match crate::format::snapshot::Snapshot::decode(&bytes) {
                 Ok(s) => {
                     let known = serde_json::to_value(&s).unwrap_or_default();
                     let all: Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -307,7 +307,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<String> {
         What::Lock => {
             let hex = by_prefix(repo.list_ids(ObjectKind::Lock)?, &need_id()?, "lock")?;
             let bytes = objects::load(&repo, ObjectKind::Lock, &hex)?;
-            let lock: crate::repo::lock::LockInfo = serde_json::from_slice(&bytes)
+            let lock: crate::repository::lock::LockInfo = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::corrupt(format!("locks/{hex}"), format!("not a lock: {e}")))?;
             json(&lock)
         }

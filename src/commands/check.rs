@@ -1,9 +1,9 @@
 //! `repo check`: verify the repository's structure and, optionally, its data.
 
 use super::Context;
+use crate::engine::check::{self, CheckReport, ReadData};
 use crate::error::{Error, Result};
-use crate::repo::lock;
-use crate::verify::{self, CheckReport, ReadData};
+use crate::repository::lock;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -49,7 +49,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<CheckReport> {
     };
     let repo = ctx.open()?;
     let _lock = lock::lock(&repo, false, "check")?;
-    verify::check(&repo, read, ctx.progress, ctx.cancel)
+    check::check(&repo, read, ctx.progress, ctx.cancel)
 }
 
 #[cfg(test)]

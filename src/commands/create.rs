@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::Context;
-use crate::archive::{self, BackupOptions, Excludes};
+use crate::engine::archive::{self, BackupOptions, Excludes};
 use crate::error::Result;
-use crate::repo::{ObjectKind, lock};
-use crate::snapshot::{Snapshot, Summary};
+use crate::format::snapshot::{Snapshot, Summary};
+use crate::repository::{ObjectKind, lock};
 use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -118,7 +118,7 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
     if let (Some(time), Some(id)) = (time, r.snapshot) {
         // Rewritten at once (saved anew, the first one deleted): it is a new
         // snapshot, so no `original` is recorded.
-        let bytes = crate::repo::objects::load(&repo, ObjectKind::Snapshot, &id.to_hex())?;
+        let bytes = crate::repository::objects::load(&repo, ObjectKind::Snapshot, &id.to_hex())?;
         let snap = Snapshot::decode(&bytes)
             .map_err(|e| crate::Error::corrupt(format!("snapshots/{id}"), e))?;
         r.snapshot = Some(super::tag::replace_snapshot(

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::Context;
-use crate::diff::{self, Diff};
+use crate::engine::diff::{self, Diff};
 use crate::error::Result;
 
 #[derive(Debug, Clone, clap::Args)]

@@ -6,10 +6,10 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::Context;
-use crate::dump::{self, DumpStats};
+use crate::engine::dump::{self, DumpStats};
+use crate::engine::restore::plan;
 use crate::error::{Error, Result};
-use crate::restore::plan;
-use crate::tree::NodeKind;
+use crate::format::tree::NodeKind;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -9,13 +9,13 @@ use serde::Serialize;
 
 use super::Context;
 use super::ls::{self, Entry};
-use crate::archive::Excludes;
+use crate::engine::archive::Excludes;
 use crate::error::{Error, Result};
+use crate::format::index::MemIndex;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{NodeKind, Tree};
 use crate::id::{BlobId, SnapshotId};
-use crate::index::MemIndex;
-use crate::repo::Repository;
-use crate::snapshot::Snapshot;
-use crate::tree::{NodeKind, Tree};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

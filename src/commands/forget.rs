@@ -8,12 +8,12 @@ use serde::Serialize;
 
 use super::Context;
 use super::snapshots::matches;
+use crate::engine::prune::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
 use crate::error::{Error, Result};
-use crate::gc::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
+use crate::format::retention::{self, GroupBy, GroupKey, Item, Policy, Span};
+use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::repo::{ObjectKind, lock};
-use crate::retention::{self, GroupBy, GroupKey, Item, Policy, Span};
-use crate::snapshot::Snapshot;
+use crate::repository::{ObjectKind, lock};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -236,7 +236,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         }
     }
     let prune = if args.prune && !args.dry_run {
-        Some(gc::prune(
+        Some(prune::prune(
             &repo,
             &PruneOptions {
                 max_unused_percent: args.max_unused,

@@ -3,9 +3,9 @@
 use serde::Serialize;
 
 use super::Context;
-use crate::chunker::ChunkerParams;
+use crate::codec::chunker::ChunkerParams;
 use crate::error::{Error, Result};
-use crate::repo::{Credentials, InitOptions, Repository};
+use crate::repository::{Credentials, InitOptions, Repository};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
     pub chunk_max: u32,
     /// Target pack size in bytes (1 MiB to 1 GiB). Small packs make tests
     /// and fault injection see many packs with little data.
-    #[arg(long, default_value_t = crate::config::DEFAULT_PACK_SIZE, hide = true)]
+    #[arg(long, default_value_t = crate::format::config::DEFAULT_PACK_SIZE, hide = true)]
     pub pack_size: u32,
 }
 

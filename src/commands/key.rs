@@ -13,11 +13,11 @@ use super::Context;
 use crate::crypto::MasterKey;
 use crate::crypto::kdf::KdfParams;
 use crate::error::{Error, Result};
+use crate::format::keyfile::KeyFile;
+use crate::format::rawkey::RawKey;
 use crate::id::KeyId;
-use crate::keyfile::KeyFile;
-use crate::rawkey::RawKey;
-use crate::repo::objects::{self, ObjectKind};
-use crate::repo::{Credentials, Repository, host_and_user, lock};
+use crate::repository::objects::{self, ObjectKind};
+use crate::repository::{Credentials, Repository, host_and_user, lock};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::error::{Error, Result};
-use crate::repo::lock::{self, LockGuard};
+use crate::repository::lock::{self, LockGuard};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

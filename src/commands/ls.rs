@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Context;
+use crate::engine::restore::plan;
 use crate::error::Result;
-use crate::index::MemIndex;
-use crate::repo::Repository;
-use crate::restore::plan;
-use crate::tree::{Node, NodeKind};
+use crate::format::index::MemIndex;
+use crate::format::tree::{Node, NodeKind};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -23,9 +23,9 @@ pub mod unlock;
 
 use std::sync::atomic::AtomicBool;
 
+use crate::engine::progress::Progress;
 use crate::error::Result;
-use crate::progress::Progress;
-use crate::repo::{Credentials, Repository};
+use crate::repository::{Credentials, Repository};
 use crate::storage::Location;
 
 /// What every command gets from the CLI.

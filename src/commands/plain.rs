@@ -9,10 +9,10 @@ use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
-use crate::archive::Excludes;
+use crate::engine::archive::Excludes;
+use crate::engine::plain::{self, Compare, Mode, Options, Prepared, Resolve, Select, Side};
+use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
-use crate::plain::{self, Compare, Mode, Options, Prepared, Resolve, Select, Side};
-use crate::progress::Progress;
 use crate::storage::Location;
 
 #[derive(Debug, Clone, clap::Args)]

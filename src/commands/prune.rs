@@ -1,9 +1,9 @@
 //! `repo prune`: delete data that no snapshot references.
 
 use super::Context;
+use crate::engine::prune::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
 use crate::error::{Error, Result};
-use crate::gc::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
-use crate::repo::lock;
+use crate::repository::lock;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<PruneReport> {
     let repo = ctx.open()?;
     // A dry run changes nothing, so it only needs what readers need.
     let _lock = lock::lock(&repo, !args.dry_run, "prune")?;
-    gc::prune(
+    prune::prune(
         &repo,
         &PruneOptions {
             max_unused_percent: args.max_unused,

@@ -3,9 +3,11 @@
 use serde::Serialize;
 
 use super::Context;
+use crate::engine::check::repair::{
+    self, RepairIndexReport, RepairSnapshotsOptions, RepairSnapshotsReport,
+};
 use crate::error::Result;
-use crate::repair::{self, RepairIndexReport, RepairSnapshotsOptions, RepairSnapshotsReport};
-use crate::repo::lock;
+use crate::repository::lock;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -65,7 +67,8 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             let targets = if snapshots.is_empty() {
                 repo.snapshots()?
             } else {
-                let mut v: Vec<(crate::id::SnapshotId, crate::snapshot::Snapshot)> = Vec::new();
+                let mut v: Vec<(crate::id::SnapshotId, crate::format::snapshot::Snapshot)> =
+                    Vec::new();
                 for s in snapshots {
                     let found = repo.find_snapshot(s)?;
                     if !v.iter().any(|(id, _)| *id == found.0) {

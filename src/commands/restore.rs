@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Context;
-use crate::archive::Excludes;
+use crate::engine::archive::Excludes;
+use crate::engine::restore::{self, RestoreOptions};
 use crate::error::{Error, Result};
-use crate::repo::lock;
-use crate::restore::{self, RestoreOptions};
+use crate::repository::lock;
 use crate::storage::Location;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -138,7 +138,7 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
     let exclude = (!args.excludes.is_empty())
         .then(|| Excludes::new(&args.excludes, &[], false))
         .transpose()?;
-    let target = crate::archive::sources::normalize(&args.target)?;
+    let target = crate::engine::archive::sources::normalize(&args.target)?;
     refuse_repository_in_target(ctx, &target, args.delete)?;
     let repo = ctx.open()?;
     let _lock = lock::lock(&repo, false, "restore")?;

@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use super::Context;
 use crate::error::Result;
-use crate::retention::{GroupBy, GroupKey};
-use crate::snapshot::Snapshot;
+use crate::format::retention::{GroupBy, GroupKey};
+use crate::format::snapshot::Snapshot;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

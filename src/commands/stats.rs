@@ -3,10 +3,10 @@
 use serde::Serialize;
 
 use super::Context;
+use crate::engine::stats::{self, SnapshotStats};
 use crate::error::Result;
 use crate::id::BlobId;
-use crate::repo::ObjectKind;
-use crate::stats::{self, SnapshotStats};
+use crate::repository::ObjectKind;
 
 /// Which figures the text output leads with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::Context;
 use crate::error::{Error, Result};
+use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::repo::{ObjectKind, Repository, lock};
-use crate::snapshot::Snapshot;
+use crate::repository::{ObjectKind, Repository, lock};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::error::Result;
-use crate::repo::lock;
+use crate::repository::lock;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {

@@ -5,6 +5,7 @@
 //! collide in practice), and associated data that binds each ciphertext to
 //! its role so ciphertexts cannot be swapped between places.
 
+pub mod hash;
 pub mod kdf;
 pub mod keys;
 

@@ -506,7 +506,7 @@ impl Storage {
             })?;
             self.count(0, 0);
             for (key, why) in found.ignored {
-                crate::warnings::warn(format!("{}/{key}: ignored: {why}", self.location));
+                crate::error::warnings::warn(format!("{}/{key}: ignored: {why}", self.location));
             }
             let mut out: Vec<Listed> = found
                 .files

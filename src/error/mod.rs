@@ -1,0 +1,116 @@
+//! The library's one error type.
+//!
+//! Each variant carries what the user needs to act: which object or path,
+//! and the message says what to do next. The CLI maps variants to the exit
+//! codes restic users already script against.
+
+pub mod warnings;
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no repository at {location}: {reason}. Check the -r/--repo path, or create one with `repo init -r {location}`"
+    )]
+    RepoNotFound { location: String, reason: String },
+
+    #[error("{what} not found{hint}")]
+    NotFound { what: String, hint: String },
+
+    #[error(
+        "{object} is damaged: {reason}. Run `repo check --read-data` to list every damaged object"
+    )]
+    Corrupt { object: String, reason: String },
+
+    #[error(
+        "wrong password: no key in {location}/keys opens with it. Check REPO_PASSWORD, --password-file or --password-command (or open with a key file: --key-file)"
+    )]
+    WrongPassword { location: String },
+
+    #[error("cannot use the key file {}: {reason}", file.display())]
+    KeyFile { file: PathBuf, reason: String },
+
+    /// No credential could even be tried: a password file, password command
+    /// or key file that is missing, unreadable, refused or no credential at
+    /// all, or no password source and no terminal to ask on.
+    #[error("{0}")]
+    NoCredential(String),
+
+    #[error("repository is locked: {detail}")]
+    Locked { detail: String },
+
+    /// The lock this process held lapsed (it was suspended past the stale
+    /// period, cut off from storage, or its lock was removed), so data it
+    /// relies on may have been pruned: it writes nothing more.
+    #[error(
+        "`{command}` stopped before {purpose}: it no longer provably holds its repository lock: {reason}. {advice}"
+    )]
+    LockLost {
+        command: String,
+        reason: String,
+        purpose: String,
+        /// What to do next.
+        advice: String,
+    },
+
+    #[error(
+        "the repository's config names format version {found}, which this build does not support (it reads version {supported}); upgrade repo, or, if this version of repo wrote the repository, its config object is damaged"
+    )]
+    UnsupportedVersion { found: u32, supported: u32 },
+
+    #[error("storage error while trying to {op} {key}: {message}")]
+    Storage {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+
+    /// The OS error is part of the message and deliberately not a
+    /// `#[source]`: `{:#}` at the CLI edge would print it a second time.
+    #[error("{action} {path}: {cause}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+
+    #[error(
+        "{path} cannot be read: {reason}. Move it away to start over (the next run then treats every difference as new)"
+    )]
+    BadManifest { path: String, reason: String },
+
+    #[error(
+        "refusing to save the tree of {}: {reason}, so check and restore would reject it; nothing was written for this snapshot. This is a bug in repo: please report it",
+        path.display()
+    )]
+    InvalidTree { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("interrupted; the repository is left consistent and the lock was removed")]
+    Interrupted,
+}
+
+impl Error {
+    /// Shorthand for [`Error::Corrupt`].
+    pub fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            cause,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Local-disk concerns that more than one engine needs: the path filter,
+//! file metadata, bind-mount fencing and the plain control folder. Engines
+//! share these through here instead of importing from each other.
+
+pub mod control;
+pub mod fence;
+pub mod filter;
+pub mod meta;

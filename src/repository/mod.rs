@@ -1,0 +1,543 @@
+//! An opened repository: where keys, codec, packs and storage meet.
+
+pub mod holder;
+pub mod lock;
+pub mod objects;
+pub mod saver;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use zeroize::Zeroizing;
+
+use crate::codec::chunker::{Chunker, ChunkerParams};
+use crate::crypto::{MasterKey, SubKeys, kdf::KdfParams};
+use crate::error::{Error, Result};
+use crate::format::config::{Config, FORMAT_VERSION, StoredConfig};
+use crate::format::index::{IndexFile, MemIndex};
+use crate::format::keyfile::{KeyError, KeyFile};
+use crate::format::pack::{self, BlobKind};
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::Tree;
+use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
+use crate::storage::{Location, Storage};
+
+pub use objects::ObjectKind;
+
+/// Readable snapshots (oldest first) and damaged ones (hex id, reason).
+pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+
+/// Storage key of the config object.
+pub const CONFIG_KEY: &str = "config";
+
+/// Options for `init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub chunk_sizes: ChunkerParams,
+    pub kdf: KdfParams,
+    /// Target pack size in bytes; `None` (or `Default`) means [`crate::format::config::DEFAULT_PACK_SIZE`].
+    pub pack_size: Option<u32>,
+}
+
+/// How a repository is unlocked.
+pub enum Credentials {
+    /// A password: some key object must open with it (argon2id).
+    Password(Zeroizing<Vec<u8>>),
+    /// The master key from a raw key file (no KDF), see [`crate::format::rawkey`].
+    RawKey {
+        master: MasterKey,
+        /// The key object the file was exported through.
+        key_id: KeyId,
+        /// The repository the file says it opens.
+        repository: RepoId,
+        /// Where it was read, for messages.
+        file: PathBuf,
+    },
+}
+
+/// An unlocked repository. Cloning is cheap and shares the storage handle,
+/// so background threads (lock refresh) can own one.
+#[derive(Clone)]
+pub struct Repository {
+    storage: Arc<Storage>,
+    config: Config,
+    keys: SubKeys,
+    key_id: KeyId,
+    chunker: Arc<Chunker>,
+    /// The lock this process holds on the repository, if any; shared by
+    /// every clone, so that writes anywhere are checked against it.
+    held: Arc<std::sync::Mutex<Option<Arc<lock::Held>>>>,
+}
+
+/// Who and where we are, for key, lock and snapshot objects.
+pub fn host_and_user() -> (String, String) {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into());
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| nix::unistd::getuid().to_string());
+    (host, user)
+}
+
+impl Repository {
+    /// Creates a new repository at `location` protected by `password`.
+    pub fn init(location: &Location, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        let storage = Storage::open(location, true)?;
+        if storage.size(CONFIG_KEY)?.is_some() {
+            return Err(Error::Usage(format!(
+                "{location} already holds a repository; choose an empty location"
+            )));
+        }
+        let master = MasterKey::generate();
+        let mut id = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+        let mut config = Config::new(RepoId(id), opts.chunk_sizes);
+        config.chunk_sizes.validate().map_err(Error::Usage)?;
+        if let Some(size) = opts.pack_size {
+            if !crate::format::config::PACK_SIZE_RANGE.contains(&size) {
+                return Err(Error::Usage(format!(
+                    "pack size {size} is out of range: give {} to {} bytes",
+                    crate::format::config::PACK_SIZE_RANGE.start(),
+                    crate::format::config::PACK_SIZE_RANGE.end()
+                )));
+            }
+            config.pack_size = size;
+        }
+        let (host, user) = host_and_user();
+        let key = KeyFile::create(&master, password, opts.kdf, &host, &user)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let key_id = objects::save_key(&storage, &key)?;
+        let keys = master.subkeys();
+        // The config goes last: its presence is what makes a directory a repository.
+        storage.put(CONFIG_KEY, StoredConfig::seal(&config, &keys.config_mac))?;
+        Self::assemble(storage, config, keys, key_id)
+    }
+
+    /// Opens and unlocks the repository at `location`.
+    pub fn open(location: &Location, credentials: &Credentials) -> Result<Repository> {
+        let storage = Storage::open(location, false)?;
+        let raw =
+            match storage.get_bounded(CONFIG_KEY, crate::format::config::MAX_CONFIG_LEN as u64) {
+                Ok(b) => b,
+                Err(Error::NotFound { .. }) => {
+                    return Err(Error::RepoNotFound {
+                        location: location.to_string(),
+                        reason: "it has no config object".into(),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+        if let Some(v) = StoredConfig::peek_version(&raw)
+            && v != FORMAT_VERSION as u64
+        {
+            return Err(Error::UnsupportedVersion {
+                found: v as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let stored = StoredConfig::parse(&raw).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
+        let (master, key_id) = match credentials {
+            Credentials::Password(password) => Self::unwrap_master(&storage, password)?,
+            Credentials::RawKey {
+                master,
+                key_id,
+                repository,
+                file,
+            } => {
+                if *repository != stored.config.id {
+                    return Err(Error::KeyFile {
+                        file: file.clone(),
+                        reason: format!(
+                            "it belongs to repository {}, and {} is repository {}; use that \
+                             repository's key file or its password",
+                            repository.short(),
+                            location,
+                            stored.config.id.short()
+                        ),
+                    });
+                }
+                (master.clone(), *key_id)
+            }
+        };
+        let keys = master.subkeys();
+        if !stored.verify(&keys.config_mac) {
+            if let Credentials::RawKey { file, .. } = credentials {
+                return Err(Error::KeyFile {
+                    file: file.clone(),
+                    reason: format!(
+                        "its master key does not open {location} (the config's MAC does not \
+                         match): the file was altered; export it again with `repo key export`"
+                    ),
+                });
+            }
+            return Err(Error::corrupt(
+                CONFIG_KEY,
+                "its MAC does not match: the config was altered or belongs to another repository",
+            ));
+        }
+        Self::assemble(storage, stored.config, keys, key_id)
+    }
+
+    fn unwrap_master(storage: &Storage, password: &[u8]) -> Result<(MasterKey, KeyId)> {
+        let listed = storage.list(ObjectKind::Key.dir())?;
+        if listed.is_empty() {
+            return Err(Error::corrupt("keys/", "the repository has no key objects"));
+        }
+        let mut damaged: Vec<(String, String)> = Vec::new();
+        for l in listed {
+            let Some(id) = objects::id_from_key(&l.key).and_then(|h| KeyId::from_hex(&h)) else {
+                continue;
+            };
+            // A damaged key object must not lock users out while another key still works;
+            // `repo check` reports it.
+            let key = match objects::load_key(storage, id) {
+                Ok(k) => k,
+                Err(Error::NotFound { .. }) => continue, // removed while we listed
+                Err(Error::Corrupt { reason, .. }) => {
+                    damaged.push((l.key.clone(), reason));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match key.open(password) {
+                Ok(m) => return Ok((m, id)),
+                Err(KeyError::WrongPassword) => {}
+                Err(KeyError::Malformed(e)) => damaged.push((l.key.clone(), e)),
+            }
+        }
+        // No key opened. If some could not even be read, the password may be
+        // right and its key object damaged: say which, rather than blaming the password.
+        if let Some((key, reason)) = damaged.first() {
+            let others = damaged.len() - 1;
+            return Err(Error::corrupt(
+                key.clone(),
+                format!(
+                    "{reason}{}; no other key object opens with this password. If the password \
+                     is right, put back an undamaged copy of {key} (e.g. from a replica) or use \
+                     another key's password",
+                    if others > 0 {
+                        format!(" ({others} more key object(s) are damaged too)")
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+        Err(Error::WrongPassword {
+            location: storage.location().to_string(),
+        })
+    }
+
+    fn assemble(
+        storage: Storage,
+        config: Config,
+        keys: SubKeys,
+        key_id: KeyId,
+    ) -> Result<Repository> {
+        let chunker = Chunker::new(&keys.chunker, config.chunk_sizes)
+            .map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
+        Ok(Repository {
+            storage: Arc::new(storage),
+            config,
+            keys,
+            key_id,
+            chunker: Arc::new(chunker),
+            held: Arc::default(),
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &SubKeys {
+        &self.keys
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Threads for pack-level transfers: as many as the backend's connections
+    /// (`--connections`), since remote reads wait on the network, not the CPU.
+    pub fn transfer_pool(&self) -> Result<rayon::ThreadPool> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.storage.connections().max(1))
+            .thread_name(|i| format!("repo-transfer-{i}"))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot start transfer threads: {e}")))
+    }
+
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// Loads every readable index object, in parallel, into one lookup
+    /// structure. A damaged index object is skipped with a warning naming
+    /// it: one flipped byte must not stop backups and restores of what the
+    /// other index objects describe. What its packs hold is then unknown
+    /// here (a backup stores such blobs again); `repo check` reports it and
+    /// `repo repair index` brings it back. Code that deletes or rewrites on
+    /// the strength of the index uses [`Repository::load_index_strict`].
+    pub fn load_index(&self) -> Result<MemIndex> {
+        let (files, damaged) = self.load_index_objects()?;
+        for e in damaged {
+            crate::error::warnings::warn(format!("skipped: {e}"));
+        }
+        Ok(Self::mem_index(&files))
+    }
+
+    /// Like [`Repository::load_index`], but a damaged index object is an error.
+    pub fn load_index_strict(&self) -> Result<MemIndex> {
+        Ok(Self::mem_index(&self.load_index_files()?))
+    }
+
+    fn mem_index(files: &BTreeMap<IndexId, IndexFile>) -> MemIndex {
+        let mut idx = MemIndex::default();
+        for f in files.values() {
+            idx.add(f);
+        }
+        idx.finish();
+        idx
+    }
+
+    /// Every index object, decoded, keyed by id; a damaged one is an error.
+    pub fn load_index_files(&self) -> Result<BTreeMap<IndexId, IndexFile>> {
+        let (files, damaged) = self.load_index_objects()?;
+        match damaged.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(files),
+        }
+    }
+
+    /// Every readable index object, and the damaged ones' errors. Storage
+    /// failures other than damage are fatal.
+    fn load_index_objects(&self) -> Result<(BTreeMap<IndexId, IndexFile>, Vec<Error>)> {
+        let ids = self.list_ids(ObjectKind::Index)?;
+        let loaded: Vec<Result<(IndexId, IndexFile)>> = ids
+            .par_iter()
+            .map(|hex| {
+                let id = IndexId::from_hex(hex).unwrap_or_default();
+                let bytes = objects::load(self, ObjectKind::Index, hex)?;
+                let f = IndexFile::decode(&bytes)
+                    .map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
+                Ok((id, f))
+            })
+            .collect();
+        let (mut files, mut damaged) = (BTreeMap::new(), Vec::new());
+        for r in loaded {
+            match r {
+                Ok((id, f)) => {
+                    files.insert(id, f);
+                }
+                Err(Error::NotFound { .. }) => {} // removed while we listed
+                Err(Error::Corrupt { object, reason }) => damaged.push(Error::Corrupt {
+                    object,
+                    reason: format!(
+                        "{reason}; `repo repair index` rebuilds the index from the packs"
+                    ),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((files, damaged))
+    }
+
+    /// Hex ids of every object of one kind.
+    pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        Ok(self
+            .storage
+            .list(kind.dir())?
+            .into_iter()
+            .filter_map(|l| objects::id_from_key(&l.key))
+            .collect())
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.snapshots_and_damaged()?.0)
+    }
+
+    /// Every readable snapshot, oldest first, and the damaged ones with the
+    /// reason. One damaged snapshot must not stop backups or listings; only
+    /// storage failures are fatal here.
+    pub fn snapshots_and_damaged(&self) -> Result<SnapshotList> {
+        let ids = self.list_ids(ObjectKind::Snapshot)?;
+        let loaded: Vec<(String, Result<Snapshot>)> = ids
+            .par_iter()
+            .map(|hex| {
+                let s = objects::load(self, ObjectKind::Snapshot, hex).and_then(|bytes| {
+                    Snapshot::decode(&bytes)
+                        .map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))
+                });
+                (hex.clone(), s)
+            })
+            .collect();
+        let (mut good, mut damaged) = (Vec::new(), Vec::new());
+        for (hex, s) in loaded {
+            match s {
+                Ok(s) => good.push((SnapshotId::from_hex(&hex).unwrap_or_default(), s)),
+                Err(Error::NotFound { .. }) => {} // removed while we listed
+                Err(e @ Error::Corrupt { .. }) => damaged.push((hex, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((good, damaged))
+    }
+
+    /// Resolves `latest` or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec.is_empty() {
+            return Err(Error::Usage(
+                "the snapshot id is empty; give `latest` or a prefix of an id from `repo snapshots`"
+                    .into(),
+            ));
+        }
+        let mut all = self.snapshots()?;
+        if spec == "latest" {
+            return all.pop().ok_or_else(|| Error::NotFound {
+                what: format!("snapshot \"latest\" in {}", self.storage.location()),
+                hint: ": the repository has no snapshots yet; make one with `repo create`".into(),
+            });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut matches = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => Err(Error::NotFound {
+                what: format!("snapshot {spec:?}"),
+                hint: "; list them with `repo snapshots`".into(),
+            }),
+            _ => Err(Error::Usage(format!(
+                "snapshot prefix {spec:?} matches more than one snapshot; give more characters of the id"
+            ))),
+        }
+    }
+
+    /// The snapshots named by `specs` (deduplicated, oldest first), or all of them when empty.
+    pub fn select_snapshots(&self, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        if specs.is_empty() {
+            return self.snapshots();
+        }
+        let mut v: Vec<(SnapshotId, Snapshot)> = Vec::new();
+        for s in specs {
+            let found = self.find_snapshot(s)?;
+            if !v.iter().any(|(id, _)| *id == found.0) {
+                v.push(found);
+            }
+        }
+        v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(v)
+    }
+
+    /// Saves an encrypted object (snapshot, index, lock) and returns its id.
+    ///
+    /// Index and snapshot objects are written only while the lock this
+    /// process holds is provably its own and fresh ([`Self::ensure_lock`]),
+    /// and checked again once written: if the lock lapsed meanwhile (the
+    /// process was suspended between check and write), a prune may have
+    /// deleted packs the index lists, or listed the snapshots before this
+    /// one existed, so the object is deleted again (SPEC.md §10.1).
+    pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
+        let (point, what, remedy) = match kind {
+            ObjectKind::Index => (
+                "save-index",
+                "an index object",
+                "it may list packs a prune deleted; run `repo repair index`",
+            ),
+            ObjectKind::Snapshot => (
+                "save-snapshot",
+                "the snapshot",
+                "its data may be incomplete; remove it with `repo forget`",
+            ),
+            _ => return objects::save(self, kind, payload),
+        };
+        crate::testhooks::pause_point(point);
+        self.ensure_lock(&format!("writing {what}"))?;
+        crate::testhooks::pause_point(&format!("{point}-checked"));
+        let hex = objects::save(self, kind, payload)?;
+        crate::testhooks::pause_point(&format!("{point}-written"));
+        let key = kind.key(&hex);
+        let Err(e) = self.ensure_lock(&format!("keeping {what} {key} it wrote (deleted again)"))
+        else {
+            return Ok(hex);
+        };
+        match (self.storage.delete(&key), e) {
+            (Ok(()), e) => Err(e),
+            (
+                Err(d),
+                Error::LockLost {
+                    command,
+                    reason,
+                    purpose,
+                    ..
+                },
+            ) => Err(Error::LockLost {
+                command,
+                reason,
+                purpose,
+                advice: format!(
+                    "But {key} could not be deleted again ({d}): {remedy}, then run `repo check`"
+                ),
+            }),
+            (Err(_), e) => Err(e),
+        }
+    }
+
+    /// Fails unless the lock this process holds (if any) is still its own
+    /// and fresh: see [`lock::verify`]. `purpose` names what was about to
+    /// be written or deleted, for the message.
+    pub fn ensure_lock(&self, purpose: &str) -> Result<()> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match held {
+            Some(h) => lock::verify(self, &h, purpose),
+            None => Ok(()),
+        }
+    }
+
+    /// Id of the lock object this process holds now, if any.
+    fn held_lock_id(&self) -> Option<String> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|h| h.current())
+    }
+
+    fn set_held(&self, held: Option<Arc<lock::Held>>) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = held;
+    }
+
+    /// Reads one blob through the index and verifies it.
+    pub fn load_blob(&self, index: &MemIndex, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = index.get(kind, id).ok_or_else(|| Error::NotFound {
+            what: format!("{kind} blob {id} in the index"),
+            hint: "; the repository is damaged: run `repo check`".into(),
+        })?;
+        let key = objects::pack_key(&loc.pack);
+        let entry = self
+            .storage
+            .get_range_immutable(&key, loc.offset as u64, loc.length as u64)?;
+        let (_, data) = pack::open_entry(&self.keys, &entry, loc.offset as u64, Some((kind, *id)))
+            .map_err(|e| Error::corrupt(format!("pack {key}"), e))?;
+        Ok(data)
+    }
+
+    pub fn load_tree(&self, index: &MemIndex, id: &BlobId) -> Result<Tree> {
+        let data = self.load_blob(index, BlobKind::Tree, id)?;
+        Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree blob {id}"), e))
+    }
+}

@@ -1,0 +1,234 @@
+//! Saving blobs: dedup, seal, batch into packs, upload, and index.
+//!
+//! Any number of threads call [`BlobSaver::save`]. Full packs go through a
+//! bounded channel to one uploader thread, so sealing overlaps with I/O and
+//! memory stays bounded by (open packs + `in_flight`) x pack size. The
+//! uploader writes an index object for every batch of stored packs, so the
+//! order on storage is always packs -> index -> (later) snapshot, and a
+//! run killed at any moment leaves only unreferenced packs behind.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use super::Repository;
+use super::objects::{ObjectKind, pack_key};
+use crate::crypto::hash;
+use crate::error::{Error, Result};
+use crate::format::index::{IndexFile, IndexPack, MemIndex};
+use crate::format::pack::{self, BlobKind, PackBuilder};
+use crate::id::{BlobId, PackId};
+
+/// Packs per index object written while a backup runs.
+const PACKS_PER_INDEX: usize = 64;
+
+/// What the saver added to the repository.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SaveStats {
+    pub blobs_new: u64,
+    pub bytes_new: u64,
+    pub bytes_stored: u64,
+    pub packs: u64,
+}
+
+struct Sealed {
+    parts: Vec<Vec<u8>>,
+    blobs: Vec<crate::format::index::IndexBlob>,
+}
+
+/// Thread-safe blob sink for one command run.
+pub struct BlobSaver<'a> {
+    repo: &'a Repository,
+    index: &'a MemIndex,
+    seen: Mutex<HashSet<(BlobKind, BlobId)>>,
+    open: [Mutex<PackBuilder>; 2],
+    tx: SyncSender<Sealed>,
+    failed: Arc<Mutex<Option<String>>>,
+    blobs_new: AtomicU64,
+    bytes_new: AtomicU64,
+    bytes_stored: AtomicU64,
+}
+
+impl<'a> BlobSaver<'a> {
+    /// Runs `work` with a saver, then flushes every pack and writes the index.
+    /// Returns `work`'s result and what was stored.
+    pub fn run<R>(
+        repo: &'a Repository,
+        index: &'a MemIndex,
+        dry_run: bool,
+        in_flight: usize,
+        work: impl FnOnce(&BlobSaver<'a>) -> Result<R>,
+    ) -> Result<(R, SaveStats)> {
+        let (tx, rx) = sync_channel::<Sealed>(in_flight.max(1));
+        let failed = Arc::new(Mutex::new(None));
+        let failed_up = failed.clone();
+        std::thread::scope(|scope| {
+            let uploader = scope.spawn(move || upload_loop(repo, rx, dry_run, &failed_up));
+            let saver = BlobSaver {
+                repo,
+                index,
+                seen: Mutex::new(HashSet::new()),
+                open: [
+                    Mutex::new(PackBuilder::default()),
+                    Mutex::new(PackBuilder::default()),
+                ],
+                tx,
+                failed,
+                blobs_new: AtomicU64::new(0),
+                bytes_new: AtomicU64::new(0),
+                bytes_stored: AtomicU64::new(0),
+            };
+            let result = work(&saver);
+            let flushed = saver.flush_all();
+            let stats = SaveStats {
+                blobs_new: saver.blobs_new.load(Ordering::Relaxed),
+                bytes_new: saver.bytes_new.load(Ordering::Relaxed),
+                bytes_stored: saver.bytes_stored.load(Ordering::Relaxed),
+                packs: 0,
+            };
+            drop(saver); // closes the channel so the uploader finishes
+            let uploaded = uploader
+                .join()
+                .unwrap_or_else(|_| Err(Error::Usage("the upload thread panicked".into())));
+            // The uploader's own error is the root cause when both failed.
+            let packs = uploaded?;
+            let r = result?;
+            flushed?;
+            Ok((r, SaveStats { packs, ..stats }))
+        })
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match self.failed.lock().ok().and_then(|g| g.clone()) {
+            Some(message) => Err(Error::Storage {
+                op: "upload",
+                key: "a pack".into(),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores `data` as a blob unless the repository already has it.
+    /// Returns the id and whether it was new.
+    pub fn save(&self, kind: BlobKind, data: &[u8]) -> Result<(BlobId, bool)> {
+        let id = hash::blob_id(&self.repo.keys().blob_id, data);
+        if self.index.contains(kind, &id) {
+            return Ok((id, false));
+        }
+        {
+            let mut seen = self.seen.lock().map_err(|_| poisoned())?;
+            if !seen.insert((kind, id)) {
+                return Ok((id, false));
+            }
+        }
+        let entry = pack::seal_entry(
+            self.repo.keys(),
+            kind,
+            id,
+            data,
+            self.repo.config().compression_level,
+        );
+        self.blobs_new.fetch_add(1, Ordering::Relaxed);
+        self.bytes_new
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.bytes_stored
+            .fetch_add(entry.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut p = self.open[kind.code() as usize]
+                .lock()
+                .map_err(|_| poisoned())?;
+            p.add(kind, id, data.len() as u32, entry);
+            if p.len() >= self.repo.config().pack_size as usize {
+                Some(std::mem::take(&mut *p))
+            } else {
+                None
+            }
+        };
+        if let Some(p) = full {
+            self.send(p)?;
+        }
+        Ok((id, true))
+    }
+
+    fn send(&self, p: PackBuilder) -> Result<()> {
+        self.check_failed()?;
+        let (parts, blobs) = p.finish_parts();
+        if self.tx.send(Sealed { parts, blobs }).is_err() {
+            self.check_failed()?;
+            return Err(Error::Usage(
+                "the upload thread stopped unexpectedly".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn flush_all(&self) -> Result<()> {
+        for slot in &self.open {
+            let p = std::mem::take(&mut *slot.lock().map_err(|_| poisoned())?);
+            if !p.is_empty() {
+                self.send(p)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Usage("internal error: a worker thread panicked".into())
+}
+
+/// Stores packs as they come and writes an index object per batch.
+fn upload_loop(
+    repo: &Repository,
+    rx: std::sync::mpsc::Receiver<Sealed>,
+    dry_run: bool,
+    failed: &Mutex<Option<String>>,
+) -> Result<u64> {
+    let mut pending: Vec<IndexPack> = Vec::new();
+    let mut count = 0u64;
+    let mut first_error: Option<Error> = None;
+    for sealed in rx {
+        if first_error.is_some() {
+            continue; // drain so senders never block on a dead consumer
+        }
+        let mut hasher = blake3::Hasher::new();
+        for p in &sealed.parts {
+            hasher.update(p);
+        }
+        let id = PackId(*hasher.finalize().as_bytes());
+        let size = sealed.parts.iter().map(|p| p.len() as u64).sum();
+        if !dry_run && let Err(e) = repo.storage().put_parts(&pack_key(&id), sealed.parts) {
+            if let Ok(mut f) = failed.lock() {
+                *f = Some(e.to_string());
+            }
+            first_error = Some(e);
+            continue;
+        }
+        count += 1;
+        pending.push(IndexPack {
+            id,
+            size,
+            blobs: sealed.blobs,
+        });
+        if pending.len() >= PACKS_PER_INDEX
+            && !dry_run
+            && let Err(e) = write_index(repo, std::mem::take(&mut pending))
+        {
+            first_error = Some(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if !pending.is_empty() && !dry_run {
+        write_index(repo, pending)?;
+    }
+    Ok(count)
+}
+
+fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<()> {
+    repo.save_object(ObjectKind::Index, &IndexFile::new(packs).encode())?;
+    Ok(())
+}
