@@ -18,14 +18,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::engine::archive::Excludes;
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Entries, Entry, EntryKind, Manifest};
+use crate::local::filter::Excludes;
+use crate::local::tree;
 pub use plan::{Compare, Mode, Plan, Resolve, Select, SideId};
 pub use side::Side;
 
-pub const MANIFEST: &str = "manifest.jsonl";
+pub use crate::local::control::MANIFEST;
 /// Mirror and backup: the source's record, kept on the destination so the
 /// source is never written (SPEC §15.1).
 pub const SOURCE_RECORD: &str = "source.jsonl";
@@ -212,7 +213,7 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
             fence_names.push(format!("the {role} {}", side.name()));
         }
     }
-    let (mut a_fenced, mut b_fenced) = (local::Fenced::default(), local::Fenced::default());
+    let (mut a_fenced, mut b_fenced) = (tree::Fenced::default(), tree::Fenced::default());
     let mut a_cur = a.scan(
         a_own.as_ref().or(a_base.as_ref()),
         opts.filter.as_ref(),
@@ -296,7 +297,7 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
 /// delete it on the source). Of nested matches only the top one is named.
 fn fences(
     sides: [&Side; 2],
-    walks: [&local::Fenced; 2],
+    walks: [&tree::Fenced; 2],
     names: &[String],
     roles: [&str; 2],
 ) -> (Vec<(String, String)>, Vec<Vec<u8>>) {

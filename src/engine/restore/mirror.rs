@@ -20,13 +20,12 @@ use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::engine::plain::local::CONTROL;
-use crate::engine::plain::{MANIFEST, local};
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Entries, EntryKind, Manifest};
 use crate::format::tree::{Node, NodeKind};
-use crate::local::control::{MARKER, MARKER_TEXT, State};
+use crate::local::control::{CONTROL, MANIFEST, MARKER, MARKER_TEXT, State};
+use crate::local::tree;
 
 use super::Item;
 use super::at::{self, proc_path};
@@ -148,7 +147,7 @@ impl Mirror {
         rel: &[u8],
         bin: &str,
     ) -> Result<()> {
-        let path = local::abs(&self.root, rel);
+        let path = tree::abs(&self.root, rel);
         let Ok(st) = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) else {
             return Ok(());
         };
@@ -190,7 +189,7 @@ impl Mirror {
         progress: &dyn Progress,
     ) -> Result<Vec<Removal>> {
         let mut warnings = Vec::new();
-        let target = local::scan(&self.root, None, &mut warnings)?;
+        let target = tree::scan(&self.root, None, &mut warnings)?;
         for (p, msg) in warnings {
             progress.warn(Path::new(&p), &msg);
         }
@@ -257,7 +256,7 @@ impl Mirror {
     pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Vec<(PathBuf, String)> {
         let mut failed = Vec::new();
         for g in gone {
-            let path = local::abs(&self.root, &g.rel);
+            let path = tree::abs(&self.root, &g.rel);
             let parts: Vec<&[u8]> = g.rel.split(|&c| c == b'/').collect();
             let Some((last, above)) = parts.split_last() else {
                 continue;
@@ -311,7 +310,7 @@ impl Mirror {
             let Ok(md) = std::fs::symlink_metadata(item.path()) else {
                 continue;
             };
-            let Some(mut e) = local::entry_of(&md, item.path()) else {
+            let Some(mut e) = tree::entry_of(&md, item.path()) else {
                 continue;
             };
             if let Item::File { node, .. } = item {
@@ -342,7 +341,7 @@ fn refuse_protected(
         if e.kind != EntryKind::Dir || !protect.iter().any(|(_, ino)| e.seen.ino == Some(*ino)) {
             continue;
         }
-        let path = local::abs(root, rel);
+        let path = tree::abs(root, rel);
         let Ok(md) = std::fs::symlink_metadata(&path) else {
             continue;
         };
@@ -357,7 +356,7 @@ fn refuse_protected(
                  remove {}. Nothing was changed: unmount it, or restore into a directory that \
                  does not reach the repository",
                 path.display(),
-                local::abs(root, &g.rel).display()
+                tree::abs(root, &g.rel).display()
             )));
         }
     }
@@ -381,7 +380,7 @@ pub fn check_control(target: &Path, items: &[Item], target_existed: bool) -> Res
             top.display()
         )));
     }
-    if target_existed && local::control_state(target)? == State::Foreign {
+    if target_existed && tree::control_state(target)? == State::Foreign {
         return Err(Error::Usage(format!(
             "{} exists but is not a control folder of repo (it has no {CONTROL}/{MARKER} \
              marker; it may belong to another tool, such as Google's `repo`). \

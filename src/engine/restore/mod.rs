@@ -29,13 +29,13 @@ use nix::unistd::{UnlinkatFlags, linkat, symlinkat, unlinkat};
 use rayon::prelude::*;
 
 use crate::crypto::hash;
-use crate::engine::archive::Excludes;
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
 use crate::format::pack::{self, BlobKind};
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, PackId};
+use crate::local::filter::Excludes;
 use crate::repository::Repository;
 use crate::repository::objects::pack_key;
 pub use plan::Item;

@@ -7,11 +7,11 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::engine::archive::Excludes;
 use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobId;
+use crate::local::filter::Excludes;
 use crate::repository::Repository;
 
 /// One thing a restore creates.
