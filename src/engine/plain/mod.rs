@@ -234,23 +234,11 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     let (refused, fenced) = fences([a, b], [&a_fenced, &b_fenced], &fence_names, roles);
     let (mut a_base, mut b_base) = (a_base, b_base);
     if a.is_remote() || b.is_remote() {
-        // Object stores hold files only: directories are implied, symlinks impossible.
-        for (side, m) in [(a, &mut a_cur), (b, &mut b_cur)] {
-            m.retain(|rel, e| match e.kind {
-                EntryKind::Dir => false,
-                EntryKind::Symlink => {
-                    warnings.push((
-                        side.display(rel),
-                        "skipped: symlinks cannot be stored on S3 or FTP".into(),
-                    ));
-                    false
-                }
-                EntryKind::File => true,
-            });
-        }
-        for m in [&mut a_base, &mut b_base].into_iter().flatten() {
-            m.retain(|_, e| e.kind == EntryKind::File);
-        }
+        files_only(
+            [(a, &mut a_cur), (b, &mut b_cur)],
+            [&mut a_base, &mut b_base],
+            &mut warnings,
+        );
     }
     let all = opts.compare == Compare::Hash;
     let w = Mutex::new(warnings);
@@ -291,6 +279,31 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
         hashed,
         refused,
     })
+}
+
+/// Object stores hold files only: directories are implied, symlinks
+/// impossible. Leaves files alone in both listings and records.
+fn files_only(
+    cur: [(&Side, &mut Entries); 2],
+    bases: [&mut Option<Entries>; 2],
+    warnings: &mut Vec<(String, String)>,
+) {
+    for (side, m) in cur {
+        m.retain(|rel, e| match e.kind {
+            EntryKind::Dir => false,
+            EntryKind::Symlink => {
+                warnings.push((
+                    side.display(rel),
+                    "skipped: symlinks cannot be stored on S3 or FTP".into(),
+                ));
+                false
+            }
+            EntryKind::File => true,
+        });
+    }
+    for m in bases.into_iter().flatten() {
+        m.retain(|_, e| e.kind == EntryKind::File);
+    }
 }
 
 /// What the walks fenced off, as (path, message) for the report and as

@@ -9,10 +9,12 @@
 //! The pieces: [`plan`] decides what to restore, `entries` creates
 //! directories, files, links and devices, `write` puts file content in
 //! place, `finish` sets metadata in the order that keeps it, [`mirror`]
-//! makes the target an exact copy; `at` reaches every directory through
-//! its verified parent and [`meta`] applies one entry's metadata.
+//! makes the target an exact copy (`control`: its `.repo` and manifest);
+//! `at` reaches every directory through its verified parent and [`meta`]
+//! applies one entry's metadata.
 
 mod at;
+mod control;
 mod entries;
 mod finish;
 pub mod meta;
@@ -270,7 +272,7 @@ pub fn restore(
     // this restore creates takes the snapshot directory's metadata.
     let target_existed = std::fs::symlink_metadata(&opts.target).is_ok();
     if opts.delete {
-        mirror::check_control(&opts.target, &items, target_existed)?;
+        control::check_control(&opts.target, &items, target_existed)?;
     }
     if target_existed
         && matches!(items.first(), Some(Item::Dir { path, .. }) if *path == opts.target)
