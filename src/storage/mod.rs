@@ -126,6 +126,7 @@ impl Storage {
                 ftp_store = Some(store.clone());
                 Arc::new(store)
             }
+            Location::Memory(m) => m.store(),
         };
         let root = match location {
             Location::Local(path) => Some(
@@ -135,7 +136,7 @@ impl Storage {
             _ => None,
         };
         let connections = match location {
-            Location::Local(_) => rayon::current_num_threads(),
+            Location::Local(_) | Location::Memory(_) => rayon::current_num_threads(),
             Location::S3 { connections, .. } => *connections,
             Location::Ftp(c) => c.max_connections.max(1),
         };
@@ -153,6 +154,14 @@ impl Storage {
                 _ => None,
             },
         })
+    }
+
+    /// A new, empty repository store in this process's memory, for tests
+    /// that run engines without a disk or server. Open its
+    /// [`location`](Storage::location) again (or pass `Location::memory()`
+    /// to `Repository::init`/`open`) to reach the same objects.
+    pub fn in_memory() -> Result<Self> {
+        Self::open(&Location::memory(), true)
     }
 
     /// How many transfers may usefully run at once.
@@ -652,8 +661,6 @@ fn truncated(key: &str, size: u64, offset: u64, len: u64) -> Error {
     )
 }
 
-/// Builds the S3 client: `AWS_*` environment first, then `~/.aws` files,
-/// path-style addressing (what self-hosted servers expect), bounded retries.
 /// Whether an error (or any error it wraps) is "no space left on device" or
 /// "disk quota exceeded".
 fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -671,6 +678,8 @@ fn is_out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
     text.contains("No space left on device") || text.contains("Disk quota exceeded")
 }
 
+/// Builds the S3 client: `AWS_*` environment first, then `~/.aws` files,
+/// path-style addressing (what self-hosted servers expect), bounded retries.
 fn s3_store(bucket: &str, prefix: &str, endpoint: Option<&str>) -> Result<Arc<dyn ObjectStore>> {
     use object_store::aws::AmazonS3Builder;
     let file = awsconf::load();
@@ -722,3 +731,6 @@ fn s3_store(bucket: &str, prefix: &str, endpoint: Option<&str>) -> Result<Arc<dy
         )))
     }
 }
+
+#[cfg(test)]
+mod tests;
