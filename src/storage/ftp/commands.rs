@@ -65,10 +65,19 @@ pub(super) fn not_found(s: &Session<'_>, path: &str) -> FtpError {
     }
 }
 
-pub(super) fn already_exists(s: &Session<'_>, path: &str) -> FtpError {
+fn already_exists(s: &Session<'_>, path: &str) -> FtpError {
     FtpError::AlreadyExists {
         server: Arc::clone(s.server()),
         path: path.to_string(),
+    }
+}
+
+/// For a write that must not replace: [`FtpError::AlreadyExists`] if a file
+/// is at `remote`. A check, not race-free: FTP has no conditional create.
+pub(super) fn refuse_existing(s: &mut Session<'_>, remote: &str) -> Result<(), FtpError> {
+    match stat_file(s, remote)? {
+        Some(_) => Err(already_exists(s, remote)),
+        None => Ok(()),
     }
 }
 
@@ -220,34 +229,33 @@ pub(super) fn create_dir_exclusive(s: &mut Session<'_>, remote: &str) -> Result<
 }
 
 pub(super) fn remove_dir(s: &mut Session<'_>, remote: &str) -> Result<(), FtpError> {
-    match s.command("RMD", remote, |ftp| ftp.rmdir(remote)) {
-        Ok(()) => Ok(()),
-        Err(e) if refused_with(&e, &[550]) && stat_kind(s, remote)?.is_none() => {
-            // Gone: either it never existed or an earlier attempt removed it.
-            if s.reply_lost {
-                Ok(())
-            } else {
-                Err(not_found(s, remote))
-            }
-        }
-        Err(e) => Err(e),
-    }
+    let removed = s.command("RMD", remote, |ftp| ftp.rmdir(remote));
+    gone_unless_there(s, remote, removed)
 }
 
 pub(super) fn delete_file(s: &mut Session<'_>, remote: &str) -> Result<(), FtpError> {
-    match s.command("DELE", remote, |ftp| ftp.rm(remote)) {
-        Ok(()) => Ok(()),
-        // 550 also means "permission denied" or "is a directory"; only a missing file is
-        // NotFound.
+    let removed = s.command("DELE", remote, |ftp| ftp.rm(remote));
+    gone_unless_there(s, remote, removed)
+}
+
+/// The outcome of a removal (RMD, DELE). 550 also means "permission denied"
+/// or "is a directory", so only with nothing at `remote` is it gone: done,
+/// if an earlier attempt's reply was lost (that attempt went through before
+/// its connection broke), else it never existed, [`FtpError::NotFound`].
+fn gone_unless_there(
+    s: &mut Session<'_>,
+    remote: &str,
+    removed: Result<(), FtpError>,
+) -> Result<(), FtpError> {
+    match removed {
         Err(e) if refused_with(&e, &[550]) && stat_kind(s, remote)?.is_none() => {
             if s.reply_lost {
-                // An earlier attempt's DELE went through before its connection broke.
                 Ok(())
             } else {
                 Err(not_found(s, remote))
             }
         }
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
@@ -299,8 +307,8 @@ pub(super) fn rename_file(
     to: &str,
     create: bool,
 ) -> Result<(), FtpError> {
-    if create && stat_file(s, to)?.is_some() {
-        return Err(already_exists(s, to));
+    if create {
+        refuse_existing(s, to)?;
     }
     match move_into_place(s, from, to, !create) {
         Err(e)

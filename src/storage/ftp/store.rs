@@ -14,7 +14,7 @@ use object_store::{
     RenameOptions, RenameTargetMode, UploadPart,
 };
 
-use super::commands::{already_exists, join, not_found, rename_file, stat_file};
+use super::commands::{join, not_found, refuse_existing, rename_file, stat_file};
 use super::error::not_implemented;
 use super::listing::Kind;
 use super::transfer::{Fetched, fetch, retrieve, upload};
@@ -194,18 +194,15 @@ impl ObjectStore for FtpStore {
         let create = options.mode == CopyMode::Create;
         let (src, dst) = (self.remote(from.as_ref()), self.remote(to.as_ref()));
         self.run(move |s| {
-            if create && stat_file(s, &dst)?.is_some() {
-                return Err(already_exists(s, &dst));
+            if create {
+                refuse_existing(s, &dst)?;
             }
             let size = stat_file(s, &src)?.ok_or_else(|| not_found(s, &src))?.size;
             let data = retrieve(s, &src, 0..size, true)?;
             upload(s, &dst, &PutPayload::from(data), create)
         })
         .await
-        .map_err(|e| match &e {
-            FtpError::AlreadyExists { .. } => e.into_store_error(to.as_ref()),
-            _ => e.into_store_error(from.as_ref()),
-        })
+        .map_err(|e| from_to_error(e, from, to))
     }
 
     /// RNFR/RNTO. [`RenameTargetMode::Create`] checks first and is not race-free.
@@ -219,10 +216,16 @@ impl ObjectStore for FtpStore {
         let (src, dst) = (self.remote(from.as_ref()), self.remote(to.as_ref()));
         self.run(move |s| rename_file(s, &src, &dst, create))
             .await
-            .map_err(|e| match &e {
-                FtpError::AlreadyExists { .. } => e.into_store_error(to.as_ref()),
-                _ => e.into_store_error(from.as_ref()),
-            })
+            .map_err(|e| from_to_error(e, from, to))
+    }
+}
+
+/// The error of a copy or rename: an existing target names `to`, anything
+/// else `from`.
+fn from_to_error(e: FtpError, from: &Path, to: &Path) -> object_store::Error {
+    match &e {
+        FtpError::AlreadyExists { .. } => e.into_store_error(to.as_ref()),
+        _ => e.into_store_error(from.as_ref()),
     }
 }
 

@@ -12,7 +12,7 @@ use object_store::{GetOptions, ObjectMeta, PutPayload};
 
 use super::FtpError;
 use super::commands::{
-    already_exists, join, make_dirs, move_into_place, not_found, refused_with, split_parent,
+    join, make_dirs, move_into_place, not_found, refuse_existing, refused_with, split_parent,
     stat_file, temp_name,
 };
 use super::pool::Session;
@@ -39,8 +39,8 @@ pub(super) fn upload(
     payload: &PutPayload,
     create: bool,
 ) -> Result<(), FtpError> {
-    if create && stat_file(s, remote)?.is_some() {
-        return Err(already_exists(s, remote));
+    if create {
+        refuse_existing(s, remote)?;
     }
     let (dir, _) = split_parent(remote);
     let temp = join(dir, &temp_name());
