@@ -85,6 +85,17 @@ pub enum BlobError {
     },
 }
 
+impl BlobError {
+    /// Storage key of the pack the blob was to come from.
+    pub fn key(&self) -> &str {
+        match self {
+            BlobError::Damaged { key, .. }
+            | BlobError::Short { key, .. }
+            | BlobError::Length { key, .. } => key,
+        }
+    }
+}
+
 /// A whole pack, fetched once, with its headers scanned: what check,
 /// `repair index` and `cat pack` look at, and whose blobs they can open
 /// without fetching the pack again.

@@ -14,7 +14,7 @@ use crate::format::index::IndexFile;
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::id::{IndexId, KeyId, PackId, SnapshotId};
-use crate::storage::{Location, StatsReport};
+use crate::storage::{Listed, Location, StatsReport};
 
 /// A stored pack as listed: its id, size and last modification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,11 +162,10 @@ impl Repository {
             .collect())
     }
 
-    /// How many objects `data/` holds and their bytes, as listed: what the
-    /// packs cost in space, whatever their names.
-    pub fn pack_space(&self) -> Result<(usize, u64)> {
-        let listed = self.storage.list(ObjectKind::Pack.dir())?;
-        Ok((listed.len(), listed.iter().map(|l| l.size).sum()))
+    /// Every object under `data/` as listed, pack-named or not: what the
+    /// packs cost in space, and strays for check to report.
+    pub fn list_pack_objects(&self) -> Result<Vec<Listed>> {
+        self.storage.list(ObjectKind::Pack.dir())
     }
 
     pub fn delete_pack(&self, id: &PackId) -> Result<()> {

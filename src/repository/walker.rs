@@ -34,8 +34,9 @@ pub trait Visitor {
         Ok(Step::Descend)
     }
 
-    /// One node, at `path`; `Skip` keeps the walk out of a directory's subtree.
-    fn node(&mut self, path: &Path, node: &Node) -> Result<Step>;
+    /// One node, at `path`, listed in tree `parent`; `Skip` keeps the walk
+    /// out of a directory's subtree.
+    fn node(&mut self, path: &Path, node: &Node, parent: &BlobId) -> Result<Step>;
 
     /// The tree `id` of the directory at `dir` could not be loaded. `Ok` goes
     /// on past that subtree; an error stops the walk (the default).
@@ -56,6 +57,7 @@ pub struct Walker<'a> {
 
 /// One directory being walked: its tree, the next node, and its path.
 struct Frame {
+    id: BlobId,
     tree: Rc<Tree>,
     next: usize,
     dir: PathBuf,
@@ -90,14 +92,14 @@ impl<'a> Walker<'a> {
         let mut stack: Vec<Frame> = Vec::new();
         self.enter(root, dir.to_path_buf(), &mut stack, v)?;
         while let Some(frame) = stack.last_mut() {
-            let (tree, i) = (frame.tree.clone(), frame.next);
+            let (id, tree, i) = (frame.id, frame.tree.clone(), frame.next);
             let Some(node) = tree.nodes.get(i) else {
                 stack.pop();
                 continue;
             };
             frame.next += 1;
             let path = frame.dir.join(name(node));
-            if v.node(&path, node)? == Step::Descend
+            if v.node(&path, node, &id)? == Step::Descend
                 && node.kind == NodeKind::Dir
                 && let Some(sub) = node.subtree
             {
@@ -126,7 +128,12 @@ impl<'a> Walker<'a> {
             Err(e) => return v.damaged(&dir, id, e),
         };
         if v.tree(&dir, id, &tree)? == Step::Descend {
-            stack.push(Frame { tree, next: 0, dir });
+            stack.push(Frame {
+                id: *id,
+                tree,
+                next: 0,
+                dir,
+            });
         }
         Ok(())
     }
