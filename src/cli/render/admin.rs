@@ -13,13 +13,13 @@ use crate::cli::text::{escape, local_time, short};
 impl Render for init::Report {
     type Args = init::Args;
 
-    fn text(&self, _: &init::Args, v: &View) -> Result<()> {
-        v.say(format_args!(
+    fn text(&self, _: &init::Args, _: &View) -> Result<()> {
+        println!(
             "created repository {} at {}",
             short(&self.id),
             self.location
-        ));
-        v.say("Keep the password safe: without it the data cannot be recovered.");
+        );
+        println!("Keep the password safe: without it the data cannot be recovered.");
         Ok(())
     }
 }
@@ -27,8 +27,8 @@ impl Render for init::Report {
 impl Render for unlock::Report {
     type Args = unlock::Args;
 
-    fn text(&self, _: &unlock::Args, v: &View) -> Result<()> {
-        v.say(format_args!("removed {} lock(s)", self.removed.len()));
+    fn text(&self, _: &unlock::Args, _: &View) -> Result<()> {
+        println!("removed {} lock(s)", self.removed.len());
         Ok(())
     }
 }
@@ -59,8 +59,8 @@ pub(in crate::cli) fn lock_held(r: &lock::Report, a: &lock::Args, v: &View) -> r
 impl Render for lock::Report {
     type Args = lock::Args;
 
-    fn text(&self, _: &lock::Args, v: &View) -> Result<()> {
-        v.say(format_args!("lock released after {:.1}s", self.held_secs));
+    fn text(&self, _: &lock::Args, _: &View) -> Result<()> {
+        println!("lock released after {:.1}s", self.held_secs);
         Ok(())
     }
 }
@@ -68,10 +68,7 @@ impl Render for lock::Report {
 impl Render for key::Report {
     type Args = key::Args;
 
-    fn text(&self, _: &key::Args, v: &View) -> Result<()> {
-        if v.quiet {
-            return Ok(());
-        }
+    fn text(&self, _: &key::Args, _: &View) -> Result<()> {
         if !self.keys.is_empty() {
             println!(" {:<8}  {:<19}  {:<16}  User", "ID", "Created", "Host");
             for k in &self.keys {
@@ -121,10 +118,7 @@ impl Render for key::Report {
 impl Render for tag::Report {
     type Args = tag::Args;
 
-    fn text(&self, _: &tag::Args, v: &View) -> Result<()> {
-        if v.quiet {
-            return Ok(());
-        }
+    fn text(&self, _: &tag::Args, _: &View) -> Result<()> {
         for c in &self.snapshots {
             match &c.new {
                 Some(new) => println!(
@@ -147,10 +141,7 @@ impl Render for tag::Report {
 impl Render for stats::Report {
     type Args = stats::Args;
 
-    fn text(&self, _: &stats::Args, v: &View) -> Result<()> {
-        if v.quiet {
-            return Ok(());
-        }
+    fn text(&self, _: &stats::Args, _: &View) -> Result<()> {
         let s = &self.stats;
         println!("Snapshots:       {}", s.snapshots);
         match self.mode {

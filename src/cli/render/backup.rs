@@ -15,9 +15,6 @@ impl Render for create::Report {
     type Args = create::Args;
 
     fn text(&self, _: &create::Args, v: &View) -> Result<()> {
-        if v.quiet {
-            return Ok(());
-        }
         let s = &self.summary;
         println!(
             "Files:   {} new, {} changed, {} unchanged",
@@ -81,7 +78,7 @@ impl Render for restore::Report {
     type Args = restore::Args;
 
     fn text(&self, a: &restore::Args, v: &View) -> Result<()> {
-        v.say(format!(
+        println!(
             "restored snapshot {} to {}: {} files ({} already identical), {} dirs, {} others, {} in {:.1}s{}",
             short(&self.snapshot),
             self.target,
@@ -96,15 +93,15 @@ impl Render for restore::Report {
             } else {
                 String::new()
             }
-        ));
+        );
         if a.delete {
-            v.say(format!(
+            println!(
                 "--delete: {} entries not in the snapshot removed, {} old versions kept under {}/.repo/",
                 self.deleted, self.archived, self.target
-            ));
+            );
         }
         if v.verbose > 0 {
-            v.say(storage_line(&self.storage));
+            println!("{}", storage_line(&self.storage));
         }
         Ok(())
     }

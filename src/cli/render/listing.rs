@@ -14,6 +14,7 @@ use crate::cli::text::{escape, escape_bytes, local_time, short};
 /// Printed even with `-q`: the listing is what was asked for.
 impl Render for snapshots::Report {
     type Args = snapshots::Args;
+    const TEXT_WHEN_QUIET: bool = true;
 
     fn text(&self, _: &snapshots::Args, _: &View) -> Result<()> {
         match self {
@@ -87,6 +88,7 @@ fn snapshot_groups(groups: &[snapshots::Group]) {
 /// Printed even with `-q`: the listing is what was asked for.
 impl Render for ls::Report {
     type Args = ls::Args;
+    const TEXT_WHEN_QUIET: bool = true;
 
     fn text(&self, a: &ls::Args, _: &View) -> Result<()> {
         let mut out = std::io::stdout().lock();
@@ -132,10 +134,7 @@ impl Render for ls::Report {
 impl Render for find::Report {
     type Args = find::Args;
 
-    fn text(&self, _: &find::Args, v: &View) -> Result<()> {
-        if v.quiet {
-            return Ok(());
-        }
+    fn text(&self, _: &find::Args, _: &View) -> Result<()> {
         let mut current = "";
         for m in &self.matches {
             if m.snapshot != current {
@@ -167,10 +166,7 @@ impl Render for find::Report {
 impl Render for diff::Report {
     type Args = diff::Args;
 
-    fn text(&self, _: &diff::Args, v: &View) -> Result<()> {
-        if v.quiet {
-            return Ok(());
-        }
+    fn text(&self, _: &diff::Args, _: &View) -> Result<()> {
         println!(
             "comparing snapshot {} to {}:",
             short(&self.snapshot1),
@@ -214,6 +210,7 @@ impl Render for diff::Report {
 /// or `-q`.
 impl Render for cat::Report {
     type Args = cat::Args;
+    const TEXT_WHEN_QUIET: bool = true;
 
     fn text(&self, _: &cat::Args, _: &View) -> Result<()> {
         self.json()

@@ -16,6 +16,7 @@ use crate::cli::text::{escape, local_time, short};
 /// nothing was found.
 impl Render for CheckReport {
     type Args = check::Args;
+    const TEXT_WHEN_QUIET: bool = true;
 
     fn text(&self, _: &check::Args, v: &View) -> Result<()> {
         v.say(format_args!(
@@ -64,10 +65,7 @@ impl Render for CheckReport {
 impl Render for forget::Report {
     type Args = forget::Args;
 
-    fn text(&self, _: &forget::Args, v: &View) -> Result<()> {
-        if v.quiet {
-            return Ok(());
-        }
+    fn text(&self, _: &forget::Args, _: &View) -> Result<()> {
         let verb = if self.dry_run {
             "would remove"
         } else {
@@ -110,10 +108,8 @@ impl Render for forget::Report {
 impl Render for PruneReport {
     type Args = prune::Args;
 
-    fn text(&self, _: &prune::Args, v: &View) -> Result<()> {
-        if !v.quiet {
-            prune_text(self);
-        }
+    fn text(&self, _: &prune::Args, _: &View) -> Result<()> {
+        prune_text(self);
         Ok(())
     }
 }
@@ -183,6 +179,7 @@ fn prune_text(r: &PruneReport) {
 /// stderr in any format.
 impl Render for repair::Report {
     type Args = repair::Args;
+    const TEXT_WHEN_QUIET: bool = true;
 
     fn text(&self, _: &repair::Args, v: &View) -> Result<()> {
         warn_damaged(self);

@@ -37,9 +37,12 @@ pub(super) trait Render: serde::Serialize {
     /// (`ls -l`, `restore --verify`).
     type Args;
 
-    /// The report for people on stdout; not called with `--json`. Most
-    /// reports print nothing with `-q`; listings that are the point of the
-    /// command (`snapshots`, `ls`, `cat`) print anyway.
+    /// Whether [`Render::text`] is called even with `-q`: for listings that
+    /// are the point of the command (`snapshots`, `ls`, `cat`), and for
+    /// reports whose problems go to stderr in any case (`check`, `repair`).
+    const TEXT_WHEN_QUIET: bool = false;
+
+    /// The report for people on stdout; not called with `--json`.
     fn text(&self, args: &Self::Args, view: &View) -> Result<()>;
 
     /// The report as JSON on stdout.
@@ -58,7 +61,7 @@ pub(super) trait Render: serde::Serialize {
 pub(super) fn show<R: Render>(report: &R, args: &R::Args, view: &View) -> Result<u8> {
     if view.json {
         report.json()?;
-    } else {
+    } else if !view.quiet || R::TEXT_WHEN_QUIET {
         report.text(args, view)?;
     }
     report.outcome(view)
