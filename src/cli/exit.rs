@@ -9,8 +9,11 @@ use super::text::escape_controls;
 
 /// Success.
 pub(super) const OK: u8 = 0;
+/// Asked to confirm planned changes, the user said no (`mirror`, `sync`).
+pub(super) const DECLINED: u8 = 1;
 /// A snapshot was saved, but some files could not be read or changed
-/// while being read.
+/// while being read; or `mirror`/`sync` left conflicts, errors or
+/// corrupt files behind.
 pub(super) const PARTIAL: u8 = 3;
 /// The reader of our output went away: what a shell shows for SIGPIPE.
 const OUTPUT_CLOSED: u8 = 141;

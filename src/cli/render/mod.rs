@@ -67,7 +67,8 @@ pub(super) fn show<R: Render>(report: &R, args: &R::Args, view: &View) -> Result
     report.outcome(view)
 }
 
-fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<()> {
+/// A value as pretty JSON on stdout (also mirror's and sync's reports).
+pub(super) fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
