@@ -10,11 +10,9 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::index::{INDEX_VERSION, IndexFile, IndexPack, MemIndex};
-use crate::format::pack;
 use crate::id::{IndexId, PackId};
-use crate::repository::Repository;
-use crate::repository::objects::{ObjectKind, pack_key};
 use crate::repository::saver::BlobSaver;
+use crate::repository::{BlobError, BlobRef, Fetch, Repository};
 
 use super::PruneReport;
 use super::mark::Gathered;
@@ -40,25 +38,27 @@ pub(super) fn repack(
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
-            let key = pack_key(id);
-            let bytes = repo.storage().get(&key)?;
-            for b in needed.get(id).into_iter().flatten() {
-                let (start, end) = (b.offset as usize, b.offset as usize + b.length as usize);
-                let entry = bytes.get(start..end).ok_or_else(|| {
-                    Error::corrupt(
-                        &key,
-                        format!(
-                            "pack is shorter than the index says ({} bytes)",
-                            bytes.len()
-                        ),
-                    )
+            let wanted: Vec<BlobRef> = needed
+                .get(id)
+                .into_iter()
+                .flatten()
+                .map(BlobRef::from)
+                .collect();
+            repo.load_blobs(id, &wanted, Fetch::Whole, |b, data| {
+                let data = data.map_err(|e| match e {
+                    BlobError::Short { key, pack_len, .. } => Error::corrupt(
+                        key,
+                        format!("pack is shorter than the index says ({pack_len} bytes)"),
+                    ),
+                    BlobError::Damaged { key, error, .. } => {
+                        Error::corrupt(key, format!("{error}; prune deleted nothing"))
+                    }
+                    other => Error::corrupt(other.key().to_string(), other),
                 })?;
-                let (_, data) =
-                    pack::open_entry(repo.keys(), entry, b.offset as u64, Some((b.kind, b.id)))
-                        .map_err(|e| Error::corrupt(&key, format!("{e}; prune deleted nothing")))?;
                 saver.save(b.kind, &data)?;
                 copied += 1;
-            }
+                Ok(())
+            })?;
         }
         Ok(copied)
     })?;
@@ -80,19 +80,14 @@ pub(super) fn write_index(
     let files = &g.files;
     // The index objects the repack just wrote (we hold the exclusive
     // lock, so every new one is ours).
-    let all_now: BTreeSet<String> = repo.list_ids(ObjectKind::Index)?.into_iter().collect();
+    let all_now: BTreeSet<IndexId> = repo.list_index_ids()?.into_iter().collect();
     let mut new_packs: Vec<IndexPack> = Vec::new();
     let mut superseded: BTreeSet<IndexId> = files.keys().copied().collect();
-    for hex in &all_now {
-        let Some(id) = IndexId::from_hex(hex) else {
-            continue;
-        };
+    for id in all_now {
         if files.contains_key(&id) {
             continue;
         }
-        let bytes = crate::repository::objects::load(repo, ObjectKind::Index, hex)?;
-        let f = IndexFile::decode(&bytes).map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
-        new_packs.extend(f.packs);
+        new_packs.extend(repo.load_index_file(&id)?.packs);
         superseded.insert(id);
     }
     let mut packs: Vec<IndexPack> = plan.kept(g).cloned().collect();
@@ -102,7 +97,7 @@ pub(super) fn write_index(
         supersedes: superseded.iter().copied().collect(),
         packs,
     };
-    repo.save_object(ObjectKind::Index, &file.encode())?;
+    repo.save_index(&file)?;
     report.index_written = 1;
     Ok(superseded)
 }
@@ -118,8 +113,7 @@ pub(super) fn delete_indexes(
     crate::testhooks::pause_point("prune-delete");
     repo.ensure_lock("deleting the superseded index objects")?;
     for id in superseded {
-        repo.storage()
-            .delete(&ObjectKind::Index.key(&id.to_hex()))?;
+        repo.delete_index(id)?;
         report.index_removed += 1;
     }
     Ok(())
@@ -142,11 +136,9 @@ pub(super) fn delete_packs(
         .filter(|id| g.stored.contains_key(id))
         .chain(plan.unindexed)
         .collect();
-    doomed
-        .par_iter()
-        .try_for_each(|id| repo.storage().delete(&pack_key(id)))?;
+    doomed.par_iter().try_for_each(|id| repo.delete_pack(id))?;
 
-    let after = repo.storage().list(ObjectKind::Pack.dir())?;
+    let after = repo.list_pack_objects()?;
     report.packs_after = after.len();
     report.bytes_after = after.iter().map(|l| l.size).sum();
     Ok(())

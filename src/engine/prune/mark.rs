@@ -12,8 +12,7 @@ use crate::format::index::{IndexFile, IndexPack, MemIndex};
 use crate::format::pack::BlobKind;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
-use crate::repository::Repository;
-use crate::repository::objects::ObjectKind;
+use crate::repository::{ObjectKind, Repository};
 
 use super::PruneReport;
 
@@ -52,13 +51,9 @@ impl Gathered {
             p.blobs.dedup_by_key(|b| (b.offset, b.length));
         }
         let stored: BTreeMap<PackId, u64> = repo
-            .storage()
-            .list(ObjectKind::Pack.dir())?
+            .list_packs()?
             .into_iter()
-            .filter_map(|l| {
-                let hex = crate::repository::objects::id_from_key(&l.key)?;
-                Some((PackId::from_hex(&hex)?, l.size))
-            })
+            .map(|p| (p.id, p.size))
             .collect();
         Ok(Gathered {
             files,
@@ -83,7 +78,7 @@ pub(super) fn mark(
             other => other.to_string(),
         };
         return Err(Error::corrupt(
-            format!("snapshots/{hex}"),
+            ObjectKind::Snapshot.key(hex),
             format!(
                 "{why}; prune cannot tell which data this snapshot needs ({} damaged snapshot(s) in all) and deleted nothing. Restore the object from a copy, or delete it if it is beyond repair, then prune again",
                 damaged.len()

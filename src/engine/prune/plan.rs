@@ -9,7 +9,6 @@ use crate::format::index::{IndexBlob, IndexPack};
 use crate::format::pack::BlobKind;
 use crate::id::{BlobId, PackId};
 use crate::repository::Repository;
-use crate::repository::objects::ObjectKind;
 
 use super::mark::Gathered;
 use super::{PruneReport, unindexed_grace};
@@ -205,13 +204,9 @@ fn young_packs(repo: &Repository) -> Result<HashSet<PackId>> {
     let grace = i64::try_from(unindexed_grace().as_millis()).unwrap_or(i64::MAX);
     let cutoff = chrono::Utc::now().timestamp_millis().saturating_sub(grace);
     Ok(repo
-        .storage()
-        .list_files(ObjectKind::Pack.dir())?
+        .list_packs_modified()?
         .into_iter()
-        .filter(|f| f.modified_ms > cutoff)
-        .filter_map(|f| {
-            let hex = crate::repository::objects::id_from_key(&f.name)?;
-            PackId::from_hex(&hex)
-        })
+        .filter(|p| p.modified_ms > cutoff)
+        .map(|p| p.id)
         .collect())
 }
