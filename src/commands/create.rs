@@ -8,7 +8,7 @@ use super::Context;
 use crate::engine::archive::{self, BackupOptions, Excludes};
 use crate::error::Result;
 use crate::format::snapshot::{Snapshot, Summary};
-use crate::repository::{ObjectKind, lock};
+use crate::repository::lock;
 use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -118,9 +118,7 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
     if let (Some(time), Some(id)) = (time, r.snapshot) {
         // Rewritten at once (saved anew, the first one deleted): it is a new
         // snapshot, so no `original` is recorded.
-        let bytes = crate::repository::objects::load(&repo, ObjectKind::Snapshot, &id.to_hex())?;
-        let snap = Snapshot::decode(&bytes)
-            .map_err(|e| crate::Error::corrupt(format!("snapshots/{id}"), e))?;
+        let snap = repo.load_snapshot(&id)?;
         r.snapshot = Some(super::tag::replace_snapshot(
             &repo,
             id,

@@ -183,6 +183,6 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
             })
             .collect(),
         duration_secs: started.elapsed().as_secs_f64(),
-        storage: repo.storage().stats(),
+        storage: repo.storage_stats(),
     })
 }

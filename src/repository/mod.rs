@@ -258,7 +258,9 @@ impl Repository {
         })
     }
 
-    pub fn storage(&self) -> &Storage {
+    /// Only `repository/` moves bytes: everything else goes through typed
+    /// objects, the loader and the walker.
+    pub(in crate::repository) fn storage(&self) -> &Storage {
         &self.storage
     }
 
