@@ -5,6 +5,8 @@ pub mod loader;
 pub mod lock;
 pub mod objects;
 pub mod saver;
+#[cfg(test)]
+mod tests;
 pub mod typed;
 pub mod walker;
 
