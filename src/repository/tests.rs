@@ -14,7 +14,8 @@ use crate::repository::objects::pack_key;
 use crate::repository::saver::BlobSaver;
 use crate::storage::Location;
 
-fn repo(dir: &Path) -> Repository {
+/// A fresh repository in `dir/repo`, with a KDF cheap enough for tests.
+pub(super) fn repo(dir: &Path) -> Repository {
     let opts = InitOptions {
         kdf: KdfParams {
             m_cost: 8,
