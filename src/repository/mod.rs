@@ -338,10 +338,7 @@ impl Repository {
             .par_iter()
             .map(|hex| {
                 let id = IndexId::from_hex(hex).unwrap_or_default();
-                let bytes = objects::load(self, ObjectKind::Index, hex)?;
-                let f = IndexFile::decode(&bytes)
-                    .map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
-                Ok((id, f))
+                Ok((id, self.load_index_file(&id)?))
             })
             .collect();
         let (mut files, mut damaged) = (BTreeMap::new(), Vec::new());
@@ -386,11 +383,8 @@ impl Repository {
         let loaded: Vec<(String, Result<Snapshot>)> = ids
             .par_iter()
             .map(|hex| {
-                let s = objects::load(self, ObjectKind::Snapshot, hex).and_then(|bytes| {
-                    Snapshot::decode(&bytes)
-                        .map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))
-                });
-                (hex.clone(), s)
+                let id = SnapshotId::from_hex(hex).unwrap_or_default();
+                (hex.clone(), self.load_snapshot(&id))
             })
             .collect();
         let (mut good, mut damaged) = (Vec::new(), Vec::new());

@@ -44,6 +44,32 @@ impl Repository {
             .collect())
     }
 
+    /// Loads a sealed object and decodes its payload; a payload that does
+    /// not decode is damage of that object.
+    fn load_decoded<T>(
+        &self,
+        kind: ObjectKind,
+        hex: &str,
+        decode: fn(&[u8]) -> std::result::Result<T, String>,
+    ) -> Result<T> {
+        let bytes = objects::load(self, kind, hex)?;
+        decode(&bytes).map_err(|e| Error::corrupt(kind.key(hex), e))
+    }
+
+    fn save_typed<T: Default>(
+        &self,
+        kind: ObjectKind,
+        payload: &[u8],
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T> {
+        let hex = self.save_object(kind, payload)?;
+        Ok(parse(&hex).unwrap_or_default())
+    }
+
+    fn delete_object(&self, kind: ObjectKind, hex: &str) -> Result<()> {
+        self.storage.delete(&kind.key(hex))
+    }
+
     // --- snapshots -------------------------------------------------------
 
     pub fn list_snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
@@ -57,18 +83,16 @@ impl Repository {
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let bytes = self.load_snapshot_bytes(id)?;
-        Snapshot::decode(&bytes).map_err(|e| Error::corrupt(format!("snapshots/{id}"), e))
+        self.load_decoded(ObjectKind::Snapshot, &id.to_hex(), Snapshot::decode)
     }
 
     /// Saves a snapshot object (under the lock check of [`Repository::save_object`]).
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        let hex = self.save_object(ObjectKind::Snapshot, &snap.encode())?;
-        Ok(SnapshotId::from_hex(&hex).unwrap_or_default())
+        self.save_typed(ObjectKind::Snapshot, &snap.encode(), SnapshotId::from_hex)
     }
 
     pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        self.storage.delete(&ObjectKind::Snapshot.key(&id.to_hex()))
+        self.delete_object(ObjectKind::Snapshot, &id.to_hex())
     }
 
     // --- index objects ---------------------------------------------------
@@ -78,19 +102,16 @@ impl Repository {
     }
 
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
-        let hex = id.to_hex();
-        let bytes = objects::load(self, ObjectKind::Index, &hex)?;
-        IndexFile::decode(&bytes).map_err(|e| Error::corrupt(format!("index/{hex}"), e))
+        self.load_decoded(ObjectKind::Index, &id.to_hex(), IndexFile::decode)
     }
 
     /// Saves an index object (under the lock check of [`Repository::save_object`]).
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
-        let hex = self.save_object(ObjectKind::Index, &file.encode())?;
-        Ok(IndexId::from_hex(&hex).unwrap_or_default())
+        self.save_typed(ObjectKind::Index, &file.encode(), IndexId::from_hex)
     }
 
     pub fn delete_index(&self, id: &IndexId) -> Result<()> {
-        self.storage.delete(&ObjectKind::Index.key(&id.to_hex()))
+        self.delete_object(ObjectKind::Index, &id.to_hex())
     }
 
     // --- keys ------------------------------------------------------------
@@ -108,7 +129,7 @@ impl Repository {
     }
 
     pub fn delete_key(&self, id: KeyId) -> Result<()> {
-        self.storage.delete(&ObjectKind::Key.key(&id.to_hex()))
+        self.delete_object(ObjectKind::Key, &id.to_hex())
     }
 
     // --- locks -----------------------------------------------------------
