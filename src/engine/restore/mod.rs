@@ -260,7 +260,7 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
-    let (start, start_path) = plan::resolve(repo, index, root, &opts.sub_path)?;
+    let (start, start_path) = repo.resolve(index, root, &opts.sub_path)?;
     let filter = plan::Filter {
         include: opts.include.as_ref(),
         exclude: opts.exclude.as_ref(),
