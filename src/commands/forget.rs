@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Context;
 use super::common::check_max_unused;
-use super::filter::matches;
+use super::filter::SnapshotFilter;
 use crate::engine::prune::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
 use crate::error::{Error, Result};
 use crate::format::retention::{self, GroupBy, GroupKey, Item, Policy, Span};
@@ -48,15 +48,8 @@ pub struct Args {
     /// Apply the policy separately to each group of snapshots sharing these fields.
     #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
     pub group_by: String,
-    /// Only consider snapshots from this host (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Only consider snapshots with this tag (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Only consider snapshots containing this source path (repeatable).
-    #[arg(long = "path", value_name = "PATH")]
-    pub paths: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
     /// Show what would be kept and removed, and why; change nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -186,7 +179,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     } else {
         let mut by_group: BTreeMap<GroupKey, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
         for (id, s) in repo.snapshots()? {
-            if matches(&s, &args.hosts, &args.tags, &args.paths) {
+            if args.filter.matches(&s) {
                 by_group
                     .entry(group_by.key(&s.host, &s.paths, &s.tags))
                     .or_default()

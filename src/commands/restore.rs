@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::Context;
 use super::common::{PathMessage, path_messages};
 use crate::engine::archive::Excludes;
-use crate::engine::restore::{self, RestoreOptions};
+use crate::engine::restore::{self, RestoreCounts, RestoreOptions};
 use crate::error::{Error, Result};
 use crate::repository::lock;
 use crate::storage::Location;
@@ -44,15 +44,8 @@ pub struct Args {
 pub struct Report {
     pub snapshot: String,
     pub target: String,
-    pub files: u64,
-    pub dirs: u64,
-    pub others: u64,
-    pub bytes: u64,
-    pub verified_files: u64,
-    pub skipped_files: u64,
-    pub deleted: u64,
-    pub archived: u64,
-    pub skipped_unread: u64,
+    #[serde(flatten)]
+    pub counts: RestoreCounts,
     pub errors: Vec<PathMessage>,
     pub duration_secs: f64,
     /// Requests and bytes this restore cost.
@@ -166,15 +159,7 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
     Ok(Report {
         snapshot: sid.to_hex(),
         target: target.to_string_lossy().into_owned(),
-        files: r.files,
-        dirs: r.dirs,
-        others: r.others,
-        bytes: r.bytes,
-        verified_files: r.verified_files,
-        skipped_files: r.skipped_files,
-        deleted: r.deleted,
-        archived: r.archived,
-        skipped_unread: r.skipped_unread,
+        counts: r.counts,
         errors: path_messages(r.errors),
         duration_secs: started.elapsed().as_secs_f64(),
         storage: repo.storage_stats(),

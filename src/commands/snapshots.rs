@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::Context;
-use super::filter::matches;
+use super::filter::SnapshotFilter;
 use crate::error::Result;
 use crate::format::retention::{GroupBy, GroupKey};
 use crate::format::snapshot::Snapshot;
@@ -11,15 +11,8 @@ use crate::repository::ObjectKind;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Only snapshots from this host (repeatable).
-    #[arg(long = "host", value_name = "HOST")]
-    pub hosts: Vec<String>,
-    /// Only snapshots with this tag (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// Only snapshots containing this source path (repeatable).
-    #[arg(long = "path", value_name = "PATH")]
-    pub paths: Vec<String>,
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
     /// Group the list by these fields: a comma-separated list of host, paths, tags.
     #[arg(long, value_name = "FIELDS", value_parser = GroupBy::parse)]
     pub group_by: Option<GroupBy>,
@@ -76,7 +69,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     }
     let list = snapshots
         .into_iter()
-        .filter(|(_, s)| matches(s, &args.hosts, &args.tags, &args.paths))
+        .filter(|(_, s)| args.filter.matches(s))
         .map(|(id, s)| Entry {
             id: id.to_hex(),
             short_id: id.short(),

@@ -82,14 +82,14 @@ impl Render for restore::Report {
             "restored snapshot {} to {}: {} files ({} already identical), {} dirs, {} others, {} in {:.1}s{}",
             short(&self.snapshot),
             self.target,
-            self.files,
-            self.skipped_files,
-            self.dirs,
-            self.others,
-            human_bytes(self.bytes),
+            self.counts.files,
+            self.counts.skipped_files,
+            self.counts.dirs,
+            self.counts.others,
+            human_bytes(self.counts.bytes),
             self.duration_secs,
             if a.verify {
-                format!(", {} files verified", self.verified_files)
+                format!(", {} files verified", self.counts.verified_files)
             } else {
                 String::new()
             }
@@ -97,7 +97,7 @@ impl Render for restore::Report {
         if a.delete {
             println!(
                 "--delete: {} entries not in the snapshot removed, {} old versions kept under {}/.repo/",
-                self.deleted, self.archived, self.target
+                self.counts.deleted, self.counts.archived, self.target
             );
         }
         if v.verbose > 0 {

@@ -93,8 +93,9 @@ pub fn damaged_notes(snap: &crate::format::snapshot::Snapshot) -> BTreeMap<Strin
         .collect()
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct RestoreReport {
+/// What a restore did, counted: the command reports these as they are.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreCounts {
     pub files: u64,
     pub dirs: u64,
     pub others: u64,
@@ -108,6 +109,11 @@ pub struct RestoreReport {
     pub archived: u64,
     /// `--delete`: identical files skipped on the target manifest's word, unread.
     pub skipped_unread: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreReport {
+    pub counts: RestoreCounts,
     pub errors: Vec<(PathBuf, String)>,
 }
 
@@ -229,7 +235,7 @@ impl Restorer<'_> {
     }
 
     fn into_report(self, verified_files: u64) -> RestoreReport {
-        let mut report = RestoreReport {
+        let mut counts = RestoreCounts {
             verified_files,
             bytes: self.bytes.load(Ordering::Relaxed),
             skipped_files: self.skipped.load(Ordering::Relaxed),
@@ -242,11 +248,15 @@ impl Restorer<'_> {
         };
         for item in &self.items {
             match item {
-                Item::Dir { .. } => report.dirs += 1,
-                Item::File { .. } | Item::HardLink { .. } => report.files += 1,
-                Item::Other { .. } => report.others += 1,
+                Item::Dir { .. } => counts.dirs += 1,
+                Item::File { .. } | Item::HardLink { .. } => counts.files += 1,
+                Item::Other { .. } => counts.others += 1,
             }
         }
+        let mut report = RestoreReport {
+            counts,
+            ..Default::default()
+        };
         report.errors = self.errors.into_inner().unwrap_or_default();
         report
     }
