@@ -1,4 +1,4 @@
-//! Adversarial part: source (see tests/adversarial.rs).
+//! Adversarial part: source (see tests/cli/adversarial/mod.rs).
 //!
 //! `create` must read only what it means to read: a source path below a
 //! symlinked directory is recorded as the directory it resolves to, and an
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::*;
+use crate::support::*;
 
 /// Content of the root-only file the attacker wants in the backup.
 const SECRET: &[u8] = b"root:$6$the-shadow-file-secret$:19000:0:99999:7:::";
@@ -55,7 +55,9 @@ fn create_paused(t: &TestRepo, src: &Path, point: &str) -> Paused {
     // SIGCONT sent in between would be lost and leave it stopped for good.
     let pid = bg.pid();
     assert!(
-        wait_until(Duration::from_secs(60), || crate::pause::is_stopped(pid)),
+        wait_until(Duration::from_secs(60), || {
+            crate::support::pause::is_stopped(pid)
+        }),
         "create never stopped at pause point {point}\n{}",
         bg.output()
     );

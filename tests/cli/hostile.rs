@@ -1,10 +1,8 @@
 //! Hostile source trees: each is backed up (or skipped with a clear
 //! message), never a hang, a crash or unbounded memory.
 //!
-//! Run alone with `cargo test --release --test hostile -- --nocapture`; each
+//! Run alone with `cargo test --release --test cli hostile:: -- --nocapture`; each
 //! test prints one `hostile:` line with what it did.
-
-mod common;
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -14,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use common::*;
+use crate::support::*;
 
 /// A test repository on a RAM-backed file system when there is one, so
 /// a million files cost seconds rather than minutes of disk churn.

@@ -1,4 +1,4 @@
-//! Adversarial part: plain (see tests/adversarial.rs).
+//! Adversarial part: plain (see tests/cli/adversarial/mod.rs).
 //!
 //! `mirror` and `sync` over peers' fixtures: the shape of pyftpsync's
 //! bidirectional test (two folders synced once, then changed on both sides)
@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 #[allow(unused_imports)]
-use crate::common::*;
+use crate::support::*;
 
 const T0: i64 = 1_700_000_000;
 const T1: i64 = T0 + 1000;
@@ -939,7 +939,7 @@ fn file_created_during_the_run_is_not_overwritten() {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         assert!(
             wait_until(Duration::from_secs(60), || {
-                crate::pause::paused_at(&pause, "plain-copy", pid)
+                crate::support::pause::paused_at(&pause, "plain-copy", pid)
             }),
             "{mode} never paused"
         );
@@ -995,7 +995,7 @@ fn folder_mode_is_not_set_through_a_swapped_symlink() {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     assert!(
         wait_until(Duration::from_secs(60), || {
-            crate::pause::paused_at(&pause, "plain-dir-made", pid)
+            crate::support::pause::paused_at(&pause, "plain-dir-made", pid)
         }),
         "mirror never paused"
     );

@@ -12,15 +12,13 @@
 //! seed is printed and `FAULT_SEED=N` repeats a run (kill moments still
 //! depend on the machine's speed).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use serde_json::Value;
 
 /// Seed of every random choice; `FAULT_SEED` overrides it.

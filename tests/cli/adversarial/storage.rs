@@ -1,4 +1,4 @@
-//! Adversarial part: storage (see tests/adversarial.rs).
+//! Adversarial part: storage (see tests/cli/adversarial/mod.rs).
 //!
 //! The repository directory is untrusted: planted huge objects, symlinks
 //! and FIFOs in it, a flipped byte in an index object. Every command must
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::support::*;
 
 /// A command that must end (well) within this, even on a debug build.
 const QUICK: Duration = Duration::from_secs(60);

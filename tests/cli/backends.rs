@@ -6,15 +6,13 @@
 //! `scripts/test` starts the servers and exports their URLs. Without them
 //! the remote tests skip, except under CI, where a missing server fails.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server;
+use crate::support::server;
 
 const PASSWORD: &str = "conformance-password";
 const MARKER: &str = "PLAINTEXT-MARKER-c0ffee";
@@ -142,7 +140,10 @@ fn same_tree(a: &Path, b: &Path) {
 
 /// Object keys an independent client sees, and those containing the marker.
 fn independent_listing(url: &str) -> (std::collections::BTreeMap<String, u64>, Vec<String>) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/list_objects.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/cli/support/list_objects.py"
+    );
     let mut c =
         Command::new(std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into()));
     c.arg(script).arg(url).arg(MARKER);

@@ -8,18 +8,8 @@
 //! point in the binary (`REPO_TEST_PAUSE`, see `src/testhooks.rs`) or a
 //! delay injected at a system call with `strace -e inject=`.
 
-mod common;
-
-#[path = "adversarial/pause.rs"]
-mod pause;
-
-#[path = "adversarial/locks.rs"]
 mod locks;
-#[path = "adversarial/plain.rs"]
 mod plain;
-#[path = "adversarial/restore.rs"]
 mod restore;
-#[path = "adversarial/source.rs"]
 mod source;
-#[path = "adversarial/storage.rs"]
 mod storage;

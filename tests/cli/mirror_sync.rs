@@ -1,13 +1,11 @@
 //! `repo mirror` and `repo sync` on real folders (and a real FTP server).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{server, set_mtime, unique_url};
+use crate::support::{server, set_mtime, unique_url};
 
 const T0: i64 = 1_700_000_000;
 
@@ -50,7 +48,7 @@ fn put(root: &Path, rel: &str, content: &str, mtime: i64) {
 /// Files (path -> content) below `root`, leaving out `.repo`.
 fn files(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for p in common::walk_all(root) {
+    for p in crate::support::walk_all(root) {
         let s = p.to_string_lossy().into_owned();
         if s.starts_with(".repo") {
             continue;
@@ -65,7 +63,7 @@ fn files(root: &Path) -> BTreeMap<String, String> {
 
 /// Files below `root`, relative.
 fn rel_files(root: &Path) -> Vec<std::path::PathBuf> {
-    common::walk_files(root)
+    crate::support::walk_files(root)
         .into_iter()
         .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
         .collect()
@@ -506,7 +504,7 @@ fn mirror_to_s3_and_back() {
 /// replaces, and trusts the target's manifest to skip untouched files.
 #[test]
 fn restore_delete_mirrors_the_snapshot() {
-    let t = common::TestRepo::new();
+    let t = crate::support::TestRepo::new();
     t.init();
     let src = t.join("src");
     put(&src, "a.txt", "alpha", T0);
@@ -554,7 +552,7 @@ fn restore_delete_mirrors_the_snapshot() {
     assert_eq!(r["skipped_unread"], 4, "{r}");
     assert_eq!(r["bytes"], 0, "{r}");
     // A changed ctime means "look again": compared by content, still identical.
-    common::chmod(&leaf.join("sub/b.txt"), 0o600);
+    crate::support::chmod(&leaf.join("sub/b.txt"), 0o600);
     let r = restore(&[]);
     assert_eq!(r["skipped_unread"], 3, "{r}");
     assert_eq!(r["skipped_files"], 4, "{r}");

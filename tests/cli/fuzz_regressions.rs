@@ -4,9 +4,9 @@
 //! (no panic, round trips, the allocation bound) as under cargo-fuzz.
 //!
 //! Regenerate the seeds after a format change with
-//! `cargo test --test fuzz_regressions -- --ignored write_seeds`.
+//! `cargo test --test cli fuzz_regressions::write_seeds -- --ignored`.
 
-#[path = "../fuzz/src/lib.rs"]
+#[path = "../../fuzz/src/lib.rs"]
 mod harness;
 
 use std::path::{Path, PathBuf};
@@ -50,7 +50,7 @@ fn committed_seeds_match_the_generator() {
         let committed = std::fs::read(&path).unwrap_or_default();
         assert!(
             committed == bytes,
-            "{} is stale; run `cargo test --test fuzz_regressions -- --ignored write_seeds`",
+            "{} is stale; run `cargo test --test cli fuzz_regressions::write_seeds -- --ignored`",
             path.display()
         );
     }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod pause;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_repo");
 /// Password used by every test repository.

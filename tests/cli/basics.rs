@@ -1,8 +1,6 @@
 //! End-to-end tests of the `repo` binary: every test runs the real
 //! executable against a repository in its own temporary directory.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
@@ -11,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -1293,7 +1291,7 @@ fn interrupted_backup_stops_cleanly() {
     t.ok(["check"]);
 }
 
-// Concurrent backups: tests/faults.rs (`concurrent_backups_into_one_repository`).
+// Concurrent backups: tests/cli/faults.rs (`concurrent_backups_into_one_repository`).
 
 #[test]
 fn restore_over_existing_files_replaces_them_without_following_symlinks() {

@@ -1,4 +1,4 @@
-//! Adversarial part: restore (see tests/adversarial.rs).
+//! Adversarial part: restore (see tests/cli/adversarial/mod.rs).
 //!
 //! A restore must not be turnable against its user: `--delete` keeps what
 //! an excluded directory holds and refuses a target holding the repository
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[allow(unused_imports)]
-use crate::common::*;
+use crate::support::*;
 
 /// Trials run and files found written, moved or changed where they must not be.
 static TRIALS: AtomicU64 = AtomicU64::new(0);
@@ -427,7 +427,9 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
     // Wait until the process is really stopped (the marker is written just before).
     let pid = child.id();
     assert!(
-        wait_until(Duration::from_secs(10), || crate::pause::is_stopped(pid)),
+        wait_until(Duration::from_secs(10), || {
+            crate::support::pause::is_stopped(pid)
+        }),
         "restore did not stop at {point}"
     );
     let d = target.join(r.swapped);
@@ -729,7 +731,7 @@ fn restore_paused(
     let mut child = c.spawn().expect("spawn restore");
     let pid = child.id();
     let stopped = wait_until(Duration::from_secs(120), || {
-        crate::pause::paused_at(&pause_dir, point, pid)
+        crate::support::pause::paused_at(&pause_dir, point, pid)
     });
     if !stopped {
         let _ = child.kill();

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::*;
+use crate::support::*;
 
 /// The shortened stale period of the suspension trials, in seconds.
 const STALE: u64 = 4;
@@ -87,7 +87,7 @@ fn paused(t: &TestRepo, args: &[&str], point: &str, stale: Option<u64>, name: &s
     };
     let pid = bg.pid().as_raw();
     let stopped = wait_until(Duration::from_secs(120), || {
-        crate::pause::paused_at(&dir, point, pid)
+        crate::support::pause::paused_at(&dir, point, pid)
     });
     if !stopped {
         let status = bg.exited();
@@ -600,7 +600,7 @@ fn stopped_at(marker: &Path) -> i32 {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0);
-        pid > 0 && crate::pause::is_stopped(pid)
+        pid > 0 && crate::support::pause::is_stopped(pid)
     });
     assert!(ok, "no process stopped at {}", marker.display());
     pid
