@@ -9,75 +9,37 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::server;
+use crate::support::{
+    Background, Cmp, Run, assert_same_tree, clean_command, random_bytes, repo_command, run, server,
+    trust_test_ca, unique_url,
+};
 
 const PASSWORD: &str = "conformance-password";
 const MARKER: &str = "PLAINTEXT-MARKER-c0ffee";
 
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos() ^ rand_u64()
-    )
-}
-
-fn rand_u64() -> u128 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.as_nanos() % 1_000_000_007
-}
-
-/// Runs the real binary against `repo`.
-fn repo(url: &str, args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_repo"));
+/// The binary against `url` with the password (and the FTPS test CA).
+fn repo_cmd(url: &str, args: &[&str]) -> Command {
+    let mut c = repo_command();
     c.args(args)
         .arg("-r")
         .arg(url)
         .env("REPO_PASSWORD", PASSWORD);
-    if let Ok(ca) = std::env::var("REPO_TEST_FTP_CA") {
-        c.env("REPO_CA_CERT", ca);
-    }
-    c.output().expect("run repo")
+    trust_test_ca(&mut c);
+    c
 }
 
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Deterministic pseudo-random bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+/// Runs the real binary against `url`.
+fn repo(url: &str, args: &[&str]) -> Run {
+    run(repo_cmd(url, args))
 }
 
 fn make_tree(root: &Path) {
     std::fs::create_dir_all(root.join(format!("dir-{MARKER}/sub"))).unwrap();
     std::fs::create_dir_all(root.join("empty")).unwrap();
-    std::fs::write(root.join("big.bin"), noise(3 << 20, 7)).unwrap();
+    std::fs::write(root.join("big.bin"), random_bytes(3 << 20, 7)).unwrap();
     std::fs::write(
         root.join(format!("dir-{MARKER}/note-{MARKER}.txt")),
         MARKER.repeat(100),
@@ -94,48 +56,13 @@ fn make_tree(root: &Path) {
     std::os::unix::fs::symlink("big.bin", root.join("link")).unwrap();
 }
 
-/// Compares two trees: types, contents, symlink targets, modes.
+/// Types, contents, symlink targets and modes must survive every backend.
 fn same_tree(a: &Path, b: &Path) {
-    let mut names_a: Vec<_> = std::fs::read_dir(a)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    let mut names_b: Vec<_> = std::fs::read_dir(b)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names_a.sort();
-    names_b.sort();
-    assert_eq!(names_a, names_b, "entries of {}", a.display());
-    for n in names_a {
-        let (pa, pb) = (a.join(&n), b.join(&n));
-        let (ma, mb) = (
-            std::fs::symlink_metadata(&pa).unwrap(),
-            std::fs::symlink_metadata(&pb).unwrap(),
-        );
-        assert_eq!(ma.file_type(), mb.file_type(), "{}", pa.display());
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            ma.permissions().mode(),
-            mb.permissions().mode(),
-            "{}",
-            pa.display()
-        );
-        if ma.is_dir() {
-            same_tree(&pa, &pb);
-        } else if ma.file_type().is_symlink() {
-            assert_eq!(
-                std::fs::read_link(&pa).unwrap(),
-                std::fs::read_link(&pb).unwrap()
-            );
-        } else {
-            assert!(
-                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
-                "content of {}",
-                pa.display()
-            );
-        }
-    }
+    let cmp = Cmp {
+        mode: true,
+        ..Cmp::content_only()
+    };
+    assert_same_tree(a, b, cmp);
 }
 
 /// Object keys an independent client sees, and those containing the marker.
@@ -145,13 +72,9 @@ fn independent_listing(url: &str) -> (std::collections::BTreeMap<String, u64>, V
         "/tests/cli/support/list_objects.py"
     );
     let mut c =
-        Command::new(std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into()));
-    c.arg(script).arg(url).arg(MARKER);
-    if let Ok(ca) = std::env::var("REPO_TEST_FTP_CA") {
-        c.env("REPO_CA_CERT", ca);
-    }
-    let out = ok(c.output().expect("run python3"), "independent listing");
-    let v = json(&out);
+        clean_command(std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into()));
+    trust_test_ca(c.arg(script).arg(url).arg(MARKER));
+    let v = run(c).success().json();
     let objects = v["objects"]
         .as_object()
         .unwrap()
@@ -206,21 +129,19 @@ fn conformance(url: &str, independent: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src);
-    let init = ok(repo(url, &["init", "--json"]), "init");
-    assert_eq!(json(&init)["id"].as_str().unwrap().len(), 64);
+    let init = repo(url, &["init", "--json"]).success().json();
+    assert_eq!(init["id"].as_str().unwrap().len(), 64);
 
-    let first = json(&ok(
-        repo(url, &["create", "--json", src.to_str().unwrap()]),
-        "first create",
-    ));
+    let first = repo(url, &["create", "--json", src.to_str().unwrap()])
+        .success()
+        .json();
     assert_eq!(first["summary"]["files_new"], 33);
     assert!(first["storage"]["requests"].as_u64().unwrap() > 0);
 
     std::fs::write(src.join("empty.txt"), b"now with content").unwrap();
-    let second = json(&ok(
-        repo(url, &["create", "--json", src.to_str().unwrap()]),
-        "incremental create",
-    ));
+    let second = repo(url, &["create", "--json", src.to_str().unwrap()])
+        .success()
+        .json();
     assert_eq!(second["summary"]["files_changed"], 1, "{second}");
     assert_eq!(second["summary"]["files_unchanged"], 32, "{second}");
     assert!(
@@ -228,49 +149,34 @@ fn conformance(url: &str, independent: bool) {
         "{second}"
     );
 
-    let snaps = json(&ok(repo(url, &["snapshots", "--json"]), "snapshots"));
+    let snaps = repo(url, &["snapshots", "--json"]).success().json();
     assert_eq!(snaps.as_array().unwrap().len(), 2);
 
     let out = tmp.path().join("out");
-    ok(
-        repo(
-            url,
-            &[
-                "restore",
-                "latest",
-                "--target",
-                out.to_str().unwrap(),
-                "--verify",
-            ],
-        ),
-        "restore",
-    );
+    repo(
+        url,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            out.to_str().unwrap(),
+            "--verify",
+        ],
+    )
+    .success();
     same_tree(&src, &out.join(src.strip_prefix("/").unwrap()));
 
-    let check = json(&ok(
-        repo(url, &["check", "--read-data", "--json"]),
-        "check --read-data",
-    ));
+    let check = repo(url, &["check", "--read-data", "--json"])
+        .success()
+        .json();
     assert!(check["errors"].as_array().unwrap().is_empty(), "{check}");
     assert!(check["packs_read"].as_u64().unwrap() >= 2);
 
-    let mut wrong = Command::new(env!("CARGO_BIN_EXE_repo"));
-    if let Ok(ca) = std::env::var("REPO_TEST_FTP_CA") {
-        wrong.env("REPO_CA_CERT", ca);
-    }
-    let wrong = wrong
-        .args(["snapshots", "-r", url])
-        .env("REPO_PASSWORD", "not the password")
-        .output()
-        .unwrap();
-    assert_eq!(
-        wrong.status.code(),
-        Some(12),
-        "{}",
-        String::from_utf8_lossy(&wrong.stderr)
-    );
+    let mut wrong = repo_cmd(url, &["snapshots"]);
+    wrong.env("REPO_PASSWORD", "not the password");
+    run(wrong).code(12);
 
-    let unlock = json(&ok(repo(url, &["unlock", "--json"]), "unlock"));
+    let unlock = repo(url, &["unlock", "--json"]).success().json();
     assert!(
         unlock["removed"].as_array().unwrap().is_empty(),
         "no stale locks expected: {unlock}"
@@ -292,14 +198,8 @@ fn conformance(url: &str, independent: bool) {
 /// exclusive locker replaces it and `unlock` cleans up.
 fn exclusive_lock_scenario(url: &str) {
     let spawn_lock = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_repo"));
-        c.args(["lock", "--duration", "5m", "-r", url])
-            .env("REPO_PASSWORD", PASSWORD)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Ok(ca) = std::env::var("REPO_TEST_FTP_CA") {
-            c.env("REPO_CA_CERT", ca);
-        }
+        let mut c = repo_cmd(url, &["lock", "--duration", "5m"]);
+        c.stdout(Stdio::piped()).stderr(Stdio::inherit());
         c.spawn().unwrap()
     };
     let mut holder = spawn_lock();
@@ -311,34 +211,16 @@ fn exclusive_lock_scenario(url: &str) {
         line.contains("holding an exclusive lock"),
         "lock failed: {line}"
     );
-    let shared = repo(url, &["check"]);
-    assert_eq!(
-        shared.status.code(),
-        Some(11),
-        "{}",
-        String::from_utf8_lossy(&shared.stderr)
-    );
-    let exclusive = repo(url, &["lock", "--duration", "1s"]);
-    assert_eq!(
-        exclusive.status.code(),
-        Some(11),
-        "{}",
-        String::from_utf8_lossy(&exclusive.stderr)
-    );
-    assert!(String::from_utf8_lossy(&exclusive.stderr).contains("exclusive"));
+    repo(url, &["check"]).code(11);
+    repo(url, &["lock", "--duration", "1s"])
+        .code(11)
+        .stderr_has("exclusive");
     holder.kill().unwrap();
     holder.wait().unwrap();
     // The holder is dead (same host, no such pid): its claim is stale and replaced.
-    ok(
-        repo(url, &["lock", "--duration", "1s"]),
-        "exclusive lock after the holder died",
-    );
-    ok(repo(url, &["unlock"]), "unlock");
-    ok(repo(url, &["check"]), "check after unlock");
-}
-
-fn with_dir(base: &str, name: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), unique(name))
+    repo(url, &["lock", "--duration", "1s"]).success();
+    repo(url, &["unlock"]).success();
+    repo(url, &["check"]).success();
 }
 
 #[test]
@@ -354,7 +236,7 @@ fn s3_seaweedfs() {
     let Some(base) = server("REPO_TEST_S3_URL") else {
         return;
     };
-    conformance(&with_dir(&base, "conf"), true);
+    conformance(&unique_url(&base, "conf"), true);
 }
 
 #[test]
@@ -362,7 +244,7 @@ fn ftp_pyftpdlib() {
     let Some(base) = server("REPO_TEST_FTP_URL") else {
         return;
     };
-    conformance(&with_dir(&base, "conf"), true);
+    conformance(&unique_url(&base, "conf"), true);
 }
 
 #[test]
@@ -370,7 +252,7 @@ fn ftps_pyftpdlib() {
     let Some(base) = server("REPO_TEST_FTPS_URL") else {
         return;
     };
-    conformance(&with_dir(&base, "conf"), true);
+    conformance(&unique_url(&base, "conf"), true);
 }
 
 #[test]
@@ -378,7 +260,7 @@ fn ftp_proftpd() {
     let Some(base) = server("REPO_TEST_PROFTPD_URL") else {
         return;
     };
-    conformance(&with_dir(&base, "conf"), true);
+    conformance(&unique_url(&base, "conf"), true);
 }
 
 #[test]
@@ -388,7 +270,7 @@ fn ftps_proftpd() {
     };
     // Python's ftplib cannot resume TLS sessions, which ProFTPD requires by default for
     // data connections; the pyftpdlib FTPS test covers the independent view of FTPS.
-    conformance(&with_dir(&base, "conf"), false);
+    conformance(&unique_url(&base, "conf"), false);
 }
 
 #[test]
@@ -400,61 +282,48 @@ fn malformed_urls_name_the_wrong_part() {
         ("file://relative", "absolute"),
     ] {
         let out = repo(url, &["snapshots"]);
-        assert_eq!(out.status.code(), Some(2), "{url}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.to_lowercase().contains(part), "{url}: {err}");
+        out.code(2);
+        assert!(out.stderr.to_lowercase().contains(part), "{url}: {out}");
     }
 }
 
 /// A background `create` of enough data that it is still running when the server goes away.
-fn start_big_create(url: &str, src: &Path) -> Child {
+fn start_big_create(url: &str, src: &Path) -> Background {
     std::fs::create_dir_all(src).unwrap();
     for i in 0..12 {
-        std::fs::write(src.join(format!("r{i}.bin")), noise(8 << 20, i + 100)).unwrap();
+        std::fs::write(
+            src.join(format!("r{i}.bin")),
+            random_bytes(8 << 20, i + 100),
+        )
+        .unwrap();
     }
-    let mut c = Command::new(env!("CARGO_BIN_EXE_repo"));
-    c.args(["create", "-q", src.to_str().unwrap(), "-r", url])
-        .env("REPO_PASSWORD", PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c.spawn().unwrap()
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("create did not finish within {limit:?} after the server stopped");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let (stdout, stderr) = (src.with_extension("stdout"), src.with_extension("stderr"));
+    let mut c = repo_cmd(url, &["create", "-q", src.to_str().unwrap()]);
+    c.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    Background {
+        child: Some(c.spawn().unwrap()),
+        stdout,
+        stderr,
     }
 }
 
 /// After an outage: `check` is clean, earlier snapshots restore, a new backup works.
 fn after_outage(url: &str, earlier: &Path, tmp: &Path) {
-    let check = json(&ok(
-        repo(url, &["check", "--read-data", "--json"]),
-        "check after outage",
-    ));
+    let check = repo(url, &["check", "--read-data", "--json"])
+        .success()
+        .json();
     assert!(check["errors"].as_array().unwrap().is_empty(), "{check}");
     let out = tmp.join("restored");
-    ok(
-        repo(
-            url,
-            &["restore", "latest", "--target", out.to_str().unwrap()],
-        ),
-        "restore after outage",
-    );
+    repo(
+        url,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    )
+    .success();
     same_tree(earlier, &out.join(earlier.strip_prefix("/").unwrap()));
-    ok(repo(url, &["unlock"]), "unlock");
-    ok(
-        repo(url, &["create", "-q", earlier.to_str().unwrap()]),
-        "create after outage",
-    );
+    repo(url, &["unlock"]).success();
+    repo(url, &["create", "-q", earlier.to_str().unwrap()]).success();
 }
 
 #[test]
@@ -463,20 +332,17 @@ fn s3_server_stopped_during_create() {
         return;
     };
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3-server.sh");
-    let url = with_dir(&base, "fault");
+    let url = unique_url(&base, "fault");
     let tmp = tempfile::tempdir().unwrap();
     let small = tmp.path().join("small");
     make_tree(&small);
-    ok(repo(&url, &["init"]), "init");
-    ok(
-        repo(&url, &["create", "-q", small.to_str().unwrap()]),
-        "first create",
-    );
-    let child = start_big_create(&url, &tmp.path().join("big"));
+    repo(&url, &["init"]).success();
+    repo(&url, &["create", "-q", small.to_str().unwrap()]).success();
+    let mut child = start_big_create(&url, &tmp.path().join("big"));
     std::thread::sleep(Duration::from_millis(1500));
     let stop = Command::new(script).arg("stop").status().unwrap();
     assert!(stop.success());
-    let out = wait_with_timeout(child, Duration::from_secs(240));
+    let status = child.wait(Duration::from_secs(240));
     let start = Command::new(script).arg("start").output().unwrap();
     assert!(
         start.status.success(),
@@ -484,10 +350,10 @@ fn s3_server_stopped_during_create() {
         String::from_utf8_lossy(&start.stderr)
     );
     assert!(
-        !out.status.success(),
+        !status.success(),
         "create should fail while the server is down"
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = std::fs::read_to_string(&child.stderr).unwrap();
     assert!(
         err.contains("storage error") && err.contains("s3://"),
         "unclear error: {err}"
@@ -537,22 +403,19 @@ fn ftp_server_stopped_during_create() {
     let url = format!("ftp://fault:faultpw@127.0.0.1:{port}/repo");
     let small = tmp.path().join("small");
     make_tree(&small);
-    ok(repo(&url, &["init"]), "init");
-    ok(
-        repo(&url, &["create", "-q", small.to_str().unwrap()]),
-        "first create",
-    );
-    let child = start_big_create(&url, &tmp.path().join("big"));
+    repo(&url, &["init"]).success();
+    repo(&url, &["create", "-q", small.to_str().unwrap()]).success();
+    let mut child = start_big_create(&url, &tmp.path().join("big"));
     std::thread::sleep(Duration::from_millis(1500));
     server_proc.kill().unwrap();
     server_proc.wait().unwrap();
-    let out = wait_with_timeout(child, Duration::from_secs(240));
+    let status = child.wait(Duration::from_secs(240));
     let mut server_proc = spawn();
     assert!(
-        !out.status.success(),
+        !status.success(),
         "create should fail while the server is down"
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = std::fs::read_to_string(&child.stderr).unwrap();
     assert!(
         err.contains("ftp://fault@127.0.0.1") && !err.contains("faultpw"),
         "unclear error or leaked password: {err}"

@@ -723,13 +723,7 @@ fn unreadable_source_file_exits_3_and_keeps_the_snapshot() {
             eprintln!("skipping: running as root and setpriv is not installed");
             return;
         };
-        t.prefix = vec![
-            sp.into(),
-            "--reuid=65534".into(),
-            "--regid=65534".into(),
-            "--clear-groups".into(),
-            "--".into(),
-        ];
+        t.prefix = nobody_prefix(sp);
     }
     let src = t.join("src");
     let files = simple_tree(&src, 70);
@@ -1436,13 +1430,7 @@ fn unprivileged_restore_of_read_only_entries_with_xattrs() {
             eprintln!("skipping: running as root and setpriv is not installed");
             return;
         };
-        t.prefix = vec![
-            sp.into(),
-            "--reuid=65534".into(),
-            "--regid=65534".into(),
-            "--clear-groups".into(),
-            "--".into(),
-        ];
+        t.prefix = nobody_prefix(sp);
     }
     let src = t.join("src");
     let rodir = src.join("rodir");

@@ -501,13 +501,7 @@ fn copy_of(p: &Pristine, name: &str) -> TestRepo {
         .tempdir_in(p.t.path())
         .unwrap();
     let copy = TestRepo::from_dir(dir);
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&p.t.repo)
-        .arg(&copy.repo)
-        .status()
-        .expect("cp");
-    assert!(st.success());
+    copy_tree(&p.t.repo, &copy.repo);
     copy
 }
 

@@ -9,73 +9,40 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
+use std::ops::Deref;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tempfile::TempDir;
 
-const BIN: &str = env!("CARGO_BIN_EXE_repo");
-const PASSWORD: &str = "lifecycle test password";
+use crate::support::{
+    Cmp, PASSWORD, TestRepo, copy_tree, random_bytes, run, set_mtime, walk_all, write_file,
+};
 
 // ---------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------
 
-#[derive(Debug)]
-struct Out {
-    what: String,
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
+/// A [`TestRepo`] whose commands run with `TZ=UTC`, plus the lifecycle
+/// tests' shorthands.
+struct Env(TestRepo);
 
-impl Out {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
+impl Deref for Env {
+    type Target = TestRepo;
+
+    fn deref(&self) -> &TestRepo {
+        &self.0
     }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{self}"))
-    }
-
-    #[track_caller]
-    fn code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code\n{self}");
-        self
-    }
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "command: {}\nexit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.what,
-            self.code,
-            String::from_utf8_lossy(&self.stdout),
-            self.stderr
-        )
-    }
-}
-
-struct Env {
-    dir: TempDir,
-    repo: PathBuf,
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("repo-lifecycle-")
-            .tempdir()
-            .expect("tempdir");
-        let repo = dir.path().join("repo");
-        Env { dir, repo }
+        let mut t = TestRepo::new();
+        t.env.push(("TZ".into(), "UTC".into()));
+        Env(t)
     }
 
     /// A new environment with an initialized repository.
@@ -100,76 +67,11 @@ impl Env {
         e
     }
 
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn join(&self, p: impl AsRef<Path>) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn command_for(&self, repo: &Path, password: &str) -> Command {
-        let mut c = Command::new(BIN);
-        for v in [
-            "REPO_PASSWORD",
-            "REPO_PASSWORD_FILE",
-            "REPO_PASSWORD_COMMAND",
-            "REPO_REPOSITORY",
-            "REPO_TEST_PRUNE_CRASH_AT",
-        ] {
-            c.env_remove(v);
-        }
-        c.arg("-r")
-            .arg(repo)
-            .env("REPO_PASSWORD", password)
-            .env("TZ", "UTC")
-            .current_dir(self.path())
-            .stdin(Stdio::null());
+    /// The binary with the repository and `password`.
+    fn cmd_with_password(&self, password: &str) -> Command {
+        let mut c = self.cmd_no_pw();
+        c.env("REPO_PASSWORD", password);
         c
-    }
-
-    fn cmd(&self) -> Command {
-        self.command_for(&self.repo, PASSWORD)
-    }
-
-    fn exec(mut c: Command) -> Out {
-        let what = format!(
-            "repo {}",
-            c.get_args()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let o = c
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-        Out {
-            what,
-            code: o.status.code().unwrap_or(-1),
-            stdout: o.stdout,
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    fn run<I, S>(&self, args: I) -> Out
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let mut c = self.cmd();
-        c.args(args);
-        Env::exec(c)
-    }
-
-    #[track_caller]
-    fn ok<I, S>(&self, args: I) -> Out
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let o = self.run(args);
-        o.code(0);
-        o
     }
 
     /// Runs with `--json`, must succeed.
@@ -181,8 +83,8 @@ impl Env {
     {
         let mut c = self.cmd();
         c.args(args).arg("--json");
-        let o = Env::exec(c);
-        o.code(0);
+        let o = run(c);
+        o.success();
         o.json()
     }
 
@@ -224,138 +126,26 @@ impl Env {
         target.join(src.strip_prefix("/").expect("absolute"))
     }
 
-    /// Object files (64 hex digit names) under `<repo>/<dir>`.
-    fn objects(&self, dir: &str) -> BTreeSet<String> {
-        walk(&self.repo.join(dir))
-            .into_iter()
-            .filter(|p| p.is_file())
-            .filter_map(|p| p.file_name().and_then(OsStr::to_str).map(String::from))
-            .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+    /// Names of the objects under `<repo>/<dir>`.
+    fn object_ids(&self, dir: &str) -> BTreeSet<String> {
+        self.objects(dir)
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(String::from))
             .collect()
     }
 }
 
-/// Total bytes of the files of a directory tree.
-fn tree_size(root: &Path) -> u64 {
-    walk(root)
-        .iter()
-        .filter_map(|p| fs::symlink_metadata(p).ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
-/// Every path below `root` (not `root` itself), sorted.
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Deterministic incompressible bytes.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    if let Some(p) = path.parent() {
-        fs::create_dir_all(p).expect("mkdir");
-    }
-    fs::write(path, bytes).expect("write");
-}
-
-fn set_mtime(path: &Path, secs: u64, nanos: u32) {
-    let t = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
-    let f = fs::File::options()
-        .write(!path.is_dir())
-        .read(path.is_dir())
-        .open(path)
-        .expect("open for mtime");
-    f.set_modified(t).expect("set mtime");
-}
-
-/// `cp -a` (modes, times, links, xattrs preserved).
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
-}
-
-/// Asserts two trees hold the same names, types, contents, symlink
-/// targets, permission bits and (files and directories) mtimes.
+/// Names, types, contents, symlink targets, permission bits and mtimes
+/// must all be the same.
 #[track_caller]
 fn assert_same_tree(expected: &Path, actual: &Path) {
-    let rel = |root: &Path| -> BTreeSet<PathBuf> {
-        walk(root)
-            .into_iter()
-            .map(|p| p.strip_prefix(root).expect("below root").to_path_buf())
-            .collect()
+    let cmp = Cmp {
+        mode: true,
+        mtime: true,
+        root_mtime: true,
+        ..Cmp::content_only()
     };
-    let (a, b) = (rel(expected), rel(actual));
-    assert_eq!(
-        a,
-        b,
-        "different entries in {} and {}",
-        expected.display(),
-        actual.display()
-    );
-    for r in std::iter::once(PathBuf::new()).chain(a) {
-        let (pa, pb) = (expected.join(&r), actual.join(&r));
-        let (ma, mb) = (
-            fs::symlink_metadata(&pa).expect("stat expected"),
-            fs::symlink_metadata(&pb).expect("stat actual"),
-        );
-        let what = r.display();
-        assert_eq!(ma.file_type(), mb.file_type(), "type of {what}");
-        if ma.file_type().is_symlink() {
-            assert_eq!(
-                fs::read_link(&pa).unwrap(),
-                fs::read_link(&pb).unwrap(),
-                "target of {what}"
-            );
-            continue;
-        }
-        assert_eq!(
-            ma.permissions().mode() & 0o7777,
-            mb.permissions().mode() & 0o7777,
-            "mode of {what}"
-        );
-        assert_eq!(
-            (ma.mtime(), ma.mtime_nsec()),
-            (mb.mtime(), mb.mtime_nsec()),
-            "mtime of {what}"
-        );
-        if ma.is_file() {
-            assert!(
-                fs::read(&pa).unwrap() == fs::read(&pb).unwrap(),
-                "content of {what}"
-            );
-        }
-    }
+    crate::support::assert_same_tree(expected, actual, cmp);
 }
 
 fn ids_of(list: &Value) -> BTreeSet<String> {
@@ -374,7 +164,7 @@ fn ids_of(list: &Value) -> BTreeSet<String> {
 fn snapshots_group_by_host_and_tags() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("f"), b"x");
+    write_file(&src.join("f"), b"x");
     let a1 = e.create(&src, &["--host", "alpha", "--tag", "daily"]);
     let a2 = e.create(&src, &["--host", "alpha"]);
     let b1 = e.create(&src, &["--host", "beta", "--tag", "daily"]);
@@ -396,13 +186,13 @@ fn snapshots_group_by_host_and_tags() {
     let by_tags = e.json(["snapshots", "--group-by", "host,tags"]);
     assert_eq!(by_tags.as_array().unwrap().len(), 3);
 
-    let text = e.ok(["snapshots", "--group-by", "host,paths"]).text();
+    let text = e.ok(["snapshots", "--group-by", "host,paths"]).stdout;
     assert!(text.contains("snapshots for host alpha, paths ["), "{text}");
     assert!(text.contains("snapshots for host beta"), "{text}");
     // Filters still apply, and the plain table is unchanged.
     let only = e.json(["snapshots", "--tag", "daily", "--host", "alpha"]);
     assert_eq!(ids_of(&only), BTreeSet::from([a1]));
-    assert!(e.ok(["snapshots"]).text().contains("3 snapshot(s)"));
+    assert!(e.ok(["snapshots"]).stdout.contains("3 snapshot(s)"));
     e.run(["snapshots", "--group-by", "colour"]).code(2);
 }
 
@@ -410,12 +200,12 @@ fn snapshots_group_by_host_and_tags() {
 fn find_by_name_and_by_path() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("a.txt"), b"first");
-    write(&src.join("d/b.txt"), b"second!");
-    write(&src.join("d/c.log"), b"log");
+    write_file(&src.join("a.txt"), b"first");
+    write_file(&src.join("d/b.txt"), b"second!");
+    write_file(&src.join("d/c.log"), b"log");
     let s1 = e.create(&src, &[]);
     fs::remove_file(src.join("a.txt")).unwrap();
-    write(&src.join("d/e/f.txt"), b"third");
+    write_file(&src.join("d/e/f.txt"), b"third");
     let s2 = e.create(&src, &[]);
 
     let r = e.json(["find", "*.txt"]);
@@ -458,7 +248,7 @@ fn find_by_name_and_by_path() {
     let r = e.json(["find", "e"]);
     assert_eq!(r["matches"].as_array().unwrap().len(), 1);
     assert_eq!(r["matches"][0]["type"], "dir");
-    let text = e.ok(["find", "*.txt"]).text();
+    let text = e.ok(["find", "*.txt"]).stdout;
     assert!(text.contains("4 match(es) in 2 of 2 snapshot(s)"), "{text}");
     e.run(["find", "a["]).code(2);
 }
@@ -467,22 +257,22 @@ fn find_by_name_and_by_path() {
 fn diff_added_removed_modified_metadata() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("keep/same.bin"), &random_bytes(10_000, 1));
-    write(&src.join("mod.txt"), b"old content");
-    write(&src.join("meta.txt"), b"same");
-    write(&src.join("touch.txt"), b"same too");
-    write(&src.join("gone.txt"), b"12345");
-    write(&src.join("gonedir/f1"), b"aa");
-    write(&src.join("gonedir/f2"), b"bbb");
+    write_file(&src.join("keep/same.bin"), &random_bytes(10_000, 1));
+    write_file(&src.join("mod.txt"), b"old content");
+    write_file(&src.join("meta.txt"), b"same");
+    write_file(&src.join("touch.txt"), b"same too");
+    write_file(&src.join("gone.txt"), b"12345");
+    write_file(&src.join("gonedir/f1"), b"aa");
+    write_file(&src.join("gonedir/f2"), b"bbb");
     let s1 = e.create(&src, &[]);
 
-    write(&src.join("mod.txt"), b"new content, longer");
+    write_file(&src.join("mod.txt"), b"new content, longer");
     fs::set_permissions(src.join("meta.txt"), fs::Permissions::from_mode(0o600)).unwrap();
     set_mtime(&src.join("touch.txt"), 1_600_000_000, 5);
     fs::remove_file(src.join("gone.txt")).unwrap();
     fs::remove_dir_all(src.join("gonedir")).unwrap();
-    write(&src.join("new.txt"), b"brand new");
-    write(&src.join("newdir/x"), b"xyz");
+    write_file(&src.join("new.txt"), b"brand new");
+    write_file(&src.join("newdir/x"), b"xyz");
     let s2 = e.create(&src, &[]);
 
     let r = e.json(["diff", &s1[..8], &s2[..8]]);
@@ -533,7 +323,7 @@ fn diff_added_removed_modified_metadata() {
     // `keep/` has the same subtree id in both and is skipped unread.
     assert!(r["identical_subtrees"].as_u64().unwrap() >= 1, "{r}");
 
-    let text = e.ok(["diff", &s1[..8], &s2[..8]]).text();
+    let text = e.ok(["diff", &s1[..8], &s2[..8]]).stdout;
     assert!(text.contains(&format!("+    {}", src.join("new.txt").display())));
     assert!(text.contains(&format!("-    {}", src.join("gone.txt").display())));
     assert!(text.contains(&format!("M    {}", src.join("mod.txt").display())));
@@ -554,17 +344,17 @@ fn dump_file_streams_and_directory_is_tar() {
     let e = Env::init_small_chunks();
     let src = e.join("src");
     let big = random_bytes(1_500_000, 7);
-    write(&src.join("big.bin"), &big);
-    write(&src.join("sub/small.txt"), b"small\n");
+    write_file(&src.join("big.bin"), &big);
+    write_file(&src.join("sub/small.txt"), b"small\n");
     fs::set_permissions(src.join("sub/small.txt"), fs::Permissions::from_mode(0o640)).unwrap();
-    write(&src.join("exec.sh"), b"#!/bin/sh\n");
+    write_file(&src.join("exec.sh"), b"#!/bin/sh\n");
     fs::set_permissions(src.join("exec.sh"), fs::Permissions::from_mode(0o750)).unwrap();
     std::os::unix::fs::symlink("sub/small.txt", src.join("link")).unwrap();
     let weird = src.join(OsStr::from_bytes(b"caf\xe9-not-utf8.txt"));
-    write(&weird, b"latin-1 name");
+    write_file(&weird, b"latin-1 name");
     let long_name = "n".repeat(150);
-    write(&src.join("sub").join(&long_name), b"long name");
-    write(&src.join("hard1"), b"linked");
+    write_file(&src.join("sub").join(&long_name), b"long name");
+    write_file(&src.join("hard1"), b"linked");
     fs::hard_link(src.join("hard1"), src.join("hard2")).unwrap();
     fs::create_dir_all(src.join("empty")).unwrap();
     let has_xattr = xattr::set(src.join("sub/small.txt"), "user.repo-test", b"v1").is_ok();
@@ -580,14 +370,14 @@ fn dump_file_streams_and_directory_is_tar() {
         OsStr::new("latest"),
         src.join("big.bin").as_os_str(),
     ]);
-    assert!(o.stdout == big, "dumped file differs");
+    assert!(o.stdout_bytes == big, "dumped file differs");
     let o = e.ok([OsStr::new("dump"), OsStr::new("latest"), weird.as_os_str()]);
-    assert_eq!(o.stdout, b"latin-1 name");
+    assert_eq!(o.stdout_bytes, b"latin-1 name");
 
     // A directory: a tar archive GNU tar extracts to the same tree.
     let o = e.ok([OsStr::new("dump"), OsStr::new("latest"), src.as_os_str()]);
     let tar_file = e.join("src.tar");
-    fs::write(&tar_file, &o.stdout).unwrap();
+    fs::write(&tar_file, &o.stdout_bytes).unwrap();
     let out = e.join("untar");
     fs::create_dir_all(&out).unwrap();
     let mut c = Command::new("tar");
@@ -626,7 +416,7 @@ fn dump_file_streams_and_directory_is_tar() {
         .spawn()
         .and_then(|mut ch| {
             use std::io::Write;
-            ch.stdin.take().unwrap().write_all(&o.stdout)?;
+            ch.stdin.take().unwrap().write_all(&o.stdout_bytes)?;
             ch.wait_with_output()
         })
         .expect("tar -t");
@@ -654,7 +444,7 @@ fn dump_file_streams_and_directory_is_tar() {
 fn tag_rewrites_snapshot_and_records_original() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("f"), b"x");
+    write_file(&src.join("f"), b"x");
     let first = e.create(&src, &["--tag", "a"]);
 
     let r = e.json(["tag", &first[..8], "--add", "b", "--add", "c"]);
@@ -668,13 +458,14 @@ fn tag_rewrites_snapshot_and_records_original() {
         vec![second.clone()],
         "old snapshot removed"
     );
-    let s: Value = serde_json::from_slice(&e.ok(["cat", "snapshot", &second]).stdout).unwrap();
+    let s: Value =
+        serde_json::from_slice(&e.ok(["cat", "snapshot", &second]).stdout_bytes).unwrap();
     assert_eq!(s["original"], first.as_str());
     assert_eq!(s["tags"], serde_json::json!(["a", "b", "c"]));
 
     let r = e.json(["tag", "latest", "--remove", "a"]);
     let third = r["snapshots"][0]["new"].as_str().unwrap().to_string();
-    let s: Value = serde_json::from_slice(&e.ok(["cat", "snapshot", &third]).stdout).unwrap();
+    let s: Value = serde_json::from_slice(&e.ok(["cat", "snapshot", &third]).stdout_bytes).unwrap();
     assert_eq!(s["original"], first.as_str(), "original stays the first id");
     assert_eq!(s["tags"], serde_json::json!(["b", "c"]));
 
@@ -695,12 +486,12 @@ fn tag_rewrites_snapshot_and_records_original() {
 fn cat_prints_decrypted_objects() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("f.txt"), b"hello");
+    write_file(&src.join("f.txt"), b"hello");
     let snap = e.create(&src, &[]);
     let cat = |args: &[&str]| -> Value {
         let mut a = vec!["cat"];
         a.extend_from_slice(args);
-        serde_json::from_slice(&e.ok(a).stdout).expect("cat prints JSON")
+        serde_json::from_slice(&e.ok(a).stdout_bytes).expect("cat prints JSON")
     };
     let config = cat(&["config"]);
     assert_eq!(config["version"], 1);
@@ -721,7 +512,7 @@ fn cat_prints_decrypted_objects() {
     assert_eq!(f["content"][0]["len"], 5);
     assert_eq!(f["content"][0]["id"].as_str().map(str::len), Some(64));
 
-    let index_id = e.objects("index").into_iter().next().unwrap();
+    let index_id = e.object_ids("index").into_iter().next().unwrap();
     let idx = cat(&["index", &index_id[..8]]);
     assert_eq!(idx["id"], index_id.as_str());
     let pack = idx["packs"][0]["id"].as_str().unwrap().to_string();
@@ -731,7 +522,7 @@ fn cat_prints_decrypted_objects() {
     assert_eq!(p["entries"].as_array().unwrap().len(), blobs);
     assert_eq!(p["size"], idx["packs"][0]["size"]);
 
-    let key = e.objects("keys").into_iter().next().unwrap();
+    let key = e.object_ids("keys").into_iter().next().unwrap();
     let k = cat(&["key", &key[..8]]);
     assert_eq!(k["kdf"], "argon2id");
 
@@ -745,9 +536,9 @@ fn cat_prints_decrypted_objects() {
 fn stats_restore_size_and_raw_data() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("a"), &random_bytes(200_000, 3));
-    write(&src.join("b"), &random_bytes(100_000, 4));
-    write(&src.join("zeros"), &vec![0u8; 300_000]);
+    write_file(&src.join("a"), &random_bytes(200_000, 3));
+    write_file(&src.join("b"), &random_bytes(100_000, 4));
+    write_file(&src.join("zeros"), &vec![0u8; 300_000]);
     let s1 = e.create(&src, &[]);
     e.create(&src, &["--force"]);
     let logical = 600_000u64;
@@ -773,9 +564,9 @@ fn stats_restore_size_and_raw_data() {
     assert!(stored < logical && stored > 300_000, "stored {stored}");
     assert!(all["repository_pack_bytes"].as_u64().unwrap() >= stored);
 
-    let text = e.ok(["stats", "--mode", "raw-data"]).text();
+    let text = e.ok(["stats", "--mode", "raw-data"]).stdout;
     assert!(text.contains("Dedup ratio:     2.00x"), "{text}");
-    assert!(e.ok(["stats"]).text().contains("Restore size:"));
+    assert!(e.ok(["stats"]).stdout.contains("Restore size:"));
 }
 
 // ---------------------------------------------------------------------------
@@ -786,9 +577,9 @@ fn stats_restore_size_and_raw_data() {
 fn key_add_list_passwd_remove() {
     let e = Env::init();
     let with = |pw: &str, args: &[&str]| {
-        let mut c = e.command_for(&e.repo, pw);
+        let mut c = e.cmd_with_password(pw);
         c.args(args);
-        Env::exec(c)
+        run(c)
     };
     let keys = |pw: &str| -> Vec<Value> {
         let o = with(pw, &["key", "list", "--json"]);
@@ -834,10 +625,10 @@ fn key_add_list_passwd_remove() {
     // passwd: a new key for the new password, the old key gone.
     let third = e.join("third");
     fs::write(&third, "third password").unwrap();
-    let mut c = e.command_for(&e.repo, "second password");
+    let mut c = e.cmd_with_password("second password");
     c.args(["key", "passwd", "--json", "--new-password-file"])
         .arg(&third);
-    let o = Env::exec(c);
+    let o = run(c);
     o.code(0);
     assert_eq!(o.json()["removed"], added.as_str());
     with("second password", &["snapshots"]).code(12);
@@ -846,23 +637,26 @@ fn key_add_list_passwd_remove() {
     with("third password", &["key", "add"]).code(2);
     let empty = e.join("empty");
     fs::write(&empty, "\n").unwrap();
-    let mut c = e.command_for(&e.repo, "third password");
+    let mut c = e.cmd_with_password("third password");
     c.args(["key", "add", "--new-password-file"]).arg(&empty);
-    Env::exec(c).code(2);
+    run(c).code(2);
 }
 
 #[test]
 fn lock_holds_off_other_commands_until_released() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("f"), b"x");
+    write_file(&src.join("f"), b"x");
     e.create(&src, &[]);
 
     let mut c = e.cmd();
-    c.arg("lock").stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.arg("lock")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let holder = c.spawn().expect("spawn lock");
     let start = Instant::now();
-    while e.objects("locks").is_empty() {
+    while e.object_ids("locks").is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "lock never appeared"
@@ -888,7 +682,7 @@ fn lock_holds_off_other_commands_until_released() {
         "lock exits cleanly on SIGTERM: {out:?}"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("holding an exclusive lock"));
-    assert!(e.objects("locks").is_empty(), "lock removed");
+    assert!(e.object_ids("locks").is_empty(), "lock removed");
     e.ok(["prune"]);
 
     // --duration ends by itself.
@@ -896,15 +690,16 @@ fn lock_holds_off_other_commands_until_released() {
     let r = e.json(["lock", "--duration", "1s"]);
     assert_eq!(r["interrupted"], false);
     assert!(t.elapsed() >= Duration::from_secs(1));
-    assert!(e.objects("locks").is_empty());
+    assert!(e.object_ids("locks").is_empty());
 
     // A killed holder leaves a stale lock: ignored by others, removed by unlock.
     let mut c = e.cmd();
     c.args(["lock", "--shared"])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut holder = c.spawn().unwrap();
-    while e.objects("locks").is_empty() {
+    while e.object_ids("locks").is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "lock never appeared"
@@ -916,11 +711,11 @@ fn lock_holds_off_other_commands_until_released() {
     e.ok([OsStr::new("create"), src.as_os_str()]);
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert_eq!(e.objects("locks").len(), 1);
+    assert_eq!(e.object_ids("locks").len(), 1);
     // Prune removes the stale lock it ignores (SPEC.md §10.1), so nothing
     // is left for `unlock`.
     e.ok(["prune"]);
-    assert!(e.objects("locks").is_empty());
+    assert!(e.object_ids("locks").is_empty());
     let r = e.json(["unlock"]);
     assert_eq!(r["removed"].as_array().unwrap().len(), 0);
 }
@@ -955,7 +750,7 @@ struct Fixture {
 fn retention_fixture() -> Fixture {
     let env = Env::init();
     let src = env.join("src");
-    write(&src.join("f"), b"retention");
+    write_file(&src.join("f"), b"retention");
     let mut ids = Vec::new();
     for (i, t) in TIMES.iter().enumerate() {
         let mut extra = vec!["--host", "alpha", "--time", t];
@@ -1110,7 +905,7 @@ fn forget_groups_removes_and_explains() {
             "--keep-tag",
             "keep",
         ])
-        .text();
+        .stdout;
     assert!(text.contains("snapshots for host alpha, paths ["), "{text}");
     assert!(
         text.contains(&format!(
@@ -1153,12 +948,12 @@ fn forget_prune_keeps_every_kept_snapshot_intact() {
     let mut expected: Vec<(String, PathBuf)> = Vec::new();
     for round in 0..4u64 {
         // Each round replaces some files, keeps others, and adds new ones.
-        write(
+        write_file(
             &src.join(format!("round{round}.bin")),
             &random_bytes(300_000, 100 + round),
         );
-        write(&src.join("shared.bin"), &random_bytes(200_000, 1));
-        write(
+        write_file(&src.join("shared.bin"), &random_bytes(200_000, 1));
+        write_file(
             &src.join("changing.txt"),
             format!("round {round}\n").as_bytes(),
         );
@@ -1166,7 +961,7 @@ fn forget_prune_keeps_every_kept_snapshot_intact() {
             let _ = fs::remove_file(src.join(format!("round{}.bin", round - 1)));
         }
         fs::create_dir_all(src.join(format!("dir{round}"))).unwrap();
-        write(
+        write_file(
             &src.join(format!("dir{round}/inner")),
             &random_bytes(50_000, round),
         );
@@ -1179,7 +974,7 @@ fn forget_prune_keeps_every_kept_snapshot_intact() {
         copy_tree(&src, &copy);
         expected.push((id, copy));
     }
-    let before = tree_size(&e.repo);
+    let before = e.size();
     let r = e.json(["forget", "--keep-last", "2", "--prune"]);
     assert_eq!(r["removed"].as_array().unwrap().len(), 2);
     let p = &r["prune"];
@@ -1187,7 +982,7 @@ fn forget_prune_keeps_every_kept_snapshot_intact() {
         p["packs_removed"].as_u64().unwrap() + p["packs_repacked"].as_u64().unwrap() > 0,
         "{r}"
     );
-    assert!(tree_size(&e.repo) < before, "prune freed nothing: {r}");
+    assert!(e.size() < before, "prune freed nothing: {r}");
     assert_eq!(
         e.snapshot_ids(),
         vec![expected[2].0.clone(), expected[3].0.clone()]
@@ -1209,12 +1004,12 @@ fn forget_prune_keeps_every_kept_snapshot_intact() {
 fn prune_dry_run_changes_nothing() {
     let e = Env::init();
     let src = e.join("src");
-    write(&src.join("a"), &random_bytes(100_000, 1));
+    write_file(&src.join("a"), &random_bytes(100_000, 1));
     let s1 = e.create(&src, &[]);
-    write(&src.join("a"), &random_bytes(100_000, 2));
+    write_file(&src.join("a"), &random_bytes(100_000, 2));
     e.create(&src, &[]);
     e.ok(["forget", &s1[..8]]);
-    let files = |e: &Env| -> BTreeSet<PathBuf> { walk(&e.repo).into_iter().collect() };
+    let files = |e: &Env| -> BTreeSet<PathBuf> { walk_all(&e.repo).into_iter().collect() };
     let before = files(&e);
     let r = e.json(["prune", "--dry-run"]);
     assert_eq!(r["dry_run"], true);
@@ -1224,7 +1019,7 @@ fn prune_dry_run_changes_nothing() {
         "{r}"
     );
     assert_eq!(files(&e), before);
-    let text = e.ok(["prune", "-n"]).text();
+    let text = e.ok(["prune", "-n"]).stdout;
     assert!(text.contains("dry run: nothing was changed"), "{text}");
     e.run(["prune", "--max-unused", "150"]).code(2);
 }
@@ -1236,20 +1031,20 @@ fn prune_fixture() -> (Env, PathBuf, Vec<(String, PathBuf)>) {
     let e = Env::init_small_chunks();
     let src = e.join("src");
     // s0: only Z (forgotten: its data pack becomes unused).
-    write(&src.join("z.bin"), &random_bytes(400_000, 10));
+    write_file(&src.join("z.bin"), &random_bytes(400_000, 10));
     let s0 = e.create(&src, &[]);
     // s1: A and B in one pack (forgotten: the pack becomes partly used by s2).
     fs::remove_file(src.join("z.bin")).unwrap();
-    write(&src.join("a.bin"), &random_bytes(400_000, 11));
-    write(&src.join("b.bin"), &random_bytes(300_000, 12));
+    write_file(&src.join("a.bin"), &random_bytes(400_000, 11));
+    write_file(&src.join("b.bin"), &random_bytes(300_000, 12));
     let s1 = e.create(&src, &[]);
     // s2: B and C (kept), s3: B, C and D (kept).
     fs::remove_file(src.join("a.bin")).unwrap();
-    write(&src.join("c.bin"), &random_bytes(300_000, 13));
+    write_file(&src.join("c.bin"), &random_bytes(300_000, 13));
     let s2 = e.create(&src, &[]);
     let c2 = e.join("expected2");
     copy_tree(&src, &c2);
-    write(&src.join("sub/d.txt"), b"d");
+    write_file(&src.join("sub/d.txt"), b"d");
     let s3 = e.create(&src, &[]);
     let c3 = e.join("expected3");
     copy_tree(&src, &c3);
@@ -1273,16 +1068,16 @@ fn assert_all_restorable(e: &Env, src: &Path, kept: &[(String, PathBuf)], tag: &
 
 fn crash_at(point: &str) {
     let (e, src, kept) = prune_fixture();
-    let index_before = e.objects("index");
-    let packs_before = e.objects("data");
+    let index_before = e.object_ids("index");
+    let packs_before = e.object_ids("data");
 
     let mut c = e.cmd();
     c.args(["prune", "--max-unused", "0"])
         .env("REPO_TEST_PRUNE_CRASH_AT", point);
-    let o = Env::exec(c);
+    let o = run(c);
     o.code(1);
-    let index_now = e.objects("index");
-    let packs_now = e.objects("data");
+    let index_now = e.object_ids("index");
+    let packs_now = e.object_ids("data");
     match point {
         "after-repack" => {
             // New packs and their index written; nothing deleted yet.
@@ -1308,7 +1103,7 @@ fn crash_at(point: &str) {
         other => panic!("unknown crash point {other}"),
     }
     // The crashed prune left its lock behind; nobody waits for a dead process.
-    assert_eq!(e.objects("locks").len(), 1);
+    assert_eq!(e.object_ids("locks").len(), 1);
     e.check_read_data();
     assert_all_restorable(&e, &src, &kept, "crashed");
 
@@ -1321,7 +1116,7 @@ fn crash_at(point: &str) {
         Value::Array(vec![]),
         "no unused packs remain: {v}"
     );
-    assert_eq!(e.objects("index").len(), 1);
+    assert_eq!(e.object_ids("index").len(), 1);
     assert_all_restorable(&e, &src, &kept, "finished");
 }
 
@@ -1349,11 +1144,13 @@ fn prune_without_crash_deletes_repacks_and_keeps() {
     assert!(r["packs_kept"].as_u64().unwrap() >= 1, "{r}");
     assert!(r["blobs_repacked"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["index_written"], 1);
-    let index = e.objects("index");
+    let index = e.object_ids("index");
     assert_eq!(index.len(), 1);
-    let idx: Value =
-        serde_json::from_slice(&e.ok(["cat", "index", index.iter().next().unwrap()]).stdout)
-            .unwrap();
+    let idx: Value = serde_json::from_slice(
+        &e.ok(["cat", "index", index.iter().next().unwrap()])
+            .stdout_bytes,
+    )
+    .unwrap();
     assert!(idx["supersedes"].as_array().unwrap().len() >= 4, "{idx}");
     let v = e.check_read_data();
     assert_eq!(v["notices"], Value::Array(vec![]));
@@ -1366,13 +1163,13 @@ fn prune_reclaims_space_like_a_fresh_backup() {
     let src = e.join("src");
     // s1: A (4 MiB) and B (2 MiB); s2: B and C (2 MiB). Forgetting s1 leaves
     // A unreferenced: half of the 8 MiB stored, in a pack shared with B.
-    write(&src.join("a.bin"), &random_bytes(4 << 20, 21));
-    write(&src.join("b.bin"), &random_bytes(2 << 20, 22));
+    write_file(&src.join("a.bin"), &random_bytes(4 << 20, 21));
+    write_file(&src.join("b.bin"), &random_bytes(2 << 20, 22));
     let s1 = e.create(&src, &[]);
     fs::remove_file(src.join("a.bin")).unwrap();
-    write(&src.join("c.bin"), &random_bytes(2 << 20, 23));
+    write_file(&src.join("c.bin"), &random_bytes(2 << 20, 23));
     let s2 = e.create(&src, &[]);
-    let total = tree_size(&e.repo);
+    let total = e.size();
 
     let r = e.json(["forget", &s1[..8], "--prune"]);
     let p = &r["prune"];
@@ -1380,11 +1177,11 @@ fn prune_reclaims_space_like_a_fresh_backup() {
         p["packs_repacked"].as_u64().unwrap() >= 1,
         "the shared pack is repacked: {r}"
     );
-    let pruned = tree_size(&e.repo);
+    let pruned = e.size();
 
     let fresh = Env::init();
     fresh.create(&src, &[]);
-    let reference = tree_size(&fresh.repo);
+    let reference = fresh.size();
     assert!(
         pruned as f64 <= reference as f64 * 1.10 && pruned as f64 >= reference as f64 * 0.90,
         "pruned repository has {pruned} bytes, a fresh backup {reference} (before prune: {total})"
@@ -1398,23 +1195,23 @@ fn prune_reclaims_space_like_a_fresh_backup() {
 #[test]
 fn prune_refuses_when_a_snapshot_is_damaged() {
     let (e, _src, _kept) = prune_fixture();
-    let snap = e.objects("snapshots").into_iter().next().unwrap();
+    let snap = e.object_ids("snapshots").into_iter().next().unwrap();
     let path = e.repo.join("snapshots").join(&snap);
     let mut bytes = fs::read(&path).unwrap();
     bytes[30] ^= 0x55;
     fs::write(&path, &bytes).unwrap();
-    let files_before: BTreeSet<PathBuf> = walk(&e.repo).into_iter().collect();
+    let files_before: BTreeSet<PathBuf> = walk_all(&e.repo).into_iter().collect();
     let o = e.run(["prune", "--max-unused", "0"]);
     o.code(1);
     assert!(o.stderr.contains(&snap), "{o}");
     assert!(o.stderr.contains("deleted nothing"), "{o}");
-    let files_after: BTreeSet<PathBuf> = walk(&e.repo)
+    let files_after: BTreeSet<PathBuf> = walk_all(&e.repo)
         .into_iter()
-        .filter(|p| !p.starts_with(e.repo.join("locks")))
+        .filter(|p| !p.starts_with("locks"))
         .collect();
     let files_before: BTreeSet<PathBuf> = files_before
         .into_iter()
-        .filter(|p| !p.starts_with(e.repo.join("locks")))
+        .filter(|p| !p.starts_with("locks"))
         .collect();
     assert_eq!(files_after, files_before, "prune changed the repository");
 }

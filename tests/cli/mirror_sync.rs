@@ -3,46 +3,26 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use crate::support::{server, set_mtime, unique_url};
+use crate::support::{
+    BIN, Run, clean_command, put_file, repo_command, run, server, set_mtime, trust_test_ca,
+    unique_url,
+};
 
 const T0: i64 = 1_700_000_000;
 
-fn repo(args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_repo"));
-    c.args(args);
-    if let Ok(ca) = std::env::var("REPO_TEST_FTP_CA") {
-        c.env("REPO_CA_CERT", ca);
-    }
-    c.output().expect("run repo")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
+fn repo(args: &[&str]) -> Run {
+    let mut c = repo_command();
+    trust_test_ca(c.args(args));
+    run(c)
 }
 
 /// Runs and expects `want` as the exit code; returns stdout+stderr.
+#[track_caller]
 fn expect(args: &[&str], want: i32) -> String {
     let o = repo(args);
-    assert_eq!(code(&o), want, "repo {args:?}:\n{}", text(&o));
-    text(&o)
-}
-
-fn put(root: &Path, rel: &str, content: &str, mtime: i64) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, content).unwrap();
-    set_mtime(&p, mtime, 0);
+    o.code(want);
+    format!("{}{}", o.stdout, o.stderr)
 }
 
 /// Files (path -> content) below `root`, leaving out `.repo`.
@@ -96,17 +76,17 @@ fn every_mode_selection_and_compare() {
             for compare in compares {
                 let tmp = tempfile::tempdir().unwrap();
                 let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-                put(&a, "only_a.txt", "A only", T0);
-                put(&b, "only_b.txt", "B only", T0);
-                put(&a, "same.txt", "same", T0);
-                put(&b, "same.txt", "same", T0);
-                put(&a, "sub/a_newer.txt", "A new", T0 + 100);
-                put(&b, "sub/a_newer.txt", "B old", T0);
-                put(&a, "sub/b_newer.txt", "A old", T0);
-                put(&b, "sub/b_newer.txt", "B new", T0 + 100);
+                put_file(&a, "only_a.txt", "A only", T0);
+                put_file(&b, "only_b.txt", "B only", T0);
+                put_file(&a, "same.txt", "same", T0);
+                put_file(&b, "same.txt", "same", T0);
+                put_file(&a, "sub/a_newer.txt", "A new", T0 + 100);
+                put_file(&b, "sub/a_newer.txt", "B old", T0);
+                put_file(&a, "sub/b_newer.txt", "A old", T0);
+                put_file(&b, "sub/b_newer.txt", "B new", T0 + 100);
                 // Same bytes, different mtimes: only hashing sees they are equal.
-                put(&a, "touched.txt", "equal", T0 + 5);
-                put(&b, "touched.txt", "equal!", T0);
+                put_file(&a, "touched.txt", "equal", T0 + 5);
+                put_file(&b, "touched.txt", "equal!", T0);
                 fs::write(b.join("touched.txt"), "equal").unwrap();
                 set_mtime(&b.join("touched.txt"), T0, 0);
                 let cmd = if mode == "sync" { "sync" } else { "mirror" };
@@ -215,15 +195,15 @@ fn every_mode_selection_and_compare() {
 /// Sets up a synced pair, then applies `change` to each side and syncs.
 fn synced_pair(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (a, b) = (tmp.join("a"), tmp.join("b"));
-    put(&a, "keep.txt", "keep", T0);
-    put(&a, "mod_a.txt", "v1", T0);
-    put(&a, "mod_both.txt", "v1", T0);
-    put(&a, "del_a_mod_b.txt", "v1", T0);
-    put(&a, "del_b_mod_a.txt", "v1", T0);
-    put(&a, "del_a.txt", "v1", T0);
-    put(&a, "dir/inner.txt", "v1", T0);
-    put(&a, "dir/other.txt", "v1", T0);
-    put(&a, "gone/x.txt", "v1", T0);
+    put_file(&a, "keep.txt", "keep", T0);
+    put_file(&a, "mod_a.txt", "v1", T0);
+    put_file(&a, "mod_both.txt", "v1", T0);
+    put_file(&a, "del_a_mod_b.txt", "v1", T0);
+    put_file(&a, "del_b_mod_a.txt", "v1", T0);
+    put_file(&a, "del_a.txt", "v1", T0);
+    put_file(&a, "dir/inner.txt", "v1", T0);
+    put_file(&a, "dir/other.txt", "v1", T0);
+    put_file(&a, "gone/x.txt", "v1", T0);
     fs::create_dir_all(&b).unwrap();
     expect(&["sync", s(&a), s(&b), "-y"], 0);
     assert_eq!(files(&a), files(&b));
@@ -235,34 +215,37 @@ fn sync_two_sided_cases() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = synced_pair(tmp.path());
     // One-sided changes.
-    put(&a, "mod_a.txt", "v2 from a", T0 + 10);
+    put_file(&a, "mod_a.txt", "v2 from a", T0 + 10);
     fs::remove_file(a.join("del_a.txt")).unwrap();
     fs::remove_dir_all(a.join("gone")).unwrap();
     // Two-sided ones.
-    put(&a, "mod_both.txt", "v2 a", T0 + 10);
-    put(&b, "mod_both.txt", "v2 b", T0 + 20);
+    put_file(&a, "mod_both.txt", "v2 a", T0 + 10);
+    put_file(&b, "mod_both.txt", "v2 b", T0 + 20);
     fs::remove_file(a.join("del_a_mod_b.txt")).unwrap();
-    put(&b, "del_a_mod_b.txt", "v2 b", T0 + 20);
-    put(&a, "del_b_mod_a.txt", "v2 a", T0 + 20);
+    put_file(&b, "del_a_mod_b.txt", "v2 b", T0 + 20);
+    put_file(&a, "del_b_mod_a.txt", "v2 a", T0 + 20);
     fs::remove_file(b.join("del_b_mod_a.txt")).unwrap();
-    put(&a, "new_same.txt", "same", T0 + 30);
-    put(&b, "new_same.txt", "same", T0 + 30);
-    put(&a, "new_diff.txt", "from a", T0 + 30);
-    put(&b, "new_diff.txt", "from b", T0 + 40);
+    put_file(&a, "new_same.txt", "same", T0 + 30);
+    put_file(&b, "new_same.txt", "same", T0 + 30);
+    put_file(&a, "new_diff.txt", "from a", T0 + 30);
+    put_file(&b, "new_diff.txt", "from b", T0 + 40);
     // Folder deleted on A while a file in it changed on B.
     fs::remove_dir_all(a.join("dir")).unwrap();
-    put(&b, "dir/inner.txt", "v2 b", T0 + 50);
+    put_file(&b, "dir/inner.txt", "v2 b", T0 + 50);
 
     // One stream for stdout and stderr, to see that conflicts are listed before anything is done.
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg("exec \"$0\" \"$@\" 2>&1")
-        .arg(env!("CARGO_BIN_EXE_repo"))
-        .args(["sync", s(&a), s(&b), "-y", "--resolve", "skip"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&o), 3, "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut c = clean_command("sh");
+    c.arg("-c").arg("exec \"$0\" \"$@\" 2>&1").arg(BIN).args([
+        "sync",
+        s(&a),
+        s(&b),
+        "-y",
+        "--resolve",
+        "skip",
+    ]);
+    let o = run(c);
+    o.code(3);
+    let out = o.stdout;
     let listed = out.find("conflict(s):").unwrap();
     let done = out.find("synced:").unwrap();
     assert!(listed < done, "{out}");
@@ -333,12 +316,12 @@ fn sync_two_sided_cases() {
 fn mirror_lists_destination_changes_and_keeps_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("src"), tmp.path().join("dst"));
-    put(&a, "one.txt", "1", T0);
-    put(&a, "two.txt", "2", T0);
+    put_file(&a, "one.txt", "1", T0);
+    put_file(&a, "two.txt", "2", T0);
     expect(&["mirror", s(&a), s(&b), "-y"], 0);
-    put(&b, "one.txt", "edited on the copy", T0 + 1);
-    put(&b, "stray.txt", "made on the copy", T0 + 1);
-    put(&a, "two.txt", "2 again", T0 + 5);
+    put_file(&b, "one.txt", "edited on the copy", T0 + 1);
+    put_file(&b, "stray.txt", "made on the copy", T0 + 1);
+    put_file(&a, "two.txt", "2 again", T0 + 5);
     // Dry run: listed, nothing changes.
     let before = files(&b);
     let out = expect(&["mirror", s(&a), s(&b), "--dry-run"], 3);
@@ -376,7 +359,7 @@ fn mirror_lists_destination_changes_and_keeps_everything() {
         "{kept:?}"
     );
     // --no-archive really deletes.
-    put(&b, "junk.txt", "x", T0);
+    put_file(&b, "junk.txt", "x", T0);
     expect(
         &[
             "mirror",
@@ -395,12 +378,12 @@ fn mirror_lists_destination_changes_and_keeps_everything() {
             .any(|p| p.ends_with("junk.txt"))
     );
     // Include and exclude.
-    put(&a, "logs/x.log", "log", T0);
-    put(&a, "keep/x.txt", "txt", T0);
+    put_file(&a, "logs/x.log", "log", T0);
+    put_file(&a, "keep/x.txt", "txt", T0);
     expect(&["mirror", s(&a), s(&b), "-y", "--exclude", "*.log"], 0);
     assert!(!b.join("logs/x.log").exists() && b.join("keep/x.txt").exists());
-    put(&a, "keep/y.txt", "y", T0);
-    put(&a, "other/z.txt", "z", T0);
+    put_file(&a, "keep/y.txt", "y", T0);
+    put_file(&a, "other/z.txt", "z", T0);
     expect(&["mirror", s(&a), s(&b), "-y", "--include", "/keep"], 0);
     assert!(b.join("keep/y.txt").exists() && !b.join("other/z.txt").exists());
 }
@@ -409,11 +392,11 @@ fn mirror_lists_destination_changes_and_keeps_everything() {
 fn hash_compare_reports_silent_corruption() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("src"), tmp.path().join("dst"));
-    put(&a, "photo.jpg", "precious original bytes", T0);
-    put(&a, "doc.txt", "document", T0);
+    put_file(&a, "photo.jpg", "precious original bytes", T0);
+    put_file(&a, "doc.txt", "document", T0);
     expect(&["mirror", s(&a), s(&b), "-y", "--compare", "hash"], 0);
     // Bit rot on the copy: same size, mtime put back.
-    put(&b, "photo.jpg", "precious ORIGINAL bytes", T0);
+    put_file(&b, "photo.jpg", "precious ORIGINAL bytes", T0);
     let out = expect(&["mirror", s(&a), s(&b), "-y"], 0);
     assert!(
         !out.contains("CORRUPT"),
@@ -430,7 +413,7 @@ fn hash_compare_reports_silent_corruption() {
         Some("precious original bytes")
     );
     // Rot on the source is reported and never copied over the good copy.
-    put(&a, "doc.txt", "DOCUMENT", T0);
+    put_file(&a, "doc.txt", "DOCUMENT", T0);
     let out = expect(&["mirror", s(&a), s(&b), "-y", "--compare", "hash"], 3);
     assert!(out.contains("CORRUPT: doc.txt on the source"), "{out}");
     assert_eq!(get(&files(&b), "doc.txt"), Some("document"));
@@ -445,11 +428,11 @@ fn remote_round_trip(base: &str) {
     let url = unique_url(base, "plain");
     let tmp = tempfile::tempdir().unwrap();
     let (a, back) = (tmp.path().join("src"), tmp.path().join("back"));
-    put(&a, "docs/readme.md", "# readme", T0);
-    put(&a, "docs/space name.txt", "spaces", T0 + 1);
-    put(&a, "docs/100% ~odd [name].txt", "odd", T0 + 1);
-    put(&a, "data/big.bin", &"x".repeat(3_000_000), T0 + 2);
-    put(&a, ".hidden", "dot file", T0 + 3);
+    put_file(&a, "docs/readme.md", "# readme", T0);
+    put_file(&a, "docs/space name.txt", "spaces", T0 + 1);
+    put_file(&a, "docs/100% ~odd [name].txt", "odd", T0 + 1);
+    put_file(&a, "data/big.bin", &"x".repeat(3_000_000), T0 + 2);
+    put_file(&a, ".hidden", "dot file", T0 + 3);
     expect(&["mirror", s(&a), &url, "-y", "--compare", "attr+"], 0);
     let out = expect(&["mirror", s(&a), &url, "-y"], 0);
     assert!(
@@ -457,9 +440,9 @@ fn remote_round_trip(base: &str) {
         "unchanged second run:\n{out}"
     );
     // Change, delete, add.
-    put(&a, "docs/readme.md", "# readme v2", T0 + 10);
+    put_file(&a, "docs/readme.md", "# readme v2", T0 + 10);
     fs::remove_file(a.join("docs/space name.txt")).unwrap();
-    put(&a, "new.txt", "new", T0 + 10);
+    put_file(&a, "new.txt", "new", T0 + 10);
     expect(&["mirror", s(&a), &url, "-y"], 0);
     // Back into a fresh folder: identical content, and the recorded mtimes
     // travel through the remote side's manifest.
@@ -479,7 +462,7 @@ fn remote_round_trip(base: &str) {
             .any(|p| p.ends_with("space name.txt"))
     );
     // Sync both ways with the remote side.
-    put(&back, "from-back.txt", "made in back", T0 + 20);
+    put_file(&back, "from-back.txt", "made in back", T0 + 20);
     expect(&["sync", s(&back), &url, "-y"], 0);
     let again = tmp.path().join("again");
     expect(&["mirror", &url, s(&again), "-y"], 0);
@@ -507,10 +490,10 @@ fn restore_delete_mirrors_the_snapshot() {
     let t = crate::support::TestRepo::new();
     t.init();
     let src = t.join("src");
-    put(&src, "a.txt", "alpha", T0);
-    put(&src, "sub/b.txt", "beta", T0);
-    put(&src, "sub/c.txt", "gamma", T0);
-    put(&src, "keep/d.txt", "delta", T0);
+    put_file(&src, "a.txt", "alpha", T0);
+    put_file(&src, "sub/b.txt", "beta", T0);
+    put_file(&src, "sub/c.txt", "gamma", T0);
+    put_file(&src, "keep/d.txt", "delta", T0);
     t.create(["src"]);
     let target = t.join("target");
     let spec = "latest:/".to_string() + src.strip_prefix("/").unwrap().to_str().unwrap();
@@ -523,11 +506,11 @@ fn restore_delete_mirrors_the_snapshot() {
     let leaf = target.clone();
     assert_eq!(files(&src), files(&leaf));
     // Damage the target: an extra file and folder, an edited file, a folder where a file was.
-    put(&leaf, "extra.txt", "not in the snapshot", T0);
-    put(&leaf, "sub/new/deep.txt", "not either", T0);
-    put(&leaf, "a.txt", "edited", T0 + 9);
+    put_file(&leaf, "extra.txt", "not in the snapshot", T0);
+    put_file(&leaf, "sub/new/deep.txt", "not either", T0);
+    put_file(&leaf, "a.txt", "edited", T0 + 9);
     fs::remove_file(leaf.join("sub/c.txt")).unwrap();
-    put(&leaf, "sub/c.txt/inside", "a folder in the way", T0);
+    put_file(&leaf, "sub/c.txt/inside", "a folder in the way", T0);
     let r = restore(&[]);
     assert_eq!(files(&src), files(&leaf), "{r}");
     assert!(r["deleted"].as_u64().unwrap() >= 3, "{r}");
@@ -557,8 +540,8 @@ fn restore_delete_mirrors_the_snapshot() {
     assert_eq!(r["skipped_unread"], 3, "{r}");
     assert_eq!(r["skipped_files"], 4, "{r}");
     // Filters limit what --delete may remove.
-    put(&leaf, "keep/local-note.txt", "mine", T0);
-    put(&leaf, "sub/stray.txt", "stray", T0);
+    put_file(&leaf, "keep/local-note.txt", "mine", T0);
+    put_file(&leaf, "sub/stray.txt", "stray", T0);
     let sub_glob = format!("{}/sub", src.display());
     restore(&["--include", &sub_glob]);
     assert!(
@@ -567,7 +550,7 @@ fn restore_delete_mirrors_the_snapshot() {
     );
     assert!(!leaf.join("sub/stray.txt").exists());
     // --no-archive deletes for real.
-    put(&leaf, "gone.txt", "x", T0);
+    put_file(&leaf, "gone.txt", "x", T0);
     restore(&["--no-archive"]);
     assert!(!leaf.join("gone.txt").exists());
     assert!(
@@ -582,22 +565,17 @@ fn restore_delete_mirrors_the_snapshot() {
 fn ask_prompts_per_conflict_on_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    put(&a, "x.txt", "one", T0);
-    put(&a, "y.txt", "one", T0);
+    put_file(&a, "x.txt", "one", T0);
+    put_file(&a, "y.txt", "one", T0);
     expect(&["sync", s(&a), s(&b), "-y"], 0);
-    put(&a, "x.txt", "a side", T0 + 1);
-    put(&b, "x.txt", "b side!", T0 + 2);
-    put(&a, "y.txt", "a side", T0 + 1);
-    put(&b, "y.txt", "b side!", T0 + 2);
+    put_file(&a, "x.txt", "a side", T0 + 1);
+    put_file(&b, "x.txt", "b side!", T0 + 2);
+    put_file(&a, "y.txt", "a side", T0 + 1);
+    put_file(&b, "y.txt", "b side!", T0 + 2);
     // script(1) gives the command a terminal and feeds it our answers:
     // keep the second side's x, the first side's y, then confirm.
-    let cmd = format!(
-        "'{}' sync '{}' '{}'",
-        env!("CARGO_BIN_EXE_repo"),
-        a.display(),
-        b.display()
-    );
-    let mut child = Command::new("script")
+    let cmd = format!("'{}' sync '{}' '{}'", BIN, a.display(), b.display());
+    let mut child = clean_command("script")
         .args(["-qec", &cmd, "/dev/null"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -607,7 +585,7 @@ fn ask_prompts_per_conflict_on_a_terminal() {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"2\n1\ny\n").unwrap();
     let o = child.wait_with_output().unwrap();
-    let out = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{out}");
     assert_eq!(
         out.matches("keep [1] first side / [2] second side").count(),
@@ -627,7 +605,7 @@ fn ask_prompts_per_conflict_on_a_terminal() {
 fn hostile_manifest_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    put(&a, "x.txt", "x", T0);
+    put_file(&a, "x.txt", "x", T0);
     fs::create_dir_all(b.join(".repo")).unwrap();
     fs::write(
         b.join(".repo/manifest.jsonl"),

@@ -345,7 +345,7 @@ fn prune_in_other_pid_namespace_respects_live_lock() {
         None,
         "create",
     );
-    let mut c = Command::new("unshare");
+    let mut c = clean_command("unshare");
     c.args(["--pid", "--fork", "--mount-proc", BIN, "-r"])
         .arg(&t.repo)
         .arg("prune")
@@ -374,7 +374,7 @@ fn prune_in_other_pid_namespace_respects_live_lock() {
 /// A prune that runs, under the same host name and in the same pid
 /// namespace, as `cmd` with `file` bind-mounted over `target`.
 fn prune_with_bind(t: &TestRepo, file: &Path, target: &str) -> Run {
-    let mut c = Command::new("unshare");
+    let mut c = clean_command("unshare");
     c.arg("--mount")
         .arg("sh")
         .arg("-c")
@@ -620,7 +620,7 @@ fn partitioned_backup_writes_no_snapshot() {
     let t = &f.t;
     let dir = t.join("pause");
     fs::create_dir_all(&dir).unwrap();
-    let mut c = Command::new("unshare");
+    let mut c = clean_command("unshare");
     c.args(["--mount", "sh", "-c"])
         .arg(
             "mount --bind \"$0/locks\" \"$0/locks\" && exec strace -f -qq -o /dev/null \
@@ -724,20 +724,12 @@ fn unreadable_live_lock_stops_prune() {
     assert_eq!(locks.len(), 1, "the backup's lock: {locks:?}");
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&locks[0], fs::Permissions::from_mode(0o600)).unwrap();
-    let mut c = Command::new(sp);
-    for v in REPO_ENV {
-        c.env_remove(v);
-    }
-    c.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        BIN,
-    ])
-    .args(["prune", "--max-unused", "0", "-r"])
-    .arg(&repo_dir)
-    .env("REPO_PASSWORD", PASSWORD);
+    let mut c = clean_command(sp);
+    c.args(AS_NOBODY)
+        .arg(BIN)
+        .args(["prune", "--max-unused", "0", "-r"])
+        .arg(&repo_dir)
+        .env("REPO_PASSWORD", PASSWORD);
     let p = run(c);
     create.signal(Signal::SIGCONT);
     let status = create.wait(Duration::from_secs(120));

@@ -31,24 +31,13 @@ const T1: i64 = T0 + 1000;
 
 /// Runs the binary with `args` (and `--json` first when asked).
 fn repo(args: &[&str]) -> Run {
-    let mut c = Command::new(BIN);
-    for v in REPO_ENV {
-        c.env_remove(v);
-    }
+    let mut c = clean_command(BIN);
     c.args(args);
     run_within(c, Duration::from_secs(120))
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
-}
-
-/// Writes `content` at `root/rel` with mtime `mtime`.
-fn put(root: &Path, rel: &str, content: &str, mtime: i64) {
-    let p = root.join(rel);
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(&p, content).unwrap();
-    set_mtime(&p, mtime, 0);
 }
 
 fn read(root: &Path, rel: &str) -> Option<String> {
@@ -161,7 +150,7 @@ fn pyftpsync_bidirectional_fixture() {
     ];
     for root in [&a, &b] {
         for f in base {
-            put(root, f, &format!("{f} v1"), T0);
+            put_file(root, f, &format!("{f} v1"), T0);
         }
         fs::create_dir_all(root.join("empty_del_a")).unwrap();
     }
@@ -180,7 +169,7 @@ fn pyftpsync_bidirectional_fixture() {
 
     // Changes on both sides.
     let edit = |root: &Path, rel: &str, tag: &str, mtime: i64| {
-        put(root, rel, &format!("{rel} {tag}"), mtime);
+        put_file(root, rel, &format!("{rel} {tag}"), mtime);
     };
     edit(&a, "new_a.txt", "new on a", T1);
     edit(&a, "newdir_a/n.txt", "new on a", T1);
@@ -192,8 +181,8 @@ fn pyftpsync_bidirectional_fixture() {
     edit(&a, "conflict.txt", "v2 a", T1);
     edit(&b, "conflict.txt", "v2 b (longer)", T1 + 5);
     // Edited the same way on both sides: nothing to do.
-    put(&a, "same_edit.txt", "same_edit.txt v2", T1);
-    put(&b, "same_edit.txt", "same_edit.txt v2", T1);
+    put_file(&a, "same_edit.txt", "same_edit.txt v2", T1);
+    put_file(&b, "same_edit.txt", "same_edit.txt v2", T1);
     fs::remove_file(a.join("del_a.txt")).unwrap();
     fs::remove_file(b.join("del_b.txt")).unwrap();
     fs::remove_file(b.join("mod_a_del_b.txt")).unwrap();
@@ -341,18 +330,18 @@ fn backupy_mode_matrix() {
         let mut g = Guard::new([&a, &b]);
         let existing = !matches!(sit, NewOnSource | NewOnDest);
         for root in [&a, &b] {
-            put(root, "other.txt", "other v1", T0);
+            put_file(root, "other.txt", "other v1", T0);
             if existing {
-                put(root, "x.txt", "x v1", T0);
+                put_file(root, "x.txt", "x v1", T0);
             }
         }
         let first = g.run(&["mirror", "--mode", mode, s(&a), s(&b), "-y"]);
         first.success().stdout_has("already in step");
         match sit {
-            NewOnSource => put(&a, "x.txt", "x new a", T1),
-            NewOnDest => put(&b, "x.txt", "x new b", T1),
-            ChangedOnSource => put(&a, "x.txt", "x v2 a", T1),
-            ChangedOnDest => put(&b, "x.txt", "x v2 b", T1),
+            NewOnSource => put_file(&a, "x.txt", "x new a", T1),
+            NewOnDest => put_file(&b, "x.txt", "x new b", T1),
+            ChangedOnSource => put_file(&a, "x.txt", "x v2 a", T1),
+            ChangedOnDest => put_file(&b, "x.txt", "x v2 b", T1),
             DeletedOnSource => fs::remove_file(a.join("x.txt")).unwrap(),
             DeletedOnDest => fs::remove_file(b.join("x.txt")).unwrap(),
         }
@@ -411,13 +400,13 @@ fn equal_start_records_hashes_and_identical_edits() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let mut g = Guard::new([&a, &b]);
     for root in [&a, &b] {
-        put(root, "photo.jpg", "precious original bytes", T0);
-        put(root, "notes.txt", "notes v1", T0);
+        put_file(root, "photo.jpg", "precious original bytes", T0);
+        put_file(root, "notes.txt", "notes v1", T0);
     }
     g.run(&["sync", s(&a), s(&b), "-y", "--compare", "hash"])
         .success();
     // Rot on a, size and mtime kept.
-    put(&a, "photo.jpg", "precious ORIGINAL bytes", T0);
+    put_file(&a, "photo.jpg", "precious ORIGINAL bytes", T0);
     let r = g.run(&["sync", s(&a), s(&b), "-y", "--compare", "hash"]);
     r.code(3).stderr_has("CORRUPT: photo.jpg on the first side");
     assert_eq!(
@@ -434,19 +423,19 @@ fn equal_start_records_hashes_and_identical_edits() {
 
     // Both sides edited the same way: in step, and the next one-sided edit
     // is copied without a false conflict.
-    put(&a, "notes.txt", "notes v2", T1);
-    put(&b, "notes.txt", "notes v2", T1);
+    put_file(&a, "notes.txt", "notes v2", T1);
+    put_file(&b, "notes.txt", "notes v2", T1);
     g.run(&["sync", s(&a), s(&b), "-y"])
         .success()
         .stdout_has("already in step");
     // The same edit made at different times: equal content is no conflict
     // (hashed because both sides changed to the same size).
-    put(&a, "notes.txt", "notes v2.5", T1 + 3);
-    put(&b, "notes.txt", "notes v2.5", T1 + 4);
+    put_file(&a, "notes.txt", "notes v2.5", T1 + 3);
+    put_file(&b, "notes.txt", "notes v2.5", T1 + 4);
     g.run(&["sync", s(&a), s(&b), "-y", "--resolve", "skip"])
         .success()
         .stdout_has("already in step");
-    put(&b, "notes.txt", "notes v3", T1 + 10);
+    put_file(&b, "notes.txt", "notes v3", T1 + 10);
     let r = g.run(&["sync", s(&a), s(&b), "-y", "--resolve", "skip"]);
     r.success();
     assert_eq!(read(&a, "notes.txt").unwrap(), "notes v3", "{r}");
@@ -466,8 +455,8 @@ fn equal_times_are_a_conflict_not_argument_order() {
     for flip in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-        put(&a, "f.txt", "short", T0);
-        put(&b, "f.txt", "a longer text", T0);
+        put_file(&a, "f.txt", "short", T0);
+        put_file(&b, "f.txt", "a longer text", T0);
         let (x, y) = if flip { (&b, &a) } else { (&a, &b) };
         for resolve in ["skip", "new", "old"] {
             let r = repo(&[
@@ -509,7 +498,7 @@ fn allocated(p: &Path) -> u64 {
 fn mirror_keeps_hard_links_and_holes() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    put(&a, "one/linked.bin", "shared content", T0);
+    put_file(&a, "one/linked.bin", "shared content", T0);
     fs::create_dir_all(a.join("two")).unwrap();
     fs::hard_link(a.join("one/linked.bin"), a.join("two/linked.bin")).unwrap();
     fs::hard_link(a.join("one/linked.bin"), a.join("third.bin")).unwrap();
@@ -564,11 +553,11 @@ fn foreign_control_folder_is_refused() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-        put(&a, "src.c", "int main;", T0);
+        put_file(&a, "src.c", "int main;", T0);
         fs::create_dir_all(&b).unwrap();
         let owner = if where_ == "source" { &a } else { &b };
-        put(owner, ".repo/manifest.xml", "<manifest/>", T0);
-        put(owner, ".repo/manifests/default.xml", "<manifest/>", T0);
+        put_file(owner, ".repo/manifest.xml", "<manifest/>", T0);
+        put_file(owner, ".repo/manifests/default.xml", "<manifest/>", T0);
         let before = walk_all(&owner.join(".repo"));
         let mut cmd = args.to_vec();
         cmd.extend([s(&a), s(&b), "-y"]);
@@ -586,7 +575,7 @@ fn foreign_control_folder_is_refused() {
         tmp.path().join("b"),
         tmp.path().join("elsewhere"),
     );
-    put(&a, "x", "x", T0);
+    put_file(&a, "x", "x", T0);
     fs::create_dir_all(&b).unwrap();
     fs::create_dir_all(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, b.join(".repo")).unwrap();
@@ -603,7 +592,7 @@ fn foreign_control_folder_is_refused() {
     // and marked.
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    put(&a, "x", "x", T0);
+    put_file(&a, "x", "x", T0);
     repo(&["sync", s(&a), s(&b), "-y"]).success();
     fs::remove_file(b.join(".repo/FORMAT")).unwrap();
     repo(&["sync", s(&a), s(&b), "-y"]).success();
@@ -618,7 +607,7 @@ fn foreign_control_folder_is_refused() {
 fn overlapping_sides_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    put(&src, "f.txt", "f", T0);
+    put_file(&src, "f.txt", "f", T0);
     fs::create_dir_all(src.join("sub")).unwrap();
     std::os::unix::fs::symlink(&src, tmp.path().join("alias")).unwrap();
     let alias_dest = tmp.path().join("alias/dest2");
@@ -713,8 +702,8 @@ fn foreign_control_on_remote(base: &str) -> usize {
     let url = unique_url(base, "plain-foreign");
     let tmp = tempfile::tempdir().unwrap();
     let (src, theirs) = (tmp.path().join("src"), tmp.path().join("theirs"));
-    put(&src, "x.txt", "x", T0);
-    put(&theirs, "manifest.xml", "<manifest/>", T0);
+    put_file(&src, "x.txt", "x", T0);
+    put_file(&theirs, "manifest.xml", "<manifest/>", T0);
     // Somebody else's files under `.repo/` on the server.
     repo(&["mirror", s(&theirs), &format!("{url}/.repo"), "-y"]).success();
     let mut refused = 0;
@@ -766,17 +755,8 @@ fn repo_as_nobody(args: &[&str]) -> Option<Run> {
         eprintln!("skipping: needs root and setpriv to run as nobody");
         return None;
     };
-    let mut c = Command::new(sp);
-    for v in REPO_ENV {
-        c.env_remove(v);
-    }
-    c.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        BIN,
-    ]);
+    let mut c = clean_command(sp);
+    c.args(AS_NOBODY).arg(BIN);
     c.args(args);
     Some(run_within(c, Duration::from_secs(120)))
 }
@@ -788,8 +768,8 @@ fn repo_as_nobody(args: &[&str]) -> Option<Run> {
 fn a_failed_copy_is_not_taken_for_a_deletion_next_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    put(&a, "x.txt", "version 1", T0);
-    put(&b, "x.txt", "version 1", T0);
+    put_file(&a, "x.txt", "version 1", T0);
+    put_file(&b, "x.txt", "version 1", T0);
     let chown = |p: &Path| {
         Command::new("chown")
             .args(["-R", "65534:65534"])
@@ -810,7 +790,7 @@ fn a_failed_copy_is_not_taken_for_a_deletion_next_run() {
     };
     r.success();
     // Edited on a, but unreadable to the run (as if locked or on a failing disk).
-    put(&a, "x.txt", "version 2, the only copy", T1);
+    put_file(&a, "x.txt", "version 2, the only copy", T1);
     chown(&a);
     fs::set_permissions(a.join("x.txt"), fs::Permissions::from_mode(0o000)).unwrap();
     let r = repo_as_nobody(&["sync", s(&a), s(&b), "-y"]).unwrap();
@@ -849,8 +829,8 @@ fn plan_output_escapes_names() {
         fs::write(a.join(std::ffi::OsStr::from_bytes(n)), b"x").unwrap();
     }
     // A conflict too: different content, equal times.
-    put(&a, "same.txt", "one", T0);
-    put(&b, "same.txt", "other", T0);
+    put_file(&a, "same.txt", "one", T0);
+    put_file(&b, "same.txt", "other", T0);
     let r = repo(&["sync", s(&a), s(&b), "--dry-run"]);
     let all = format!("{}{}", r.stdout, r.stderr);
     let raw = all.contains('\x1b') || all.contains("two\nlines") || all.contains('\u{fffd}');
@@ -880,10 +860,10 @@ fn folder_replaced_by_symlink_is_never_followed() {
             tmp.path().join("b"),
             tmp.path().join("outside"),
         );
-        put(&a, "d/f", "mine", T0);
-        put(&a, "d/g", "also mine", T0);
-        put(&out, "f", "precious, not ours", T0);
-        put(&out, "g", "more of it", T0);
+        put_file(&a, "d/f", "mine", T0);
+        put_file(&a, "d/g", "also mine", T0);
+        put_file(&out, "f", "precious, not ours", T0);
+        put_file(&out, "g", "more of it", T0);
         let mut g = Guard::new([&a, &b]);
         if history {
             g.run(&["sync", s(&a), s(&b), "-y"]).success();
@@ -925,11 +905,8 @@ fn file_created_during_the_run_is_not_overwritten() {
         );
         fs::create_dir_all(&b).unwrap();
         fs::create_dir_all(&pause).unwrap();
-        put(&a, "n.txt", "from a", T0);
-        let mut c = Command::new(BIN);
-        for v in REPO_ENV {
-            c.env_remove(v);
-        }
+        put_file(&a, "n.txt", "from a", T0);
+        let mut c = clean_command(BIN);
         c.args([mode, s(&a), s(&b), "-y"])
             .env("REPO_TEST_PAUSE", "plain-copy")
             .env("REPO_TEST_PAUSE_DIR", &pause)
@@ -944,7 +921,7 @@ fn file_created_during_the_run_is_not_overwritten() {
             "{mode} never paused"
         );
         // The user saves a file of the same name on b meanwhile.
-        put(&b, "n.txt", "the user's own, saved meanwhile", T1);
+        put_file(&b, "n.txt", "the user's own, saved meanwhile", T1);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
         let out = child.wait_with_output().unwrap();
         let mut have = HashSet::new();
@@ -982,10 +959,7 @@ fn folder_mode_is_not_set_through_a_swapped_symlink() {
     fs::create_dir_all(&pause).unwrap();
     fs::write(&secret, "shadow").unwrap();
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
-    let mut c = Command::new(BIN);
-    for v in REPO_ENV {
-        c.env_remove(v);
-    }
+    let mut c = clean_command(BIN);
     c.args(["mirror", s(&a), s(&b), "-y"])
         .env("REPO_TEST_PAUSE", "plain-dir-made")
         .env("REPO_TEST_PAUSE_DIR", &pause)
@@ -1023,10 +997,7 @@ fn repo_with_bind(from: &Path, on: &Path, args: &[&str]) -> Option<Run> {
         eprintln!("SKIPPED: bind-mount tests need root");
         return None;
     }
-    let mut c = Command::new("unshare");
-    for v in REPO_ENV {
-        c.env_remove(v);
-    }
+    let mut c = clean_command("unshare");
     c.args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg("mount --bind \"$0\" \"$1\" || exit 99; shift; exec \"$@\"")
         .arg(from)
@@ -1092,9 +1063,9 @@ fn a_side_mounted_inside_a_side_is_never_walked() {
     for (from, on, cmd, flag, says) in cases {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-        put(&a, "keep.txt", "a's only copy", T0);
-        put(&a, "d/inner.txt", "a's inner file", T0);
-        put(&b, "old.txt", "b's stale file", T0);
+        put_file(&a, "keep.txt", "a's only copy", T0);
+        put_file(&a, "d/inner.txt", "a's inner file", T0);
+        put_file(&b, "old.txt", "b's stale file", T0);
         fs::create_dir_all(tmp.path().join(on)).unwrap();
         let before_a = tree(&a);
         let Some(r) = repo_with_bind(
@@ -1170,8 +1141,8 @@ fn a_side_mounted_inside_a_side_is_never_walked() {
 fn a_mount_does_not_look_like_a_deletion_to_sync() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    put(&a, "top.txt", "top", T0);
-    put(&a, "sub/mine.txt", "in sub", T0);
+    put_file(&a, "top.txt", "top", T0);
+    put_file(&a, "sub/mine.txt", "in sub", T0);
     fs::create_dir_all(&b).unwrap();
     repo(&["sync", s(&a), s(&b), "-y"]).success();
     assert_eq!(read(&b, "sub/mine.txt").as_deref(), Some("in sub"));

@@ -186,7 +186,7 @@ fn restore_on_a_terminal(t: &TestRepo, src: &Path, target: &Path, answer: &str) 
         spec_of(src),
         target.display()
     );
-    let mut child = std::process::Command::new("script")
+    let mut child = clean_command("script")
         .args(["-qec", &cmd, "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -309,7 +309,7 @@ fn as_nobody(script: &str) {
     let mut c = match setpriv() {
         Some(sp) => {
             let mut c = std::process::Command::new(sp);
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+            c.args(AS_NOBODY);
             c.arg("sh");
             c
         }
@@ -397,16 +397,13 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
     if let Some(n) = r.fd_limit {
         let mut args = vec![std::ffi::OsString::from(BIN)];
         args.extend(c.get_args().map(|a| a.to_os_string()));
-        let mut sh = std::process::Command::new("sh");
+        let mut sh = clean_command("sh");
         sh.arg("-c")
             .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
             .args(args)
             .env("REPO_PASSWORD", PASSWORD)
             .current_dir(t.path())
             .stdin(Stdio::null());
-        for v in REPO_ENV.iter().filter(|v| **v != "REPO_PASSWORD") {
-            sh.env_remove(v);
-        }
         c = sh;
     }
     c.env("REPO_TEST_PAUSE", point)
@@ -670,13 +667,7 @@ fn an_existing_directory_the_user_cannot_read_is_still_restored_into() {
             eprintln!("skipping: running as root and setpriv is not installed");
             return;
         };
-        t.prefix = vec![
-            sp.into(),
-            "--reuid=65534".into(),
-            "--regid=65534".into(),
-            "--clear-groups".into(),
-            "--".into(),
-        ];
+        t.prefix = nobody_prefix(sp);
     }
     let src = t.join("src");
     put(&src, "d/f.txt", "inside");
@@ -1245,13 +1236,7 @@ fn delete_that_cannot_remove_one_entry_still_restores_the_rest() {
     // nobody restores into its own target, which holds a directory of
     // root's that nobody can neither remove nor move.
     let mut t = TestRepo::new();
-    t.prefix = vec![
-        sp.into(),
-        "--reuid=65534".into(),
-        "--regid=65534".into(),
-        "--clear-groups".into(),
-        "--".into(),
-    ];
+    t.prefix = nobody_prefix(sp);
     let src = t.join("src");
     put(&src, "a.txt", "alpha");
     put(&src, "d/b.txt", "beta");

@@ -33,11 +33,8 @@ fn plant_sparse(path: &Path) {
 
 /// `repo ARGS` with the repository and password, under an address-space limit.
 fn limited(t: &TestRepo, args: &[&str]) -> Run {
-    let mut c = Command::new("prlimit");
+    let mut c = clean_command("prlimit");
     c.arg(AS_LIMIT).arg(BIN).arg("-r").arg(&t.repo);
-    for v in REPO_ENV {
-        c.env_remove(v);
-    }
     c.env("REPO_PASSWORD", PASSWORD).args(args);
     let start = Instant::now();
     let r = run_within(c, QUICK);
@@ -255,7 +252,7 @@ fn damaged_index_object_is_skipped_with_a_warning() {
 /// `cmd` under an address-space limit, so an unbounded read fails fast
 /// instead of eating the machine.
 fn limit_memory(cmd: Command) -> Command {
-    let mut c = Command::new("prlimit");
+    let mut c = clean_command("prlimit");
     c.arg(AS_LIMIT).arg(cmd.get_program()).args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         match v {
