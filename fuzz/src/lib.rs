@@ -362,7 +362,7 @@ pub fn index(data: &[u8]) {
         m.add(&f);
         m.add(&f);
         m.finish();
-        Ok::<_, String>((f, m))
+        Ok::<_, repo::format::error::FormatError>((f, m))
     });
     check("index", data.len(), peak, bound(data.len()));
     let Ok((f, m)) = r else { return };

@@ -41,7 +41,7 @@ impl Default for ChunkerParams {
 
 impl ChunkerParams {
     /// Checks the bounds fastcdc accepts, so a hostile config cannot crash us.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ChunkSizeError> {
         let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
         let ok = (v2020::MINIMUM_MIN..=v2020::MINIMUM_MAX).contains(&min)
             && (v2020::AVERAGE_MIN..=v2020::AVERAGE_MAX).contains(&avg)
@@ -54,19 +54,21 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "chunker sizes min={min} avg={avg} max={max} are outside fastcdc's bounds \
-                 ({}..={}, {}..={}, {}..={}, even, min<avg<max)",
-                v2020::MINIMUM_MIN,
-                v2020::MINIMUM_MAX,
-                v2020::AVERAGE_MIN,
-                v2020::AVERAGE_MAX,
-                v2020::MAXIMUM_MIN,
-                v2020::MAXIMUM_MAX
-            ))
+            Err(ChunkSizeError(*self))
         }
     }
 }
+
+/// Chunk sizes fastcdc cannot work with: refused up front, so a hostile
+/// config cannot crash the chunker.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "chunker sizes min={} avg={} max={} are outside fastcdc's bounds ({}..={}, {}..={}, {}..={}, even, min<avg<max)",
+    .0.min, .0.avg, .0.max,
+    v2020::MINIMUM_MIN, v2020::MINIMUM_MAX, v2020::AVERAGE_MIN,
+    v2020::AVERAGE_MAX, v2020::MAXIMUM_MIN, v2020::MAXIMUM_MAX
+)]
+pub struct ChunkSizeError(pub ChunkerParams);
 
 /// A FastCDC chunker with a secret gear table.
 pub struct Chunker {
@@ -78,7 +80,7 @@ pub struct Chunker {
 
 impl Chunker {
     /// Builds the chunker; `key` is the chunker sub-key of the master key.
-    pub fn new(key: &[u8; 32], params: ChunkerParams) -> Result<Self, String> {
+    pub fn new(key: &[u8; 32], params: ChunkerParams) -> Result<Self, ChunkSizeError> {
         params.validate()?;
         let mut xof = blake3::Hasher::new_keyed(key).finalize_xof();
         let mut gear = Box::new([0u64; 256]);

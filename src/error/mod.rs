@@ -89,8 +89,15 @@ pub enum Error {
     )]
     InvalidTree { path: PathBuf, reason: String },
 
+    /// The command line or the way the repository is used is wrong (exit 2).
     #[error("{0}")]
     Usage(String),
+
+    /// A fault inside repo itself (a worker thread that panicked, threads
+    /// that cannot be started), never the user's doing: exit 1, not the
+    /// usage code scripts treat as "fix your command line".
+    #[error("internal error: {0}")]
+    Internal(String),
 
     #[error("interrupted; the repository is left consistent and the lock was removed")]
     Interrupted,

@@ -5,6 +5,7 @@
 //! followed by a line holding a keyed BLAKE3 MAC of exactly those bytes.
 //! The MAC is checked as soon as a key has opened the master key.
 
+use crate::format::error::FormatError;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::chunker::ChunkerParams;
@@ -71,34 +72,44 @@ impl StoredConfig {
     }
 
     /// Parses without verifying the MAC (the key is not known yet).
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() > MAX_CONFIG_LEN {
-            return Err(format!(
-                "config is {} bytes, more than {MAX_CONFIG_LEN}",
-                bytes.len()
-            ));
+            return Err(FormatError::TooLarge {
+                what: "config",
+                len: bytes.len(),
+                max: MAX_CONFIG_LEN,
+            });
         }
-        let text = std::str::from_utf8(bytes).map_err(|_| "config is not UTF-8".to_string())?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| FormatError::syntax("a UTF-8 config", e))?;
         let mut lines = text.split('\n');
         let (body, mac, rest) = (lines.next(), lines.next(), lines.collect::<Vec<_>>());
         let (Some(body), Some(mac)) = (body, mac) else {
-            return Err("config must be a JSON line and a MAC line".into());
+            return Err(FormatError::Invalid(
+                "config must be a JSON line and a MAC line".into(),
+            ));
         };
         if rest.iter().any(|l| !l.is_empty()) {
-            return Err("config has trailing data".into());
+            return Err(FormatError::Invalid("config has trailing data".into()));
         }
         let mut m = [0u8; 32];
         hex::decode_to_slice(mac, &mut m)
-            .map_err(|_| "config MAC line is not 64 hex digits".to_string())?;
+            .map_err(|_| FormatError::Invalid("config MAC line is not 64 hex digits".into()))?;
         let value: serde_json::Value =
-            serde_json::from_str(body).map_err(|e| format!("config is not JSON: {e}"))?;
+            serde_json::from_str(body).map_err(|e| FormatError::syntax("a JSON config", e))?;
         let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
         if version != FORMAT_VERSION as u64 {
-            return Err(format!("unsupported format version {version}"));
+            return Err(FormatError::UnknownVersion {
+                what: "format",
+                found: version,
+            });
         }
         let config: Config =
-            serde_json::from_value(value).map_err(|e| format!("config is invalid: {e}"))?;
-        config.chunk_sizes.validate()?;
+            serde_json::from_value(value).map_err(|e| FormatError::syntax("a valid config", e))?;
+        config
+            .chunk_sizes
+            .validate()
+            .map_err(|e| FormatError::Invalid(e.to_string()))?;
         let expected = Config::new(config.id, config.chunk_sizes);
         if (
             &config.chunker,
@@ -111,15 +122,17 @@ impl StoredConfig {
             &expected.cipher,
             &expected.compression,
         ) {
-            return Err(format!(
+            return Err(FormatError::Invalid(format!(
                 "config names algorithms this build does not know ({}, {}, {}, {})",
                 config.chunker, config.blob_id, config.cipher, config.compression
-            ));
+            )));
         }
         if !(1..=22).contains(&config.compression_level)
             || !PACK_SIZE_RANGE.contains(&config.pack_size)
         {
-            return Err("config has out-of-range compression level or pack size".into());
+            return Err(FormatError::Invalid(
+                "config has out-of-range compression level or pack size".into(),
+            ));
         }
         Ok(StoredConfig {
             body: body.as_bytes().to_vec(),
@@ -168,20 +181,18 @@ mod tests {
         let v2 = String::from_utf8(StoredConfig::seal(&c, &[1; 32]))
             .unwrap()
             .replace("\"version\":1", "\"version\":2");
-        assert!(
-            StoredConfig::parse(v2.as_bytes())
-                .unwrap_err()
-                .contains("version 2")
-        );
+        assert!(matches!(
+            StoredConfig::parse(v2.as_bytes()),
+            Err(FormatError::UnknownVersion { found: 2, .. })
+        ));
         assert_eq!(StoredConfig::peek_version(v2.as_bytes()), Some(2));
         let mut huge = v2.into_bytes();
         huge.resize(MAX_CONFIG_LEN + 1, b'\n');
         assert_eq!(StoredConfig::peek_version(&huge), None);
-        assert!(
-            StoredConfig::parse(&huge)
-                .unwrap_err()
-                .contains("more than")
-        );
+        assert!(matches!(
+            StoredConfig::parse(&huge),
+            Err(FormatError::TooLarge { .. })
+        ));
     }
 
     proptest! {

@@ -6,6 +6,7 @@
 //! searched by binary search: no per-entry allocation and no hash-map
 //! overhead, so a million blobs cost about 44 MB.
 
+use crate::format::error::FormatError;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -63,15 +64,22 @@ impl IndexFile {
     }
 
     /// Decodes and checks internal consistency (entries inside their pack).
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let f: IndexFile = postcard::from_bytes(bytes).map_err(|e| format!("not an index: {e}"))?;
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let f: IndexFile =
+            postcard::from_bytes(bytes).map_err(|e| FormatError::syntax("an index", e))?;
         if f.version != INDEX_VERSION {
-            return Err(format!("unknown index version {}", f.version));
+            return Err(FormatError::UnknownVersion {
+                what: "index",
+                found: f.version.into(),
+            });
         }
         for p in &f.packs {
             for b in &p.blobs {
                 if b.offset as u64 + b.length as u64 > p.size {
-                    return Err(format!("blob {} lies outside pack {}", b.id, p.id));
+                    return Err(FormatError::Invalid(format!(
+                        "blob {} lies outside pack {}",
+                        b.id, p.id
+                    )));
                 }
             }
         }

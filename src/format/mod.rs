@@ -3,6 +3,7 @@
 
 pub mod bounded;
 pub mod config;
+pub mod error;
 pub mod index;
 pub mod keyfile;
 pub mod manifest;

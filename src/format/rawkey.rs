@@ -9,6 +9,7 @@
 //! the KDF. This is the model of bupstash's key files and borg's key files
 //! without a passphrase. Format: SPEC.md §16.
 
+use crate::format::error::FormatError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -63,26 +64,29 @@ impl RawKey {
     }
 
     /// Parses and checks a raw key file; the error says what is wrong with it.
-    pub fn decode(bytes: &[u8]) -> Result<(RawKey, MasterKey), String> {
+    pub fn decode(bytes: &[u8]) -> Result<(RawKey, MasterKey), FormatError> {
         if bytes.len() > MAX_RAW_KEY_LEN {
-            return Err(format!(
+            return Err(FormatError::Invalid(format!(
                 "it holds more than {MAX_RAW_KEY_LEN} bytes; a raw key file is about 400"
-            ));
+            )));
         }
         let raw: RawKey =
-            serde_json::from_slice(bytes).map_err(|e| format!("it is not a raw key file ({e})"))?;
+            serde_json::from_slice(bytes).map_err(|e| FormatError::syntax("a raw key file", e))?;
         if raw.kind != RAW_KEY_KIND {
-            return Err(format!("its kind is {:?}, not {RAW_KEY_KIND:?}", raw.kind));
+            return Err(FormatError::Invalid(format!(
+                "its kind is {:?}, not {RAW_KEY_KIND:?}",
+                raw.kind
+            )));
         }
         if raw.version != RAW_KEY_VERSION {
-            return Err(format!(
-                "it has version {}, this build reads version {RAW_KEY_VERSION}",
-                raw.version
-            ));
+            return Err(FormatError::UnknownVersion {
+                what: "raw key file",
+                found: raw.version.into(),
+            });
         }
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(&raw.master_key, &mut bytes)
-            .map_err(|_| "its master_key is not 64 hex digits".to_string())?;
+            .map_err(|_| FormatError::Invalid("its master_key is not 64 hex digits".into()))?;
         let master = MasterKey::from_bytes(bytes);
         bytes.zeroize();
         Ok((raw, master))
@@ -110,7 +114,7 @@ mod tests {
         ] {
             let bad = text.replacen(from, to, 1);
             let err = RawKey::decode(bad.as_bytes()).err().unwrap();
-            assert!(err.contains(want), "{err}");
+            assert!(err.to_string().contains(want), "{err}");
         }
         assert!(RawKey::decode(b"{}").is_err());
         assert!(RawKey::decode(&vec![b' '; MAX_RAW_KEY_LEN + 1]).is_err());

@@ -3,6 +3,7 @@
 //! JSON inside the encryption: snapshots are few and small, and JSON lets
 //! future versions add fields that old readers ignore.
 
+use crate::format::error::FormatError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -84,11 +85,14 @@ impl Snapshot {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let s: Snapshot =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a snapshot: {e}"))?;
+            serde_json::from_slice(bytes).map_err(|e| FormatError::syntax("a snapshot", e))?;
         if s.version != SNAPSHOT_VERSION {
-            return Err(format!("unknown snapshot version {}", s.version));
+            return Err(FormatError::UnknownVersion {
+                what: "snapshot",
+                found: s.version.into(),
+            });
         }
         Ok(s)
     }

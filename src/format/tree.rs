@@ -4,6 +4,7 @@
 //! same bytes, gets the same id and costs nothing in the next snapshot.
 //! Names are raw bytes because Unix file names need not be UTF-8.
 
+use crate::format::error::FormatError;
 use serde::{Deserialize, Serialize};
 
 use crate::id::BlobId;
@@ -149,8 +150,8 @@ impl Tree {
     }
 
     /// Decodes and [validates](Self::validate) a tree.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let t: Tree = postcard::from_bytes(bytes).map_err(|e| format!("not a tree: {e}"))?;
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let t: Tree = postcard::from_bytes(bytes).map_err(|e| FormatError::syntax("a tree", e))?;
         t.validate()?;
         Ok(t)
     }
@@ -159,9 +160,12 @@ impl Tree {
     /// before saving: the version, names (no empty names, no `/` or NUL,
     /// no `.`/`..`, sorted, unique) so a hostile tree cannot make a restore
     /// escape its target directory, and a subtree exactly for directories.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FormatError> {
         if self.version != TREE_VERSION {
-            return Err(format!("unknown tree version {}", self.version));
+            return Err(FormatError::UnknownVersion {
+                what: "tree",
+                found: self.version.into(),
+            });
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if n.name.is_empty()
@@ -170,19 +174,22 @@ impl Tree {
                 || n.name.contains(&b'/')
                 || n.name.contains(&0)
             {
-                return Err(format!("invalid entry name {:?}", n.display_name()));
+                return Err(FormatError::Invalid(format!(
+                    "invalid entry name {:?}",
+                    n.display_name()
+                )));
             }
             if i > 0 && self.nodes[i - 1].name >= n.name {
-                return Err(format!(
+                return Err(FormatError::Invalid(format!(
                     "entries not sorted or duplicated at {:?}",
                     n.display_name()
-                ));
+                )));
             }
             if (n.kind == NodeKind::Dir) != n.subtree.is_some() {
-                return Err(format!(
+                return Err(FormatError::Invalid(format!(
                     "entry {:?}: subtree does not match its kind",
                     n.display_name()
-                ));
+                )));
             }
         }
         Ok(())
@@ -272,7 +279,10 @@ mod tests {
         n.subtree = Some(BlobId([7; 32]));
         let t = Tree::new(vec![n]);
         let err = t.validate().unwrap_err();
-        assert!(err.contains("subtree does not match its kind"), "{err}");
+        assert!(
+            err.to_string().contains("subtree does not match its kind"),
+            "{err}"
+        );
         assert_eq!(Tree::decode(&t.encode()).unwrap_err(), err);
         let mut d = Node::new(b"d".to_vec(), NodeKind::Dir);
         assert!(Tree::new(vec![d.clone()]).validate().is_err());

@@ -98,7 +98,10 @@ impl Repository {
         let mut id = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
         let mut config = Config::new(RepoId(id), opts.chunk_sizes);
-        config.chunk_sizes.validate().map_err(Error::Usage)?;
+        config
+            .chunk_sizes
+            .validate()
+            .map_err(|e| Error::Usage(e.to_string()))?;
         if let Some(size) = opts.pack_size {
             if !crate::format::config::PACK_SIZE_RANGE.contains(&size) {
                 return Err(Error::Usage(format!(
@@ -275,7 +278,7 @@ impl Repository {
             .num_threads(self.storage.connections().max(1))
             .thread_name(|i| format!("repo-transfer-{i}"))
             .build()
-            .map_err(|e| Error::Usage(format!("cannot start transfer threads: {e}")))
+            .map_err(|e| Error::Internal(format!("cannot start transfer threads: {e}")))
     }
 
     pub fn chunker(&self) -> &Chunker {

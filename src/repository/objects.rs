@@ -127,7 +127,7 @@ pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<Strin
     );
     // Readers refuse objects over the limit unread (SPEC 1.1.2): never write one.
     if sealed.len() as u64 > kind.max_size() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Internal(format!(
             "cannot store a {} object of {} bytes: readers refuse more than {} bytes",
             kind.dir(),
             sealed.len(),

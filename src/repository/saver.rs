@@ -90,7 +90,7 @@ impl<'a> BlobSaver<'a> {
             drop(saver); // closes the channel so the uploader finishes
             let uploaded = uploader
                 .join()
-                .unwrap_or_else(|_| Err(Error::Usage("the upload thread panicked".into())));
+                .unwrap_or_else(|_| Err(Error::Internal("the upload thread panicked".into())));
             // The uploader's own error is the root cause when both failed.
             let packs = uploaded?;
             let r = result?;
@@ -157,7 +157,7 @@ impl<'a> BlobSaver<'a> {
         let (parts, blobs) = p.finish_parts();
         if self.tx.send(Sealed { parts, blobs }).is_err() {
             self.check_failed()?;
-            return Err(Error::Usage(
+            return Err(Error::Internal(
                 "the upload thread stopped unexpectedly".into(),
             ));
         }
@@ -176,7 +176,7 @@ impl<'a> BlobSaver<'a> {
 }
 
 fn poisoned() -> Error {
-    Error::Usage("internal error: a worker thread panicked".into())
+    Error::Internal("a worker thread panicked".into())
 }
 
 /// Stores packs as they come and writes an index object per batch.

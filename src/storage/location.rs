@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::ftp::FtpConfig;
 use crate::error::{Error, Result};
@@ -31,6 +33,27 @@ pub enum Location {
     },
     /// A directory on an FTP or FTPS server.
     Ftp(Box<FtpConfig>),
+    /// Objects held in this process's memory (see [`Memory`]); never parsed
+    /// from a URL, so users cannot name it.
+    Memory(Memory),
+}
+
+/// An in-process object store, shared by every clone of its [`Location`]:
+/// `Repository::init` and a later `Repository::open` of the same location
+/// see the same objects. Why: engine tests run in-process without a disk or
+/// server; the objects vanish with the last clone.
+#[derive(Clone)]
+pub struct Memory {
+    /// Tells stores apart in messages and comparisons (`memory:3`).
+    id: u64,
+    store: Arc<object_store::memory::InMemory>,
+}
+
+impl Memory {
+    /// The shared store itself.
+    pub(super) fn store(&self) -> Arc<object_store::memory::InMemory> {
+        self.store.clone()
+    }
 }
 
 impl fmt::Debug for Location {
@@ -129,6 +152,15 @@ impl Location {
         }
     }
 
+    /// A new, empty in-memory location (see [`Memory`]).
+    pub fn memory() -> Location {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Location::Memory(Memory {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            store: Arc::new(object_store::memory::InMemory::new()),
+        })
+    }
+
     /// FTP needs a password that neither the URL nor ~/.netrc gave.
     pub fn needs_password(&self) -> bool {
         matches!(self, Location::Ftp(c) if c.password.is_empty() && c.user != "anonymous")
@@ -143,7 +175,7 @@ impl Location {
 
     /// Whether objects live on another machine (more parallel transfers pay off).
     pub fn is_remote(&self) -> bool {
-        !matches!(self, Location::Local(_))
+        !matches!(self, Location::Local(_) | Location::Memory(_))
     }
 }
 
@@ -166,6 +198,7 @@ impl fmt::Display for Location {
             Location::Local(p) => write!(f, "{}", p.display()),
             Location::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
             Location::Ftp(c) => write!(f, "{c}"),
+            Location::Memory(m) => write!(f, "memory:{}", m.id),
         }
     }
 }
@@ -200,5 +233,15 @@ mod tests {
             ..Default::default()
         };
         assert!(Location::parse("s3://b/p", &bad_ep).is_err());
+        assert!(p("memory:1").is_ok_and(|l| matches!(l, Location::Local(_))));
+    }
+
+    #[test]
+    fn memory_locations_are_distinct_and_shared_by_clones() {
+        let (a, b) = (Location::memory(), Location::memory());
+        assert_ne!(a, b);
+        assert_eq!(a, a.clone());
+        assert!(a.to_string().starts_with("memory:"));
+        assert!(!a.is_remote());
     }
 }

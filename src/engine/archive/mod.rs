@@ -189,7 +189,7 @@ impl Walk<'_> {
         let tree = Tree::new(nodes);
         tree.validate().map_err(|reason| Error::InvalidTree {
             path: path.to_path_buf(),
-            reason,
+            reason: reason.to_string(),
         })?;
         Ok(self.saver.save(BlobKind::Tree, &tree.encode())?.0)
     }

@@ -510,9 +510,7 @@ pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
                 .map_err(|err| Error::io("create symlink", &dest, err))?;
         }
         EntryKind::File => {
-            return Err(Error::Usage(
-                "internal: files are written with write_file".into(),
-            ));
+            return Err(Error::Internal("files are written with write_file".into()));
         }
     }
     let md = fs::symlink_metadata(&dest).map_err(|err| Error::io("stat", &dest, err))?;
