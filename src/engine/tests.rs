@@ -1,4 +1,5 @@
-//! The engines together, in process, on one repository: what a backup
+//! The engines together, in process, on one repository in memory
+//! (object_store's InMemory through `Location::memory()`): what a backup
 //! stores, restore gives back byte for byte; check finds an object damaged
 //! behind the repository's back; prune keeps every blob a snapshot still
 //! needs. The CLI suite (`tests/cli`) checks the same through the binary;
@@ -27,9 +28,9 @@ use crate::storage::Location;
 /// Never set: these tests run to the end.
 static NOT_CANCELLED: AtomicBool = AtomicBool::new(false);
 
-/// A fresh repository below `dir`, with a KDF cheap enough for tests and
+/// A fresh in-memory repository, with a KDF cheap enough for tests and
 /// small chunks, so small files make many blobs.
-fn new_repository(dir: &Path) -> Repository {
+fn new_repository() -> Repository {
     let opts = InitOptions {
         chunk_sizes: ChunkerParams {
             min: 16 << 10,
@@ -43,7 +44,7 @@ fn new_repository(dir: &Path) -> Repository {
         },
         ..Default::default()
     };
-    Repository::init(&Location::Local(dir.join("repo")), b"pw", &opts).unwrap()
+    Repository::init(&Location::memory(), b"pw", &opts).unwrap()
 }
 
 /// `len` random bytes, so chunks neither compress nor deduplicate.
@@ -139,7 +140,7 @@ fn check_all(repo: &Repository) -> CheckReport {
 #[test]
 fn backup_then_restore_gives_back_the_same_tree() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = new_repository(dir.path());
+    let repo = new_repository();
     let src = dir.path().join("src");
     make_source(&src);
     let id = backup(&repo, &src);
@@ -153,7 +154,7 @@ fn backup_then_restore_gives_back_the_same_tree() {
 #[test]
 fn check_names_a_pack_damaged_in_storage() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = new_repository(dir.path());
+    let repo = new_repository();
     let src = dir.path().join("src");
     make_source(&src);
     backup(&repo, &src);
@@ -176,7 +177,7 @@ fn check_names_a_pack_damaged_in_storage() {
 #[test]
 fn prune_frees_what_was_forgotten_and_keeps_what_is_needed() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = new_repository(dir.path());
+    let repo = new_repository();
     let src = dir.path().join("src");
     make_source(&src);
     let old = backup(&repo, &src);
