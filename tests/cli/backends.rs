@@ -223,6 +223,13 @@ fn exclusive_lock_scenario(url: &str) {
     repo(url, &["check"]).success();
 }
 
+/// The scenario in a fresh place on the server `var` names, if it runs.
+fn conformance_on(var: &str, independent: bool) {
+    if let Some(base) = server(var) {
+        conformance(&unique_url(&base, "conf"), independent);
+    }
+}
+
 #[test]
 fn local_disk() {
     let tmp = tempfile::tempdir().unwrap();
@@ -233,44 +240,29 @@ fn local_disk() {
 
 #[test]
 fn s3_seaweedfs() {
-    let Some(base) = server("REPO_TEST_S3_URL") else {
-        return;
-    };
-    conformance(&unique_url(&base, "conf"), true);
+    conformance_on("REPO_TEST_S3_URL", true);
 }
 
 #[test]
 fn ftp_pyftpdlib() {
-    let Some(base) = server("REPO_TEST_FTP_URL") else {
-        return;
-    };
-    conformance(&unique_url(&base, "conf"), true);
+    conformance_on("REPO_TEST_FTP_URL", true);
 }
 
 #[test]
 fn ftps_pyftpdlib() {
-    let Some(base) = server("REPO_TEST_FTPS_URL") else {
-        return;
-    };
-    conformance(&unique_url(&base, "conf"), true);
+    conformance_on("REPO_TEST_FTPS_URL", true);
 }
 
 #[test]
 fn ftp_proftpd() {
-    let Some(base) = server("REPO_TEST_PROFTPD_URL") else {
-        return;
-    };
-    conformance(&unique_url(&base, "conf"), true);
+    conformance_on("REPO_TEST_PROFTPD_URL", true);
 }
 
 #[test]
 fn ftps_proftpd() {
-    let Some(base) = server("REPO_TEST_PROFTPDS_URL") else {
-        return;
-    };
     // Python's ftplib cannot resume TLS sessions, which ProFTPD requires by default for
     // data connections; the pyftpdlib FTPS test covers the independent view of FTPS.
-    conformance(&unique_url(&base, "conf"), false);
+    conformance_on("REPO_TEST_PROFTPDS_URL", false);
 }
 
 #[test]

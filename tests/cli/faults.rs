@@ -32,17 +32,9 @@ fn seed() -> u64 {
 /// Small chunks and 1 MiB packs (the smallest allowed): a few MiB of data
 /// then make many blobs and several packs, so faults land in every stage
 /// and every kind of object without slow, large test data.
-const SMALL_INIT: [&str; 9] = [
-    "init",
-    "--chunk-min",
-    "16384",
-    "--chunk-avg",
-    "65536",
-    "--chunk-max",
-    "262144",
-    "--pack-size",
-    "1048576",
-];
+fn small_init() -> Vec<&'static str> {
+    [&["init"][..], &SMALL_CHUNKS, &["--pack-size", "1048576"]].concat()
+}
 
 fn report(line: String) {
     // Shown with --nocapture; captured (and printed on failure) otherwise.
@@ -149,7 +141,7 @@ fn kill9_during_create() {
 
     for r in 0..KILL_REPOS {
         let t = TestRepo::new();
-        t.ok(SMALL_INIT);
+        t.ok(small_init());
         let corpus = t.join("corpus");
         add_batch(&corpus.join("base"), &mut rng, 80, 1, 400_000);
         let began = Instant::now();
@@ -420,7 +412,7 @@ struct Pristine {
 
 fn prepare_pristine(rng: &mut Rng) -> Pristine {
     let t = TestRepo::new();
-    t.ok(SMALL_INIT);
+    t.ok(small_init());
     let src = t.join("src");
     simple_tree(&src, rng.next_u64());
     add_batch(&src.join("batch"), rng, 40, 3, 500_000);
@@ -804,7 +796,7 @@ fn disk_full_during_create() {
     let mut t = TestRepo::new();
     let small = SmallFs::mount(&t.join("small"), "48m");
     t.repo = small.0.join("repo");
-    t.ok(SMALL_INIT);
+    t.ok(small_init());
     let first = t.join("first");
     add_batch(&first, &mut rng, 30, 2, 800_000);
     let s = t.create([&first]);
@@ -890,7 +882,7 @@ fn disk_full_during_create() {
 /// A repository with one snapshot of several data packs; returns the
 /// source and a data pack (not a tree pack) to damage.
 fn repair_fixture(t: &TestRepo) -> (PathBuf, PathBuf) {
-    t.ok(SMALL_INIT);
+    t.ok(small_init());
     let src = t.join("src");
     let mut rng = Rng::new(seed() ^ 0x4e9a);
     simple_tree(&src, 900);

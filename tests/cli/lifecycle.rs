@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    Cmp, PASSWORD, TestRepo, copy_tree, random_bytes, run, set_mtime, walk_all, write_file,
+    Cmp, PASSWORD, SMALL_CHUNKS, TestRepo, copy_tree, random_bytes, run, set_mtime, walk_all,
+    write_file,
 };
 
 // ---------------------------------------------------------------------------
@@ -55,15 +56,7 @@ impl Env {
     /// Like [`Env::init`], with small chunks so files span many blobs.
     fn init_small_chunks() -> Env {
         let e = Env::new();
-        e.ok([
-            "init",
-            "--chunk-min",
-            "16384",
-            "--chunk-avg",
-            "65536",
-            "--chunk-max",
-            "262144",
-        ]);
+        e.ok([&["init"][..], &SMALL_CHUNKS].concat());
         e
     }
 

@@ -90,9 +90,7 @@ pub fn simple_tree(root: &Path, seed: u64) -> Vec<PathBuf> {
 
 /// What [`rich_tree`] built.
 pub struct RichTree {
-    pub root: PathBuf,
     pub xattrs: bool,
-    pub big: PathBuf,
     pub sparse: PathBuf,
     pub hard_links: Vec<PathBuf>,
 }
@@ -213,9 +211,7 @@ pub fn rich_tree(root: &Path) -> RichTree {
     }
     set_mtime(root, 1_234_567_890, 987_654_321);
     RichTree {
-        root: root.to_path_buf(),
         xattrs,
-        big: p("big.bin"),
         sparse,
         hard_links: vec![p("hard/one"), p("hard/two"), p("nested/a/three")],
     }

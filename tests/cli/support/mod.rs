@@ -3,8 +3,6 @@
 //! temporary directory, generating and comparing trees, inspecting storage,
 //! the test servers' settings and pause points.
 
-#![allow(dead_code)]
-
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +28,17 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_repo");
 pub const PASSWORD: &str = "correct horse battery staple";
 /// Upper bound for one command (debug builds are slow, but not this slow).
 pub const CMD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `init` flags for small chunks (16, 64, 256 KiB), so that a few MiB of
+/// test data make many blobs.
+pub const SMALL_CHUNKS: [&str; 6] = [
+    "--chunk-min",
+    "16384",
+    "--chunk-avg",
+    "65536",
+    "--chunk-max",
+    "262144",
+];
 
 /// A fresh place below the server URL `base` (`base/<tag>-<pid>-<nanos>`),
 /// so runs against a long-lived test server never see each other's objects.
