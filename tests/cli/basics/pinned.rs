@@ -29,7 +29,7 @@ fn interrupted_backup_stops_cleanly() {
     t.ok(["check"]);
 }
 
-// Concurrent backups: tests/cli/faults.rs (`concurrent_backups_into_one_repository`).
+// Concurrent backups: tests/cli/faults/concurrent.rs (`concurrent_backups_into_one_repository`).
 
 #[test]
 fn restore_over_existing_files_replaces_them_without_following_symlinks() {
