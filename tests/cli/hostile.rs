@@ -4,6 +4,7 @@
 //! Run alone with `cargo test --release --test cli hostile:: -- --nocapture`; each
 //! test prints one `hostile:` line with what it did.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -29,17 +30,6 @@ fn ram_repo() -> TestRepo {
     TestRepo::from_dir(dir)
 }
 
-/// Peak resident memory of the largest child process so far, in MiB.
-fn children_peak_rss_mib() -> u64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) },
-        0
-    );
-    ru.ru_maxrss as u64 / 1024
-}
-
 fn n(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -61,7 +51,8 @@ fn a_million_empty_files() {
     }
     let made = started.elapsed();
     let started = Instant::now();
-    let r = t.create([&src]);
+    let run = t.ok([OsStr::new("create"), OsStr::new("--json"), src.as_os_str()]);
+    let r = run.json();
     let first = started.elapsed();
     assert_eq!(
         n(&r["summary"]["files_new"]),
@@ -69,18 +60,23 @@ fn a_million_empty_files() {
         "{r:#}"
     );
     let started = Instant::now();
-    let again = t.create([&src]);
+    let rerun = t.ok([OsStr::new("create"), OsStr::new("--json"), src.as_os_str()]);
+    let again = rerun.json();
     let second = started.elapsed();
     assert_eq!(
         n(&again["summary"]["files_unchanged"]),
         (DIRS * PER_DIR) as u64
     );
-    t.ok(["check", "--read-data"]);
+    let check = t.ok(["check", "--read-data"]);
     // One directory back, to show the snapshot is usable.
     let target = t.join("restore");
-    t.restore(&format!("latest:{}/d0999", src.display()), &target, &[]);
+    let restore = t.restore(&format!("latest:{}/d0999", src.display()), &target, &[]);
     assert_eq!(fs::read_dir(&target).unwrap().count(), PER_DIR);
-    let peak = children_peak_rss_mib();
+    let peak = [&run, &rerun, &check, &restore]
+        .iter()
+        .map(|r| r.peak_rss_kib.max(0) as u64 / 1024)
+        .max()
+        .unwrap_or(0);
     eprintln!(
         "hostile: 1,000,000 empty files: made in {made:.1?}, first backup {first:.1?}, unchanged {second:.1?}, peak RSS {peak} MiB"
     );

@@ -18,6 +18,10 @@ pub struct Run {
     /// The same bytes as `stdout`, unchanged (dump, cat).
     pub stdout_bytes: Vec<u8>,
     pub stderr: String,
+    /// Peak resident size in KiB of the command and the processes it waited
+    /// for (wait4), not of the test's other children. It starts at this
+    /// test process's own peak (exec keeps the larger of the two images').
+    pub peak_rss_kib: i64,
 }
 
 impl std::fmt::Display for Run {
@@ -125,9 +129,9 @@ pub fn run_within(mut cmd: Command, limit: Duration) -> Run {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
+        let _ = tx.send(wait_measured(child));
     });
-    let out = match rx.recv_timeout(limit) {
+    let (out, peak_rss_kib) = match rx.recv_timeout(limit) {
         Ok(r) => r.unwrap_or_else(|e| panic!("waiting for {what}: {e}")),
         Err(_) => {
             let dump = proc_dump(pid);
@@ -149,7 +153,46 @@ pub fn run_within(mut cmd: Command, limit: Duration) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stdout_bytes: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        peak_rss_kib,
     }
+}
+
+/// `Child::wait_with_output`, with the child's own peak resident size
+/// from wait4 (getrusage would mix in every other child of the test binary).
+fn wait_measured(mut child: Child) -> std::io::Result<(std::process::Output, i64)> {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut err = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(e) = err.as_mut() {
+            e.read_to_end(&mut v)?;
+        }
+        Ok::<_, std::io::Error>(v)
+    });
+    let mut stdout = Vec::new();
+    if let Some(mut o) = child.stdout.take() {
+        o.read_to_end(&mut stdout)?;
+    }
+    let stderr = err_reader
+        .join()
+        .map_err(|_| std::io::Error::other("stderr reader panicked"))??;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 writes only to the two locals passed by pointer; the
+    // child is ours and not yet reaped (nothing else waits for it).
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let status = std::process::ExitStatus::from_raw(status);
+    let output = std::process::Output {
+        status,
+        stdout,
+        stderr,
+    };
+    Ok((output, usage.ru_maxrss))
 }
 
 /// A background process that is killed (SIGKILL) and reaped when dropped,
