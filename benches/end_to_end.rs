@@ -57,6 +57,7 @@ fn backup(repo: &Repository, src: &Path) {
         force: false,
         scan: false,
         in_flight: 2,
+        time: None,
         cancel: &cancel,
     };
     let r = archive::backup(repo, &opts, &Silent).expect("backup");

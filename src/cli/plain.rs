@@ -13,6 +13,9 @@ use repo::engine::plain::{Mode, Resolve, SideId};
 use repo::format::manifest::{Entry, EntryKind};
 use repo::storage::{BackendOptions, Location};
 
+use super::exit;
+use super::render::print_json;
+
 fn side_name(s: SideId, mode: Mode) -> &'static str {
     match (s, mode) {
         (SideId::A, Mode::Sync) => "first side",
@@ -266,7 +269,7 @@ pub fn run(
         }
         if !confirm()? {
             eprintln!("nothing changed");
-            return Ok(1);
+            return Ok(exit::DECLINED);
         }
     }
     // The bar starts only now, so it never draws over the questions above.
@@ -284,9 +287,7 @@ pub fn run(
         .any(|n| matches!(n.kind, NoteKind::Corrupt { .. }));
     let errors = report.result.as_ref().map_or(0, |r| r.errors.len());
     if json {
-        let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        print_json(&report)?;
     } else if !quiet {
         match &report.result {
             Some(r) if r.copied + r.deleted + r.dirs + r.archived == 0 && r.errors.is_empty() => {
@@ -328,9 +329,9 @@ pub fn run(
     let refused = !report.refused.is_empty();
     Ok(
         if errors > 0 || report.unresolved > 0 || corrupt || refused {
-            3
+            exit::PARTIAL
         } else {
-            0
+            exit::OK
         },
     )
 }

@@ -249,8 +249,19 @@ fn pack(repo: &Repository, spec: &str) -> Result<String> {
     })
 }
 
+/// The object as pretty-printed JSON, printed as it is with or without `--json`.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct Report {
+    pub text: String,
+}
+
+pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
+    object_json(ctx, args).map(|text| Report { text })
+}
+
 /// The object as pretty-printed JSON.
-pub fn run(ctx: &Context, args: &Args) -> Result<String> {
+fn object_json(ctx: &Context, args: &Args) -> Result<String> {
     let need_id = || {
         args.id.clone().ok_or_else(|| {
             let name = clap::ValueEnum::to_possible_value(&args.what)

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::Context;
+use super::common::{PathMessage, path_messages};
 use crate::engine::archive::{self, BackupOptions, Excludes};
 use crate::error::Result;
-use crate::format::snapshot::{Snapshot, Summary};
-use crate::repository::{ObjectKind, lock};
+use crate::format::snapshot::Summary;
+use crate::repository::lock;
 use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -64,21 +65,6 @@ pub struct Report {
     pub storage: StatsReport,
 }
 
-#[derive(Debug, Serialize)]
-pub struct PathMessage {
-    pub path: String,
-    pub message: String,
-}
-
-fn pm(v: Vec<(PathBuf, String)>) -> Vec<PathMessage> {
-    v.into_iter()
-        .map(|(p, m)| PathMessage {
-            path: p.to_string_lossy().into_owned(),
-            message: m,
-        })
-        .collect()
-}
-
 pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
     let time = args
         .time
@@ -112,28 +98,17 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
         force: args.force,
         scan: show_progress,
         in_flight: args.in_flight_packs as usize,
+        time,
         cancel: ctx.cancel,
     };
-    let mut r = archive::backup(&repo, &opts, ctx.progress)?;
-    if let (Some(time), Some(id)) = (time, r.snapshot) {
-        // Rewritten at once (saved anew, the first one deleted): it is a new
-        // snapshot, so no `original` is recorded.
-        let bytes = crate::repository::objects::load(&repo, ObjectKind::Snapshot, &id.to_hex())?;
-        let snap = Snapshot::decode(&bytes)
-            .map_err(|e| crate::Error::corrupt(format!("snapshots/{id}"), e))?;
-        r.snapshot = Some(super::tag::replace_snapshot(
-            &repo,
-            id,
-            &Snapshot { time, ..snap },
-        )?);
-    }
+    let r = archive::backup(&repo, &opts, ctx.progress)?;
     Ok(Report {
         snapshot: r.snapshot.map(|s| s.to_hex()),
         parent: r.parent.map(|s| s.to_hex()),
         dry_run: args.dry_run,
         summary: r.summary,
-        errors: pm(r.errors),
-        warnings: pm(r.warnings),
+        errors: path_messages(r.errors),
+        warnings: path_messages(r.warnings),
         storage: r.storage,
     })
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 use super::Context;
-use super::ls::{self, Entry};
+use super::entry::{Entry, entry};
 use crate::engine::archive::Excludes;
 use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
@@ -83,7 +83,7 @@ fn walk(
         if matcher.is_excluded(&p) {
             out.push(Match {
                 snapshot: snap.to_string(),
-                entry: ls::entry(&p, n),
+                entry: entry(&p, n),
             });
         }
         if n.kind == NodeKind::Dir

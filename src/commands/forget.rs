@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Context;
-use super::snapshots::matches;
+use super::common::check_max_unused;
+use super::filter::matches;
 use crate::engine::prune::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
 use crate::error::{Error, Result};
 use crate::format::retention::{self, GroupBy, GroupKey, Item, Policy, Span};
@@ -151,7 +152,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let policy = args.policy()?;
     let group_by = GroupBy::parse(&args.group_by).map_err(Error::Usage)?;
     if args.prune {
-        super::prune::check_max_unused(args.max_unused)?;
+        check_max_unused(args.max_unused)?;
     }
     match (args.snapshots.is_empty(), policy.is_empty()) {
         (true, true) => {

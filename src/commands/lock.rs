@@ -70,8 +70,16 @@ pub struct Held {
     exclusive: bool,
 }
 
-/// Takes the lock; the CLI reports it and then calls [`hold`].
-pub fn acquire(ctx: &Context, args: &Args) -> Result<(Held, Report)> {
+/// Takes the lock, tells `held` (the CLI shows it is held), then keeps it
+/// as [`hold`] does and reports how long it was held.
+pub fn run(ctx: &Context, args: &Args, held: &dyn Fn(&Report) -> Result<()>) -> Result<Report> {
+    let (lock, report) = acquire(ctx, args)?;
+    held(&report)?;
+    hold(lock, args.duration, ctx.cancel)
+}
+
+/// Takes the lock; [`run`] reports it and then calls [`hold`].
+fn acquire(ctx: &Context, args: &Args) -> Result<(Held, Report)> {
     let repo = ctx.open()?;
     let guard = lock::lock(&repo, !args.shared, "lock")?;
     let report = Report {
@@ -92,7 +100,7 @@ pub fn acquire(ctx: &Context, args: &Args) -> Result<(Held, Report)> {
 
 /// Keeps the lock (refreshed in the background) until `duration` has
 /// passed or `cancel` is set, then removes it.
-pub fn hold(held: Held, duration: Option<Duration>, cancel: &AtomicBool) -> Result<Report> {
+fn hold(held: Held, duration: Option<Duration>, cancel: &AtomicBool) -> Result<Report> {
     let interrupted = loop {
         if cancel.load(Ordering::Relaxed) {
             break true;

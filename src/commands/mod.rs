@@ -3,9 +3,12 @@
 
 pub mod cat;
 pub mod check;
+pub mod common;
 pub mod create;
 pub mod diff;
 pub mod dump;
+pub mod entry;
+pub mod filter;
 pub mod find;
 pub mod forget;
 pub mod init;

@@ -1,8 +1,9 @@
 //! `repo prune`: delete data that no snapshot references.
 
 use super::Context;
+use super::common::check_max_unused;
 use crate::engine::prune::{self, DEFAULT_MAX_UNUSED, PruneOptions, PruneReport};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::repository::lock;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -14,16 +15,6 @@ pub struct Args {
     /// Only report what would be deleted and repacked.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-}
-
-/// Checks `--max-unused`.
-pub fn check_max_unused(v: f64) -> Result<()> {
-    if !(0.0..=100.0).contains(&v) || v.is_nan() {
-        return Err(Error::Usage(format!(
-            "--max-unused {v}: give a percentage from 0 to 100"
-        )));
-    }
-    Ok(())
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<PruneReport> {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::Context;
+use super::common::{PathMessage, path_messages};
 use crate::engine::archive::Excludes;
 use crate::engine::restore::{self, RestoreOptions};
 use crate::error::{Error, Result};
@@ -52,7 +53,7 @@ pub struct Report {
     pub deleted: u64,
     pub archived: u64,
     pub skipped_unread: u64,
-    pub errors: Vec<super::create::PathMessage>,
+    pub errors: Vec<PathMessage>,
     pub duration_secs: f64,
     /// Requests and bytes this restore cost.
     pub storage: crate::storage::StatsReport,
@@ -174,14 +175,7 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
         deleted: r.deleted,
         archived: r.archived,
         skipped_unread: r.skipped_unread,
-        errors: r
-            .errors
-            .into_iter()
-            .map(|(p, m)| super::create::PathMessage {
-                path: p.to_string_lossy().into_owned(),
-                message: m,
-            })
-            .collect(),
+        errors: path_messages(r.errors),
         duration_secs: started.elapsed().as_secs_f64(),
         storage: repo.storage().stats(),
     })

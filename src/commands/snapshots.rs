@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::Context;
+use super::filter::matches;
 use crate::error::Result;
 use crate::format::retention::{GroupBy, GroupKey};
 use crate::format::snapshot::Snapshot;
@@ -54,14 +55,16 @@ pub struct Entry {
     pub snapshot: Snapshot,
 }
 
-/// Whether a snapshot passes host/tag/path filters.
-pub fn matches(s: &Snapshot, hosts: &[String], tags: &[String], paths: &[String]) -> bool {
-    (hosts.is_empty() || hosts.contains(&s.host))
-        && (tags.is_empty() || tags.iter().any(|t| s.tags.contains(t)))
-        && (paths.is_empty() || paths.iter().any(|p| s.paths.contains(p)))
+/// The listing: flat, or with `--group-by` in groups (the JSON is the bare
+/// list either way).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    List(Vec<Entry>),
+    Groups(Vec<Group>),
 }
 
-pub fn run(ctx: &Context, args: &Args) -> Result<Vec<Entry>> {
+pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let repo = ctx.open()?;
     let (snapshots, damaged) = repo.snapshots_and_damaged()?;
     for (hex, e) in damaged {
@@ -70,7 +73,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Vec<Entry>> {
             &format!("{e}; it is not listed"),
         );
     }
-    Ok(snapshots
+    let list = snapshots
         .into_iter()
         .filter(|(_, s)| matches(s, &args.hosts, &args.tags, &args.paths))
         .map(|(id, s)| Entry {
@@ -78,5 +81,9 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Vec<Entry>> {
             short_id: id.short(),
             snapshot: s,
         })
-        .collect())
+        .collect();
+    Ok(match args.group_by {
+        Some(by) => Report::Groups(group(list, by)),
+        None => Report::List(list),
+    })
 }

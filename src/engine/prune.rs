@@ -35,12 +35,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::format::index::{INDEX_VERSION, IndexBlob, IndexFile, IndexPack, MemIndex};
-use crate::format::pack::{self, BlobKind};
+use crate::format::pack::BlobKind;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
-use crate::repository::Repository;
-use crate::repository::objects::{ObjectKind, pack_key};
 use crate::repository::saver::BlobSaver;
+use crate::repository::{BlobError, BlobRef, Fetch, ObjectKind, Repository};
 
 /// Environment variable of the crash test hook: `after-repack`,
 /// `after-index` or `before-delete` makes prune exit(1) at once at that
@@ -226,13 +225,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         p.blobs.dedup_by_key(|b| (b.offset, b.length));
     }
     let stored: BTreeMap<PackId, u64> = repo
-        .storage()
-        .list(ObjectKind::Pack.dir())?
+        .list_packs()?
         .into_iter()
-        .filter_map(|l| {
-            let hex = crate::repository::objects::id_from_key(&l.key)?;
-            Some((PackId::from_hex(&hex)?, l.size))
-        })
+        .map(|p| (p.id, p.size))
         .collect();
     report.packs_before = stored.len();
     report.bytes_before = stored.values().sum();
@@ -245,7 +240,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             other => other.to_string(),
         };
         return Err(Error::corrupt(
-            format!("snapshots/{hex}"),
+            ObjectKind::Snapshot.key(hex),
             format!(
                 "{why}; prune cannot tell which data this snapshot needs ({} damaged snapshot(s) in all) and deleted nothing. Restore the object from a copy, or delete it if it is beyond repair, then prune again",
                 damaged.len()
@@ -388,27 +383,27 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::Interrupted);
                 }
-                let key = pack_key(id);
-                let bytes = repo.storage().get(&key)?;
-                for b in needed.get(id).into_iter().flatten() {
-                    let (start, end) = (b.offset as usize, b.offset as usize + b.length as usize);
-                    let entry = bytes.get(start..end).ok_or_else(|| {
-                        Error::corrupt(
-                            &key,
-                            format!(
-                                "pack is shorter than the index says ({} bytes)",
-                                bytes.len()
-                            ),
-                        )
+                let wanted: Vec<BlobRef> = needed
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .map(BlobRef::from)
+                    .collect();
+                repo.load_blobs(id, &wanted, Fetch::Whole, |b, data| {
+                    let data = data.map_err(|e| match e {
+                        BlobError::Short { key, pack_len, .. } => Error::corrupt(
+                            key,
+                            format!("pack is shorter than the index says ({pack_len} bytes)"),
+                        ),
+                        BlobError::Damaged { key, error, .. } => {
+                            Error::corrupt(key, format!("{error}; prune deleted nothing"))
+                        }
+                        other => Error::corrupt(other.key().to_string(), other),
                     })?;
-                    let (_, data) =
-                        pack::open_entry(repo.keys(), entry, b.offset as u64, Some((b.kind, b.id)))
-                            .map_err(|e| {
-                                Error::corrupt(&key, format!("{e}; prune deleted nothing"))
-                            })?;
                     saver.save(b.kind, &data)?;
                     copied += 1;
-                }
+                    Ok(())
+                })?;
             }
             Ok(copied)
         })?;
@@ -424,20 +419,14 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         }
         // The index objects the repack just wrote (we hold the exclusive
         // lock, so every new one is ours).
-        let all_now: BTreeSet<String> = repo.list_ids(ObjectKind::Index)?.into_iter().collect();
+        let all_now: BTreeSet<IndexId> = repo.list_index_ids()?.into_iter().collect();
         let mut new_packs: Vec<IndexPack> = Vec::new();
         let mut superseded: BTreeSet<IndexId> = files.keys().copied().collect();
-        for hex in &all_now {
-            let Some(id) = IndexId::from_hex(hex) else {
-                continue;
-            };
+        for id in all_now {
             if files.contains_key(&id) {
                 continue;
             }
-            let bytes = crate::repository::objects::load(repo, ObjectKind::Index, hex)?;
-            let f =
-                IndexFile::decode(&bytes).map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
-            new_packs.extend(f.packs);
+            new_packs.extend(repo.load_index_file(&id)?.packs);
             superseded.insert(id);
         }
         // 5. One index for everything that stays.
@@ -452,7 +441,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
             supersedes: superseded.iter().copied().collect(),
             packs,
         };
-        repo.save_object(ObjectKind::Index, &file.encode())?;
+        repo.save_index(&file)?;
         report.index_written = 1;
         crash_point("after-index");
 
@@ -461,8 +450,7 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         crate::testhooks::pause_point("prune-delete");
         repo.ensure_lock("deleting the superseded index objects")?;
         for id in &superseded {
-            repo.storage()
-                .delete(&ObjectKind::Index.key(&id.to_hex()))?;
+            repo.delete_index(id)?;
             report.index_removed += 1;
         }
     }
@@ -478,11 +466,9 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
         .filter(|id| stored.contains_key(id))
         .chain(unindexed)
         .collect();
-    doomed
-        .par_iter()
-        .try_for_each(|id| repo.storage().delete(&pack_key(id)))?;
+    doomed.par_iter().try_for_each(|id| repo.delete_pack(id))?;
 
-    let after = repo.storage().list(ObjectKind::Pack.dir())?;
+    let after = repo.list_pack_objects()?;
     report.packs_after = after.len();
     report.bytes_after = after.iter().map(|l| l.size).sum();
     Ok(report)
@@ -493,13 +479,9 @@ fn young_packs(repo: &Repository) -> Result<HashSet<PackId>> {
     let grace = i64::try_from(unindexed_grace().as_millis()).unwrap_or(i64::MAX);
     let cutoff = chrono::Utc::now().timestamp_millis().saturating_sub(grace);
     Ok(repo
-        .storage()
-        .list_files(ObjectKind::Pack.dir())?
+        .list_packs_modified()?
         .into_iter()
-        .filter(|f| f.modified_ms > cutoff)
-        .filter_map(|f| {
-            let hex = crate::repository::objects::id_from_key(&f.name)?;
-            PackId::from_hex(&hex)
-        })
+        .filter(|p| p.modified_ms > cutoff)
+        .map(|p| p.id)
         .collect())
 }

@@ -12,23 +12,11 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::format::pack::BlobKind;
+pub use crate::format::pack::IndexBlob;
 use crate::id::{BlobId, IndexId, PackId};
 
 /// Version of the index payload layout.
 pub const INDEX_VERSION: u32 = 1;
-
-/// One blob in one pack, as stored in index objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexBlob {
-    pub kind: BlobKind,
-    pub id: BlobId,
-    /// Offset of the entry (sealed header) within the pack.
-    pub offset: u32,
-    /// Length of the whole entry, header and body.
-    pub length: u32,
-    /// Length of the blob's plaintext.
-    pub raw_length: u32,
-}
 
 /// One pack and its blobs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,6 @@ use rand::seq::SliceRandom;
 use crate::codec::{self, CodecError};
 use crate::crypto::hash;
 use crate::crypto::{self, OVERHEAD};
-use crate::format::index::IndexBlob;
 use crate::id::BlobId;
 
 /// Length of a header before sealing.
@@ -32,6 +31,20 @@ pub const MAX_BLOB_LEN: u32 = 1 << 30;
 pub enum BlobKind {
     Data,
     Tree,
+}
+
+/// Where one blob lies in its pack: produced by the pack builder and stored
+/// as is in index objects, so `index` depends on `pack` and not the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexBlob {
+    pub kind: BlobKind,
+    pub id: BlobId,
+    /// Offset of the entry (sealed header) within the pack.
+    pub offset: u32,
+    /// Length of the whole entry, header and body.
+    pub length: u32,
+    /// Length of the blob's plaintext.
+    pub raw_length: u32,
 }
 
 impl BlobKind {

@@ -1,9 +1,12 @@
 //! An opened repository: where keys, codec, packs and storage meet.
 
 pub mod holder;
+pub mod loader;
 pub mod lock;
 pub mod objects;
 pub mod saver;
+pub mod typed;
+pub mod walker;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,13 +21,16 @@ use crate::error::{Error, Result};
 use crate::format::config::{Config, FORMAT_VERSION, StoredConfig};
 use crate::format::index::{IndexFile, MemIndex};
 use crate::format::keyfile::{KeyError, KeyFile};
-use crate::format::pack::{self, BlobKind};
+use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
 use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
 use crate::storage::{Location, Storage};
 
+pub use loader::{BlobError, BlobRef, Fetch, ScannedPack};
 pub use objects::ObjectKind;
+pub use typed::StoredPack;
+pub use walker::{Step, Visitor, Walker};
 
 /// Readable snapshots (oldest first) and damaged ones (hex id, reason).
 pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
@@ -530,13 +536,24 @@ impl Repository {
             what: format!("{kind} blob {id} in the index"),
             hint: "; the repository is damaged: run `repo check`".into(),
         })?;
-        let key = objects::pack_key(&loc.pack);
-        let entry = self
-            .storage
-            .get_range_immutable(&key, loc.offset as u64, loc.length as u64)?;
-        let (_, data) = pack::open_entry(&self.keys, &entry, loc.offset as u64, Some((kind, *id)))
-            .map_err(|e| Error::corrupt(format!("pack {key}"), e))?;
-        Ok(data)
+        let blob = BlobRef {
+            kind,
+            id: *id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_len: None,
+        };
+        let mut out = Vec::new();
+        self.load_blobs(&loc.pack, &[blob], Fetch::Span, |_, r| {
+            out = r.map_err(|e| match e {
+                BlobError::Damaged { key, error, .. } => {
+                    Error::corrupt(format!("pack {key}"), error)
+                }
+                other => Error::corrupt(format!("pack {}", objects::pack_key(&loc.pack)), other),
+            })?;
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     pub fn load_tree(&self, index: &MemIndex, id: &BlobId) -> Result<Tree> {

@@ -4,7 +4,7 @@
 //! `object_store` or tokio: one private runtime turns each call into a
 //! blocking one, which keeps the engines plain threads-and-rayon code.
 //! Every call to `object_store` lives in this module and its children;
-//! what one kind of storage does differently lives in [`backend`].
+//! what one kind of storage does differently lives in `backend`.
 
 pub mod awsconf;
 mod backend;

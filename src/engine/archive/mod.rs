@@ -71,6 +71,10 @@ pub struct BackupOptions<'a> {
     pub scan: bool,
     /// Full packs allowed to wait for upload.
     pub in_flight: usize,
+    /// The time to record for the snapshot; `None` records when it is
+    /// saved. Given here so that `create --time` writes one snapshot, not
+    /// one that is then rewritten.
+    pub time: Option<chrono::DateTime<Utc>>,
     pub cancel: &'a AtomicBool,
 }
 
@@ -672,7 +676,7 @@ pub fn backup(
     if !opts.dry_run {
         let snap = Snapshot {
             version: SNAPSHOT_VERSION,
-            time: Utc::now(),
+            time: opts.time.unwrap_or_else(Utc::now),
             host,
             user,
             uid: nix::unistd::getuid().as_raw(),

@@ -8,21 +8,20 @@
 pub mod repair;
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
-use crate::crypto::hash;
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexBlob, MemIndex};
-use crate::format::pack::{self, BlobKind};
-use crate::format::snapshot::Snapshot;
-use crate::format::tree::NodeKind;
+use crate::format::pack::BlobKind;
+use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{BlobId, PackId};
-use crate::repository::Repository;
-use crate::repository::objects::{self, ObjectKind, pack_key};
+use crate::repository::objects::pack_key;
+use crate::repository::{BlobError, ObjectKind, Repository, Step, Visitor, Walker};
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,29 +86,24 @@ pub fn check(
     let mut report = CheckReport::default();
 
     // Keys: each must be well formed and named by its hash.
-    for hex in repo.list_ids(ObjectKind::Key)? {
-        if let Some(id) = crate::id::KeyId::from_hex(&hex)
-            && let Err(e) = objects::load_key(repo.storage(), id)
-        {
-            c.problem(format!("keys/{hex}"), e);
+    for id in repo.list_key_ids()? {
+        if let Err(e) = repo.load_key(id) {
+            c.problem(ObjectKind::Key.key(&id.to_hex()), e);
         }
     }
 
     // Indexes: name and content; remember what each says about each pack.
     let mut packs: BTreeMap<PackId, (u64, Vec<IndexBlob>)> = BTreeMap::new();
     let mut index = MemIndex::default();
-    for hex in repo.list_ids(ObjectKind::Index)? {
-        match objects::load(repo, ObjectKind::Index, &hex).and_then(|b| {
-            crate::format::index::IndexFile::decode(&b)
-                .map_err(|e| Error::corrupt(format!("index/{hex}"), e))
-        }) {
+    for id in repo.list_index_ids()? {
+        match repo.load_index_file(&id) {
             Ok(f) => {
                 index.add(&f);
                 for p in f.packs {
                     packs.entry(p.id).or_insert((p.size, p.blobs));
                 }
             }
-            Err(e) => c.problem(format!("index/{hex}"), e),
+            Err(e) => c.problem(ObjectKind::Index.key(&id.to_hex()), e),
         }
     }
     index.finish();
@@ -118,8 +112,7 @@ pub fn check(
 
     // Packs on storage against the index.
     let stored: BTreeMap<String, u64> = repo
-        .storage()
-        .list(ObjectKind::Pack.dir())?
+        .list_pack_objects()?
         .into_iter()
         .map(|l| (l.key, l.size))
         .collect();
@@ -146,29 +139,29 @@ pub fn check(
     }
 
     // Snapshots and trees.
-    let mut seen_trees: HashSet<BlobId> = HashSet::new();
-    for hex in repo.list_ids(ObjectKind::Snapshot)? {
+    let mut walker = Walker::new(repo, &index).once();
+    let mut trees = 0;
+    for id in repo.list_snapshot_ids()? {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let snap = objects::load(repo, ObjectKind::Snapshot, &hex).and_then(|b| {
-            Snapshot::decode(&b).map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))
-        });
-        match snap {
+        let hex = id.to_hex();
+        match repo.load_snapshot(&id) {
             Ok(s) => {
                 report.snapshots += 1;
-                check_tree(
-                    &c,
-                    &index,
-                    s.tree,
-                    &format!("snapshot {}", &hex[..8]),
-                    &mut seen_trees,
-                );
+                let mut v = TreeCheck {
+                    c: &c,
+                    index: &index,
+                    from: format!("snapshot {}", &hex[..8]),
+                    trees: 0,
+                };
+                walker.walk(&s.tree, Path::new("/"), &mut v)?;
+                trees += v.trees;
             }
-            Err(e) => c.problem(format!("snapshots/{hex}"), e),
+            Err(e) => c.problem(ObjectKind::Snapshot.key(&hex), e),
         }
     }
-    report.trees = seen_trees.len();
+    report.trees = trees;
 
     // Data. A percentage reads that share of the packs rounded up, so any
     // percentage above zero reads at least one pack.
@@ -214,73 +207,86 @@ pub fn check(
     report.packs_read = chosen.len();
     report.bytes_read = bytes.into_inner();
     report.errors = c.errors.into_inner().unwrap_or_default();
-    report.storage = repo.storage().stats();
+    report.storage = repo.storage_stats();
     Ok(report)
 }
 
-fn check_tree(c: &Checker, index: &MemIndex, root: BlobId, from: &str, seen: &mut HashSet<BlobId>) {
-    let mut stack = vec![(root, from.to_string())];
-    while let Some((id, from)) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
+/// Checks every tree below a snapshot's root: each loads, each file's
+/// chunks add up to its size and are indexed. Goes on past a damaged tree.
+struct TreeCheck<'a> {
+    c: &'a Checker<'a>,
+    index: &'a MemIndex,
+    /// `snapshot <short id>`, what paths in messages start with.
+    from: String,
+    /// Trees met (loaded or not).
+    trees: usize,
+}
+
+impl TreeCheck<'_> {
+    /// How messages name `path`: `snapshot <id>/a/b`.
+    fn at(&self, path: &Path) -> String {
+        format!("{}{}", self.from, path.display())
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+impl Visitor for TreeCheck<'_> {
+    fn tree(&mut self, _dir: &Path, _id: &BlobId, _tree: &Tree) -> Result<Step> {
+        self.trees += 1;
+        Ok(Step::Descend)
+    }
+
+    fn damaged(&mut self, dir: &Path, id: &BlobId, e: Error) -> Result<()> {
+        self.trees += 1;
+        let from = self.at(dir);
+        self.c
+            .problem(format!("tree {id}"), format!("referenced by {from}: {e}"));
+        Ok(())
+    }
+
+    fn node(&mut self, path: &Path, n: &Node, parent: &BlobId) -> Result<Step> {
+        if n.kind != NodeKind::File {
+            return Ok(Step::Descend);
         }
-        let tree = match c.repo.load_tree(index, &id) {
-            Ok(t) => t,
-            Err(e) => {
-                c.problem(format!("tree {id}"), format!("referenced by {from}: {e}"));
-                continue;
-            }
-        };
-        for n in &tree.nodes {
-            match n.kind {
-                NodeKind::Dir => {
-                    if let Some(sub) = n.subtree {
-                        stack.push((sub, format!("{from}/{}", n.display_name())));
-                    }
-                }
-                NodeKind::File => {
-                    let total: u64 = n.content.iter().map(|c| c.len as u64).sum();
-                    if total != n.size {
-                        c.problem(
-                            format!("tree {id}"),
-                            format!(
-                                "file {from}/{}: chunks hold {total} bytes, size says {}",
-                                n.display_name(),
-                                n.size
-                            ),
-                        );
-                    }
-                    for ch in &n.content {
-                        if !index.contains(BlobKind::Data, &ch.id) {
-                            c.problem(
-                                format!("data blob {}", ch.id),
-                                format!("needed by {from}/{} but in no index", n.display_name()),
-                            );
-                        }
-                    }
-                }
-                _ => {}
+        let total: u64 = n.content.iter().map(|c| c.len as u64).sum();
+        if total != n.size {
+            self.c.problem(
+                format!("tree {parent}"),
+                format!(
+                    "file {}: chunks hold {total} bytes, size says {}",
+                    self.at(path),
+                    n.size
+                ),
+            );
+        }
+        for ch in &n.content {
+            if !self.index.contains(BlobKind::Data, &ch.id) {
+                self.c.problem(
+                    format!("data blob {}", ch.id),
+                    format!("needed by {} but in no index", self.at(path)),
+                );
             }
         }
+        Ok(Step::Descend)
     }
 }
 
 /// Reads one whole pack: name hash, header scan, every blob decrypted and
 /// compared with its id, and the scan compared with the index.
 fn read_pack(c: &Checker, id: &PackId, indexed: &[IndexBlob]) {
-    let key = pack_key(id);
-    let bytes = match c.repo.storage().get(&key) {
-        Ok(b) => b,
-        Err(e) => return c.problem(&key, format!("cannot read: {e}")),
+    let pack = match c.repo.scan_pack(id) {
+        Ok(p) => p,
+        Err(e) => return c.problem(pack_key(id), format!("cannot read: {e}")),
     };
-    if hash::object_hash(&bytes) != id.0 {
-        c.problem(&key, "content does not match its name (bytes were altered)");
+    let key = pack.key();
+    if !pack.name_matches {
+        c.problem(key, "content does not match its name (bytes were altered)");
     }
-    let scan = pack::scan(&c.repo.keys().encryption, &bytes);
-    if let Some(e) = &scan.error {
-        c.problem(&key, format!("scan stopped: {e}"));
+    if let Some(e) = &pack.error {
+        c.problem(key, format!("scan stopped: {e}"));
     }
-    let found: HashSet<(BlobId, u32, u32)> = scan
+    let found: HashSet<(BlobId, u32, u32)> = pack
         .entries
         .iter()
         .map(|e| (e.id, e.offset, e.length))
@@ -288,7 +294,7 @@ fn read_pack(c: &Checker, id: &PackId, indexed: &[IndexBlob]) {
     for b in indexed {
         if !found.contains(&(b.id, b.offset, b.length)) {
             c.problem(
-                &key,
+                key,
                 format!(
                     "{} blob {} at offset {} is in the index but not readable in the pack",
                     b.kind, b.id, b.offset
@@ -296,12 +302,13 @@ fn read_pack(c: &Checker, id: &PackId, indexed: &[IndexBlob]) {
             );
             continue;
         }
-        let entry = &bytes[b.offset as usize..(b.offset + b.length) as usize];
-        if let Err(e) =
-            pack::open_entry(c.repo.keys(), entry, b.offset as u64, Some((b.kind, b.id)))
-        {
+        if let Err(e) = pack.open(&b.into()) {
+            let e: &dyn std::fmt::Display = match &e {
+                BlobError::Damaged { error, .. } => error,
+                other => other,
+            };
             c.problem(
-                &key,
+                key,
                 format!("{} blob {} at offset {}: {e}", b.kind, b.id, b.offset),
             );
         }

@@ -19,13 +19,13 @@ use crate::crypto::hash;
 use crate::engine::check::Problem;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, IndexPack, MemIndex};
-use crate::format::pack::{self, BlobKind};
+use crate::format::pack::BlobKind;
 use crate::format::snapshot::{DamagedPath, REPAIRED_TAG, Snapshot};
-use crate::format::tree::{NodeKind, Tree};
+use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{BlobId, IndexId, PackId, SnapshotId};
-use crate::repository::Repository;
-use crate::repository::objects::{ObjectKind, id_from_key, pack_key};
+use crate::repository::objects::pack_key;
 use crate::repository::saver::BlobSaver;
+use crate::repository::{BlobError, BlobRef, Fetch, Repository, Step, Visitor, Walker};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RepairIndexReport {
@@ -40,16 +40,8 @@ pub struct RepairIndexReport {
 
 /// Scans every pack and replaces all index objects with one new one.
 pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexReport> {
-    let old: Vec<String> = repo.list_ids(ObjectKind::Index)?;
-    let packs: Vec<(String, PackId)> = repo
-        .storage()
-        .list(ObjectKind::Pack.dir())?
-        .into_iter()
-        .filter_map(|l| {
-            let hex = id_from_key(&l.key)?;
-            Some((l.key, PackId::from_hex(&hex)?))
-        })
-        .collect();
+    let old: Vec<IndexId> = repo.list_index_ids()?;
+    let packs: Vec<PackId> = repo.list_packs()?.into_iter().map(|p| p.id).collect();
     let damaged = Mutex::new(Vec::new());
     let note = |object: &str, message: String| {
         if let Ok(mut d) = damaged.lock() {
@@ -62,16 +54,16 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexRepor
     let scanned: Vec<IndexPack> = repo.transfer_pool()?.install(|| {
         packs
             .par_iter()
-            .map(|(key, id)| {
-                let bytes = repo.storage().get(key)?;
-                if hash::object_hash(&bytes) != id.0 {
+            .map(|id| {
+                let pack = repo.scan_pack(id)?;
+                let key = pack.key();
+                if !pack.name_matches {
                     note(
                         key,
                         "content does not match its name; its readable entries are indexed".into(),
                     );
                 }
-                let scan = pack::scan(&repo.keys().encryption, &bytes);
-                if let Some(e) = scan.error {
+                if let Some(e) = &pack.error {
                     note(
                         key,
                         format!("scan stopped ({e}); the entries before it are indexed"),
@@ -79,8 +71,8 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexRepor
                 }
                 Ok(IndexPack {
                     id: *id,
-                    size: bytes.len() as u64,
-                    blobs: scan.entries,
+                    size: pack.size(),
+                    blobs: pack.entries,
                 })
             })
             .collect::<Result<Vec<_>>>()
@@ -102,11 +94,12 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexRepor
             .filter(|p| !p.blobs.is_empty())
             .collect(),
     );
-    file.supersedes = old.iter().filter_map(|h| IndexId::from_hex(h)).collect();
-    report.new_index = Some(repo.save_object(ObjectKind::Index, &file.encode())?);
-    for hex in &old {
-        if Some(hex) != report.new_index.as_ref() {
-            repo.storage().delete(&ObjectKind::Index.key(hex))?;
+    file.supersedes = old.clone();
+    let new = repo.save_index(&file)?;
+    report.new_index = Some(new.to_hex());
+    for id in &old {
+        if *id != new {
+            repo.delete_index(id)?;
         }
     }
     Ok(report)
@@ -162,8 +155,36 @@ struct Rewritten {
     damaged: Vec<(PathBuf, &'static str, u64, String)>,
 }
 
-/// A data blob to verify: id, offset and length in its pack.
-type NeededBlob = (BlobId, u32, u32);
+/// Collects, per pack, the indexed data blobs the walked trees need (each
+/// once). Damaged trees are skipped: `rewrite` records them.
+struct WantedBlobs<'a> {
+    index: &'a MemIndex,
+    seen: HashSet<BlobId>,
+    needed: BTreeMap<PackId, Vec<BlobRef>>,
+}
+
+impl Visitor for WantedBlobs<'_> {
+    fn node(&mut self, _path: &Path, n: &Node, _parent: &BlobId) -> Result<Step> {
+        for c in &n.content {
+            if self.seen.insert(c.id)
+                && let Some(loc) = self.index.get(BlobKind::Data, &c.id)
+            {
+                self.needed.entry(loc.pack).or_default().push(BlobRef {
+                    kind: BlobKind::Data,
+                    id: c.id,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_len: None,
+                });
+            }
+        }
+        Ok(Step::Descend)
+    }
+
+    fn damaged(&mut self, _dir: &Path, _id: &BlobId, _error: Error) -> Result<()> {
+        Ok(())
+    }
+}
 
 struct SnapshotRepairer<'a> {
     repo: &'a Repository,
@@ -276,34 +297,17 @@ impl SnapshotRepairer<'_> {
     /// With `--read-data`: reads every pack holding a data blob the trees
     /// need and records the blobs that fail authentication.
     fn read_packs(&mut self, roots: &[BlobId]) -> Result<usize> {
-        let mut needed: BTreeMap<PackId, Vec<NeededBlob>> = BTreeMap::new();
-        let mut seen_trees = HashSet::new();
-        let mut seen_blobs = HashSet::new();
-        let mut stack: Vec<BlobId> = roots.to_vec();
-        while let Some(id) = stack.pop() {
-            if !seen_trees.insert(id) {
-                continue;
-            }
-            let Ok(tree) = self.repo.load_tree(self.index, &id) else {
-                continue; // rewrite() records it
-            };
-            for n in &tree.nodes {
-                if let Some(sub) = n.subtree {
-                    stack.push(sub);
-                }
-                for c in &n.content {
-                    if seen_blobs.insert(c.id)
-                        && let Some(loc) = self.index.get(BlobKind::Data, &c.id)
-                    {
-                        needed
-                            .entry(loc.pack)
-                            .or_default()
-                            .push((c.id, loc.offset, loc.length));
-                    }
-                }
-            }
+        let mut wanted = WantedBlobs {
+            index: self.index,
+            seen: HashSet::new(),
+            needed: BTreeMap::new(),
+        };
+        let mut walker = Walker::new(self.repo, self.index).once();
+        for root in roots {
+            walker.walk(root, Path::new("/"), &mut wanted)?;
         }
-        let needed: Vec<(PackId, Vec<NeededBlob>)> = needed
+        let needed = wanted.needed;
+        let needed: Vec<(PackId, Vec<BlobRef>)> = needed
             .into_iter()
             .filter(|(p, _)| {
                 self.stored.contains_key(p) && self.stored.get(p) == self.indexed.get(p)
@@ -315,26 +319,19 @@ impl SnapshotRepairer<'_> {
             needed
                 .par_iter()
                 .try_for_each(|(pack, blobs)| -> Result<()> {
-                    let key = pack_key(pack);
-                    let bytes = repo.storage().get(&key)?;
                     let mut bad = Vec::new();
-                    for (id, offset, length) in blobs {
-                        let (o, l) = (*offset as usize, *length as usize);
-                        let why = match bytes.get(o..o + l) {
-                            None => Some(format!("pack {key} is too short for data blob {id}")),
-                            Some(entry) => pack::open_entry(
-                                repo.keys(),
-                                entry,
-                                *offset as u64,
-                                Some((BlobKind::Data, *id)),
-                            )
-                            .err()
-                            .map(|e| format!("data blob {id} in pack {key} is damaged: {e}")),
-                        };
-                        if let Some(why) = why {
-                            bad.push((*id, why));
+                    repo.load_blobs(pack, blobs, Fetch::Whole, |b, data| {
+                        let id = b.id;
+                        match data {
+                            Ok(_) => {}
+                            Err(BlobError::Damaged { key, error, .. }) => bad.push((
+                                id,
+                                format!("data blob {id} in pack {key} is damaged: {error}"),
+                            )),
+                            Err(e) => bad.push((id, e.to_string())),
                         }
-                    }
+                        Ok(())
+                    })?;
                     if let Ok(mut f) = failed.lock() {
                         f.extend(bad);
                     }
@@ -361,13 +358,9 @@ pub fn repair_snapshots(
     // not be cut out of a snapshot.
     let index = repo.load_index_strict()?;
     let stored: HashMap<PackId, u64> = repo
-        .storage()
-        .list(ObjectKind::Pack.dir())?
+        .list_packs()?
         .into_iter()
-        .filter_map(|l| {
-            let hex = id_from_key(&l.key)?;
-            Some((PackId::from_hex(&hex)?, l.size))
-        })
+        .map(|p| (p.id, p.size))
         .collect();
     let empty = Tree::new(Vec::new()).encode();
     let empty_tree = hash::blob_id(&repo.keys().blob_id, &empty);
@@ -459,15 +452,14 @@ pub fn repair_snapshots(
         report.trees_written = written;
     }
     for (old, snap, damaged) in plans {
-        let new = repo.save_object(ObjectKind::Snapshot, &snap.encode())?;
-        let forgotten = opts.forget && new != old.to_hex();
+        let new = repo.save_snapshot(&snap)?;
+        let forgotten = opts.forget && new != old;
         if forgotten {
-            repo.storage()
-                .delete(&ObjectKind::Snapshot.key(&old.to_hex()))?;
+            repo.delete_snapshot(&old)?;
         }
         report.repaired.push(RepairedSnapshot {
             old: old.to_hex(),
-            new: Some(new),
+            new: Some(new.to_hex()),
             damaged,
             forgotten,
         });

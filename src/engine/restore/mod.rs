@@ -33,11 +33,11 @@ use crate::engine::archive::Excludes;
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
-use crate::format::pack::{self, BlobKind};
+use crate::format::pack::BlobKind;
 use crate::format::tree::NodeKind;
 use crate::id::{BlobId, PackId};
-use crate::repository::Repository;
 use crate::repository::objects::pack_key;
+use crate::repository::{BlobRef, Fetch, Repository};
 pub use plan::Item;
 
 pub struct RestoreOptions<'a> {
@@ -463,64 +463,30 @@ impl Restorer<'_> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
-        let start = blobs.keys().map(|(o, _)| *o as u64).min().unwrap_or(0);
-        let end = blobs
-            .keys()
-            .map(|(o, l)| *o as u64 + *l as u64)
-            .max()
-            .unwrap_or(0);
-        let key = pack_key(pack);
-        let span = match self
-            .repo
-            .storage()
-            .get_range_immutable(&key, start, end - start)
-        {
-            Ok(s) => s,
-            Err(e) => {
-                for (_, _, targets) in blobs.values() {
-                    for (no, _) in targets {
-                        self.error(
-                            self.items[*no].path(),
-                            format!("cannot read pack {key}: {e}"),
-                        );
-                    }
-                }
-                return Ok(());
-            }
-        };
+        let wanted: Vec<BlobRef> = blobs
+            .iter()
+            .map(|((offset, length), (id, raw_len, _))| BlobRef {
+                kind: BlobKind::Data,
+                id: *id,
+                offset: *offset,
+                length: *length,
+                raw_len: Some(*raw_len),
+            })
+            .collect();
         let mut files: BTreeMap<usize, File> = BTreeMap::new();
-        for ((off, len), (id, raw_len, targets)) in blobs {
-            let rel = (*off as u64 - start) as usize;
-            let entry = &span[rel..rel + *len as usize];
-            let data = match pack::open_entry(
-                self.repo.keys(),
-                entry,
-                *off as u64,
-                Some((BlobKind::Data, *id)),
-            ) {
-                Ok((_, d)) => d,
+        let loaded = self.repo.load_blobs(pack, &wanted, Fetch::Span, |b, data| {
+            let Some((_, _, targets)) = blobs.get(&(b.offset, b.length)) else {
+                return Ok(());
+            };
+            let data = match data {
+                Ok(d) => d,
                 Err(e) => {
                     for (no, _) in targets {
-                        self.error(
-                            self.items[*no].path(),
-                            format!("pack {key} is damaged: {e}"),
-                        );
+                        self.error(self.items[*no].path(), e.to_string());
                     }
-                    continue;
+                    return Ok(());
                 }
             };
-            if data.len() != *raw_len as usize {
-                for (no, _) in targets {
-                    self.error(
-                        self.items[*no].path(),
-                        format!(
-                            "blob {id} has {} bytes, the tree says {raw_len}; run `repo check`",
-                            data.len()
-                        ),
-                    );
-                }
-                continue;
-            }
             let zeros = data.iter().all(|&b| b == 0);
             for (no, at) in targets {
                 let path = self.items[*no].path();
@@ -549,6 +515,19 @@ impl Restorer<'_> {
                 .fetch_add(data.len() as u64 * targets.len() as u64, Ordering::Relaxed);
             self.progress
                 .add_done(0, data.len() as u64 * targets.len() as u64);
+            Ok(())
+        });
+        if let Err(e) = loaded {
+            let key = pack_key(pack);
+            for (_, _, targets) in blobs.values() {
+                for (no, _) in targets {
+                    self.error(
+                        self.items[*no].path(),
+                        format!("cannot read pack {key}: {e}"),
+                    );
+                }
+            }
+            return Ok(());
         }
         // Files still incomplete are closed here and reopened by a later pack.
         drop(files);

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use crate::engine::archive::Excludes;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::index::MemIndex;
 use crate::format::tree::{Node, NodeKind};
 use crate::id::BlobId;
@@ -85,37 +85,14 @@ impl Filter<'_> {
     }
 }
 
-/// Resolves `/sub/path` inside a snapshot's root tree. Returns the node
-/// (a synthetic directory for the root) and its path in the snapshot.
+/// Resolves `/sub/path` inside a snapshot's root tree: see [`Repository::resolve`].
 pub fn resolve(
     repo: &Repository,
     index: &MemIndex,
     root: BlobId,
     sub: impl AsRef<Path>,
 ) -> Result<(Node, PathBuf)> {
-    let sub = sub.as_ref();
-    let mut node = Node::new(Vec::new(), NodeKind::Dir);
-    node.subtree = Some(root);
-    node.mode = 0o755;
-    let mut at = PathBuf::from("/");
-    for part in sub.iter().filter(|p| *p != "/" && *p != ".") {
-        let Some(tree_id) = node.subtree else {
-            return Err(Error::NotFound {
-                what: format!("{} in the snapshot", sub.display()),
-                hint: format!(": {} is not a directory", at.display()),
-            });
-        };
-        let tree = repo.load_tree(index, &tree_id)?;
-        node = tree
-            .find(part.as_bytes())
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                what: format!("{} in the snapshot", sub.display()),
-                hint: format!("; list what is there with `repo ls SNAP {}`", at.display()),
-            })?;
-        at.push(part);
-    }
-    Ok((node, at))
+    repo.resolve(index, root, sub)
 }
 
 /// Walks below `start` and lists what to create under `target`, parents

@@ -46,7 +46,7 @@ use pool::{Pool, Session, Settings};
 /// A directory (relative to the root) and its visible entries.
 type Listed = (String, Vec<Entry>);
 
-/// An [`ObjectStore`] on an FTP or FTPS server. Cheap to clone; clones share the pool.
+/// An [`ObjectStore`](object_store::ObjectStore) on an FTP or FTPS server. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct FtpStore {
     inner: Arc<Inner>,

@@ -1,0 +1,220 @@
+//! The one read path from packs to plaintext blobs.
+//!
+//! Restore, prune's repack, check, repair and `cat` all need blobs out of
+//! packs, and each used to fetch and verify them its own way. Here a caller
+//! names a pack and the blobs it wants (from an index or a scan); the
+//! loader decides how to fetch them (one ranged read of the span they
+//! cover, or the whole pack), verifies every entry against the kind and id
+//! the caller expects, and hands each blob, or that blob's own error, to a
+//! callback. So restore can go on past one damaged blob while prune stops
+//! at the first, and neither knows where packs are stored. Caching and
+//! concurrent fetches (issue 14) belong here, behind the same entry points.
+
+use super::{Repository, objects};
+use crate::crypto::{SubKeys, hash};
+use crate::error::Result;
+use crate::format::index::IndexBlob;
+use crate::format::pack::{self, BlobKind, PackError};
+use crate::id::{BlobId, PackId};
+
+/// Where one wanted blob lies in its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRef {
+    pub kind: BlobKind,
+    pub id: BlobId,
+    /// Offset of the entry (sealed header) within the pack.
+    pub offset: u32,
+    /// Length of the whole entry, header and body.
+    pub length: u32,
+    /// The plaintext length the caller was promised (by a tree node), if it
+    /// should be checked: the entry itself only vouches for its own header.
+    pub raw_len: Option<u32>,
+}
+
+impl From<&IndexBlob> for BlobRef {
+    fn from(b: &IndexBlob) -> Self {
+        BlobRef {
+            kind: b.kind,
+            id: b.id,
+            offset: b.offset,
+            length: b.length,
+            raw_len: None,
+        }
+    }
+}
+
+/// How much of a pack one load fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// One ranged read from the first wanted entry to the end of the last:
+    /// cheapest when a few blobs of a large pack are wanted.
+    Span,
+    /// The whole pack in one read: for callers that want most of it.
+    Whole,
+}
+
+/// Why one blob could not be handed over. Every variant names the pack
+/// (by storage key) and the blob, so a message can say where to look.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The entry fails to open or holds something else than expected.
+    #[error("pack {key} is damaged: {error}")]
+    Damaged {
+        key: String,
+        id: BlobId,
+        /// Boxed: it is large and rare.
+        error: Box<PackError>,
+    },
+    /// The pack ends before the entry does.
+    #[error("pack {key} is too short for {kind} blob {id}")]
+    Short {
+        key: String,
+        kind: BlobKind,
+        id: BlobId,
+        /// Bytes the pack (or the fetched span) actually has.
+        pack_len: u64,
+    },
+    /// The entry is sound but its plaintext has another length than the
+    /// caller was promised.
+    #[error("blob {id} has {found} bytes, the tree says {expected}; run `repo check`")]
+    Length {
+        key: String,
+        id: BlobId,
+        found: usize,
+        expected: u32,
+    },
+}
+
+impl BlobError {
+    /// Storage key of the pack the blob was to come from.
+    pub fn key(&self) -> &str {
+        match self {
+            BlobError::Damaged { key, .. }
+            | BlobError::Short { key, .. }
+            | BlobError::Length { key, .. } => key,
+        }
+    }
+}
+
+/// A whole pack, fetched once, with its headers scanned: what check,
+/// `repair index` and `cat pack` look at, and whose blobs they can open
+/// without fetching the pack again.
+pub struct ScannedPack {
+    keys: SubKeys,
+    key: String,
+    bytes: Vec<u8>,
+    /// Whether the pack's bytes hash to its name.
+    pub name_matches: bool,
+    /// Entries whose header authenticated, in pack order.
+    pub entries: Vec<IndexBlob>,
+    /// Where and why the scan stopped early, if it did.
+    pub error: Option<PackError>,
+}
+
+impl ScannedPack {
+    /// Storage key of the pack, for messages.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Size of the pack in bytes.
+    pub fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Opens and verifies one blob of this pack.
+    pub fn open(&self, blob: &BlobRef) -> Result<Vec<u8>, BlobError> {
+        open(&self.keys, &self.key, &self.bytes, 0, blob)
+    }
+}
+
+impl Repository {
+    /// Fetches the `blobs` of `pack` and hands each, verified, or its own
+    /// error, to `each`, in the order given. An error from `each` stops the
+    /// load and is returned. A pack that cannot be fetched is returned as
+    /// the storage error before any blob is handed over: the caller knows
+    /// which blobs it asked for.
+    pub fn load_blobs(
+        &self,
+        pack: &PackId,
+        blobs: &[BlobRef],
+        fetch: Fetch,
+        mut each: impl FnMut(&BlobRef, Result<Vec<u8>, BlobError>) -> Result<()>,
+    ) -> Result<()> {
+        let Some(start) = blobs.iter().map(|b| u64::from(b.offset)).min() else {
+            return Ok(());
+        };
+        let key = objects::pack_key(pack);
+        let (bytes, base) = match fetch {
+            Fetch::Whole => (self.storage.get(&key)?, 0),
+            Fetch::Span => {
+                let end = blobs
+                    .iter()
+                    .map(|b| u64::from(b.offset) + u64::from(b.length))
+                    .max()
+                    .unwrap_or(start);
+                let span = self.storage.get_range_immutable(&key, start, end - start)?;
+                (span, start)
+            }
+        };
+        for b in blobs {
+            each(b, open(&self.keys, &key, &bytes, base, b))?;
+        }
+        Ok(())
+    }
+
+    /// Fetches a whole pack and scans its headers (bodies stay sealed until
+    /// [`ScannedPack::open`]).
+    pub fn scan_pack(&self, pack: &PackId) -> Result<ScannedPack> {
+        let key = objects::pack_key(pack);
+        let bytes = self.storage.get(&key)?;
+        let scan = pack::scan(&self.keys.encryption, &bytes);
+        Ok(ScannedPack {
+            keys: self.keys.clone(),
+            name_matches: hash::object_hash(&bytes) == pack.0,
+            key,
+            bytes,
+            entries: scan.entries,
+            error: scan.error,
+        })
+    }
+}
+
+/// Opens the entry of `blob` out of `bytes`, which start at pack offset `base`.
+fn open(
+    keys: &SubKeys,
+    key: &str,
+    bytes: &[u8],
+    base: u64,
+    blob: &BlobRef,
+) -> Result<Vec<u8>, BlobError> {
+    let entry = usize::try_from(u64::from(blob.offset).saturating_sub(base))
+        .ok()
+        .and_then(|rel| bytes.get(rel..rel.checked_add(blob.length as usize)?))
+        .ok_or_else(|| BlobError::Short {
+            key: key.to_string(),
+            kind: blob.kind,
+            id: blob.id,
+            pack_len: base + bytes.len() as u64,
+        })?;
+    let (_, data) = pack::open_entry(
+        keys,
+        entry,
+        u64::from(blob.offset),
+        Some((blob.kind, blob.id)),
+    )
+    .map_err(|error| BlobError::Damaged {
+        key: key.to_string(),
+        id: blob.id,
+        error: Box::new(error),
+    })?;
+    match blob.raw_len {
+        Some(expected) if data.len() != expected as usize => Err(BlobError::Length {
+            key: key.to_string(),
+            id: blob.id,
+            found: data.len(),
+            expected,
+        }),
+        _ => Ok(data),
+    }
+}
