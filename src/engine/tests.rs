@@ -78,6 +78,7 @@ fn backup(repo: &Repository, src: &Path) -> SnapshotId {
         force: false,
         scan: false,
         in_flight: 1,
+        time: None,
         cancel: &NOT_CANCELLED,
     };
     let r = archive::backup(repo, &opts, &Silent).unwrap();
