@@ -77,11 +77,18 @@ fn a_million_empty_files() {
         .map(|r| r.peak_rss_kib.max(0) as u64 / 1024)
         .max()
         .unwrap_or(0);
+    let inherited = own_peak_rss_kib().max(0) as u64 / 1024;
     eprintln!(
         "hostile: 1,000,000 empty files: made in {made:.1?}, first backup {first:.1?}, unchanged {second:.1?}, peak RSS {peak} MiB"
     );
-    // Memory grows with the tree's metadata, never with 1 MiB per file or worse.
-    assert!(peak < 1024, "peak RSS {peak} MiB for a million empty files");
+    // Memory grows with the tree's metadata, never with 1 MiB per file or
+    // worse. A peak no higher than the test process's own (which every
+    // command inherits) says nothing about the commands, so only a higher
+    // one counts.
+    assert!(
+        peak < 1024 || peak <= inherited,
+        "peak RSS {peak} MiB for a million empty files (test process: {inherited} MiB)"
+    );
 }
 
 #[test]

@@ -157,6 +157,17 @@ pub fn run_within(mut cmd: Command, limit: Duration) -> Run {
     }
 }
 
+/// This test process's peak resident size in KiB (`VmHWM`), which every
+/// command it starts inherits as the floor of its [`Run::peak_rss_kib`].
+pub fn own_peak_rss_kib() -> i64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
+}
+
 /// `Child::wait_with_output`, with the child's own peak resident size
 /// from wait4 (getrusage would mix in every other child of the test binary).
 fn wait_measured(mut child: Child) -> std::io::Result<(std::process::Output, i64)> {

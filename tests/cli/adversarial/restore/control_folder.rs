@@ -277,16 +277,6 @@ fn an_identical_file_hard_linked_from_outside_the_target_is_replaced_not_chowned
     assert!(bad.is_empty(), "{bad:#?}\n{r}");
 }
 
-/// This process's peak resident size in KiB (`VmHWM`).
-fn own_peak_kib() -> i64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/self/status")
-}
-
 #[test]
 fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
     if !need_root("delete_ignores_a_manifest_another_user_planted_in_the_target") {
@@ -342,7 +332,7 @@ fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
     // keeps the larger of the old and the new image's), which in the one
     // test binary may be anything: only what the restore adds counts.
     let peak_kib = usage.ru_maxrss;
-    let allowed_kib = own_peak_kib() + 256 * 1024;
+    let allowed_kib = own_peak_rss_kib() + 256 * 1024;
     let bad = u64::from(peak_kib > allowed_kib);
     report("planted manifest", 1, bad);
     let r = stderr;
