@@ -4,14 +4,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Context;
-use crate::engine::restore::plan;
 use crate::error::{Error, Result};
 use crate::format::index::IndexFile;
-use crate::format::pack::{self, BlobKind};
+use crate::format::pack::BlobKind;
 use crate::format::tree::{Node, Timestamp};
-use crate::id::{BlobId, KeyId, PackId};
-use crate::repository::Repository;
-use crate::repository::objects::{self, ObjectKind, pack_key};
+use crate::id::{BlobId, IndexId, KeyId, PackId};
+use crate::repository::{ObjectKind, Repository};
 
 /// Kinds of objects `cat` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -179,12 +177,7 @@ fn tree(repo: &Repository, spec: &str) -> Result<String> {
     let id = if spec == "latest" || spec.contains(':') {
         let (snap, path) = spec.split_once(':').unwrap_or((spec, "/"));
         let (_, s) = repo.find_snapshot(snap)?;
-        let (node, at) = plan::resolve(
-            repo,
-            &index,
-            s.tree,
-            if path.is_empty() { "/" } else { path },
-        )?;
+        let (node, at) = repo.resolve(&index, s.tree, if path.is_empty() { "/" } else { path })?;
         node.subtree.ok_or_else(|| {
             Error::Usage(format!(
                 "{} is a {}, not a directory: only directories have trees",
@@ -238,14 +231,13 @@ fn pack(repo: &Repository, spec: &str) -> Result<String> {
     let ids: Vec<String> = repo.list_ids(ObjectKind::Pack)?;
     let hex = by_prefix(ids, spec, "pack")?;
     let id = PackId::from_hex(&hex).unwrap_or_default();
-    let bytes = repo.storage().get(&pack_key(&id))?;
-    let scan = pack::scan(&repo.keys().encryption, &bytes);
+    let pack = repo.scan_pack(&id)?;
     json(&PackJson {
         id: hex,
-        size: bytes.len() as u64,
-        name_matches: crate::crypto::hash::object_hash(&bytes) == id.0,
-        entries: scan.entries,
-        error: scan.error.map(|e| e.to_string()),
+        size: pack.size(),
+        name_matches: pack.name_matches,
+        entries: pack.entries,
+        error: pack.error.map(|e| e.to_string()),
     })
 }
 
@@ -280,7 +272,7 @@ fn object_json(ctx: &Context, args: &Args) -> Result<String> {
         What::Config => json(repo.config()),
         What::Snapshot => {
             let (id, _) = repo.find_snapshot(&need_id()?)?;
-            let bytes = objects::load(&repo, ObjectKind::Snapshot, &id.to_hex())?;
+            let bytes = repo.load_snapshot_bytes(&id)?;
             // In field order; fields this version does not know are shown too.
             match crate::format::snapshot::Snapshot::decode(&bytes) {
                 Ok(s) => {
@@ -298,29 +290,24 @@ fn object_json(ctx: &Context, args: &Args) -> Result<String> {
                     }
                     Ok(text)
                 }
-                Err(e) => Err(Error::corrupt(format!("snapshots/{id}"), e)),
+                Err(e) => Err(Error::corrupt(ObjectKind::Snapshot.key(&id.to_hex()), e)),
             }
         }
         What::Tree => tree(&repo, &need_id()?),
         What::Index => {
             let hex = by_prefix(repo.list_ids(ObjectKind::Index)?, &need_id()?, "index")?;
-            let bytes = objects::load(&repo, ObjectKind::Index, &hex)?;
-            let index =
-                IndexFile::decode(&bytes).map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
+            let index = repo.load_index_file(&IndexId::from_hex(&hex).unwrap_or_default())?;
             json(&IndexJson { id: hex, index })
         }
         What::Pack => pack(&repo, &need_id()?),
         What::Key => {
             let hex = by_prefix(repo.list_ids(ObjectKind::Key)?, &need_id()?, "key")?;
-            let k = objects::load_key(repo.storage(), KeyId::from_hex(&hex).unwrap_or_default())?;
+            let k = repo.load_key(KeyId::from_hex(&hex).unwrap_or_default())?;
             json(&k)
         }
         What::Lock => {
             let hex = by_prefix(repo.list_ids(ObjectKind::Lock)?, &need_id()?, "lock")?;
-            let bytes = objects::load(&repo, ObjectKind::Lock, &hex)?;
-            let lock: crate::repository::lock::LockInfo = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::corrupt(format!("locks/{hex}"), format!("not a lock: {e}")))?;
-            json(&lock)
+            json(&repo.load_lock(&hex)?)
         }
     }
 }

@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::Context;
 use crate::engine::dump::{self, DumpStats};
-use crate::engine::restore::plan;
 use crate::error::{Error, Result};
 use crate::format::tree::NodeKind;
 
@@ -34,7 +33,7 @@ pub fn run(ctx: &Context, args: &Args, out: &mut dyn Write) -> Result<Report> {
     let repo = ctx.open()?;
     let (sid, snap) = repo.find_snapshot(&args.snapshot)?;
     let index = repo.load_index()?;
-    let (node, at) = plan::resolve(&repo, &index, snap.tree, &args.path)?;
+    let (node, at) = repo.resolve(&index, snap.tree, &args.path)?;
     let (format, stats) = match node.kind {
         NodeKind::File => {
             let bytes = dump::write_file(&repo, &index, &node, &at, out, ctx.cancel)?;

@@ -1,21 +1,18 @@
 //! `repo find`: search snapshots for paths matching glob patterns.
 
-use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
 use super::Context;
 use super::entry::{Entry, entry};
-use crate::engine::archive::Excludes;
 use crate::error::{Error, Result};
-use crate::format::index::MemIndex;
 use crate::format::snapshot::Snapshot;
-use crate::format::tree::{NodeKind, Tree};
+use crate::format::tree::{Node, Tree};
 use crate::id::{BlobId, SnapshotId};
-use crate::repository::Repository;
+use crate::local::filter::Excludes;
+use crate::repository::{Step, Visitor, Walker};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -44,55 +41,31 @@ pub struct Report {
     pub matches: Vec<Match>,
 }
 
-/// Keeps recently loaded trees: consecutive snapshots share most of them.
-struct Trees<'a> {
-    repo: &'a Repository,
-    index: &'a MemIndex,
-    cache: HashMap<BlobId, std::rc::Rc<Tree>>,
+/// Collects the nodes of one snapshot whose path matches.
+struct Finder<'a> {
+    matcher: &'a Excludes,
+    snap: String,
+    cancel: &'a AtomicBool,
+    out: &'a mut Vec<Match>,
 }
 
-impl Trees<'_> {
-    fn get(&mut self, id: &BlobId) -> Result<std::rc::Rc<Tree>> {
-        if let Some(t) = self.cache.get(id) {
-            return Ok(t.clone());
+impl Visitor for Finder<'_> {
+    fn tree(&mut self, _dir: &Path, _id: &BlobId, _tree: &Tree) -> Result<Step> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
         }
-        if self.cache.len() >= 4096 {
-            self.cache.clear();
-        }
-        let t = std::rc::Rc::new(self.repo.load_tree(self.index, id)?);
-        self.cache.insert(*id, t.clone());
-        Ok(t)
+        Ok(Step::Descend)
     }
-}
 
-fn walk(
-    trees: &mut Trees,
-    id: &BlobId,
-    at: &Path,
-    matcher: &Excludes,
-    snap: &str,
-    cancel: &AtomicBool,
-    out: &mut Vec<Match>,
-) -> Result<()> {
-    if cancel.load(Ordering::Relaxed) {
-        return Err(Error::Interrupted);
-    }
-    let tree = trees.get(id)?;
-    for n in &tree.nodes {
-        let p = at.join(std::ffi::OsStr::from_bytes(&n.name));
-        if matcher.is_excluded(&p) {
-            out.push(Match {
-                snapshot: snap.to_string(),
-                entry: entry(&p, n),
+    fn node(&mut self, path: &Path, n: &Node, _parent: &BlobId) -> Result<Step> {
+        if self.matcher.is_excluded(path) {
+            self.out.push(Match {
+                snapshot: self.snap.clone(),
+                entry: entry(path, n),
             });
         }
-        if n.kind == NodeKind::Dir
-            && let Some(sub) = &n.subtree
-        {
-            walk(trees, sub, &p, matcher, snap, cancel, out)?;
-        }
+        Ok(Step::Descend)
     }
-    Ok(())
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
@@ -100,22 +73,17 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let repo = ctx.open()?;
     let mut chosen: Vec<(SnapshotId, Snapshot)> = repo.select_snapshots(&args.snapshots)?;
     let index = repo.load_index()?;
-    let mut trees = Trees {
-        repo: &repo,
-        index: &index,
-        cache: HashMap::new(),
-    };
+    // Consecutive snapshots share most of their trees: keep them.
+    let mut walker = Walker::new(&repo, &index).cached(4096);
     let mut matches = Vec::new();
     for (id, snap) in &chosen {
-        walk(
-            &mut trees,
-            &snap.tree,
-            &PathBuf::from("/"),
-            &matcher,
-            &id.to_hex(),
-            ctx.cancel,
-            &mut matches,
-        )?;
+        let mut finder = Finder {
+            matcher: &matcher,
+            snap: id.to_hex(),
+            cancel: ctx.cancel,
+            out: &mut matches,
+        };
+        walker.walk(&snap.tree, Path::new("/"), &mut finder)?;
     }
     Ok(Report {
         patterns: args.patterns.clone(),

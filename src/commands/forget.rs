@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::retention::{self, GroupBy, GroupKey, Item, Policy, Span};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::repository::{ObjectKind, lock};
+use crate::repository::lock;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -232,8 +232,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             if ctx.cancel.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(Error::Interrupted);
             }
-            repo.storage()
-                .delete(&ObjectKind::Snapshot.key(&id.to_hex()))?;
+            repo.delete_snapshot(id)?;
         }
     }
     let prune = if args.prune && !args.dry_run {

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::keyfile::KeyFile;
 use crate::format::rawkey::RawKey;
 use crate::id::KeyId;
-use crate::repository::objects::{self, ObjectKind};
+use crate::repository::ObjectKind;
 use crate::repository::{Credentials, Repository, host_and_user, lock};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -100,7 +100,7 @@ fn list(repo: &Repository) -> Result<Vec<KeyEntry>> {
     for hex in repo.list_ids(ObjectKind::Key)? {
         let id = KeyId::from_hex(&hex).unwrap_or_default();
         let current = id == repo.key_id();
-        out.push(match objects::load_key(repo.storage(), id) {
+        out.push(match repo.load_key(id) {
             Ok(k) => KeyEntry {
                 id: hex,
                 current,
@@ -129,9 +129,9 @@ fn list(repo: &Repository) -> Result<Vec<KeyEntry>> {
 fn master(ctx: &Context, repo: &Repository) -> Result<MasterKey> {
     match &ctx.credentials {
         Credentials::Password(password) => {
-            let current = objects::load_key(repo.storage(), repo.key_id())?;
+            let current = repo.load_key(repo.key_id())?;
             current.open(password).map_err(|_| Error::WrongPassword {
-                location: repo.storage().location().to_string(),
+                location: repo.location().to_string(),
             })
         }
         Credentials::RawKey { master, .. } => Ok(master.clone()),
@@ -146,7 +146,7 @@ fn add(repo: &Repository, master: &MasterKey, password: &[u8]) -> Result<KeyId> 
     let (host, user) = host_and_user();
     let key = KeyFile::create(master, password, KdfParams::default(), &host, &user)
         .map_err(|e| Error::Usage(e.to_string()))?;
-    objects::save_key(repo.storage(), &key)
+    repo.save_key(&key)
 }
 
 /// Writes the master key to a new file only the owner can read.
@@ -208,7 +208,7 @@ fn remove(repo: &Repository, spec: &str) -> Result<String> {
             "the repository has only this key; removing it would make the data unreadable".into(),
         ));
     }
-    repo.storage().delete(&ObjectKind::Key.key(&hex))?;
+    repo.delete_key(KeyId::from_hex(&hex).unwrap_or_default())?;
     Ok(hex)
 }
 
@@ -239,7 +239,7 @@ pub fn run(ctx: &Context, args: &Args, new_password: Option<&[u8]>) -> Result<Re
             let _lock = lock::lock(&repo, true, "key passwd")?;
             let id = add(&repo, &master(ctx, &repo)?, need()?)?;
             let old = repo.key_id().to_hex();
-            repo.storage().delete(&ObjectKind::Key.key(&old))?;
+            repo.delete_key(repo.key_id())?;
             Ok(Report {
                 added: Some(id.to_hex()),
                 removed: Some(old),

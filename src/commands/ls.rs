@@ -1,17 +1,15 @@
 //! `repo ls`: list the contents of a snapshot.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::Context;
 use super::entry::{Entry, entry};
-use crate::engine::restore::plan;
 use crate::error::Result;
 use crate::format::index::MemIndex;
 use crate::format::tree::{Node, NodeKind};
-use crate::repository::Repository;
+use crate::repository::{Repository, Step, Walker};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -33,6 +31,8 @@ pub struct Report {
     pub entries: Vec<Entry>,
 }
 
+/// The entries below `dir` (at `at`), in tree order; below
+/// subdirectories too when `recursive`.
 fn list(
     repo: &Repository,
     index: &MemIndex,
@@ -42,14 +42,10 @@ fn list(
     out: &mut Vec<Entry>,
 ) -> Result<()> {
     let Some(id) = dir.subtree else { return Ok(()) };
-    for n in repo.load_tree(index, &id)?.nodes {
-        let p = at.join(std::ffi::OsStr::from_bytes(&n.name));
-        out.push(entry(&p, &n));
-        if recursive && n.kind == NodeKind::Dir {
-            list(repo, index, &n, &p, true, out)?;
-        }
-    }
-    Ok(())
+    Walker::new(repo, index).walk(&id, at, &mut |p: &Path, n: &Node| {
+        out.push(entry(p, n));
+        Ok(if recursive { Step::Descend } else { Step::Skip })
+    })
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
@@ -57,7 +53,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let (sid, snap) = repo.find_snapshot(&args.snapshot)?;
     let index = repo.load_index()?;
     let sub = args.path.clone().unwrap_or_else(|| "/".into());
-    let (node, at): (Node, PathBuf) = plan::resolve(&repo, &index, snap.tree, &sub)?;
+    let (node, at): (Node, PathBuf) = repo.resolve(&index, snap.tree, &sub)?;
     let mut entries = Vec::new();
     if node.kind == NodeKind::Dir {
         list(

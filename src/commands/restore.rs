@@ -177,6 +177,6 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
         skipped_unread: r.skipped_unread,
         errors: path_messages(r.errors),
         duration_secs: started.elapsed().as_secs_f64(),
-        storage: repo.storage().stats(),
+        storage: repo.storage_stats(),
     })
 }

@@ -7,6 +7,7 @@ use super::filter::matches;
 use crate::error::Result;
 use crate::format::retention::{GroupBy, GroupKey};
 use crate::format::snapshot::Snapshot;
+use crate::repository::ObjectKind;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -69,7 +70,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let (snapshots, damaged) = repo.snapshots_and_damaged()?;
     for (hex, e) in damaged {
         ctx.progress.warn(
-            std::path::Path::new(&format!("snapshots/{hex}")),
+            std::path::Path::new(&ObjectKind::Snapshot.key(&hex)),
             &format!("{e}; it is not listed"),
         );
     }

@@ -6,7 +6,6 @@ use super::Context;
 use crate::engine::stats::{self, SnapshotStats};
 use crate::error::Result;
 use crate::id::BlobId;
-use crate::repository::ObjectKind;
 
 /// Which figures the text output leads with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -48,7 +47,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let files: Vec<_> = repo.load_index_files()?.into_values().collect();
     let roots: Vec<BlobId> = chosen.iter().map(|(_, s)| s.tree).collect();
     let st = stats::stats(&repo, &files, &roots, ctx.cancel)?;
-    let packs = repo.storage().list(ObjectKind::Pack.dir())?;
+    let packs = repo.list_pack_objects()?;
     Ok(Report {
         mode: args.mode,
         snapshot_ids: chosen.iter().map(|(id, _)| id.to_hex()).collect(),

@@ -11,7 +11,7 @@ use super::Context;
 use crate::error::{Error, Result};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::repository::{ObjectKind, Repository, lock};
+use crate::repository::{Repository, lock};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -44,11 +44,9 @@ pub struct Report {
 
 /// Saves `snap` as a new snapshot object, then deletes `old`. Returns the new id.
 pub fn replace_snapshot(repo: &Repository, old: SnapshotId, snap: &Snapshot) -> Result<SnapshotId> {
-    let hex = repo.save_object(ObjectKind::Snapshot, &snap.encode())?;
-    let new = SnapshotId::from_hex(&hex).unwrap_or_default();
+    let new = repo.save_snapshot(snap)?;
     if new != old {
-        repo.storage()
-            .delete(&ObjectKind::Snapshot.key(&old.to_hex()))?;
+        repo.delete_snapshot(&old)?;
     }
     Ok(new)
 }

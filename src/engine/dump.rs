@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
 use crate::format::pack::BlobKind;
 use crate::format::tree::{Node, NodeKind};
-use crate::repository::Repository;
+use crate::id::BlobId;
+use crate::repository::{Repository, Step, Visitor, Walker};
 
 /// What a dump wrote.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -288,20 +289,12 @@ impl<W: Write> TarWriter<'_, W> {
         }
         Ok(())
     }
+}
 
-    fn dir(&mut self, dir: &Node, at: &Path) -> Result<()> {
-        let Some(id) = dir.subtree else {
-            return Ok(());
-        };
-        let tree = self.repo.load_tree(self.index, &id)?;
-        for n in &tree.nodes {
-            let p = at.join(std::ffi::OsStr::from_bytes(&n.name));
-            self.entry(n, &p)?;
-            if n.kind == NodeKind::Dir {
-                self.dir(n, &p)?;
-            }
-        }
-        Ok(())
+impl<W: Write> Visitor for TarWriter<'_, W> {
+    fn node(&mut self, path: &Path, n: &Node, _parent: &BlobId) -> Result<Step> {
+        self.entry(n, path)?;
+        Ok(Step::Descend)
     }
 }
 
@@ -328,7 +321,9 @@ pub fn write_tar<W: Write>(
     if !dir.name.is_empty() {
         w.entry(dir, &top)?;
     }
-    w.dir(dir, &top)?;
+    if let Some(id) = dir.subtree {
+        Walker::new(repo, index).walk(&id, &top, &mut w)?;
+    }
     w.tar.finish().map_err(write_err)?;
     let mut out = w.tar.into_inner().map_err(write_err)?;
     out.flush().map_err(write_err)?;

@@ -11,6 +11,8 @@ use crate::format::manifest::FORMAT;
 
 /// Name of the control folder at the top of a plain tree.
 pub const CONTROL: &str = ".repo";
+/// The manifest inside it: what the tree held after the last run.
+pub const MANIFEST: &str = "manifest.jsonl";
 /// The marker file inside it.
 pub const MARKER: &str = "FORMAT";
 /// The marker's `format` value.

@@ -649,21 +649,7 @@ pub fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::kdf::KdfParams;
-    use crate::repository::InitOptions;
-    use crate::storage::Location;
-
-    fn repo(dir: &std::path::Path) -> Repository {
-        let opts = InitOptions {
-            kdf: KdfParams {
-                m_cost: 8,
-                t_cost: 1,
-                p_cost: 1,
-            },
-            ..Default::default()
-        };
-        Repository::init(&Location::Local(dir.join("repo")), b"pw", &opts).unwrap()
-    }
+    use crate::repository::tests::repo;
 
     fn state(g: &LockGuard) -> (String, DateTime<Utc>, Option<String>) {
         let st = g.held.state();

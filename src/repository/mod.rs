@@ -5,6 +5,8 @@ pub mod loader;
 pub mod lock;
 pub mod objects;
 pub mod saver;
+#[cfg(test)]
+mod tests;
 pub mod typed;
 pub mod walker;
 
@@ -261,7 +263,9 @@ impl Repository {
         })
     }
 
-    pub fn storage(&self) -> &Storage {
+    /// Only `repository/` moves bytes: everything else goes through typed
+    /// objects, the loader and the walker.
+    pub(in crate::repository) fn storage(&self) -> &Storage {
         &self.storage
     }
 
@@ -337,10 +341,7 @@ impl Repository {
             .par_iter()
             .map(|hex| {
                 let id = IndexId::from_hex(hex).unwrap_or_default();
-                let bytes = objects::load(self, ObjectKind::Index, hex)?;
-                let f = IndexFile::decode(&bytes)
-                    .map_err(|e| Error::corrupt(format!("index/{hex}"), e))?;
-                Ok((id, f))
+                Ok((id, self.load_index_file(&id)?))
             })
             .collect();
         let (mut files, mut damaged) = (BTreeMap::new(), Vec::new());
@@ -360,96 +361,6 @@ impl Repository {
             }
         }
         Ok((files, damaged))
-    }
-
-    /// Hex ids of every object of one kind.
-    pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<String>> {
-        Ok(self
-            .storage
-            .list(kind.dir())?
-            .into_iter()
-            .filter_map(|l| objects::id_from_key(&l.key))
-            .collect())
-    }
-
-    /// Every snapshot, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        Ok(self.snapshots_and_damaged()?.0)
-    }
-
-    /// Every readable snapshot, oldest first, and the damaged ones with the
-    /// reason. One damaged snapshot must not stop backups or listings; only
-    /// storage failures are fatal here.
-    pub fn snapshots_and_damaged(&self) -> Result<SnapshotList> {
-        let ids = self.list_ids(ObjectKind::Snapshot)?;
-        let loaded: Vec<(String, Result<Snapshot>)> = ids
-            .par_iter()
-            .map(|hex| {
-                let s = objects::load(self, ObjectKind::Snapshot, hex).and_then(|bytes| {
-                    Snapshot::decode(&bytes)
-                        .map_err(|e| Error::corrupt(format!("snapshots/{hex}"), e))
-                });
-                (hex.clone(), s)
-            })
-            .collect();
-        let (mut good, mut damaged) = (Vec::new(), Vec::new());
-        for (hex, s) in loaded {
-            match s {
-                Ok(s) => good.push((SnapshotId::from_hex(&hex).unwrap_or_default(), s)),
-                Err(Error::NotFound { .. }) => {} // removed while we listed
-                Err(e @ Error::Corrupt { .. }) => damaged.push((hex, e)),
-                Err(e) => return Err(e),
-            }
-        }
-        good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok((good, damaged))
-    }
-
-    /// Resolves `latest` or a unique id prefix.
-    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
-        if spec.is_empty() {
-            return Err(Error::Usage(
-                "the snapshot id is empty; give `latest` or a prefix of an id from `repo snapshots`"
-                    .into(),
-            ));
-        }
-        let mut all = self.snapshots()?;
-        if spec == "latest" {
-            return all.pop().ok_or_else(|| Error::NotFound {
-                what: format!("snapshot \"latest\" in {}", self.storage.location()),
-                hint: ": the repository has no snapshots yet; make one with `repo create`".into(),
-            });
-        }
-        let spec_l = spec.to_ascii_lowercase();
-        let mut matches = all
-            .into_iter()
-            .filter(|(id, _)| id.to_hex().starts_with(&spec_l));
-        match (matches.next(), matches.next()) {
-            (Some(one), None) => Ok(one),
-            (None, _) => Err(Error::NotFound {
-                what: format!("snapshot {spec:?}"),
-                hint: "; list them with `repo snapshots`".into(),
-            }),
-            _ => Err(Error::Usage(format!(
-                "snapshot prefix {spec:?} matches more than one snapshot; give more characters of the id"
-            ))),
-        }
-    }
-
-    /// The snapshots named by `specs` (deduplicated, oldest first), or all of them when empty.
-    pub fn select_snapshots(&self, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
-        if specs.is_empty() {
-            return self.snapshots();
-        }
-        let mut v: Vec<(SnapshotId, Snapshot)> = Vec::new();
-        for s in specs {
-            let found = self.find_snapshot(s)?;
-            if !v.iter().any(|(id, _)| *id == found.0) {
-                v.push(found);
-            }
-        }
-        v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
-        Ok(v)
     }
 
     /// Saves an encrypted object (snapshot, index, lock) and returns its id.

@@ -2,14 +2,17 @@
 //! reaches snapshots, index objects, keys, locks and packs as objects.
 //!
 //! Storage keys are built here and in [`super::objects`] only, so no engine
-//! or command can name an object wrongly, write one unsealed or delete one
-//! without the lock check that [`Repository::save_object`] and the delete
-//! helpers below keep in one place.
+//! or command can name an object wrongly, or write an index or snapshot
+//! object past the lock check of [`Repository::save_object`]. Also the
+//! snapshot lookups (`latest`, id prefixes) that commands share.
 
-use super::Repository;
+use rayon::prelude::*;
+
 use super::lock::LockInfo;
 use super::objects::{self, ObjectKind};
+use super::{Repository, SnapshotList};
 use crate::error::{Error, Result};
+use crate::format::error::FormatError;
 use crate::format::index::IndexFile;
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
@@ -44,7 +47,120 @@ impl Repository {
             .collect())
     }
 
+    /// Loads a sealed object and decodes its payload; a payload that does
+    /// not decode is damage of that object.
+    fn load_decoded<T>(
+        &self,
+        kind: ObjectKind,
+        hex: &str,
+        decode: fn(&[u8]) -> std::result::Result<T, FormatError>,
+    ) -> Result<T> {
+        let bytes = objects::load(self, kind, hex)?;
+        decode(&bytes).map_err(|e| Error::corrupt(kind.key(hex), e))
+    }
+
+    fn save_typed<T: Default>(
+        &self,
+        kind: ObjectKind,
+        payload: &[u8],
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T> {
+        let hex = self.save_object(kind, payload)?;
+        Ok(parse(&hex).unwrap_or_default())
+    }
+
+    fn delete_object(&self, kind: ObjectKind, hex: &str) -> Result<()> {
+        self.storage.delete(&kind.key(hex))
+    }
+
     // --- snapshots -------------------------------------------------------
+
+    /// Hex ids of every object of one kind.
+    pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<String>> {
+        Ok(self
+            .storage
+            .list(kind.dir())?
+            .into_iter()
+            .filter_map(|l| objects::id_from_key(&l.key))
+            .collect())
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        Ok(self.snapshots_and_damaged()?.0)
+    }
+
+    /// Every readable snapshot, oldest first, and the damaged ones with the
+    /// reason. One damaged snapshot must not stop backups or listings; only
+    /// storage failures are fatal here.
+    pub fn snapshots_and_damaged(&self) -> Result<SnapshotList> {
+        let ids = self.list_ids(ObjectKind::Snapshot)?;
+        let loaded: Vec<(String, Result<Snapshot>)> = ids
+            .par_iter()
+            .map(|hex| {
+                let id = SnapshotId::from_hex(hex).unwrap_or_default();
+                (hex.clone(), self.load_snapshot(&id))
+            })
+            .collect();
+        let (mut good, mut damaged) = (Vec::new(), Vec::new());
+        for (hex, s) in loaded {
+            match s {
+                Ok(s) => good.push((SnapshotId::from_hex(&hex).unwrap_or_default(), s)),
+                Err(Error::NotFound { .. }) => {} // removed while we listed
+                Err(e @ Error::Corrupt { .. }) => damaged.push((hex, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((good, damaged))
+    }
+
+    /// Resolves `latest` or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(SnapshotId, Snapshot)> {
+        if spec.is_empty() {
+            return Err(Error::Usage(
+                "the snapshot id is empty; give `latest` or a prefix of an id from `repo snapshots`"
+                    .into(),
+            ));
+        }
+        let mut all = self.snapshots()?;
+        if spec == "latest" {
+            return all.pop().ok_or_else(|| Error::NotFound {
+                what: format!("snapshot \"latest\" in {}", self.storage.location()),
+                hint: ": the repository has no snapshots yet; make one with `repo create`".into(),
+            });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let mut matches = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&spec_l));
+        match (matches.next(), matches.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => Err(Error::NotFound {
+                what: format!("snapshot {spec:?}"),
+                hint: "; list them with `repo snapshots`".into(),
+            }),
+            _ => Err(Error::Usage(format!(
+                "snapshot prefix {spec:?} matches more than one snapshot; give more characters of the id"
+            ))),
+        }
+    }
+
+    /// The snapshots named by `specs` (deduplicated, oldest first), or all of them when empty.
+    pub fn select_snapshots(&self, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        if specs.is_empty() {
+            return self.snapshots();
+        }
+        let mut v: Vec<(SnapshotId, Snapshot)> = Vec::new();
+        for s in specs {
+            let found = self.find_snapshot(s)?;
+            if !v.iter().any(|(id, _)| *id == found.0) {
+                v.push(found);
+            }
+        }
+        v.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(v)
+    }
 
     pub fn list_snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
         self.typed_ids(ObjectKind::Snapshot, SnapshotId::from_hex)
@@ -57,18 +173,16 @@ impl Repository {
     }
 
     pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
-        let bytes = self.load_snapshot_bytes(id)?;
-        Snapshot::decode(&bytes).map_err(|e| Error::corrupt(format!("snapshots/{id}"), e))
+        self.load_decoded(ObjectKind::Snapshot, &id.to_hex(), Snapshot::decode)
     }
 
     /// Saves a snapshot object (under the lock check of [`Repository::save_object`]).
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
-        let hex = self.save_object(ObjectKind::Snapshot, &snap.encode())?;
-        Ok(SnapshotId::from_hex(&hex).unwrap_or_default())
+        self.save_typed(ObjectKind::Snapshot, &snap.encode(), SnapshotId::from_hex)
     }
 
     pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
-        self.storage.delete(&ObjectKind::Snapshot.key(&id.to_hex()))
+        self.delete_object(ObjectKind::Snapshot, &id.to_hex())
     }
 
     // --- index objects ---------------------------------------------------
@@ -78,19 +192,16 @@ impl Repository {
     }
 
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
-        let hex = id.to_hex();
-        let bytes = objects::load(self, ObjectKind::Index, &hex)?;
-        IndexFile::decode(&bytes).map_err(|e| Error::corrupt(format!("index/{hex}"), e))
+        self.load_decoded(ObjectKind::Index, &id.to_hex(), IndexFile::decode)
     }
 
     /// Saves an index object (under the lock check of [`Repository::save_object`]).
     pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
-        let hex = self.save_object(ObjectKind::Index, &file.encode())?;
-        Ok(IndexId::from_hex(&hex).unwrap_or_default())
+        self.save_typed(ObjectKind::Index, &file.encode(), IndexId::from_hex)
     }
 
     pub fn delete_index(&self, id: &IndexId) -> Result<()> {
-        self.storage.delete(&ObjectKind::Index.key(&id.to_hex()))
+        self.delete_object(ObjectKind::Index, &id.to_hex())
     }
 
     // --- keys ------------------------------------------------------------
@@ -108,7 +219,7 @@ impl Repository {
     }
 
     pub fn delete_key(&self, id: KeyId) -> Result<()> {
-        self.storage.delete(&ObjectKind::Key.key(&id.to_hex()))
+        self.delete_object(ObjectKind::Key, &id.to_hex())
     }
 
     // --- locks -----------------------------------------------------------

@@ -45,6 +45,13 @@ pub trait Visitor {
     }
 }
 
+/// A closure is a visitor of nodes that stops at the first damaged tree.
+impl<F: FnMut(&Path, &Node) -> Result<Step>> Visitor for F {
+    fn node(&mut self, path: &Path, node: &Node, _parent: &BlobId) -> Result<Step> {
+        self(path, node)
+    }
+}
+
 /// Walks trees of one repository through one index. Optionally visits each
 /// tree once however often it is referenced (for whole-repository checks),
 /// and keeps recently loaded trees (for walks over many similar snapshots).

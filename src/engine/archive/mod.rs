@@ -37,7 +37,7 @@ use crate::id::{BlobId, SnapshotId};
 pub use crate::local::filter::Excludes;
 use crate::local::meta;
 use crate::repository::saver::BlobSaver;
-use crate::repository::{ObjectKind, Repository, host_and_user};
+use crate::repository::{Repository, host_and_user};
 use crate::storage::StatsReport;
 use meta::Stat;
 use nix::sys::stat::fstat;
@@ -691,8 +691,7 @@ pub fn backup(
             original: None,
             damaged: Vec::new(),
         };
-        let hex = repo.save_object(ObjectKind::Snapshot, &snap.encode())?;
-        snapshot_id = SnapshotId::from_hex(&hex);
+        snapshot_id = Some(repo.save_snapshot(&snap)?);
     }
     Ok(BackupReport {
         snapshot: snapshot_id,
@@ -700,6 +699,6 @@ pub fn backup(
         summary,
         errors,
         warnings,
-        storage: repo.storage().stats(),
+        storage: repo.storage_stats(),
     })
 }

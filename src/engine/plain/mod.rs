@@ -6,26 +6,30 @@
 //! out, moving anything it replaces or deletes aside first, then writes
 //! each side's new manifest and a log of what it did.
 
+mod execute;
+mod links;
 pub mod local;
 pub mod plan;
 pub mod remote;
+mod run;
 mod side;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::engine::archive::Excludes;
-use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
-use crate::format::manifest::{Entries, Entry, EntryKind, Manifest};
+use crate::format::manifest::{Entries, EntryKind, Manifest};
+use crate::local::filter::Excludes;
+use crate::local::tree;
+pub use execute::execute;
 pub use plan::{Compare, Mode, Plan, Resolve, Select, SideId};
 pub use side::Side;
 
-pub const MANIFEST: &str = "manifest.jsonl";
+pub use crate::local::control::MANIFEST;
 /// Mirror and backup: the source's record, kept on the destination so the
 /// source is never written (SPEC §15.1).
 pub const SOURCE_RECORD: &str = "source.jsonl";
@@ -212,7 +216,7 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
             fence_names.push(format!("the {role} {}", side.name()));
         }
     }
-    let (mut a_fenced, mut b_fenced) = (local::Fenced::default(), local::Fenced::default());
+    let (mut a_fenced, mut b_fenced) = (tree::Fenced::default(), tree::Fenced::default());
     let mut a_cur = a.scan(
         a_own.as_ref().or(a_base.as_ref()),
         opts.filter.as_ref(),
@@ -230,23 +234,11 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     let (refused, fenced) = fences([a, b], [&a_fenced, &b_fenced], &fence_names, roles);
     let (mut a_base, mut b_base) = (a_base, b_base);
     if a.is_remote() || b.is_remote() {
-        // Object stores hold files only: directories are implied, symlinks impossible.
-        for (side, m) in [(a, &mut a_cur), (b, &mut b_cur)] {
-            m.retain(|rel, e| match e.kind {
-                EntryKind::Dir => false,
-                EntryKind::Symlink => {
-                    warnings.push((
-                        side.display(rel),
-                        "skipped: symlinks cannot be stored on S3 or FTP".into(),
-                    ));
-                    false
-                }
-                EntryKind::File => true,
-            });
-        }
-        for m in [&mut a_base, &mut b_base].into_iter().flatten() {
-            m.retain(|_, e| e.kind == EntryKind::File);
-        }
+        files_only(
+            [(a, &mut a_cur), (b, &mut b_cur)],
+            [&mut a_base, &mut b_base],
+            &mut warnings,
+        );
     }
     let all = opts.compare == Compare::Hash;
     let w = Mutex::new(warnings);
@@ -289,6 +281,31 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     })
 }
 
+/// Object stores hold files only: directories are implied, symlinks
+/// impossible. Leaves files alone in both listings and records.
+fn files_only(
+    cur: [(&Side, &mut Entries); 2],
+    bases: [&mut Option<Entries>; 2],
+    warnings: &mut Vec<(String, String)>,
+) {
+    for (side, m) in cur {
+        m.retain(|rel, e| match e.kind {
+            EntryKind::Dir => false,
+            EntryKind::Symlink => {
+                warnings.push((
+                    side.display(rel),
+                    "skipped: symlinks cannot be stored on S3 or FTP".into(),
+                ));
+                false
+            }
+            EntryKind::File => true,
+        });
+    }
+    for m in bases.into_iter().flatten() {
+        m.retain(|_, e| e.kind == EntryKind::File);
+    }
+}
+
 /// What the walks fenced off, as (path, message) for the report and as
 /// paths for [`fence_off`]: the sides' own folders met inside a side, and
 /// any folder that is on both sides at once (a folder of one side
@@ -296,7 +313,7 @@ pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
 /// delete it on the source). Of nested matches only the top one is named.
 fn fences(
     sides: [&Side; 2],
-    walks: [&local::Fenced; 2],
+    walks: [&tree::Fenced; 2],
     names: &[String],
     roles: [&str; 2],
 ) -> (Vec<(String, String)>, Vec<Vec<u8>>) {
@@ -379,481 +396,4 @@ fn fence_off(plan: &mut Plan, fenced: &[Vec<u8>], bases: &[Option<&Entries>]) {
         );
     }
     plan.keep_base.extend(kept);
-}
-
-/// One line of a side's log.
-#[derive(Serialize)]
-struct LogLine<'a> {
-    time: &'a str,
-    action: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path: Option<String>,
-    /// The path's bytes in hex when they are not UTF-8, as in the manifest.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_hex: Option<String>,
-    size: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    blake3: Option<String>,
-}
-
-struct Run<'a> {
-    sides: [&'a Side; 2],
-    stamp: String,
-    bin_ok: bool,
-    progress: &'a dyn Progress,
-    /// New records per side, from what was written.
-    written: [Mutex<HashMap<Vec<u8>, Option<Entry>>>; 2],
-    logs: [Mutex<Vec<String>>; 2],
-    report: Mutex<Report>,
-    /// Paths whose action failed: like undone ones, they keep their old
-    /// records, or the next run would take a half-done copy for a change
-    /// (a destination moved aside for a deletion, say).
-    failed: Mutex<HashSet<Vec<u8>>>,
-}
-
-impl Run<'_> {
-    /// Whether `leader` on side `to` holds the file to link to: written in
-    /// this run, or (an anchor) already there and left alone.
-    fn has(&self, to: SideId, leader: &Leader) -> bool {
-        self.written[Self::idx(to)]
-            .lock()
-            .map(|w| match w.get(&leader.path) {
-                Some(rec) => rec.is_some(),
-                None => leader.anchor,
-            })
-            .unwrap_or(false)
-    }
-
-    fn idx(s: SideId) -> usize {
-        match s {
-            SideId::A => 0,
-            SideId::B => 1,
-        }
-    }
-
-    fn log(&self, on: SideId, action: &str, rel: &[u8], e: Option<&Entry>) {
-        let (path, path_hex) = crate::format::manifest::split_bytes(rel);
-        let line = LogLine {
-            time: &self.stamp,
-            action,
-            path,
-            path_hex,
-            size: e.map_or(0, |e| e.size),
-            blake3: e.and_then(|e| e.blake3).map(hex::encode),
-        };
-        if let (Ok(text), Ok(mut l)) = (
-            serde_json::to_string(&line),
-            self.logs[Self::idx(on)].lock(),
-        ) {
-            l.push(text);
-        }
-    }
-
-    fn error(&self, side: &Side, rel: &[u8], e: Error) {
-        if let Ok(mut f) = self.failed.lock() {
-            f.insert(rel.to_vec());
-        }
-        self.progress
-            .warn(std::path::Path::new(&side.display(rel)), &e.to_string());
-        if let Ok(mut r) = self.report.lock() {
-            r.errors.push((side.display(rel), e.to_string()));
-        }
-    }
-
-    /// Moves an existing entry aside (or deletes it with `--no-archive`).
-    fn clear(&self, on: SideId, rel: &[u8], bin: &str) -> Result<()> {
-        let side = self.sides[Self::idx(on)];
-        let moved = side.remove(rel, self.bin_ok.then_some((bin, self.stamp.as_str())))?;
-        if moved {
-            self.log(on, if self.bin_ok { bin } else { "delete" }, rel, None);
-            if self.bin_ok
-                && let Ok(mut r) = self.report.lock()
-            {
-                r.archived += 1;
-            }
-        }
-        Ok(())
-    }
-
-    fn copy(&self, p: &Prepared, to: SideId, rel: &[u8]) -> Result<()> {
-        let (from_side, to_side) = (self.sides[Self::idx(to.other())], self.sides[Self::idx(to)]);
-        let (src_list, dst_list) = match to {
-            SideId::B => (&p.a, &p.b),
-            SideId::A => (&p.b, &p.a),
-        };
-        let src = src_list.get(rel).ok_or_else(|| Error::NotFound {
-            what: from_side.display(rel),
-            hint: " any more; run again".into(),
-        })?;
-        let existing = dst_list.get(rel);
-        if existing.is_some_and(|d| d.kind == EntryKind::Dir) && src.kind == EntryKind::Dir {
-            return Ok(());
-        }
-        // Opened before the old version is moved aside, so an unreadable
-        // source leaves the destination as it was.
-        let mut reader = match src.kind {
-            EntryKind::File => Some(from_side.reader(rel, src)?),
-            _ => None,
-        };
-        if existing.is_some() {
-            self.clear(to, rel, "archive")?;
-        }
-        crate::testhooks::pause_point("plain-copy");
-        let rec = match (src.kind, reader.as_mut()) {
-            (EntryKind::File, Some(reader)) => {
-                let rec = to_side.write(rel, &mut *reader, src)?;
-                // The bytes just read are the source's too: record their hash there as well.
-                if let Ok(mut w) = self.written[Self::idx(to.other())].lock() {
-                    let mut s = src.clone();
-                    s.blake3 = rec.blake3;
-                    w.insert(rel.to_vec(), Some(s));
-                }
-                self.progress.add_done(1, src.size);
-                if let Ok(mut r) = self.report.lock() {
-                    r.copied += 1;
-                    r.bytes += src.size;
-                }
-                rec
-            }
-            _ => {
-                if let Ok(mut r) = self.report.lock() {
-                    r.dirs += u64::from(src.kind == EntryKind::Dir);
-                    r.copied += u64::from(src.kind == EntryKind::Symlink);
-                }
-                to_side.make(rel, src)?
-            }
-        };
-        self.log(to, "copy", rel, Some(&rec));
-        if let Ok(mut w) = self.written[Self::idx(to)].lock() {
-            w.insert(rel.to_vec(), Some(rec));
-        }
-        Ok(())
-    }
-
-    /// Gives `rel` on side `to` as another hard link to `leader` there, as
-    /// the two are links of one file on the other side.
-    fn link(&self, p: &Prepared, to: SideId, rel: &[u8], leader: &[u8]) -> Result<()> {
-        let Side::Local(root) = self.sides[Self::idx(to)] else {
-            return self.copy(p, to, rel);
-        };
-        let (src_list, dst_list) = match to {
-            SideId::B => (&p.a, &p.b),
-            SideId::A => (&p.b, &p.a),
-        };
-        if dst_list.get(rel).is_some() {
-            self.clear(to, rel, "archive")?;
-        }
-        let mut rec = local::link_into(root, leader, rel)?;
-        let leader_hash = self.written[Self::idx(to)]
-            .lock()
-            .ok()
-            .and_then(|w| w.get(leader).cloned().flatten())
-            .or_else(|| dst_list.get(leader).cloned())
-            .and_then(|e| e.blake3);
-        rec.blake3 = leader_hash;
-        if let (Some(src), Ok(mut w)) = (
-            src_list.get(rel),
-            self.written[Self::idx(to.other())].lock(),
-        ) {
-            let mut s = src.clone();
-            s.blake3 = leader_hash;
-            w.insert(rel.to_vec(), Some(s));
-        }
-        // Counted as done in full: the plan's byte total includes it.
-        self.progress.add_done(1, rec.size);
-        if let Ok(mut r) = self.report.lock() {
-            r.copied += 1;
-            r.linked += 1;
-        }
-        self.log(to, "link", rel, Some(&rec));
-        if let Ok(mut w) = self.written[Self::idx(to)].lock() {
-            w.insert(rel.to_vec(), Some(rec));
-        }
-        Ok(())
-    }
-
-    fn delete(&self, on: SideId, rel: &[u8], kind: EntryKind) -> Result<()> {
-        let side = self.sides[Self::idx(on)];
-        if kind == EntryKind::Dir {
-            // Everything below went first; the folder itself (its mode and
-            // times) goes to the trash too, as SPEC §15.1 asks.
-            let gone = if self.bin_ok {
-                side.trash_empty_dir(rel, "trash", &self.stamp)?
-            } else {
-                side.remove_empty_dir(rel)?
-            };
-            if !gone {
-                return Err(Error::Usage(format!(
-                    "{} is not empty; it was left in place",
-                    side.display(rel)
-                )));
-            }
-            self.log(on, if self.bin_ok { "trash" } else { "delete" }, rel, None);
-        } else {
-            self.clear(on, rel, "trash")?;
-        }
-        if let Ok(mut r) = self.report.lock() {
-            r.deleted += 1;
-        }
-        if let Ok(mut w) = self.written[Self::idx(on)].lock() {
-            w.insert(rel.to_vec(), None);
-        }
-        Ok(())
-    }
-}
-
-/// The path a further hard link is made to.
-struct Leader {
-    path: Vec<u8>,
-    /// Already on the destination and not written by this run.
-    anchor: bool,
-}
-
-/// Local to local: for file copies whose source has further hard links,
-/// which copy should become a link to which path on the destination (the
-/// follower's path maps to its leader's). A group's leader is a link already
-/// in place and unchanged on the destination when there is one, else the
-/// group's first copy. Files are matched by device and inode, as `rsync -H`
-/// does, so links stay links and their bytes are stored once.
-fn hard_links(
-    p: &Prepared,
-    sides: [&Side; 2],
-    files: &[&plan::Action],
-) -> HashMap<Vec<u8>, Leader> {
-    let mut groups: HashMap<(SideId, u64, u64), Vec<Vec<u8>>> = HashMap::new();
-    for act in files {
-        let plan::Op::Copy { to } = act.op else {
-            continue;
-        };
-        let from = to.other();
-        let (Side::Local(src), Side::Local(_)) = (sides[Run::idx(from)], sides[Run::idx(to)])
-        else {
-            continue;
-        };
-        if let Some((dev, ino, nlink)) = local::identity(src, &act.path)
-            && nlink > 1
-        {
-            groups
-                .entry((to, dev, ino))
-                .or_default()
-                .push(act.path.clone());
-        }
-    }
-    // Paths by inode on each source side, for the groups' inodes only: one
-    // pass over each listing, however many groups there are.
-    let mut by_ino: HashMap<(SideId, u64), Vec<&Vec<u8>>> = HashMap::new();
-    for to in [SideId::A, SideId::B] {
-        let src_list = if to == SideId::B { &p.a } else { &p.b };
-        let wanted: HashSet<u64> = groups.keys().filter(|k| k.0 == to).map(|k| k.2).collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        for (rel, e) in src_list {
-            if let Some(ino) = e.seen.ino
-                && e.kind == EntryKind::File
-                && wanted.contains(&ino)
-            {
-                by_ino.entry((to, ino)).or_default().push(rel);
-            }
-        }
-    }
-    let mut out = HashMap::new();
-    for ((to, dev, ino), members) in groups {
-        let from = to.other();
-        let Side::Local(src) = sides[Run::idx(from)] else {
-            continue;
-        };
-        let (src_list, dst_list) = match to {
-            SideId::B => (&p.a, &p.b),
-            SideId::A => (&p.b, &p.a),
-        };
-        // Another link of the same file that is not copied now because the
-        // destination already holds it unchanged.
-        let anchor = by_ino
-            .get(&(to, ino))
-            .into_iter()
-            .flatten()
-            .filter(|rel| !members.contains(rel))
-            .find(|rel| {
-                local::identity(src, rel).is_some_and(|(d, i, _)| d == dev && i == ino)
-                    && matches!((src_list.get(**rel), dst_list.get(**rel)),
-                        (Some(e), Some(d)) if plan::same(e, d, Compare::Attr))
-            })
-            .map(|rel| (*rel).clone());
-        let (leader, anchor, rest) = match anchor {
-            Some(a) => (a, true, &members[..]),
-            None => match members.split_first() {
-                Some((first, rest)) => (first.clone(), false, rest),
-                None => continue,
-            },
-        };
-        for m in rest {
-            out.insert(
-                m.clone(),
-                Leader {
-                    path: leader.clone(),
-                    anchor,
-                },
-            );
-        }
-    }
-    out
-}
-
-/// Carries out `p.plan` (conflicts already settled or left alone).
-pub fn execute(
-    a: &Side,
-    b: &Side,
-    p: &Prepared,
-    opts: &Options,
-    progress: &dyn Progress,
-) -> Result<Report> {
-    let now = chrono::Utc::now();
-    let run = Run {
-        sides: [a, b],
-        stamp: now.format("%Y-%m-%dT%H-%M-%S%.3fZ").to_string(),
-        bin_ok: opts.archive,
-        progress,
-        written: [Mutex::new(HashMap::new()), Mutex::new(HashMap::new())],
-        logs: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
-        report: Mutex::new(Report::default()),
-        failed: Mutex::new(HashSet::new()),
-    };
-    // The control folder is made ours before anything goes into it; a
-    // side that is only read (a mirror's source) is never touched.
-    let a_on_a = a_record(opts.mode).0;
-    if a_on_a {
-        a.claim_control()?;
-    }
-    b.claim_control()?;
-    let total: u64 = p.plan.actions.iter().map(|a| a.size).sum();
-    progress.set_total(p.plan.actions.len() as u64, total);
-    let side_of = |s: SideId| if s == SideId::A { a } else { b };
-    let (files, structure): (Vec<_>, Vec<_>) = p
-        .plan
-        .actions
-        .iter()
-        .filter(|x| matches!(x.op, plan::Op::Copy { .. }))
-        .partition(|x| x.kind == EntryKind::File);
-    // Directories and symlinks first, parents before children (path order),
-    // so file copies find their folders.
-    for act in &structure {
-        if let plan::Op::Copy { to } = act.op
-            && let Err(e) = run.copy(p, to, &act.path)
-        {
-            run.error(side_of(to), &act.path, e);
-        }
-    }
-    let links = hard_links(p, [a, b], &files);
-    let (followers, files): (Vec<_>, Vec<_>) = files
-        .into_iter()
-        .partition(|act| links.contains_key(&act.path));
-    let pool = if a.is_remote() { a.pool()? } else { b.pool()? };
-    pool.install(|| {
-        files.par_iter().for_each(|act| {
-            if opts.cancel.load(Ordering::Relaxed) {
-                return;
-            }
-            if let plan::Op::Copy { to } = act.op
-                && let Err(e) = run.copy(p, to, &act.path)
-            {
-                run.error(side_of(to), &act.path, e);
-            }
-        })
-    });
-    // Further links of a file copied above (or already in place) become
-    // links there too; if the first one failed, they are copied instead.
-    for act in followers {
-        if opts.cancel.load(Ordering::Relaxed) {
-            break;
-        }
-        let plan::Op::Copy { to } = act.op else {
-            continue;
-        };
-        let result = match links.get(&act.path) {
-            Some(leader) if run.has(to, leader) => run.link(p, to, &act.path, &leader.path),
-            _ => run.copy(p, to, &act.path),
-        };
-        if let Err(e) = result {
-            run.error(side_of(to), &act.path, e);
-        }
-    }
-    // Deletions last, deepest first, so directories are empty when their turn comes.
-    for act in p.plan.actions.iter().rev() {
-        if opts.cancel.load(Ordering::Relaxed) {
-            break;
-        }
-        if let plan::Op::Delete { on } = act.op
-            && let Err(e) = run.delete(on, &act.path, act.kind)
-        {
-            run.error(side_of(on), &act.path, e);
-        }
-    }
-    let cancelled = opts.cancel.load(Ordering::Relaxed);
-    // Record what each side now holds. Paths left undecided keep their old
-    // record, so they come up again next run; after an interruption, paths
-    // not yet done also keep theirs.
-    let created = now.to_rfc3339();
-    for (i, side) in [a, b].into_iter().enumerate() {
-        let (cur, base) = if i == 0 {
-            (&p.a, p.a_base.as_ref())
-        } else {
-            (&p.b, p.b_base.as_ref())
-        };
-        let written = run.written[i].lock().map(|w| w.clone()).unwrap_or_default();
-        let mut entries = cur.clone();
-        for (rel, rec) in &written {
-            match rec {
-                Some(e) => entries.insert(rel.clone(), e.clone()),
-                None => entries.remove(rel),
-            };
-        }
-        let mut pending: Vec<Vec<u8>> = if cancelled {
-            p.plan.actions.iter().map(|x| x.path.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        if let Ok(f) = run.failed.lock() {
-            pending.extend(f.iter().cloned());
-        }
-        for rel in p.plan.keep_base.iter().chain(pending.iter()) {
-            if written.contains_key(rel) {
-                continue;
-            }
-            match base.and_then(|b| b.get(rel)) {
-                Some(e) => entries.insert(rel.clone(), e.clone()),
-                None => entries.remove(rel),
-            };
-        }
-        if opts.compare == Compare::Attr {
-            // Plain attribute mode records no new hashes; it keeps those it had.
-            for (rel, e) in entries.iter_mut() {
-                let rec = base.and_then(|b| b.get(rel));
-                if rec.is_none_or(|r| r.size != e.size || r.mtime_ns != e.mtime_ns) {
-                    e.blake3 = None;
-                }
-            }
-        }
-        let manifest = Manifest::new(created.clone(), entries);
-        let (home, name) = match (i, a_on_a) {
-            (0, false) => (b, SOURCE_RECORD),
-            _ => (side, MANIFEST),
-        };
-        if let Err(e) = home.write_control(name, &manifest.encode()) {
-            run.error(home, format!(".repo/{name}").as_bytes(), e);
-        }
-        let lines = run.logs[i].lock().map(|l| l.join("\n")).unwrap_or_default();
-        if !lines.is_empty()
-            && let Err(e) = side.write_control(
-                &format!("log/{}.jsonl", run.stamp),
-                format!("{lines}\n").as_bytes(),
-            )
-        {
-            run.error(side, b".repo/log", e);
-        }
-    }
-    if cancelled {
-        return Err(Error::Interrupted);
-    }
-    Ok(run.report.into_inner().unwrap_or_default())
 }

@@ -8,9 +8,9 @@
 
 use std::io::Read;
 
-use crate::engine::archive::Excludes;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Entries, Entry, EntryKind, Seen};
+use crate::local::filter::Excludes;
 use crate::storage::Storage;
 
 use crate::local::control::{self, CONTROL, State};
@@ -209,7 +209,7 @@ fn head(store: &Storage, key: &str) -> Result<Option<Vec<u8>>> {
 /// Whether the store's `.repo/` objects are ours, somebody else's, or absent.
 pub fn control_state(store: &Storage) -> Result<State> {
     let marker = format!("{CONTROL}/{}", control::MARKER);
-    let manifest = format!("{CONTROL}/{}", super::MANIFEST);
+    let manifest = format!("{CONTROL}/{}", control::MANIFEST);
     if head(store, &marker)?.is_some_and(|b| control::is_marker(&b))
         || head(store, &manifest)?.is_some_and(|b| control::is_manifest_head(&b))
     {

@@ -3,10 +3,11 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use crate::engine::archive::Excludes;
 use crate::error::{Error, Result};
 use crate::format::manifest::{Entries, Entry, EntryKind};
 use crate::local::fence::{DirId, dir_id};
+use crate::local::filter::Excludes;
+use crate::local::tree;
 use crate::storage::{BackendOptions, Location, Storage};
 
 use super::{local, remote};
@@ -89,31 +90,31 @@ impl Side {
     }
 
     /// Lists the side; on a local side, folders in `fence` are left out and
-    /// reported in `fenced` (see [`local::scan_fenced`]).
+    /// reported in `fenced` (see [`tree::scan_fenced`]).
     pub fn scan(
         &self,
         base: Option<&Entries>,
         filter: Option<&Excludes>,
         fence: &[DirId],
         warnings: &mut Vec<(String, String)>,
-        fenced: &mut local::Fenced,
+        fenced: &mut tree::Fenced,
     ) -> Result<Entries> {
         match self {
-            Side::Local(root) => local::scan_fenced(root, filter, fence, warnings, fenced),
+            Side::Local(root) => tree::scan_fenced(root, filter, fence, warnings, fenced),
             Side::Remote(s) => remote::scan(s, base, filter),
         }
     }
 
     pub fn hash(&self, rel: &[u8], e: &Entry) -> Result<[u8; 32]> {
         match self {
-            Side::Local(root) => local::hash(root, rel),
+            Side::Local(root) => tree::hash(root, rel),
             Side::Remote(s) => remote::hash(s, rel, e.size),
         }
     }
 
     pub fn reader<'a>(&'a self, rel: &[u8], e: &Entry) -> Result<Box<dyn Read + 'a>> {
         match self {
-            Side::Local(root) => Ok(Box::new(local::open_file(root, rel)?)),
+            Side::Local(root) => Ok(Box::new(tree::open_file(root, rel)?)),
             Side::Remote(s) => Ok(Box::new(remote::reader(s, rel, e.size)?)),
         }
     }

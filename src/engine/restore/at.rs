@@ -14,15 +14,20 @@
 //! nearest kept ancestor, one `openat(O_NOFOLLOW)` per component, which is
 //! as safe and only slower.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
+
+use crate::error::{Error, Result};
+
+use super::Item;
 
 /// Opens directory `name` in `dir` without following a symlink in its place.
 /// A directory we may search and write but not read (mode 0300) is opened
@@ -153,4 +158,42 @@ fn fd_budget() -> usize {
         soft
     };
     usize::try_from(soft / 2).unwrap_or(usize::MAX).max(64)
+}
+
+/// An item's directory (its slot in [`Dirs`]) and its name there.
+pub type Place = (usize, OsString);
+
+/// Where each item lives: its directory's slot and its name there, and for
+/// each directory item its own slot. Plan order lists parents first.
+pub fn locate(items: &[Item], target: &Path, dirs: &mut Dirs) -> Result<(Vec<Place>, Vec<usize>)> {
+    let mut slot_of: HashMap<&Path, usize> = HashMap::new();
+    slot_of.insert(target, 0);
+    let mut at = Vec::with_capacity(items.len());
+    let mut slots = vec![0; items.len()];
+    for (no, item) in items.iter().enumerate() {
+        let path = item.path();
+        if path == target {
+            at.push((0, OsString::new()));
+            continue;
+        }
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Error::Usage(format!(
+                "{} has no name to restore to",
+                path.display()
+            )));
+        };
+        let Some(&pslot) = slot_of.get(parent) else {
+            return Err(Error::Corrupt {
+                object: path.display().to_string(),
+                reason: "the restore plan lists it before its directory".into(),
+            });
+        };
+        at.push((pslot, name.to_os_string()));
+        if let Item::Dir { .. } = item {
+            let slot = dirs.add(pslot, name);
+            slots[no] = slot;
+            slot_of.insert(path, slot);
+        }
+    }
+    Ok((at, slots))
 }

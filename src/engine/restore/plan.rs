@@ -7,11 +7,10 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::engine::archive::Excludes;
 use crate::error::Result;
 use crate::format::index::MemIndex;
 use crate::format::tree::{Node, NodeKind};
-use crate::id::BlobId;
+use crate::local::filter::Excludes;
 use crate::repository::Repository;
 
 /// One thing a restore creates.
@@ -83,16 +82,6 @@ impl Filter<'_> {
         let damaged = self.damaged.filter(|d| !d.is_empty())?;
         damaged.get(snap_path.to_string_lossy().as_ref())
     }
-}
-
-/// Resolves `/sub/path` inside a snapshot's root tree: see [`Repository::resolve`].
-pub fn resolve(
-    repo: &Repository,
-    index: &MemIndex,
-    root: BlobId,
-    sub: impl AsRef<Path>,
-) -> Result<(Node, PathBuf)> {
-    repo.resolve(index, root, sub)
 }
 
 /// Walks below `start` and lists what to create under `target`, parents
