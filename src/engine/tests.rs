@@ -23,14 +23,14 @@ use crate::engine::prune::{self, PruneOptions};
 use crate::engine::restore::{self, RestoreOptions};
 use crate::id::SnapshotId;
 use crate::repository::{InitOptions, ObjectKind, Repository};
-use crate::storage::Location;
+use crate::storage::{Location, Storage};
 
 /// Never set: these tests run to the end.
 static NOT_CANCELLED: AtomicBool = AtomicBool::new(false);
 
-/// A fresh in-memory repository, with a KDF cheap enough for tests and
-/// small chunks, so small files make many blobs.
-fn new_repository() -> Repository {
+/// A fresh repository at `location` (in memory), with a KDF cheap enough
+/// for tests and small chunks, so small files make many blobs.
+fn new_repository(location: &Location) -> Repository {
     let opts = InitOptions {
         chunk_sizes: ChunkerParams {
             min: 16 << 10,
@@ -44,7 +44,7 @@ fn new_repository() -> Repository {
         },
         ..Default::default()
     };
-    Repository::init(&Location::memory(), b"pw", &opts).unwrap()
+    Repository::init(location, b"pw", &opts).unwrap()
 }
 
 /// `len` random bytes, so chunks neither compress nor deduplicate.
@@ -141,7 +141,7 @@ fn check_all(repo: &Repository) -> CheckReport {
 #[test]
 fn backup_then_restore_gives_back_the_same_tree() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = new_repository();
+    let repo = new_repository(&Location::memory());
     let src = dir.path().join("src");
     make_source(&src);
     let id = backup(&repo, &src);
@@ -155,21 +155,24 @@ fn backup_then_restore_gives_back_the_same_tree() {
 #[test]
 fn check_names_a_pack_damaged_in_storage() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = new_repository();
+    let location = Location::memory();
+    let repo = new_repository(&location);
     let src = dir.path().join("src");
     make_source(&src);
     backup(&repo, &src);
-    let packs = repo.storage().list(ObjectKind::Pack.dir()).unwrap();
-    let victim = &packs.first().expect("a pack").key;
-    let mut bytes = repo.storage().get(victim).unwrap();
+    // The same objects, behind the repository's back (a memory location's
+    // clones share one store).
+    let storage = Storage::open(&location.clone(), false).unwrap();
+    let pack_id = repo.list_ids(ObjectKind::Pack).unwrap().remove(0);
+    let victim = ObjectKind::Pack.key(&pack_id);
+    let mut bytes = storage.get(&victim).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x55;
-    repo.storage().put(victim, bytes).unwrap();
+    storage.put(&victim, bytes).unwrap();
 
     let report = check_all(&repo);
-    let pack_id = victim.rsplit('/').next().unwrap();
     assert!(
-        report.errors.iter().any(|p| p.object.contains(pack_id)),
+        report.errors.iter().any(|p| p.object.contains(&pack_id)),
         "check did not name {victim}: {:?}",
         report.errors
     );
@@ -178,7 +181,7 @@ fn check_names_a_pack_damaged_in_storage() {
 #[test]
 fn prune_frees_what_was_forgotten_and_keeps_what_is_needed() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = new_repository();
+    let repo = new_repository(&Location::memory());
     let src = dir.path().join("src");
     make_source(&src);
     let old = backup(&repo, &src);
@@ -186,9 +189,7 @@ fn prune_frees_what_was_forgotten_and_keeps_what_is_needed() {
     fs::remove_file(src.join("big.bin")).unwrap();
     fs::write(src.join("new.bin"), random(512 << 10)).unwrap();
     let kept = backup(&repo, &src);
-    repo.storage()
-        .delete(&ObjectKind::Snapshot.key(&old.to_hex()))
-        .unwrap();
+    repo.delete_snapshot(&old).unwrap();
 
     let opts = PruneOptions {
         max_unused_percent: 0.0,
