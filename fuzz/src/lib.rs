@@ -4,7 +4,7 @@
 //! panics if it misbehaves: a panic inside the decoder, a broken round trip,
 //! or a heap peak above the target's allocation bound. The cargo-fuzz
 //! binaries in `fuzz_targets/` are one line each around these functions, and
-//! `tests/fuzz_regressions.rs` includes this file with `#[path]` so that the
+//! `tests/cli/fuzz_regressions.rs` includes this file with `#[path]` so that the
 //! seeds and every input a fuzzer ever crashed on are rerun by the normal
 //! `cargo test` on stable Rust, with the same checks.
 //!

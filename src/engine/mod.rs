@@ -11,3 +11,6 @@ pub mod progress;
 pub mod prune;
 pub mod restore;
 pub mod stats;
+
+#[cfg(test)]
+mod tests;

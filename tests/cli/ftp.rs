@@ -1,0 +1,543 @@
+//! FtpStore against real servers started by `scripts/ftp-servers.sh`:
+//! pyftpdlib (FTP, FTPS, and FTP without EPSV/MLST/MLSD) and ProFTPD (FTP and FTPS).
+//!
+//! Server URLs come from the environment (`REPO_TEST_FTP_URL`, `REPO_TEST_FTPS_URL`,
+//! `REPO_TEST_FTP_LEGACY_URL`, `REPO_TEST_PROFTPD_URL`, `REPO_TEST_PROFTPDS_URL`, CA in
+//! `REPO_TEST_FTP_CA`). A missing
+//! variable skips that server locally but fails the test when `CI` is set, so CI cannot pass by
+//! testing nothing. Every test works in its own fresh directory on each server.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use futures::stream::{self, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use repo::storage::ftp::{FtpConfig, FtpError, FtpStore};
+
+use crate::support::{random_bytes, server};
+
+const SERVERS: [(&str, &str); 5] = [
+    ("pyftpdlib", "REPO_TEST_FTP_URL"),
+    ("pyftpdlib+tls", "REPO_TEST_FTPS_URL"),
+    // Without EPSV, MLST and MLSD: PASV, LIST parsing and SIZE/MDTM.
+    ("pyftpdlib-legacy", "REPO_TEST_FTP_LEGACY_URL"),
+    ("proftpd", "REPO_TEST_PROFTPD_URL"),
+    ("proftpd+tls", "REPO_TEST_PROFTPDS_URL"),
+];
+
+struct Server {
+    name: &'static str,
+    cfg: FtpConfig,
+}
+
+fn servers() -> Vec<Server> {
+    let mut found = Vec::new();
+    for (name, var) in SERVERS {
+        let Some(url) = server(var) else {
+            continue;
+        };
+        let mut cfg = FtpConfig::from_url(&url).expect("test server URL");
+        if cfg.tls {
+            let ca = std::env::var("REPO_TEST_FTP_CA").expect("REPO_TEST_FTP_CA for FTPS");
+            cfg.ca_cert_pem = Some(std::fs::read(&ca).expect("read the test CA"));
+        }
+        found.push(Server { name, cfg });
+    }
+    found
+}
+
+/// A store rooted in a directory of its own, which does not exist yet.
+fn store_in(server: &Server, test: &str, max_connections: usize) -> FtpStore {
+    let mut cfg = server.cfg.clone();
+    cfg.root = format!(
+        "/{test}-{}-{:08x}/repo",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    cfg.max_connections = max_connections;
+    FtpStore::new(cfg).expect("store")
+}
+
+async fn get_bytes(store: &FtpStore, path: &Path) -> object_store::Result<Bytes> {
+    store.get(path).await?.bytes().await
+}
+
+fn is_not_found<T: std::fmt::Debug>(r: &object_store::Result<T>) -> bool {
+    matches!(r, Err(object_store::Error::NotFound { .. }))
+}
+
+async fn sorted_listing(store: &FtpStore, prefix: Option<&Path>) -> Vec<(String, u64)> {
+    let mut all: Vec<_> = store
+        .list(prefix)
+        .map_ok(|m| (m.location.to_string(), m.size))
+        .try_collect()
+        .await
+        .expect("list");
+    all.sort();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_round_trip_keeps_every_byte_value() {
+    for server in servers() {
+        let store = store_in(&server, "bytes", 2);
+        // All 256 values, plus CR/LF patterns an ASCII-mode transfer would rewrite.
+        let mut data: Vec<u8> = (0..=255u8).collect();
+        data.extend_from_slice(b"\n\r\n\r\r\n\n\x00\xff\x1a");
+        let path = Path::from("data/00/all-bytes");
+        store.put(&path, data.clone().into()).await.unwrap();
+        let got = get_bytes(&store, &path).await.unwrap();
+        assert_eq!(got.as_ref(), data.as_slice(), "{}", server.name);
+        let meta = store.head(&path).await.unwrap();
+        assert_eq!(meta.size, data.len() as u64, "{}", server.name);
+        assert_eq!(meta.location, path);
+        let age = chrono::Utc::now() - meta.last_modified;
+        assert!(
+            age.num_minutes().abs() < 10,
+            "{}: mtime {}",
+            server.name,
+            meta.last_modified
+        );
+        // Overwrite replaces the content; an empty object is an object too.
+        store
+            .put(&path, PutPayload::from_static(b"second"))
+            .await
+            .unwrap();
+        assert_eq!(get_bytes(&store, &path).await.unwrap().as_ref(), b"second");
+        let empty = Path::from("empty");
+        store.put(&empty, PutPayload::new()).await.unwrap();
+        assert!(get_bytes(&store, &empty).await.unwrap().is_empty());
+        assert_eq!(store.head(&empty).await.unwrap().size, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_megabyte_object() {
+    for server in servers() {
+        let store = store_in(&server, "large", 2);
+        let data = random_bytes(10 * 1024 * 1024, 7);
+        let path = Path::from("packs/big");
+        // Several chunks, as callers that stream into a PutPayload produce.
+        let payload: PutPayload = data
+            .chunks(3 * 1024 * 1024 + 17)
+            .map(Bytes::copy_from_slice)
+            .collect();
+        store.put(&path, payload).await.unwrap();
+        let got = get_bytes(&store, &path).await.unwrap();
+        assert!(
+            got.as_ref() == data.as_slice(),
+            "{}: content differs",
+            server.name
+        );
+        let tail = store
+            .get_range(&path, data.len() as u64 - 1000..data.len() as u64)
+            .await
+            .unwrap();
+        assert_eq!(tail.as_ref(), &data[data.len() - 1000..]);
+        store.delete(&path).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_reads_in_a_row_on_one_connection() {
+    for server in servers() {
+        // One connection: every early-stopped download must leave it usable (or be replaced).
+        let store = store_in(&server, "ranges", 1);
+        let data = random_bytes(16 * 1024 * 1024 + 5, 11);
+        let n = data.len() as u64;
+        let path = Path::from("obj");
+        store.put(&path, data.clone().into()).await.unwrap();
+        let cases = [
+            (GetRange::Bounded(0..10), 0..10),
+            (GetRange::Bounded(1000..2000), 1000..2000),
+            (GetRange::Bounded(n - 10..n), n - 10..n),
+            (GetRange::Bounded(5..n + 100), 5..n),
+            (GetRange::Offset(n - 4096), n - 4096..n),
+            (GetRange::Suffix(100), n - 100..n),
+            (
+                GetRange::Bounded(2 * 1024 * 1024..2 * 1024 * 1024 + 1),
+                2097152..2097153,
+            ),
+            (GetRange::Bounded(0..1024 * 1024), 0..1024 * 1024),
+        ];
+        for round in 0..2 {
+            for (range, expected) in &cases {
+                let opts = GetOptions::new().with_range(Some(range.clone()));
+                let result = store
+                    .get_opts(&path, opts)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} round {round} {range:?}: {e}", server.name));
+                assert_eq!(&result.range, expected, "{} {range:?}", server.name);
+                assert_eq!(result.meta.size, n);
+                let bytes = result.bytes().await.unwrap();
+                let (a, b) = (expected.start as usize, expected.end as usize);
+                assert!(
+                    bytes.as_ref() == &data[a..b],
+                    "{} {range:?}: wrong bytes",
+                    server.name
+                );
+            }
+        }
+        let ranges = [0..1, 100..200, 1_500_000..1_500_100, n - 1..n];
+        let parts = store.get_ranges(&path, &ranges).await.unwrap();
+        for (range, part) in ranges.iter().zip(parts) {
+            assert_eq!(
+                part.as_ref(),
+                &data[range.start as usize..range.end as usize]
+            );
+        }
+        // A range starting past the end is an error, not an empty result.
+        assert!(store.get_range(&path, n + 1..n + 2).await.is_err());
+        // HEAD-style get transfers nothing but reports the object.
+        let head = store
+            .get_opts(&path, GetOptions::new().with_head(true))
+            .await
+            .unwrap();
+        assert_eq!(head.meta.size, n);
+        eprintln!(
+            "{}: {} control connection(s) for {} range reads",
+            server.name,
+            store.connections_opened(),
+            cases.len() * 2 + 3
+        );
+        // And the connection still works for uploads afterwards.
+        store
+            .put(&Path::from("after"), PutPayload::from_static(b"ok"))
+            .await
+            .unwrap();
+        assert_eq!(
+            get_bytes(&store, &Path::from("after"))
+                .await
+                .unwrap()
+                .as_ref(),
+            b"ok"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_nested_prefixes() {
+    for server in servers() {
+        let store = store_in(&server, "list", 4);
+        assert!(
+            sorted_listing(&store, None).await.is_empty(),
+            "missing root lists as empty"
+        );
+        let objects = [
+            ("a/b/c.bin", 3),
+            ("a/b/d.bin", 4),
+            ("a/e.bin", 5),
+            ("ab/x.bin", 6),
+            ("f.bin", 7),
+            ("a/b/deep/er/g.bin", 8),
+        ];
+        for (name, len) in objects {
+            store
+                .put(&Path::from(name), vec![b'x'; len].into())
+                .await
+                .unwrap();
+        }
+        let mut all: Vec<_> = objects
+            .iter()
+            .map(|(n, l)| (n.to_string(), *l as u64))
+            .collect();
+        all.sort();
+        for force_list in [false, true] {
+            store.force_list_command(force_list);
+            let label = format!("{} (LIST={force_list})", server.name);
+            assert_eq!(sorted_listing(&store, None).await, all, "{label}");
+            let a: Vec<_> = sorted_listing(&store, Some(&Path::from("a")))
+                .await
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(
+                a,
+                ["a/b/c.bin", "a/b/d.bin", "a/b/deep/er/g.bin", "a/e.bin"],
+                "{label}: prefix a must not include ab/"
+            );
+            assert_eq!(
+                sorted_listing(&store, Some(&Path::from("a/b/deep")))
+                    .await
+                    .len(),
+                1
+            );
+            assert!(
+                sorted_listing(&store, Some(&Path::from("nope")))
+                    .await
+                    .is_empty()
+            );
+
+            let level = store
+                .list_with_delimiter(Some(&Path::from("a")))
+                .await
+                .unwrap();
+            let objs: Vec<_> = level
+                .objects
+                .iter()
+                .map(|m| m.location.to_string())
+                .collect();
+            assert_eq!(objs, ["a/e.bin"], "{label}");
+            assert_eq!(level.objects[0].size, 5);
+            assert_eq!(level.common_prefixes, [Path::from("a/b")], "{label}");
+            let top = store.list_with_delimiter(None).await.unwrap();
+            let mut prefixes: Vec<_> = top.common_prefixes.iter().map(|p| p.to_string()).collect();
+            prefixes.sort();
+            assert_eq!(prefixes, ["a", "ab"], "{label}");
+            let objs: Vec<_> = top.objects.iter().map(|m| m.location.to_string()).collect();
+            assert_eq!(objs, ["f.bin"], "{label}");
+            let offset: Vec<_> = store
+                .list_with_offset(None, &Path::from("a/e.bin"))
+                .map_ok(|m| m.location.to_string())
+                .try_collect()
+                .await
+                .unwrap();
+            assert_eq!(offset.len(), 2, "{label}: {offset:?}");
+        }
+        store.force_list_command(false);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_mode_reports_collisions() {
+    for server in servers() {
+        let store = store_in(&server, "create", 2);
+        let path = Path::from("keys/k1");
+        let create = PutOptions::from(PutMode::Create);
+        store
+            .put_opts(&path, PutPayload::from_static(b"first"), create.clone())
+            .await
+            .unwrap();
+        let again = store
+            .put_opts(&path, PutPayload::from_static(b"second"), create)
+            .await;
+        assert!(
+            matches!(again, Err(object_store::Error::AlreadyExists { .. })),
+            "{}: {again:?}",
+            server.name
+        );
+        assert_eq!(get_bytes(&store, &path).await.unwrap().as_ref(), b"first");
+        let err = again.unwrap_err().to_string();
+        assert!(
+            err.contains("keys/k1") && err.contains("127.0.0.1"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_not_found() {
+    for server in servers() {
+        let store = store_in(&server, "delete", 2);
+        let path = Path::from("snapshots/s1");
+        store
+            .put(&path, PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        store.delete(&path).await.unwrap();
+        assert!(is_not_found(&store.get(&path).await), "{}", server.name);
+        assert!(is_not_found(&store.delete(&path).await), "{}", server.name);
+        assert!(is_not_found(
+            &store.head(&Path::from("no/such/object")).await
+        ));
+        let missing = store.get(&Path::from("snapshots/none")).await;
+        assert!(is_not_found(&missing), "{}", server.name);
+        let message = missing.unwrap_err().to_string();
+        assert!(message.contains("snapshots/none"), "{message}");
+        assert!(message.contains("ftp"), "{message}");
+        assert!(!message.contains("repo-test-pw"), "{message}");
+        // A directory is not an object.
+        assert!(is_not_found(&store.get(&Path::from("snapshots")).await));
+
+        let paths: Vec<Path> = (0..5).map(|i| Path::from(format!("d/{i}"))).collect();
+        for p in &paths {
+            store.put(p, PutPayload::from_static(b"1")).await.unwrap();
+        }
+        let mut input: Vec<_> = paths.iter().cloned().map(Ok).collect();
+        input.push(Ok(Path::from("d/missing")));
+        let results: Vec<_> = store
+            .delete_stream(stream::iter(input).boxed())
+            .collect()
+            .await;
+        for (p, r) in paths.iter().zip(&results) {
+            assert_eq!(r.as_ref().unwrap(), p);
+        }
+        assert!(matches!(
+            results[5],
+            Err(object_store::Error::NotFound { .. })
+        ));
+        assert!(
+            sorted_listing(&store, Some(&Path::from("d")))
+                .await
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_and_copy() {
+    for server in servers() {
+        let store = store_in(&server, "rename", 2);
+        let (a, b, c) = (Path::from("tmp/a"), Path::from("final/b"), Path::from("c"));
+        store.put(&a, PutPayload::from_static(b"A")).await.unwrap();
+        // The target directory does not exist yet.
+        store.rename(&a, &b).await.unwrap();
+        assert!(is_not_found(&store.get(&a).await));
+        assert_eq!(get_bytes(&store, &b).await.unwrap().as_ref(), b"A");
+        assert!(is_not_found(&store.rename(&a, &c).await), "{}", server.name);
+
+        store.put(&c, PutPayload::from_static(b"C")).await.unwrap();
+        let clash = store.rename_if_not_exists(&b, &c).await;
+        assert!(
+            matches!(clash, Err(object_store::Error::AlreadyExists { .. })),
+            "{clash:?}"
+        );
+        store.rename(&b, &c).await.unwrap();
+        assert_eq!(get_bytes(&store, &c).await.unwrap().as_ref(), b"A");
+
+        store.copy(&c, &a).await.unwrap();
+        assert_eq!(get_bytes(&store, &a).await.unwrap().as_ref(), b"A");
+        assert_eq!(get_bytes(&store, &c).await.unwrap().as_ref(), b"A");
+        let clash = store.copy_if_not_exists(&c, &a).await;
+        assert!(
+            matches!(clash, Err(object_store::Error::AlreadyExists { .. })),
+            "{clash:?}"
+        );
+        assert!(is_not_found(&store.copy(&b, &a).await));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_directories_for_locks() {
+    for server in servers() {
+        let store = store_in(&server, "locks", 2);
+        let s = store.clone();
+        let (first, second, nested) = tokio::task::spawn_blocking(move || {
+            let first = s.create_dir_exclusive("locks/exclusive").unwrap();
+            let second = s.create_dir_exclusive("locks/exclusive").unwrap();
+            s.remove_dir("locks/exclusive").unwrap();
+            let nested = s.create_dir_exclusive("locks/exclusive").unwrap();
+            (first, second, nested)
+        })
+        .await
+        .unwrap();
+        assert!(first, "{}: first MKD creates", server.name);
+        assert!(!second, "{}: second MKD finds it", server.name);
+        assert!(nested, "{}: recreated after remove_dir", server.name);
+
+        // Several contenders at once: exactly one wins.
+        let winners: usize = futures::future::join_all((0..6).map(|_| {
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || s.create_dir_exclusive("locks/race").unwrap())
+        }))
+        .await
+        .into_iter()
+        .map(|r| usize::from(r.unwrap()))
+        .sum();
+        assert_eq!(winners, 1, "{}", server.name);
+
+        let s = store.clone();
+        let missing = tokio::task::spawn_blocking(move || s.remove_dir("locks/none"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(missing, Err(FtpError::NotFound { .. })),
+            "{missing:?}"
+        );
+        // Lock directories never show up as objects.
+        assert!(sorted_listing(&store, None).await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_puts_from_eight_tasks() {
+    for server in servers() {
+        let store = Arc::new(store_in(&server, "concurrent", 4));
+        let tasks: Vec<_> = (0..8u64)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    for i in 0..4u64 {
+                        // All tasks race to create the same fresh directories.
+                        let path = Path::from(format!("data/{:02x}/t{t}-{i}", i % 2));
+                        let data = random_bytes(50_000 + (t * 4 + i) as usize, t * 100 + i);
+                        store.put(&path, data.into()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let listed = sorted_listing(&store, Some(&Path::from("data"))).await;
+        assert_eq!(listed.len(), 32, "{}", server.name);
+        for t in 0..8u64 {
+            for i in 0..4u64 {
+                let path = Path::from(format!("data/{:02x}/t{t}-{i}", i % 2));
+                let got = get_bytes(&store, &path).await.unwrap();
+                assert!(got.as_ref() == random_bytes(50_000 + (t * 4 + i) as usize, t * 100 + i));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_upload_is_buffered() {
+    for server in servers() {
+        let store = store_in(&server, "multipart", 2);
+        let path = Path::from("packs/multi");
+        let mut upload = store.put_multipart(&path).await.unwrap();
+        let parts = [
+            random_bytes(1000, 1),
+            random_bytes(2000, 2),
+            random_bytes(10, 3),
+        ];
+        for part in &parts {
+            upload.put_part(part.clone().into()).await.unwrap();
+        }
+        upload.complete().await.unwrap();
+        let expected: Vec<u8> = parts.concat();
+        assert_eq!(
+            get_bytes(&store, &path).await.unwrap().as_ref(),
+            expected.as_slice()
+        );
+
+        let mut aborted = store
+            .put_multipart(&Path::from("packs/aborted"))
+            .await
+            .unwrap();
+        aborted
+            .put_part(PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        aborted.abort().await.unwrap();
+        assert!(is_not_found(
+            &store.head(&Path::from("packs/aborted")).await
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_fails_without_leaking_it() {
+    for server in servers() {
+        let mut cfg = server.cfg.clone();
+        cfg.password = "definitely-wrong-pw".into();
+        let store = FtpStore::new(cfg).unwrap();
+        let started = std::time::Instant::now();
+        let err = store.head(&Path::from("x")).await.unwrap_err().to_string();
+        assert!(err.contains("login"), "{}: {err}", server.name);
+        assert!(!err.contains("definitely-wrong-pw"), "{err}");
+        // 530 is permanent: no backoff rounds.
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "{}: took {:?}",
+            server.name,
+            started.elapsed()
+        );
+        assert!(!format!("{store:?} {store}").contains("wrong-pw"));
+    }
+}
