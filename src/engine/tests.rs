@@ -15,7 +15,6 @@ use std::sync::atomic::AtomicBool;
 use rand::RngCore;
 
 use crate::codec::chunker::ChunkerParams;
-use crate::crypto::kdf::KdfParams;
 use crate::engine::archive::{self, BackupOptions, Excludes};
 use crate::engine::check::{self, CheckReport, ReadData};
 use crate::engine::progress::Silent;
@@ -37,12 +36,7 @@ fn new_repository(location: &Location) -> Repository {
             avg: 64 << 10,
             max: 256 << 10,
         },
-        kdf: KdfParams {
-            m_cost: 8,
-            t_cost: 1,
-            p_cost: 1,
-        },
-        ..Default::default()
+        ..crate::repository::tests::test_options()
     };
     Repository::init(location, b"pw", &opts).unwrap()
 }

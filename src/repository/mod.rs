@@ -6,7 +6,7 @@ pub mod lock;
 pub mod objects;
 pub mod saver;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod typed;
 pub mod walker;
 

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{BlobError, BlobRef, Fetch, InitOptions, Repository, Step, Visitor, Walker};
+use super::{
+    BlobError, BlobRef, Credentials, Fetch, InitOptions, Repository, Step, Visitor, Walker,
+};
 use crate::crypto::kdf::KdfParams;
 use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
@@ -14,17 +16,35 @@ use crate::repository::objects::pack_key;
 use crate::repository::saver::BlobSaver;
 use crate::storage::Location;
 
-/// A fresh repository in `dir/repo`, with a KDF cheap enough for tests.
-pub(super) fn repo(dir: &Path) -> Repository {
-    let opts = InitOptions {
+/// Options for test repositories: a KDF cheap enough for tests (password
+/// `pw`); every library test that makes a repository starts from these.
+pub(crate) fn test_options() -> InitOptions {
+    InitOptions {
         kdf: KdfParams {
             m_cost: 8,
             t_cost: 1,
             p_cost: 1,
         },
         ..Default::default()
-    };
-    Repository::init(&Location::Local(dir.join("repo")), b"pw", &opts).unwrap()
+    }
+}
+
+/// A fresh repository in `dir/repo`.
+pub(super) fn repo(dir: &Path) -> Repository {
+    Repository::init(&Location::Local(dir.join("repo")), b"pw", &test_options()).unwrap()
+}
+
+#[test]
+fn a_repository_opens_again_on_its_memory_location() {
+    let location = Location::memory();
+    Repository::init(&location, b"pw", &test_options()).unwrap();
+    assert!(Repository::init(&location, b"pw", &test_options()).is_err());
+    let password = Credentials::Password(b"pw".to_vec().into());
+    Repository::open(&location, &password).unwrap();
+    assert!(matches!(
+        Repository::open(&Location::memory(), &password),
+        Err(Error::RepoNotFound { .. })
+    ));
 }
 
 /// Stores `blobs` of one kind and returns their ids.

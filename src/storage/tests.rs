@@ -1,8 +1,6 @@
 //! The facade's contract, run on the in-memory backend (no disk, no server).
 
 use super::*;
-use crate::crypto::kdf::KdfParams;
-use crate::repository::{Credentials, InitOptions, Repository};
 
 #[test]
 fn in_memory_storage_keeps_the_facade_contract() {
@@ -43,25 +41,4 @@ fn in_memory_storage_keeps_the_facade_contract() {
     s.delete("snapshots/cc").unwrap();
     assert_eq!(s.stat("snapshots/cc").unwrap(), None);
     assert!(s.stats().requests > 0);
-}
-
-#[test]
-fn a_repository_opens_again_on_its_memory_location() {
-    let location = Location::memory();
-    let opts = InitOptions {
-        kdf: KdfParams {
-            m_cost: 8,
-            t_cost: 1,
-            p_cost: 1,
-        },
-        ..Default::default()
-    };
-    Repository::init(&location, b"pw", &opts).unwrap();
-    assert!(Repository::init(&location, b"pw", &opts).is_err());
-    let password = Credentials::Password(b"pw".to_vec().into());
-    Repository::open(&location, &password).unwrap();
-    assert!(matches!(
-        Repository::open(&Location::memory(), &password),
-        Err(Error::RepoNotFound { .. })
-    ));
 }
