@@ -244,7 +244,17 @@ impl Walk<'_> {
                         return Ok(None);
                     }
                 };
-                self.entry(dir, path, name, &st, parent.cloned(), None, depth)
+                self.entry(
+                    Place {
+                        dir,
+                        path,
+                        name,
+                        root_dev: None,
+                        depth,
+                    },
+                    &st,
+                    parent.cloned(),
+                )
             }
             VNode::Parent { path, children } => {
                 // An ancestor of a source is recorded as the directory it
@@ -288,21 +298,13 @@ impl Walk<'_> {
         Ok(Some(Done { node, same: false }))
     }
 
-    /// Archives the entry `name` of the open directory `dir`, which `lstat`
-    /// saw as `st`; `parent` is its node in the parent snapshot, `depth`
-    /// the number of directories between it and `/`.
-    #[allow(clippy::too_many_arguments)]
-    fn entry(
-        &self,
-        dir: BorrowedFd,
-        path: &Path,
-        name: &[u8],
-        st: &Stat,
-        parent: Option<Node>,
-        root_dev: Option<u64>,
-        depth: usize,
-    ) -> Result<Option<Done>> {
+    /// Archives the entry at `at`, which `lstat` saw as `st`; `parent` is
+    /// its node in the parent snapshot.
+    fn entry(&self, at: Place, st: &Stat, parent: Option<Node>) -> Result<Option<Done>> {
         self.check_cancel()?;
+        let Place {
+            dir, path, name, ..
+        } = at;
         let kind = meta::kind_of_mode(st.st_mode);
         if kind == NodeKind::File {
             return file::archive(self, dir, path, name, st, parent);
@@ -310,7 +312,7 @@ impl Walk<'_> {
         let os_name = OsStr::from_bytes(name);
         let counts = self.count();
         if kind == NodeKind::Dir {
-            return self.subdir(dir, path, name, st, parent, root_dev, depth);
+            return self.subdir(at, st, parent);
         }
         let (mut node, mut same) = match parent {
             Some(p) if meta::same_as(st, &p) => (p, true),
@@ -336,20 +338,17 @@ impl Walk<'_> {
         Ok(Some(Done { node, same }))
     }
 
-    /// Archives the directory `name` of the open directory `dir` with
-    /// everything below it: opened without following a symlink and checked
-    /// to be the directory `lstat` saw.
-    #[allow(clippy::too_many_arguments)]
-    fn subdir(
-        &self,
-        dir: BorrowedFd,
-        path: &Path,
-        name: &[u8],
-        st: &Stat,
-        parent: Option<Node>,
-        root_dev: Option<u64>,
-        depth: usize,
-    ) -> Result<Option<Done>> {
+    /// Archives the directory at `at` with everything below it: opened
+    /// without following a symlink and checked to be the directory `lstat`
+    /// saw.
+    fn subdir(&self, at: Place, st: &Stat, parent: Option<Node>) -> Result<Option<Done>> {
+        let Place {
+            dir,
+            path,
+            name,
+            root_dev,
+            depth,
+        } = at;
         let parent_subtree = parent.as_ref().and_then(|p| p.subtree);
         let opened = match at::open_seen(dir, OsStr::from_bytes(name), st) {
             Ok(o) => Some(o),
@@ -436,15 +435,14 @@ impl Walk<'_> {
                     }
                 };
                 crate::testhooks::pause_point("source-after-lstat");
-                self.entry(
-                    d.as_fd(),
-                    &child,
-                    n.as_bytes(),
-                    &st,
-                    pn,
-                    Some(dev),
-                    depth + 1,
-                )
+                let at = Place {
+                    dir: d.as_fd(),
+                    path: &child,
+                    name: n.as_bytes(),
+                    root_dev: Some(dev),
+                    depth: depth + 1,
+                };
+                self.entry(at, &st, pn)
             })
             .collect::<Result<_>>()?;
         // Identical only if every entry matched a parent node unchanged and
@@ -454,6 +452,18 @@ impl Walk<'_> {
         let nodes = done.into_iter().flatten().map(|d| d.node).collect();
         self.finish_tree(path, nodes, parent_subtree.filter(|_| all_same))
     }
+}
+
+/// Where an entry lies: its name in the open directory `dir`, its full
+/// path, the device of the source root it was reached from (for
+/// `--one-file-system`) and the number of directories between it and `/`.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    dir: BorrowedFd<'a>,
+    path: &'a Path,
+    name: &'a [u8],
+    root_dev: Option<u64>,
+    depth: usize,
 }
 
 /// One archived entry: its node, and whether that node is the parent
