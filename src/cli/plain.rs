@@ -213,34 +213,7 @@ pub fn run(
     let mut s = plain::prepare(args, default_mode, &locs[0], &locs[1], cancel)?;
     let mode = s.opts.mode;
     let tty = std::io::stdin().is_terminal();
-    for (path, msg) in &s.prepared.warnings {
-        eprintln!(
-            "warning: {}",
-            super::escape_controls(&format!("{path}: {msg}"))
-        );
-    }
-    for (_, msg) in &s.prepared.refused {
-        eprintln!("error: {}", super::escape_controls(msg));
-    }
-    let notes = &s.prepared.plan.notes;
-    for n in notes {
-        let p = super::escape_bytes(&n.path);
-        match n.kind {
-            NoteKind::Corrupt { side } => eprintln!(
-                "CORRUPT: {p} on the {}: size and mtime are as recorded but the content no longer matches the recorded BLAKE3",
-                side_name(side, mode)
-            ),
-            NoteKind::Differs => {
-                if !quiet && !json {
-                    println!("differs (not copied, --select none): {p}")
-                }
-            }
-            NoteKind::KeptDir { side } => eprintln!(
-                "note: folder {p} on the {} is kept: something inside it stays",
-                side_name(side, mode)
-            ),
-        }
-    }
+    print_findings(&s, mode, json || quiet);
     let conflicts = s.prepared.plan.conflicts.clone();
     if !conflicts.is_empty() {
         eprintln!("{} conflict(s):", conflicts.len());
@@ -289,31 +262,7 @@ pub fn run(
     if json {
         print_json(&report)?;
     } else if !quiet {
-        match &report.result {
-            Some(r) if r.copied + r.deleted + r.dirs + r.archived == 0 && r.errors.is_empty() => {
-                println!(
-                    "already in step: nothing to do ({} conflict(s) left)",
-                    report.unresolved
-                )
-            }
-            Some(r) => println!(
-                "{}: copied {} file(s) ({}{}), created {} folder(s), deleted {}, kept {} old version(s) under .repo/, {} conflict(s) left, {:.2}s",
-                if mode == Mode::Sync { "synced" } else { "done" },
-                r.copied,
-                human_bytes(r.bytes),
-                if r.linked > 0 {
-                    format!("; {} as hard links", r.linked)
-                } else {
-                    String::new()
-                },
-                r.dirs,
-                r.deleted,
-                r.archived,
-                report.unresolved,
-                report.duration_secs
-            ),
-            None => println!("dry run: nothing changed"),
-        }
+        print_outcome(&report, mode);
     }
     if report.unresolved > 0 {
         eprintln!(
@@ -334,4 +283,67 @@ pub fn run(
             exit::OK
         },
     )
+}
+
+/// What preparing found before anything is asked or done: warnings,
+/// refusals and notes (corrupt files, differing files under `--select
+/// none`, folders kept). `silent` (`--json`, `-q`) keeps stdout clean.
+fn print_findings(s: &plain::Session, mode: Mode, silent: bool) {
+    for (path, msg) in &s.prepared.warnings {
+        eprintln!(
+            "warning: {}",
+            super::escape_controls(&format!("{path}: {msg}"))
+        );
+    }
+    for (_, msg) in &s.prepared.refused {
+        eprintln!("error: {}", super::escape_controls(msg));
+    }
+    let notes = &s.prepared.plan.notes;
+    for n in notes {
+        let p = super::escape_bytes(&n.path);
+        match n.kind {
+            NoteKind::Corrupt { side } => eprintln!(
+                "CORRUPT: {p} on the {}: size and mtime are as recorded but the content no longer matches the recorded BLAKE3",
+                side_name(side, mode)
+            ),
+            NoteKind::Differs => {
+                if !silent {
+                    println!("differs (not copied, --select none): {p}")
+                }
+            }
+            NoteKind::KeptDir { side } => eprintln!(
+                "note: folder {p} on the {} is kept: something inside it stays",
+                side_name(side, mode)
+            ),
+        }
+    }
+}
+
+/// The one-line summary of a finished run.
+fn print_outcome(report: &plain::Report, mode: Mode) {
+    match &report.result {
+        Some(r) if r.copied + r.deleted + r.dirs + r.archived == 0 && r.errors.is_empty() => {
+            println!(
+                "already in step: nothing to do ({} conflict(s) left)",
+                report.unresolved
+            )
+        }
+        Some(r) => println!(
+            "{}: copied {} file(s) ({}{}), created {} folder(s), deleted {}, kept {} old version(s) under .repo/, {} conflict(s) left, {:.2}s",
+            if mode == Mode::Sync { "synced" } else { "done" },
+            r.copied,
+            human_bytes(r.bytes),
+            if r.linked > 0 {
+                format!("; {} as hard links", r.linked)
+            } else {
+                String::new()
+            },
+            r.dirs,
+            r.deleted,
+            r.archived,
+            report.unresolved,
+            report.duration_secs
+        ),
+        None => println!("dry run: nothing changed"),
+    }
 }

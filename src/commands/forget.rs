@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::retention::{self, GroupBy, GroupKey, Item, Policy, Span};
 use crate::format::snapshot::Snapshot;
 use crate::id::SnapshotId;
-use crate::repository::lock;
+use crate::repository::{Repository, lock};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -177,47 +177,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             }
         }
     } else {
-        let mut by_group: BTreeMap<GroupKey, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
-        for (id, s) in repo.snapshots()? {
-            if args.filter.matches(&s) {
-                by_group
-                    .entry(group_by.key(&s.host, &s.paths, &s.tags))
-                    .or_default()
-                    .push((id, s));
-            }
-        }
-        for (key, list) in by_group {
-            let items: Vec<Item> = list
-                .iter()
-                .map(|(_, s)| Item {
-                    time: s.time,
-                    tags: &s.tags,
-                })
-                .collect();
-            let decisions = retention::apply(&items, &policy, &chrono::Local);
-            let mut g = Group {
-                group: key,
-                keep: Vec::new(),
-                remove: Vec::new(),
-            };
-            // Newest first, as people read retention lists.
-            for ((id, s), d) in list.iter().zip(decisions).rev() {
-                if d.keep {
-                    g.keep.push(Kept {
-                        id: id.to_hex(),
-                        short_id: id.short(),
-                        time: s.time,
-                        tags: s.tags.clone(),
-                        paths: s.paths.clone(),
-                        reasons: d.reasons,
-                    });
-                } else {
-                    g.remove.push(removed(id, s));
-                    doomed.push(*id);
-                }
-            }
-            groups.push(g);
-        }
+        groups = apply_policy(&repo, args, &policy, group_by, &mut doomed)?;
     }
 
     if !args.dry_run {
@@ -246,4 +206,59 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         removed: doomed.iter().map(|id| id.to_hex()).collect(),
         prune,
     })
+}
+
+/// Decides each filtered snapshot's fate by the policy, group by group:
+/// returns the groups (newest first, with the reasons for each kept one)
+/// and adds the snapshots to remove to `doomed`.
+fn apply_policy(
+    repo: &Repository,
+    args: &Args,
+    policy: &Policy,
+    group_by: GroupBy,
+    doomed: &mut Vec<SnapshotId>,
+) -> Result<Vec<Group>> {
+    let mut groups = Vec::new();
+    let mut by_group: BTreeMap<GroupKey, Vec<(SnapshotId, Snapshot)>> = BTreeMap::new();
+    for (id, s) in repo.snapshots()? {
+        if args.filter.matches(&s) {
+            by_group
+                .entry(group_by.key(&s.host, &s.paths, &s.tags))
+                .or_default()
+                .push((id, s));
+        }
+    }
+    for (key, list) in by_group {
+        let items: Vec<Item> = list
+            .iter()
+            .map(|(_, s)| Item {
+                time: s.time,
+                tags: &s.tags,
+            })
+            .collect();
+        let decisions = retention::apply(&items, policy, &chrono::Local);
+        let mut g = Group {
+            group: key,
+            keep: Vec::new(),
+            remove: Vec::new(),
+        };
+        // Newest first, as people read retention lists.
+        for ((id, s), d) in list.iter().zip(decisions).rev() {
+            if d.keep {
+                g.keep.push(Kept {
+                    id: id.to_hex(),
+                    short_id: id.short(),
+                    time: s.time,
+                    tags: s.tags.clone(),
+                    paths: s.paths.clone(),
+                    reasons: d.reasons,
+                });
+            } else {
+                g.remove.push(removed(id, s));
+                doomed.push(*id);
+            }
+        }
+        groups.push(g);
+    }
+    Ok(groups)
 }

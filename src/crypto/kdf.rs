@@ -92,6 +92,7 @@ impl HugeBlocks {
         Some(HugeBlocks { map, start, len })
     }
 
+    #[allow(unsafe_code)]
     fn blocks(&mut self) -> &mut [Block] {
         let bytes = &mut self.map[self.start..self.start + self.len * std::mem::size_of::<Block>()];
         debug_assert_eq!(bytes.as_ptr() as usize % std::mem::align_of::<Block>(), 0);

@@ -66,6 +66,7 @@ fn s(p: &Path) -> &str {
 
 /// Every mode x selection x compare combination on the same starting pair.
 #[test]
+#[allow(clippy::too_many_lines)] // one mirror/sync story, step by step
 fn every_mode_selection_and_compare() {
     let modes = ["backup", "mirror", "sync"];
     let selects = ["source", "dest", "newer", "none"];

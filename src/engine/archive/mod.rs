@@ -571,27 +571,7 @@ pub fn backup(
     }
     at::raise_open_file_limit();
     let mut tally = Tally::new();
-    let mut sources: Vec<PathBuf> = Vec::new();
-    for p in &opts.paths {
-        let abs = sources::normalize(p)?;
-        match std::fs::symlink_metadata(&abs) {
-            Ok(_) => sources.push(abs),
-            Err(e) => {
-                let msg = format!("cannot read source: {e}");
-                progress.warn(&abs, &msg);
-                if let Ok(mut errs) = tally.errors.lock() {
-                    errs.push((abs, msg));
-                }
-            }
-        }
-    }
-    drop_sources_below_links(&mut sources, &tally, progress);
-    if sources.is_empty() {
-        return Err(Error::NotFound {
-            what: "any readable source path".into(),
-            hint: ": check the paths given to create".into(),
-        });
-    }
+    let sources = readable_sources(opts, &tally, progress)?;
     let path_strings: Vec<String> = sources
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
@@ -619,40 +599,7 @@ pub fn backup(
                     progress,
                     tally: &tally,
                 };
-                let parent_root = parent.as_ref().map(|(_, s)| {
-                    let mut n = Node::new(Vec::new(), NodeKind::Dir);
-                    n.subtree = Some(s.tree);
-                    n
-                });
-                let root = at::open_dir_path(Path::new("/"))
-                    .map_err(|e| Error::io("open the root directory", "/", e))?;
-                let tree = match &vroot {
-                    VNode::Source(p) => {
-                        let st =
-                            fstat(&root).map_err(|e| Error::io("read metadata of", p, e.into()))?;
-                        walk.dir(
-                            &root,
-                            p,
-                            parent_root.as_ref().and_then(|n| n.subtree),
-                            st.st_dev,
-                            0,
-                        )?
-                        .id
-                    }
-                    VNode::Parent { path, children } => {
-                        match walk.ancestor(&root, path, b"", children, parent_root.as_ref(), 0)? {
-                            Some(Done {
-                                node:
-                                    Node {
-                                        subtree: Some(id), ..
-                                    },
-                                ..
-                            }) => id,
-                            _ => walk.save_tree(path, Vec::new())?,
-                        }
-                    }
-                };
-                Ok(tree)
+                walk.root(&vroot, parent.as_ref().map(|(_, s)| s.tree))
             })
         });
         walk_done.store(true, Ordering::Relaxed);
@@ -668,20 +615,7 @@ pub fn backup(
         .get_mut()
         .map(std::mem::take)
         .unwrap_or_default();
-    let summary = Summary {
-        files_new: tally.sum(|c| &c.files_new),
-        files_changed: tally.sum(|c| &c.files_changed),
-        files_unchanged: tally.sum(|c| &c.files_unchanged),
-        dirs: tally.sum(|c| &c.dirs),
-        others: tally.sum(|c| &c.others),
-        total_bytes: tally.sum(|c| &c.total_bytes),
-        bytes_read: tally.sum(|c| &c.bytes_read),
-        errors: errors.len() as u64,
-        blobs_new: save.blobs_new,
-        data_added: save.bytes_new,
-        data_added_stored: save.bytes_stored,
-        duration_secs: started.elapsed().as_secs_f64(),
-    };
+    let summary = summarize(&tally, &save, errors.len(), started);
     let mut snapshot_id = None;
     if !opts.dry_run {
         let snap = Snapshot {
@@ -711,4 +645,99 @@ pub fn backup(
         warnings,
         storage: repo.storage_stats(),
     })
+}
+
+/// The source paths that exist, absolute; each missing one is reported and
+/// left out. Fails when none is left.
+fn readable_sources(
+    opts: &BackupOptions,
+    tally: &Tally,
+    progress: &dyn Progress,
+) -> Result<Vec<PathBuf>> {
+    let mut sources: Vec<PathBuf> = Vec::new();
+    for p in &opts.paths {
+        let abs = sources::normalize(p)?;
+        match std::fs::symlink_metadata(&abs) {
+            Ok(_) => sources.push(abs),
+            Err(e) => {
+                let msg = format!("cannot read source: {e}");
+                progress.warn(&abs, &msg);
+                if let Ok(mut errs) = tally.errors.lock() {
+                    errs.push((abs, msg));
+                }
+            }
+        }
+    }
+    drop_sources_below_links(&mut sources, tally, progress);
+    if sources.is_empty() {
+        return Err(Error::NotFound {
+            what: "any readable source path".into(),
+            hint: ": check the paths given to create".into(),
+        });
+    }
+    Ok(sources)
+}
+
+impl Walk<'_> {
+    /// Archives from `/` down to the sources (the virtual tree `vroot`)
+    /// and returns the root tree's id; `parent_tree` is the parent
+    /// snapshot's root tree.
+    fn root(&self, vroot: &VNode, parent_tree: Option<BlobId>) -> Result<BlobId> {
+        let parent_root = parent_tree.map(|id| {
+            let mut n = Node::new(Vec::new(), NodeKind::Dir);
+            n.subtree = Some(id);
+            n
+        });
+        let root = at::open_dir_path(Path::new("/"))
+            .map_err(|e| Error::io("open the root directory", "/", e))?;
+        let tree = match vroot {
+            VNode::Source(p) => {
+                let st = fstat(&root).map_err(|e| Error::io("read metadata of", p, e.into()))?;
+                self.dir(
+                    &root,
+                    p,
+                    parent_root.as_ref().and_then(|n| n.subtree),
+                    st.st_dev,
+                    0,
+                )?
+                .id
+            }
+            VNode::Parent { path, children } => {
+                match self.ancestor(&root, path, b"", children, parent_root.as_ref(), 0)? {
+                    Some(Done {
+                        node:
+                            Node {
+                                subtree: Some(id), ..
+                            },
+                        ..
+                    }) => id,
+                    _ => self.save_tree(path, Vec::new())?,
+                }
+            }
+        };
+        Ok(tree)
+    }
+}
+
+/// The snapshot's summary from the walk's counters and the saver's totals.
+fn summarize(
+    tally: &Tally,
+    save: &crate::repository::saver::SaveStats,
+    errors: usize,
+    started: Instant,
+) -> Summary {
+    Summary {
+        files_new: tally.sum(|c| &c.files_new),
+        files_changed: tally.sum(|c| &c.files_changed),
+        files_unchanged: tally.sum(|c| &c.files_unchanged),
+        dirs: tally.sum(|c| &c.dirs),
+        others: tally.sum(|c| &c.others),
+        total_bytes: tally.sum(|c| &c.total_bytes),
+        bytes_read: tally.sum(|c| &c.bytes_read),
+        errors: errors as u64,
+        blobs_new: save.blobs_new,
+        data_added: save.bytes_new,
+        data_added_stored: save.bytes_stored,
+        duration_secs: started.elapsed().as_secs_f64(),
+    }
 }

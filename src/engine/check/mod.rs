@@ -111,32 +111,7 @@ pub fn check(
     report.blobs = index.blob_count();
 
     // Packs on storage against the index.
-    let stored: BTreeMap<String, u64> = repo
-        .list_pack_objects()?
-        .into_iter()
-        .map(|l| (l.key, l.size))
-        .collect();
-    let mut indexed_keys = HashSet::new();
-    for (id, (size, _)) in &packs {
-        let key = pack_key(id);
-        match stored.get(&key) {
-            None => c.problem(&key, "pack is listed in the index but missing from storage"),
-            Some(s) if s != size => {
-                c.problem(&key, format!("pack has {s} bytes, the index says {size}"))
-            }
-            _ => {}
-        }
-        indexed_keys.insert(key);
-    }
-    for key in stored.keys() {
-        if !indexed_keys.contains(key) {
-            report.notices.push(Problem {
-                object: key.clone(),
-                message: "pack is not in any index (left by an interrupted backup?); it is unused"
-                    .into(),
-            });
-        }
-    }
+    report.notices = compare_pack_listing(&c, repo, &packs)?;
 
     // Snapshots and trees.
     let mut walker = Walker::new(repo, &index).once();
@@ -163,31 +138,7 @@ pub fn check(
     }
     report.trees = trees;
 
-    // Data. A percentage reads that share of the packs rounded up, so any
-    // percentage above zero reads at least one pack.
-    let sample: std::collections::HashSet<usize> = match read {
-        ReadData::Fraction(f) => {
-            let k = ((packs.len() as f64 * f).ceil() as usize).min(packs.len());
-            rand::seq::index::sample(&mut rand::thread_rng(), packs.len(), k)
-                .into_iter()
-                .collect()
-        }
-        _ => Default::default(),
-    };
-    let chosen: Vec<(&PackId, &(u64, Vec<IndexBlob>))> = packs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !matches!(read, ReadData::Fraction(_)) || sample.contains(i))
-        .map(|(_, p)| p)
-        .filter(|(id, _)| match read {
-            ReadData::None => false,
-            ReadData::All => true,
-            ReadData::Part(n, m) => {
-                (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m) + 1 == n
-            }
-            ReadData::Fraction(_) => true,
-        })
-        .collect();
+    let chosen = packs_to_read(read, &packs);
     progress.set_total(
         chosen.len() as u64,
         chosen.iter().map(|(_, (s, _))| *s).sum(),
@@ -313,4 +264,76 @@ fn read_pack(c: &Checker, id: &PackId, indexed: &[IndexBlob]) {
             );
         }
     }
+}
+
+/// Compares the packs in storage with the index: a pack the index names
+/// that is missing or of another size is a problem; a pack no index names
+/// is only a notice (an interrupted backup leaves those, and prune removes
+/// them).
+fn compare_pack_listing(
+    c: &Checker,
+    repo: &Repository,
+    packs: &BTreeMap<PackId, (u64, Vec<IndexBlob>)>,
+) -> Result<Vec<Problem>> {
+    let mut notices = Vec::new();
+    let stored: BTreeMap<String, u64> = repo
+        .list_pack_objects()?
+        .into_iter()
+        .map(|l| (l.key, l.size))
+        .collect();
+    let mut indexed_keys = HashSet::new();
+    for (id, (size, _)) in packs {
+        let key = pack_key(id);
+        match stored.get(&key) {
+            None => c.problem(&key, "pack is listed in the index but missing from storage"),
+            Some(s) if s != size => {
+                c.problem(&key, format!("pack has {s} bytes, the index says {size}"))
+            }
+            _ => {}
+        }
+        indexed_keys.insert(key);
+    }
+    for key in stored.keys() {
+        if !indexed_keys.contains(key) {
+            notices.push(Problem {
+                object: key.clone(),
+                message: "pack is not in any index (left by an interrupted backup?); it is unused"
+                    .into(),
+            });
+        }
+    }
+    Ok(notices)
+}
+
+/// The packs `--read-data` reads: all, one part of n (by the id's first
+/// four bytes, so parts are stable across runs), or a random share. A
+/// percentage reads that share of the packs rounded up, so any percentage
+/// above zero reads at least one pack.
+fn packs_to_read(
+    read: ReadData,
+    packs: &BTreeMap<PackId, (u64, Vec<IndexBlob>)>,
+) -> Vec<(&PackId, &(u64, Vec<IndexBlob>))> {
+    let sample: std::collections::HashSet<usize> = match read {
+        ReadData::Fraction(f) => {
+            let k = ((packs.len() as f64 * f).ceil() as usize).min(packs.len());
+            rand::seq::index::sample(&mut rand::thread_rng(), packs.len(), k)
+                .into_iter()
+                .collect()
+        }
+        _ => Default::default(),
+    };
+    packs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(read, ReadData::Fraction(_)) || sample.contains(i))
+        .map(|(_, p)| p)
+        .filter(|(id, _)| match read {
+            ReadData::None => false,
+            ReadData::All => true,
+            ReadData::Part(n, m) => {
+                (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m) + 1 == n
+            }
+            ReadData::Fraction(_) => true,
+        })
+        .collect()
 }

@@ -388,39 +388,9 @@ pub fn repair_snapshots(
     // Work out every rewrite before storing anything.
     let mut plans: Vec<(SnapshotId, Snapshot, Vec<DamagedPath>)> = Vec::new();
     for (id, snap) in snapshots {
-        let (root, found) = match r.rewrite(snap.tree)? {
-            Ok(rw) => (rw.id, rw.damaged),
-            Err(why) => {
-                r.new_trees.insert(empty_tree, empty.clone());
-                (empty_tree, vec![(PathBuf::new(), "dir", 0, why)])
-            }
-        };
-        if found.is_empty() {
-            continue;
+        if let Some(plan) = r.plan(id, snap, &empty)? {
+            plans.push(plan);
         }
-        let damaged: Vec<DamagedPath> = found
-            .into_iter()
-            .map(|(p, kind, size, reason)| DamagedPath {
-                path: Path::new("/").join(p).to_string_lossy().into_owned(),
-                kind: kind.to_string(),
-                size,
-                reason,
-            })
-            .collect();
-        let mut tags = snap.tags.clone();
-        if !tags.iter().any(|t| t == REPAIRED_TAG) {
-            tags.push(REPAIRED_TAG.to_string());
-        }
-        let mut all_damaged = snap.damaged.clone();
-        all_damaged.extend(damaged.iter().cloned());
-        let new = Snapshot {
-            tree: root,
-            tags,
-            original: snap.original.or(Some(id)),
-            damaged: all_damaged,
-            ..snap
-        };
-        plans.push((id, new, damaged));
     }
     if plans.iter().any(|(_, s, _)| s.tree == empty_tree) {
         r.new_trees.insert(empty_tree, empty);
@@ -465,4 +435,51 @@ pub fn repair_snapshots(
         });
     }
     Ok(report)
+}
+
+impl SnapshotRepairer<'_> {
+    /// The rewrite of one snapshot, or `None` when nothing it needs is
+    /// damaged: the new snapshot (tagged, pointing back at the original)
+    /// and the paths newly recorded as damaged. `empty` is the encoded
+    /// empty tree, which stands in for an unreadable root.
+    fn plan(
+        &mut self,
+        id: SnapshotId,
+        snap: Snapshot,
+        empty: &[u8],
+    ) -> Result<Option<(SnapshotId, Snapshot, Vec<DamagedPath>)>> {
+        let (root, found) = match self.rewrite(snap.tree)? {
+            Ok(rw) => (rw.id, rw.damaged),
+            Err(why) => {
+                self.new_trees.insert(self.empty_tree, empty.to_vec());
+                (self.empty_tree, vec![(PathBuf::new(), "dir", 0, why)])
+            }
+        };
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let damaged: Vec<DamagedPath> = found
+            .into_iter()
+            .map(|(p, kind, size, reason)| DamagedPath {
+                path: Path::new("/").join(p).to_string_lossy().into_owned(),
+                kind: kind.to_string(),
+                size,
+                reason,
+            })
+            .collect();
+        let mut tags = snap.tags.clone();
+        if !tags.iter().any(|t| t == REPAIRED_TAG) {
+            tags.push(REPAIRED_TAG.to_string());
+        }
+        let mut all_damaged = snap.damaged.clone();
+        all_damaged.extend(damaged.iter().cloned());
+        let new = Snapshot {
+            tree: root,
+            tags,
+            original: snap.original.or(Some(id)),
+            damaged: all_damaged,
+            ..snap
+        };
+        Ok(Some((id, new, damaged)))
+    }
 }

@@ -25,6 +25,7 @@ fn wrong_password_exits_12_and_writes_nothing() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table of failure cases and their exit codes
 fn key_file_opens_without_a_password() {
     let t = TestRepo::new();
     t.init();

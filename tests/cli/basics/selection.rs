@@ -4,6 +4,7 @@
 use super::*;
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table of selection cases
 fn excludes_caches_and_dry_run() {
     let t = TestRepo::new();
     let src = t.join("src");

@@ -33,6 +33,7 @@ fn stage(new_lock: bool, new_packs: bool, new_index: bool, new_snapshot: bool) -
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one crash-and-recover story at every kill point
 fn kill9_during_create() {
     let seed = seed();
     let started = Instant::now();

@@ -99,6 +99,7 @@ pub const SPARSE_LEN: u64 = 64 * 1024 * 1024;
 pub const BIG_LEN: usize = 20 * 1000 * 1000;
 
 /// Builds a tree with every metadata case the format claims to keep.
+#[allow(clippy::too_many_lines)] // one fixture listing every metadata case the format keeps
 pub fn rich_tree(root: &Path) -> RichTree {
     let p = |s: &str| root.join(s);
     fs::create_dir_all(root).unwrap();

@@ -168,9 +168,12 @@ pub fn own_peak_rss_kib() -> i64 {
         .expect("VmHWM in /proc/self/status")
 }
 
-/// `Child::wait_with_output`, with the child's own peak resident size
-/// from wait4 (getrusage would mix in every other child of the test binary).
-fn wait_measured(mut child: Child) -> std::io::Result<(std::process::Output, i64)> {
+/// `Child::wait_with_output`, with the child's own peak resident size in
+/// KiB from wait4 (getrusage would mix in every other child of the test
+/// binary). The one `unsafe` in the tests: no safe wrapper returns one
+/// child's rusage.
+#[allow(unsafe_code)]
+pub fn wait_measured(mut child: Child) -> std::io::Result<(std::process::Output, i64)> {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
     let mut err = child.stderr.take();

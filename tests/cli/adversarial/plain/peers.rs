@@ -6,6 +6,7 @@ use super::*;
 /// pyftpsync's bidirectional fixture, recreated: identical folders, a first
 /// run with nothing to do, then every kind of change on both sides.
 #[test]
+#[allow(clippy::too_many_lines)] // one multi-peer sync story, step by step
 fn pyftpsync_bidirectional_fixture() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));

@@ -311,17 +311,13 @@ fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
         .stderr(fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 writes only to the two locals passed by pointer.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    std::mem::forget(child);
+    let (out, peak_kib) = wait_measured(child).unwrap();
     let _ = fs::remove_file(&manifest);
     let stderr = fs::read_to_string(&err).unwrap_or_default();
-    assert!(pid > 0, "wait4 failed");
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "restore failed ({status}): {stderr}"
+        out.status.success(),
+        "restore failed ({}): {stderr}",
+        out.status
     );
     assert_eq!(
         fs::read(target.join("a.txt")).unwrap(),
@@ -331,7 +327,6 @@ fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
     // A spawned child starts from this process's peak resident size (exec
     // keeps the larger of the old and the new image's), which in the one
     // test binary may be anything: only what the restore adds counts.
-    let peak_kib = usage.ru_maxrss;
     let allowed_kib = own_peak_rss_kib() + 256 * 1024;
     let bad = u64::from(peak_kib > allowed_kib);
     report("planted manifest", 1, bad);

@@ -27,6 +27,7 @@ struct Race<'a> {
     fd_limit: Option<u32>,
 }
 
+#[allow(clippy::too_many_lines)] // one race, staged step by step
 fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
     let (name, point) = (r.name, r.point);
     let target = t.join(format!("target-{name}"));
@@ -180,6 +181,7 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one race, staged step by step
 fn a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore() {
     if !need_root("a_user_swapping_a_directory_for_a_symlink_cannot_steer_a_root_restore") {
         return;
