@@ -20,7 +20,7 @@ macro_rules! define_id {
             }
 
             /// The 8-character prefix shown to users.
-            pub fn short(&self) -> String {
+            pub(crate) fn short(&self) -> String {
                 hex::encode(&self.0[..4])
             }
 

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Stops the whole process here if the test asked for it (see the module docs).
-pub fn pause_point(name: &str) {
+pub(crate) fn pause_point(name: &str) {
     let Some(wanted) = std::env::var_os("REPO_TEST_PAUSE") else {
         return;
     };
@@ -39,7 +39,7 @@ pub fn pause_point(name: &str) {
 
 /// A shorter lock stale period for tests (`REPO_TEST_STALE_SECS`), so that a
 /// suspended writer can outlive its lock in seconds instead of half an hour.
-pub fn stale_after_override() -> Option<std::time::Duration> {
+pub(crate) fn stale_after_override() -> Option<std::time::Duration> {
     std::env::var("REPO_TEST_STALE_SECS")
         .ok()?
         .trim()

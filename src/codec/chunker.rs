@@ -41,7 +41,7 @@ impl Default for ChunkerParams {
 
 impl ChunkerParams {
     /// Checks the bounds fastcdc accepts, so a hostile config cannot crash us.
-    pub fn validate(&self) -> Result<(), ChunkSizeError> {
+    pub(crate) fn validate(&self) -> Result<(), ChunkSizeError> {
         let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
         let ok = (v2020::MINIMUM_MIN..=v2020::MINIMUM_MAX).contains(&min)
             && (v2020::AVERAGE_MIN..=v2020::AVERAGE_MAX).contains(&avg)
@@ -100,13 +100,9 @@ impl Chunker {
         })
     }
 
-    pub fn params(&self) -> ChunkerParams {
-        self.params
-    }
-
     /// Length of the chunk that starts `data`. `data` must hold at least
     /// `max` bytes unless it is the final part of the stream.
-    pub fn cut(&self, data: &[u8]) -> usize {
+    pub(crate) fn cut(&self, data: &[u8]) -> usize {
         let [ms, ml, msl, mll] = self.masks;
         let (_, n) = v2020::cut_gear(
             data,
@@ -139,14 +135,14 @@ impl Chunker {
 }
 
 /// A buffer and the ranges of whole chunks in it.
-pub type Batch<'a> = (&'a [u8], Vec<Range<usize>>);
+pub(crate) type Batch<'a> = (&'a [u8], Vec<Range<usize>>);
 
 /// Reads a stream and yields its chunks in batches, with memory bounded by
 /// two maximum chunk sizes. Plain reads rather than mmap: a file truncated
 /// under an mmap kills the process with SIGBUS, and backup sources change
 /// while we read. A batch is every whole chunk in the buffer, so callers can
 /// seal the chunks of one large file in parallel without copying them.
-pub struct StreamChunker<'c, R> {
+pub(crate) struct StreamChunker<'c, R> {
     chunker: &'c Chunker,
     reader: R,
     buf: Vec<u8>,
@@ -156,13 +152,14 @@ pub struct StreamChunker<'c, R> {
 }
 
 impl<'c, R: Read> StreamChunker<'c, R> {
-    pub fn new(chunker: &'c Chunker, reader: R) -> Self {
-        Self::with_buffer(chunker, reader, Vec::new(), u64::MAX)
-    }
-
     /// Reuses `buf`; `size_hint` (the expected stream length) keeps the
     /// buffer small for small files, which are the common case.
-    pub fn with_buffer(chunker: &'c Chunker, reader: R, mut buf: Vec<u8>, size_hint: u64) -> Self {
+    pub(crate) fn with_buffer(
+        chunker: &'c Chunker,
+        reader: R,
+        mut buf: Vec<u8>,
+        size_hint: u64,
+    ) -> Self {
         let cap = 2 * chunker.params.max as usize;
         let want = (size_hint.saturating_add(1).min(cap as u64) as usize)
             .max(4096)
@@ -181,7 +178,7 @@ impl<'c, R: Read> StreamChunker<'c, R> {
     }
 
     /// Gives the buffer back for reuse.
-    pub fn into_buffer(self) -> Vec<u8> {
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
         self.buf
     }
 
@@ -212,7 +209,7 @@ impl<'c, R: Read> StreamChunker<'c, R> {
 
     /// The next run of whole chunks: the buffer and the chunks' ranges in
     /// it, or `None` at the end of the stream.
-    pub fn next_batch(&mut self) -> std::io::Result<Option<Batch<'_>>> {
+    pub(crate) fn next_batch(&mut self) -> std::io::Result<Option<Batch<'_>>> {
         let max = self.chunker.params.max as usize;
         if self.eof && self.start == self.end {
             return Ok(None);

@@ -154,7 +154,7 @@ fn stream(body: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
 }
 
 /// Compresses then seals `data` under `key` with associated data `ad`.
-pub fn encode(key: &[u8; 32], ad: &[u8], data: &[u8], level: i32) -> Vec<u8> {
+pub(crate) fn encode(key: &[u8; 32], ad: &[u8], data: &[u8], level: i32) -> Vec<u8> {
     crypto::seal(key, ad, &compress(data, level))
 }
 

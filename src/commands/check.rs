@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 /// Parses `n/m` or `P%`.
-pub fn parse_subset(s: &str) -> Result<ReadData> {
+pub(crate) fn parse_subset(s: &str) -> Result<ReadData> {
     let bad = || {
         Error::Usage(format!(
             "--read-data-subset {s:?}: use n/m with 1 <= n <= m (like 2/10) or a percentage above 0 and at most 100 (like 5%)"

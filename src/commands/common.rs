@@ -15,7 +15,7 @@ pub struct PathMessage {
 }
 
 /// Engine (path, message) pairs as report entries.
-pub fn path_messages(v: Vec<(PathBuf, String)>) -> Vec<PathMessage> {
+pub(crate) fn path_messages(v: Vec<(PathBuf, String)>) -> Vec<PathMessage> {
     v.into_iter()
         .map(|(p, m)| PathMessage {
             path: p.to_string_lossy().into_owned(),
@@ -25,7 +25,7 @@ pub fn path_messages(v: Vec<(PathBuf, String)>) -> Vec<PathMessage> {
 }
 
 /// Checks `--max-unused` (of `prune`, and of `forget --prune`).
-pub fn check_max_unused(v: f64) -> Result<()> {
+pub(crate) fn check_max_unused(v: f64) -> Result<()> {
     if !(0.0..=100.0).contains(&v) || v.is_nan() {
         return Err(Error::Usage(format!(
             "--max-unused {v}: give a percentage from 0 to 100"

@@ -36,7 +36,7 @@ pub struct Entry {
     pub damaged: Option<String>,
 }
 
-pub fn entry(path: &Path, n: &Node) -> Entry {
+pub(crate) fn entry(path: &Path, n: &Node) -> Entry {
     let mtime = chrono::DateTime::from_timestamp(n.mtime.secs, n.mtime.nanos)
         .map(|t| t.with_timezone(&chrono::Local).to_rfc3339())
         .unwrap_or_default();

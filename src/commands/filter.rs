@@ -20,7 +20,7 @@ pub struct SnapshotFilter {
 impl SnapshotFilter {
     /// Whether a snapshot passes: every non-empty list must hold one of the
     /// snapshot's values (an empty list passes all).
-    pub fn matches(&self, s: &Snapshot) -> bool {
+    pub(crate) fn matches(&self, s: &Snapshot) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&s.host))
             && (self.tags.is_empty() || self.tags.iter().any(|t| s.tags.contains(t)))
             && (self.paths.is_empty() || self.paths.iter().any(|p| s.paths.contains(p)))

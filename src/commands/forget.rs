@@ -102,7 +102,7 @@ pub struct Report {
 
 impl Args {
     /// The retention policy given on the command line.
-    pub fn policy(&self) -> Result<Policy> {
+    pub(crate) fn policy(&self) -> Result<Policy> {
         Ok(Policy {
             last: self.keep_last,
             hourly: self.keep_hourly,

@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 /// Parses `90s`, `10m`, `2h`, `1d`, `1h30m` (s, m = minutes, h, d).
-pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let bad = || format!("duration {s:?} is invalid: write it like 90s, 10m, 2h or 1h30m");
     let mut total: u64 = 0;
     let mut num = String::new();
@@ -64,7 +64,7 @@ pub struct Report {
 }
 
 /// A lock taken by `repo lock`.
-pub struct Held {
+pub(crate) struct Held {
     guard: LockGuard,
     since: Instant,
     exclusive: bool,

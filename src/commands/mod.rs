@@ -40,7 +40,7 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    pub fn open(&self) -> Result<Repository> {
+    pub(crate) fn open(&self) -> Result<Repository> {
         Repository::open(&self.location, &self.credentials)
     }
 }

@@ -118,7 +118,7 @@ fn repository_dirs(ctx: &Context) -> Vec<(u64, u64)> {
 }
 
 /// Asks whether `--delete` may remove these entries (see [`RestoreOptions::confirm`]).
-pub type Confirm<'a> = &'a (dyn Fn(&[restore::mirror::Removal]) -> Result<bool> + Sync);
+pub(crate) type Confirm<'a> = &'a (dyn Fn(&[restore::mirror::Removal]) -> Result<bool> + Sync);
 
 pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
     let started = std::time::Instant::now();

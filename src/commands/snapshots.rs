@@ -26,7 +26,7 @@ pub struct Group {
 }
 
 /// Splits a listing into groups (ordered by their fields), each oldest first.
-pub fn group(list: Vec<Entry>, by: GroupBy) -> Vec<Group> {
+pub(crate) fn group(list: Vec<Entry>, by: GroupBy) -> Vec<Group> {
     let mut groups: std::collections::BTreeMap<GroupKey, Vec<Entry>> = Default::default();
     for e in list {
         let s = &e.snapshot;

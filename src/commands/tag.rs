@@ -43,7 +43,11 @@ pub struct Report {
 }
 
 /// Saves `snap` as a new snapshot object, then deletes `old`. Returns the new id.
-pub fn replace_snapshot(repo: &Repository, old: SnapshotId, snap: &Snapshot) -> Result<SnapshotId> {
+pub(crate) fn replace_snapshot(
+    repo: &Repository,
+    old: SnapshotId,
+    snap: &Snapshot,
+) -> Result<SnapshotId> {
     let new = repo.save_snapshot(snap)?;
     if new != old {
         repo.delete_snapshot(&old)?;
@@ -52,7 +56,12 @@ pub fn replace_snapshot(repo: &Repository, old: SnapshotId, snap: &Snapshot) -> 
 }
 
 /// The tags after applying `--set`, `--add` and `--remove`, in that order.
-pub fn new_tags(old: &[String], set: &[String], add: &[String], remove: &[String]) -> Vec<String> {
+pub(crate) fn new_tags(
+    old: &[String],
+    set: &[String],
+    add: &[String],
+    remove: &[String],
+) -> Vec<String> {
     let mut tags: Vec<String> = if set.is_empty() {
         old.to_vec()
     } else {

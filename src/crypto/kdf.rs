@@ -29,9 +29,9 @@ impl Default for KdfParams {
 
 /// Upper bounds a key object may ask for, so a hostile key file cannot
 /// make us allocate unbounded memory or spin for hours.
-pub const MAX_M_COST: u32 = 4 * 1024 * 1024;
-pub const MAX_T_COST: u32 = 64;
-pub const MAX_P_COST: u32 = 64;
+pub(crate) const MAX_M_COST: u32 = 4 * 1024 * 1024;
+pub(crate) const MAX_T_COST: u32 = 64;
+pub(crate) const MAX_P_COST: u32 = 64;
 
 /// Why a KDF could not run.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ pub const NONCE_LEN: usize = 24;
 /// Poly1305 tag length in bytes.
 pub const TAG_LEN: usize = 16;
 /// Bytes a sealed message adds to its plaintext.
-pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub(crate) const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// Authentication failed: wrong key, or the bytes were altered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 pub struct AuthError;
 
 /// Encrypts `plain` as `nonce || ciphertext || tag`.
-pub fn seal(key: &[u8; 32], ad: &[u8], plain: &[u8]) -> Vec<u8> {
+pub(crate) fn seal(key: &[u8; 32], ad: &[u8], plain: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
     seal_with_nonce(key, &nonce, ad, plain)

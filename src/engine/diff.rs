@@ -260,7 +260,7 @@ fn child(at: &Path, n: &Node) -> PathBuf {
 }
 
 /// Compares the trees `a` (before) and `b` (after), both seen as `root`.
-pub fn diff(
+pub(crate) fn diff(
     repo: &Repository,
     index: &MemIndex,
     a: BlobId,

@@ -126,7 +126,7 @@ impl Read for ChunkReader<'_> {
 }
 
 /// Writes one file's content to `out`; returns the bytes written.
-pub fn write_file(
+pub(crate) fn write_file(
     repo: &Repository,
     index: &MemIndex,
     node: &Node,
@@ -301,7 +301,7 @@ impl<W: Write> Visitor for TarWriter<'_, W> {
 /// Writes the directory `dir` and everything below it as a tar archive.
 /// Entries are named relative to the directory's parent (`docs/a.txt` for
 /// `/home/u/docs`); for the snapshot root (`name` empty), relative to `/`.
-pub fn write_tar<W: Write>(
+pub(crate) fn write_tar<W: Write>(
     repo: &Repository,
     index: &MemIndex,
     dir: &Node,

@@ -95,7 +95,7 @@ impl Walker<'_> {
 }
 
 /// Statistics of the snapshots with these root trees.
-pub fn stats(
+pub(crate) fn stats(
     repo: &Repository,
     files: &[IndexFile],
     roots: &[BlobId],

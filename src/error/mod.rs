@@ -105,7 +105,7 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::Corrupt`].
-    pub fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn corrupt(object: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Error::Corrupt {
             object: object.into(),
             reason: reason.to_string(),

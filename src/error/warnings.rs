@@ -22,7 +22,7 @@ pub fn set_sink(sink: impl Fn(&str) + Send + Sync + 'static) {
 }
 
 /// Passes `message` to the sink unless it was passed already.
-pub fn warn(message: impl Into<String>) {
+pub(crate) fn warn(message: impl Into<String>) {
     let message = message.into();
     if let Ok(mut said) = SAID.lock()
         && !said

@@ -16,11 +16,11 @@ use std::marker::PhantomData;
 use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 
 /// Most bytes reserved from a size hint before any element is decoded.
-pub const MAX_PREALLOC: usize = 4096;
+pub(crate) const MAX_PREALLOC: usize = 4096;
 
 /// For `#[serde(deserialize_with = "crate::format::bounded::vec")]` on `Vec<T>`
 /// fields of formats read from storage. The wire format is unchanged.
-pub fn vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+pub(crate) fn vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -31,9 +31,9 @@ pub struct Config {
 }
 
 /// The pack size writers aim for unless `init --pack-size` says otherwise.
-pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 /// The pack sizes a config may name.
-pub const PACK_SIZE_RANGE: std::ops::RangeInclusive<u32> = 1024 * 1024..=1024 * 1024 * 1024;
+pub(crate) const PACK_SIZE_RANGE: std::ops::RangeInclusive<u32> = 1024 * 1024..=1024 * 1024 * 1024;
 
 impl Config {
     pub fn new(id: RepoId, chunk_sizes: ChunkerParams) -> Self {

@@ -33,7 +33,7 @@ pub enum FormatError {
 
 impl FormatError {
     /// Shorthand for [`FormatError::Syntax`] from a parser's error.
-    pub fn syntax(what: &'static str, detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn syntax(what: &'static str, detail: impl std::fmt::Display) -> Self {
         FormatError::Syntax {
             what,
             detail: detail.to_string(),

@@ -45,7 +45,7 @@ pub enum KeyError {
 
 impl KeyFile {
     /// Wraps `master` under `password`.
-    pub fn create(
+    pub(crate) fn create(
         master: &MasterKey,
         password: &[u8],
         params: KdfParams,

@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The `format` value of the header line.
-pub const FORMAT: &str = "repo-manifest";
+pub(crate) const FORMAT: &str = "repo-manifest";
 /// The manifest layout version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 /// Longest accepted line; a path is at most 4096 bytes, so real lines are far shorter.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// Kinds of entries a plain tree holds. Devices, FIFOs and sockets are not copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +113,7 @@ struct EntryLine {
 
 /// Text for bytes that are UTF-8, hex otherwise: returns (text, hex).
 /// Logs use it too, so a name that is not UTF-8 is never shown lossily.
-pub fn split_bytes(b: &[u8]) -> (Option<String>, Option<String>) {
+pub(crate) fn split_bytes(b: &[u8]) -> (Option<String>, Option<String>) {
     match std::str::from_utf8(b) {
         Ok(s) => (Some(s.to_string()), None),
         Err(_) => (None, Some(hex::encode(b))),

@@ -112,7 +112,7 @@ pub fn body_ad(kind: BlobKind, id: &BlobId) -> [u8; 33] {
 }
 
 /// Serializes and seals a header.
-pub fn seal_header(key: &[u8; 32], h: &BlobHeader) -> Vec<u8> {
+pub(crate) fn seal_header(key: &[u8; 32], h: &BlobHeader) -> Vec<u8> {
     let mut p = [0u8; HEADER_PLAIN_LEN];
     p[0] = HEADER_VERSION;
     p[1] = h.kind.code();
@@ -260,11 +260,11 @@ impl PackBuilder {
         self.entries.push((kind, id, raw_len, entry));
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.size
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
@@ -276,7 +276,7 @@ impl PackBuilder {
 
     /// Like [`PackBuilder::finish`] but leaves the entries as separate
     /// buffers, so a pack is never held in memory twice.
-    pub fn finish_parts(mut self) -> (Vec<Vec<u8>>, Vec<IndexBlob>) {
+    pub(crate) fn finish_parts(mut self) -> (Vec<Vec<u8>>, Vec<IndexBlob>) {
         self.entries.shuffle(&mut rand::thread_rng());
         let mut offset = 0u32;
         let mut parts = Vec::with_capacity(self.entries.len());

@@ -18,9 +18,9 @@ use crate::crypto::MasterKey;
 use crate::id::{KeyId, RepoId};
 
 /// The `kind` every raw key file carries, so a wrong file is named as such.
-pub const RAW_KEY_KIND: &str = "repo raw master key";
+pub(crate) const RAW_KEY_KIND: &str = "repo raw master key";
 /// Version of the raw key file layout.
-pub const RAW_KEY_VERSION: u32 = 1;
+pub(crate) const RAW_KEY_VERSION: u32 = 1;
 /// Largest raw key file accepted (a real one is about 400 bytes).
 pub const MAX_RAW_KEY_LEN: usize = 4096;
 
@@ -46,7 +46,7 @@ impl Drop for RawKey {
 }
 
 impl RawKey {
-    pub fn new(master: &MasterKey, repository: RepoId, key: KeyId) -> Self {
+    pub(crate) fn new(master: &MasterKey, repository: RepoId, key: KeyId) -> Self {
         RawKey {
             kind: RAW_KEY_KIND.into(),
             version: RAW_KEY_VERSION,
@@ -57,7 +57,7 @@ impl RawKey {
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
         out.push(b'\n');
         out

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 /// A calendar span such as `1y2m3d4h` (years, months, days, hours).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Span {
+pub(crate) struct Span {
     pub years: u32,
     pub months: u32,
     pub days: u32,
@@ -24,7 +24,7 @@ pub struct Span {
 impl Span {
     /// Parses `1y2m3d4h`; every part is optional but at least one must be
     /// given, each at most once, in any order. `m` is months.
-    pub fn parse(s: &str) -> Result<Span, String> {
+    pub(crate) fn parse(s: &str) -> Result<Span, String> {
         let bad = |why: &str| {
             format!(
                 "duration {s:?} is invalid ({why}); write it like 1y2m3d4h (years, months, days, hours), e.g. 7d or 2m"
@@ -72,7 +72,7 @@ impl Span {
 
     /// `t` minus this span (calendar months and years; a day that does not
     /// exist in the target month becomes that month's last day).
-    pub fn before(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+    pub(crate) fn before(&self, t: DateTime<Utc>) -> DateTime<Utc> {
         let months = self.years.saturating_mul(12).saturating_add(self.months);
         let t = t
             .checked_sub_months(Months::new(months))
@@ -108,7 +108,7 @@ impl std::fmt::Display for Span {
 
 /// What to keep. Counts of 0 disable a rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub last: u32,
     pub hourly: u32,
     pub daily: u32,
@@ -122,7 +122,7 @@ pub struct Policy {
 
 impl Policy {
     /// Whether no rule is set (such a policy would forget everything).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.last == 0
             && self.hourly == 0
             && self.daily == 0
@@ -143,7 +143,7 @@ pub struct Item<'a> {
 
 /// The verdict for one snapshot; `reasons` is empty when it is forgotten.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub keep: bool,
     pub reasons: Vec<String>,
 }
@@ -196,7 +196,7 @@ impl Period {
 
 /// Applies `policy` to one group of snapshots, periods in time zone `tz`.
 /// Returns one decision per item, in the order given.
-pub fn apply<Tz: TimeZone>(items: &[Item], policy: &Policy, tz: &Tz) -> Vec<Decision> {
+pub(crate) fn apply<Tz: TimeZone>(items: &[Item], policy: &Policy, tz: &Tz) -> Vec<Decision> {
     let mut out = vec![Decision::default(); items.len()];
     // Newest first; among equal times the later item counts as newer.
     let mut order: Vec<usize> = (0..items.len()).collect();
@@ -258,7 +258,7 @@ pub struct GroupBy {
 
 impl GroupBy {
     /// Parses a comma-separated list of `host`, `paths`, `tags`; empty means one group.
-    pub fn parse(s: &str) -> Result<GroupBy, String> {
+    pub(crate) fn parse(s: &str) -> Result<GroupBy, String> {
         let mut g = GroupBy::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part {
@@ -276,7 +276,7 @@ impl GroupBy {
     }
 
     /// The group of a snapshot with these fields (paths and tags compared as sets).
-    pub fn key(&self, host: &str, paths: &[String], tags: &[String]) -> GroupKey {
+    pub(crate) fn key(&self, host: &str, paths: &[String], tags: &[String]) -> GroupKey {
         let sorted = |v: &[String]| {
             let mut v = v.to_vec();
             v.sort();

@@ -78,7 +78,7 @@ pub struct DamagedPath {
 }
 
 /// The tag `repo repair snapshots` adds to every snapshot it rewrites.
-pub const REPAIRED_TAG: &str = "repaired";
+pub(crate) const REPAIRED_TAG: &str = "repaired";
 
 impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {

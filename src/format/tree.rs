@@ -26,7 +26,7 @@ pub enum NodeKind {
 
 impl NodeKind {
     /// The name `ls`, `diff`, `dump` and `cat` show for this kind.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             NodeKind::File => "file",
             NodeKind::Dir => "dir",
@@ -122,7 +122,7 @@ impl Node {
     }
 
     /// The name for display (lossy for non-UTF-8 names).
-    pub fn display_name(&self) -> String {
+    pub(crate) fn display_name(&self) -> String {
         String::from_utf8_lossy(&self.name).into_owned()
     }
 }
@@ -160,7 +160,7 @@ impl Tree {
     /// before saving: the version, names (no empty names, no `/` or NUL,
     /// no `.`/`..`, sorted, unique) so a hostile tree cannot make a restore
     /// escape its target directory, and a subtree exactly for directories.
-    pub fn validate(&self) -> Result<(), FormatError> {
+    pub(crate) fn validate(&self) -> Result<(), FormatError> {
         if self.version != TREE_VERSION {
             return Err(FormatError::UnknownVersion {
                 what: "tree",

@@ -10,21 +10,21 @@
 use crate::format::manifest::FORMAT;
 
 /// Name of the control folder at the top of a plain tree.
-pub const CONTROL: &str = ".repo";
+pub(crate) const CONTROL: &str = ".repo";
 /// The manifest inside it: what the tree held after the last run.
 pub const MANIFEST: &str = "manifest.jsonl";
 /// The marker file inside it.
-pub const MARKER: &str = "FORMAT";
+pub(crate) const MARKER: &str = "FORMAT";
 /// The marker's `format` value.
-pub const MARKER_FORMAT: &str = "repo-control";
+pub(crate) const MARKER_FORMAT: &str = "repo-control";
 /// Content written to a new marker.
-pub const MARKER_TEXT: &[u8] = b"{\"format\":\"repo-control\",\"version\":1}\n";
+pub(crate) const MARKER_TEXT: &[u8] = b"{\"format\":\"repo-control\",\"version\":1}\n";
 /// Bytes of a marker or manifest head that are enough to recognise it.
-pub const HEAD: usize = 4096;
+pub(crate) const HEAD: usize = 4096;
 
 /// What is at the top of a tree under the control folder's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Nothing there yet (or an empty folder): ours to create.
     Absent,
     /// Our control folder.
@@ -39,13 +39,13 @@ struct Head {
 }
 
 /// Whether `bytes` (the start of `.repo/FORMAT`) is our marker.
-pub fn is_marker(bytes: &[u8]) -> bool {
+pub(crate) fn is_marker(bytes: &[u8]) -> bool {
     first_format(bytes).is_some_and(|f| f == MARKER_FORMAT)
 }
 
 /// Whether `bytes` (the start of `.repo/manifest.jsonl`) is one of our
 /// manifests: control folders written before the marker existed.
-pub fn is_manifest_head(bytes: &[u8]) -> bool {
+pub(crate) fn is_manifest_head(bytes: &[u8]) -> bool {
     first_format(bytes).is_some_and(|f| f == FORMAT)
 }
 
@@ -55,7 +55,7 @@ fn first_format(bytes: &[u8]) -> Option<String> {
 }
 
 /// The refusal for a tree whose `.repo` is not ours.
-pub fn foreign_error(where_: &str) -> crate::Error {
+pub(crate) fn foreign_error(where_: &str) -> crate::Error {
     crate::Error::Usage(format!(
         "{where_} exists but is not a control folder of repo (it has no {CONTROL}/{MARKER} \
          marker; it may belong to another tool, such as Google's `repo`). repo keeps its own \

@@ -6,16 +6,16 @@
 use std::os::unix::fs::MetadataExt;
 
 /// A directory's identity: (device, inode).
-pub type DirId = (u64, u64);
+pub(crate) type DirId = (u64, u64);
 
 /// The identity of what `md` describes.
-pub fn dir_id(md: &std::fs::Metadata) -> DirId {
+pub(crate) fn dir_id(md: &std::fs::Metadata) -> DirId {
     (md.dev(), md.ino())
 }
 
 /// Whether the relative path `path` is `top` or lies below it (by whole
 /// components: `ab` is not below `a`). The empty path is the top of all.
-pub fn within(path: &[u8], top: &[u8]) -> bool {
+pub(crate) fn within(path: &[u8], top: &[u8]) -> bool {
     top.is_empty() || (path.starts_with(top) && matches!(path.get(top.len()), None | Some(b'/')))
 }
 

@@ -12,11 +12,11 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use crate::error::{Error, Result};
 
 /// The signature that marks a cache directory (bford.info/cachedir).
-pub const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+pub(crate) const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
 
 /// Most bytes read from one `--exclude-file`: far more than any real list,
 /// and a bound for `/dev/zero` or a runaway generator.
-pub const MAX_EXCLUDE_FILE: u64 = 16 << 20;
+pub(crate) const MAX_EXCLUDE_FILE: u64 = 16 << 20;
 
 /// Globs compiled into one set: one set of many `**` globs overflows the
 /// regex engine's size limit ("error building NFA"), so large lists are
@@ -33,7 +33,7 @@ pub struct Excludes {
 
 impl Excludes {
     /// Builds from `--exclude` patterns and the lines of `--exclude-file` files.
-    pub fn new(
+    pub(crate) fn new(
         patterns: &[String],
         files: &[std::path::PathBuf],
         exclude_caches: bool,
@@ -42,12 +42,12 @@ impl Excludes {
     }
 
     /// Builds from `--include` patterns (same rules, named so in messages).
-    pub fn includes(patterns: &[String]) -> Result<Self> {
+    pub(crate) fn includes(patterns: &[String]) -> Result<Self> {
         Self::build("include", patterns, &[], false)
     }
 
     /// Builds from `find` patterns (same rules, named so in messages).
-    pub fn find(patterns: &[String]) -> Result<Self> {
+    pub(crate) fn find(patterns: &[String]) -> Result<Self> {
         Self::build("find", patterns, &[], false)
     }
 
@@ -108,7 +108,7 @@ impl Excludes {
     }
 
     /// Whether `path` (absolute) is excluded by a pattern.
-    pub fn is_excluded(&self, path: &Path) -> bool {
+    pub(crate) fn is_excluded(&self, path: &Path) -> bool {
         if let Some(name) = path.file_name()
             && self.names.iter().any(|s| s.is_match(Path::new(name)))
         {
@@ -121,7 +121,7 @@ impl Excludes {
     /// excluded: an excluded directory covers everything below it, also
     /// where a command meets the contents without walking the directory
     /// (the target of `restore --delete`, a flat object listing).
-    pub fn covers(&self, path: &Path, base: &Path) -> bool {
+    pub(crate) fn covers(&self, path: &Path, base: &Path) -> bool {
         path.ancestors()
             .take_while(|a| *a != base && a.starts_with(base))
             .any(|a| self.is_excluded(a))

@@ -9,15 +9,15 @@ use std::thread::LocalKey;
 use crate::format::tree::{Node, NodeKind, Timestamp, Xattr};
 
 /// The `stat` data a node is built from (`fstatat`/`fstat` of the walk).
-pub type Stat = nix::sys::stat::FileStat;
+pub(crate) type Stat = nix::sys::stat::FileStat;
 
 /// The node kind of a file type (std metadata, for callers that have it).
-pub fn kind_of(md: &Metadata) -> NodeKind {
+pub(crate) fn kind_of(md: &Metadata) -> NodeKind {
     kind_of_mode(md.mode())
 }
 
 /// The node kind of the file type bits of `st_mode`.
-pub fn kind_of_mode(mode: u32) -> NodeKind {
+pub(crate) fn kind_of_mode(mode: u32) -> NodeKind {
     match mode & libc::S_IFMT {
         libc::S_IFDIR => NodeKind::Dir,
         libc::S_IFLNK => NodeKind::Symlink,
@@ -42,7 +42,7 @@ fn links(st: &Stat) -> u64 {
 /// updates the ctime, so the list cannot differ, and an unchanged tree
 /// then costs one `lstat` per entry instead of also one `llistxattr`.
 /// Otherwise `xattrs` reads them.
-pub fn node_from(
+pub(crate) fn node_from(
     name: &[u8],
     st: &Stat,
     parent: Option<&Node>,
@@ -72,7 +72,7 @@ pub fn node_from(
 /// parent snapshot's node `p` has it. Then `p` itself can stand for the
 /// entry: no allocation, and when a whole directory's entries agree, its
 /// tree blob is the parent's too (no encoding, no hashing).
-pub fn same_as(st: &Stat, p: &Node) -> bool {
+pub(crate) fn same_as(st: &Stat, p: &Node) -> bool {
     let kind = kind_of_mode(st.st_mode);
     p.kind == kind
         && p.mode == st.st_mode & 0o7777
@@ -90,7 +90,7 @@ pub fn same_as(st: &Stat, p: &Node) -> bool {
 }
 
 /// A file's size; the size of anything else is recorded as 0.
-pub fn size_of(kind: NodeKind, st: &Stat) -> u64 {
+pub(crate) fn size_of(kind: NodeKind, st: &Stat) -> u64 {
     if kind == NodeKind::File {
         u64::try_from(st.st_size).unwrap_or(0)
     } else {
@@ -99,7 +99,7 @@ pub fn size_of(kind: NodeKind, st: &Stat) -> u64 {
 }
 
 /// A timestamp as nodes record it (nanoseconds clamped into range).
-pub fn timestamp(secs: i64, nanos: i64) -> Timestamp {
+pub(crate) fn timestamp(secs: i64, nanos: i64) -> Timestamp {
     Timestamp {
         secs,
         nanos: nanos.clamp(0, 999_999_999) as u32,
@@ -128,7 +128,7 @@ thread_local! {
 }
 
 /// Calls `f` with the user name of `uid` (empty when unknown).
-pub fn with_user<R>(uid: u32, f: impl FnOnce(&str) -> R) -> R {
+pub(crate) fn with_user<R>(uid: u32, f: impl FnOnce(&str) -> R) -> R {
     with_name(
         &USERS,
         uid,
@@ -143,7 +143,7 @@ pub fn with_user<R>(uid: u32, f: impl FnOnce(&str) -> R) -> R {
 }
 
 /// Calls `f` with the group name of `gid` (empty when unknown).
-pub fn with_group<R>(gid: u32, f: impl FnOnce(&str) -> R) -> R {
+pub(crate) fn with_group<R>(gid: u32, f: impl FnOnce(&str) -> R) -> R {
     with_name(
         &GROUPS,
         gid,

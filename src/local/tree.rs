@@ -16,7 +16,7 @@ use crate::local::control::{self, CONTROL, MANIFEST, State};
 use crate::local::fence::{DirId, dir_id};
 use crate::local::filter::Excludes;
 
-pub fn abs(root: &Path, rel: &[u8]) -> PathBuf {
+pub(crate) fn abs(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
 }
 
@@ -26,7 +26,7 @@ pub fn abs(root: &Path, rel: &[u8]) -> PathBuf {
 /// otherwise lead writes, moves and deletions outside the tree. Checked
 /// just before each operation; folders not there yet are fine (they are
 /// created).
-pub fn check_parents(root: &Path, rel: &[u8]) -> Result<()> {
+pub(crate) fn check_parents(root: &Path, rel: &[u8]) -> Result<()> {
     let mut at = 0;
     while let Some(i) = rel[at..].iter().position(|&c| c == b'/') {
         let prefix = &rel[..at + i];
@@ -58,7 +58,7 @@ fn nanos(secs: i64, nsec: i64) -> i64 {
 }
 
 /// The entry for what `md` describes, or `None` for kinds a plain tree skips.
-pub fn entry_of(md: &fs::Metadata, path: &Path) -> Option<Entry> {
+pub(crate) fn entry_of(md: &fs::Metadata, path: &Path) -> Option<Entry> {
     let kind = match crate::local::meta::kind_of(md) {
         NodeKind::File => EntryKind::File,
         NodeKind::Dir => EntryKind::Dir,
@@ -92,7 +92,7 @@ pub fn entry_of(md: &fs::Metadata, path: &Path) -> Option<Entry> {
 
 /// Lists the tree below `root`, leaving out `.repo` and excluded paths.
 /// Unreadable directories and special files are reported in `warnings`.
-pub fn scan(
+pub(crate) fn scan(
     root: &Path,
     filter: Option<&Excludes>,
     warnings: &mut Vec<(String, String)>,
@@ -102,7 +102,7 @@ pub fn scan(
 
 /// What a fenced walk met besides the entries.
 #[derive(Debug, Default)]
-pub struct Fenced {
+pub(crate) struct Fenced {
     /// Directories left out, each with the index of the fence entry matched.
     pub hits: Vec<(Vec<u8>, usize)>,
     /// The identity of every directory listed, to find one folder that is
@@ -114,7 +114,7 @@ pub struct Fenced {
 /// root, reached again through a bind mount) is neither listed nor
 /// entered: its content is not this tree's, and treating it as such would
 /// copy a side into itself or delete it. Each one met goes to `fenced`.
-pub fn scan_fenced(
+pub(crate) fn scan_fenced(
     root: &Path,
     filter: Option<&Excludes>,
     fence: &[DirId],
@@ -188,7 +188,7 @@ pub fn scan_fenced(
 
 /// Opens the file `rel` for reading, through real folders only and not
 /// following a symlink put in its place since the scan.
-pub fn open_file(root: &Path, rel: &[u8]) -> Result<File> {
+pub(crate) fn open_file(root: &Path, rel: &[u8]) -> Result<File> {
     check_parents(root, rel)?;
     let p = abs(root, rel);
     // Non-blocking, so a FIFO put in the file's place cannot hang the run.
@@ -209,7 +209,7 @@ pub fn open_file(root: &Path, rel: &[u8]) -> Result<File> {
 }
 
 /// BLAKE3 of a file's content.
-pub fn hash(root: &Path, rel: &[u8]) -> Result<[u8; 32]> {
+pub(crate) fn hash(root: &Path, rel: &[u8]) -> Result<[u8; 32]> {
     let mut f = open_file(root, rel)?;
     let path = &abs(root, rel);
     let mut h = blake3::Hasher::new();
@@ -219,7 +219,7 @@ pub fn hash(root: &Path, rel: &[u8]) -> Result<[u8; 32]> {
 }
 
 /// Reads at most `limit` bytes of `path`; `None` when it does not exist.
-pub fn read_head(path: &Path, limit: usize) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_head(path: &Path, limit: usize) -> Result<Option<Vec<u8>>> {
     let f = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -242,7 +242,7 @@ pub fn read_head(path: &Path, limit: usize) -> Result<Option<Vec<u8>>> {
 }
 
 /// Whether the tree's `.repo` is ours, somebody else's, or not there.
-pub fn control_state(root: &Path) -> Result<State> {
+pub(crate) fn control_state(root: &Path) -> Result<State> {
     let dir = root.join(CONTROL);
     let md = match fs::symlink_metadata(&dir) {
         Ok(md) => md,

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 /// The identity of this process, read once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// `/etc/machine-id` (or `/var/lib/dbus/machine-id`), trimmed.
     pub machine_id: Option<String>,
     /// `/proc/sys/kernel/random/boot_id`, trimmed: new on every boot.
@@ -26,7 +26,7 @@ pub struct Identity {
 
 /// This process's identity. Fields that cannot be read (no /proc, a /proc of
 /// another pid namespace, no machine id) are `None`.
-pub fn me() -> &'static Identity {
+pub(crate) fn me() -> &'static Identity {
     static ME: OnceLock<Identity> = OnceLock::new();
     ME.get_or_init(|| {
         let pid = std::process::id();
@@ -89,7 +89,11 @@ fn start_time(proc_name: &str) -> Option<u64> {
 
 /// Whether a holder with these ids ran on this very boot of this machine
 /// in our pid namespace, so that its pid means the same process here.
-pub fn same_space(machine_id: Option<&str>, boot_id: Option<&str>, pid_ns: Option<u64>) -> bool {
+pub(crate) fn same_space(
+    machine_id: Option<&str>,
+    boot_id: Option<&str>,
+    pid_ns: Option<u64>,
+) -> bool {
     let me = me();
     matches!((machine_id, me.machine_id.as_deref()), (Some(a), Some(b)) if a == b)
         && matches!((boot_id, me.boot_id.as_deref()), (Some(a), Some(b)) if a == b)
@@ -99,7 +103,7 @@ pub fn same_space(machine_id: Option<&str>, boot_id: Option<&str>, pid_ns: Optio
 /// Whether the process a lock names is certainly gone: only when machine,
 /// boot and pid namespace are provably ours, and then either no process has
 /// that pid or the one that has it started at another time (pid reuse).
-pub fn certainly_dead(
+pub(crate) fn certainly_dead(
     machine_id: Option<&str>,
     boot_id: Option<&str>,
     pid_ns: Option<u64>,

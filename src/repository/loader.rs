@@ -87,7 +87,7 @@ pub enum BlobError {
 
 impl BlobError {
     /// Storage key of the pack the blob was to come from.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         match self {
             BlobError::Damaged { key, .. }
             | BlobError::Short { key, .. }
@@ -113,17 +113,17 @@ pub struct ScannedPack {
 
 impl ScannedPack {
     /// Storage key of the pack, for messages.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         &self.key
     }
 
     /// Size of the pack in bytes.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
 
     /// Opens and verifies one blob of this pack.
-    pub fn open(&self, blob: &BlobRef) -> Result<Vec<u8>, BlobError> {
+    pub(crate) fn open(&self, blob: &BlobRef) -> Result<Vec<u8>, BlobError> {
         open(&self.keys, &self.key, &self.bytes, 0, blob)
     }
 }
@@ -134,7 +134,7 @@ impl Repository {
     /// load and is returned. A pack that cannot be fetched is returned as
     /// the storage error before any blob is handed over: the caller knows
     /// which blobs it asked for.
-    pub fn load_blobs(
+    pub(crate) fn load_blobs(
         &self,
         pack: &PackId,
         blobs: &[BlobRef],
@@ -165,7 +165,7 @@ impl Repository {
 
     /// Fetches a whole pack and scans its headers (bodies stay sealed until
     /// [`ScannedPack::open`]).
-    pub fn scan_pack(&self, pack: &PackId) -> Result<ScannedPack> {
+    pub(crate) fn scan_pack(&self, pack: &PackId) -> Result<ScannedPack> {
         let key = objects::pack_key(pack);
         let bytes = self.storage.get(&key)?;
         let scan = pack::scan(&self.keys.encryption, &bytes);

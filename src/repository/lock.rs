@@ -31,21 +31,21 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// The stale period in force: [`STALE_AFTER`], or a test's shorter one.
-pub fn stale_after() -> Duration {
+pub(crate) fn stale_after() -> Duration {
     crate::testhooks::stale_after_override()
         .filter(|d| !d.is_zero())
         .unwrap_or(STALE_AFTER)
 }
 
 /// How often a held lock is rewritten: a sixth of the stale period.
-pub fn refresh_every() -> Duration {
+pub(crate) fn refresh_every() -> Duration {
     stale_after() / 6
 }
 
 /// How long after its last refresh a holder still trusts its lock: two
 /// thirds of the stale period. The last third absorbs clock differences
 /// between hosts and the time a write takes.
-pub fn safe_window() -> Duration {
+pub(crate) fn safe_window() -> Duration {
     stale_after() * 2 / 3
 }
 
@@ -76,7 +76,7 @@ pub struct LockInfo {
 
 impl LockInfo {
     /// A lock record for this process, stamped now, with a new nonce.
-    pub fn new(exclusive: bool, command: &str) -> LockInfo {
+    pub(crate) fn new(exclusive: bool, command: &str) -> LockInfo {
         let (host, user) = host_and_user();
         let me = holder::me();
         let mut nonce = [0u8; 16];
@@ -97,20 +97,20 @@ impl LockInfo {
     }
 
     /// Whether the holder is certainly gone or has stopped refreshing.
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         self.is_stale_by_age() || self.holder_is_dead()
     }
 
     /// Not refreshed for the stale period. Its holder may still be alive,
     /// only suspended.
-    pub fn is_stale_by_age(&self) -> bool {
+    pub(crate) fn is_stale_by_age(&self) -> bool {
         let age = Utc::now().signed_duration_since(self.time);
         age.to_std().is_ok_and(|a| a > stale_after())
     }
 
     /// The holder ran on this very boot of this machine, in our pid
     /// namespace, and that process is gone.
-    pub fn holder_is_dead(&self) -> bool {
+    pub(crate) fn holder_is_dead(&self) -> bool {
         holder::certainly_dead(
             self.machine_id.as_deref(),
             self.boot_id.as_deref(),
@@ -121,7 +121,7 @@ impl LockInfo {
     }
 
     /// What to do about this live lock if its holder is believed gone.
-    pub fn advice(&self) -> String {
+    pub(crate) fn advice(&self) -> String {
         let expires = self.time
             + chrono::Duration::from_std(stale_after())
                 .unwrap_or_else(|_| chrono::Duration::zero());
@@ -145,7 +145,7 @@ impl LockInfo {
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} lock held by {}@{} (pid {}, `{}`) since {}",
             if self.exclusive {
@@ -164,7 +164,7 @@ impl LockInfo {
 
 /// What a holder knows about its own lock; shared by the guard, its
 /// refresher and the [`Repository`] that checks it before writing.
-pub struct Held {
+pub(crate) struct Held {
     command: String,
     state: Mutex<HeldState>,
 }
@@ -262,7 +262,7 @@ pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str) -> Result<()
 }
 
 /// A held lock; dropping it removes the lock object.
-pub struct LockGuard {
+pub(crate) struct LockGuard {
     repo: Repository,
     /// Whether this guard holds the exclusive claim (`locks/exclusive/holder`).
     claimed: bool,
@@ -280,7 +280,7 @@ pub struct LockGuard {
 /// another user's lock file) fails the listing instead: it may be the live
 /// lock of a running backup, and ignoring it would let prune delete what
 /// that backup wrote.
-pub fn list_locks(
+pub(crate) fn list_locks(
     repo: &Repository,
 ) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {
     let mut out = Vec::new();
@@ -330,7 +330,7 @@ fn conflicts(repo: &Repository, exclusive: bool, mine: Option<&str>) -> Result<O
 /// backup) or deleting (a prune) on data the remover is about to change.
 /// Once its lock object is gone its next check fails whatever its clock
 /// says (SPEC.md §10.1). Returns the ids removed.
-pub fn remove_ignored(repo: &Repository, all: bool) -> Result<Vec<String>> {
+pub(crate) fn remove_ignored(repo: &Repository, all: bool) -> Result<Vec<String>> {
     let mine = repo.held_lock_id();
     let mut removed = Vec::new();
     for (hex, info) in list_locks(repo)? {
@@ -349,7 +349,7 @@ pub fn remove_ignored(repo: &Repository, all: bool) -> Result<Vec<String>> {
 /// Takes a lock, failing with [`Error::Locked`] if a conflicting live lock
 /// exists. Until the guard is dropped, `repo` (and its clones) check the
 /// lock before writing index and snapshot objects.
-pub fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGuard> {
+pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGuard> {
     if let Some(detail) = conflicts(repo, exclusive, None)? {
         return Err(Error::Locked { detail });
     }
@@ -403,8 +403,8 @@ pub fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGua
 /// Where exclusive lockers claim the repository with a conditional create
 /// (MKD on FTP). Shared lockers never claim: they see exclusive holders
 /// through their ordinary lock objects.
-pub const CLAIM_DIR: &str = "locks/exclusive";
-pub const CLAIM_NAME: &str = "holder";
+pub(crate) const CLAIM_DIR: &str = "locks/exclusive";
+pub(crate) const CLAIM_NAME: &str = "holder";
 
 fn read_claim(repo: &Repository) -> Result<LockInfo> {
     let key = format!("{CLAIM_DIR}/{CLAIM_NAME}");
@@ -540,7 +540,7 @@ impl LockGuard {
     /// storage request): broken by a refresh, or not refreshed for the safe
     /// window. For holders that write nothing but must know when their
     /// exclusivity ended (`repo lock`).
-    pub fn lapsed(&self) -> Option<Error> {
+    pub(crate) fn lapsed(&self) -> Option<Error> {
         let st = self.held.state();
         let reason = match (&st.broken, too_old(st.refreshed)) {
             (Some(b), _) => b.clone(),
@@ -611,7 +611,7 @@ impl Drop for LockGuard {
 }
 
 /// Removes stale locks (or all with `all`); returns the ids removed.
-pub fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
+pub(crate) fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     if all {
         // Unread: an unreadable or oversized lock goes too.

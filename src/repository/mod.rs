@@ -35,10 +35,10 @@ pub use typed::StoredPack;
 pub use walker::{Step, Visitor, Walker};
 
 /// Readable snapshots (oldest first) and damaged ones (hex id, reason).
-pub type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
+pub(crate) type SnapshotList = (Vec<(SnapshotId, Snapshot)>, Vec<(String, Error)>);
 
 /// Storage key of the config object.
-pub const CONFIG_KEY: &str = "config";
+pub(crate) const CONFIG_KEY: &str = "config";
 
 /// Options for `init`.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +80,7 @@ pub struct Repository {
 }
 
 /// Who and where we are, for key, lock and snapshot objects.
-pub fn host_and_user() -> (String, String) {
+pub(crate) fn host_and_user() -> (String, String) {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -269,21 +269,21 @@ impl Repository {
         &self.storage
     }
 
-    pub fn config(&self) -> &Config {
+    pub(crate) fn config(&self) -> &Config {
         &self.config
     }
 
-    pub fn keys(&self) -> &SubKeys {
+    pub(crate) fn keys(&self) -> &SubKeys {
         &self.keys
     }
 
-    pub fn key_id(&self) -> KeyId {
+    pub(crate) fn key_id(&self) -> KeyId {
         self.key_id
     }
 
     /// Threads for pack-level transfers: as many as the backend's connections
     /// (`--connections`), since remote reads wait on the network, not the CPU.
-    pub fn transfer_pool(&self) -> Result<rayon::ThreadPool> {
+    pub(crate) fn transfer_pool(&self) -> Result<rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(self.storage.connections().max(1))
             .thread_name(|i| format!("repo-transfer-{i}"))
@@ -291,7 +291,7 @@ impl Repository {
             .map_err(|e| Error::Internal(format!("cannot start transfer threads: {e}")))
     }
 
-    pub fn chunker(&self) -> &Chunker {
+    pub(crate) fn chunker(&self) -> &Chunker {
         &self.chunker
     }
 
@@ -311,7 +311,7 @@ impl Repository {
     }
 
     /// Like [`Repository::load_index`], but a damaged index object is an error.
-    pub fn load_index_strict(&self) -> Result<MemIndex> {
+    pub(crate) fn load_index_strict(&self) -> Result<MemIndex> {
         Ok(Self::mem_index(&self.load_index_files()?))
     }
 
@@ -325,7 +325,7 @@ impl Repository {
     }
 
     /// Every index object, decoded, keyed by id; a damaged one is an error.
-    pub fn load_index_files(&self) -> Result<BTreeMap<IndexId, IndexFile>> {
+    pub(crate) fn load_index_files(&self) -> Result<BTreeMap<IndexId, IndexFile>> {
         let (files, damaged) = self.load_index_objects()?;
         match damaged.into_iter().next() {
             Some(e) => Err(e),
@@ -371,7 +371,7 @@ impl Repository {
     /// process was suspended between check and write), a prune may have
     /// deleted packs the index lists, or listed the snapshots before this
     /// one existed, so the object is deleted again (SPEC.md §10.1).
-    pub fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
+    pub(crate) fn save_object(&self, kind: ObjectKind, payload: &[u8]) -> Result<String> {
         let (point, what, remedy) = match kind {
             ObjectKind::Index => (
                 "save-index",
@@ -420,7 +420,7 @@ impl Repository {
     /// Fails unless the lock this process holds (if any) is still its own
     /// and fresh: see [`lock::verify`]. `purpose` names what was about to
     /// be written or deleted, for the message.
-    pub fn ensure_lock(&self, purpose: &str) -> Result<()> {
+    pub(crate) fn ensure_lock(&self, purpose: &str) -> Result<()> {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match held {
             Some(h) => lock::verify(self, &h, purpose),
@@ -442,7 +442,12 @@ impl Repository {
     }
 
     /// Reads one blob through the index and verifies it.
-    pub fn load_blob(&self, index: &MemIndex, kind: BlobKind, id: &BlobId) -> Result<Vec<u8>> {
+    pub(crate) fn load_blob(
+        &self,
+        index: &MemIndex,
+        kind: BlobKind,
+        id: &BlobId,
+    ) -> Result<Vec<u8>> {
         let loc = index.get(kind, id).ok_or_else(|| Error::NotFound {
             what: format!("{kind} blob {id} in the index"),
             hint: "; the repository is damaged: run `repo check`".into(),
@@ -467,7 +472,7 @@ impl Repository {
         Ok(out)
     }
 
-    pub fn load_tree(&self, index: &MemIndex, id: &BlobId) -> Result<Tree> {
+    pub(crate) fn load_tree(&self, index: &MemIndex, id: &BlobId) -> Result<Tree> {
         let data = self.load_blob(index, BlobKind::Tree, id)?;
         Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree blob {id}"), e))
     }

@@ -16,11 +16,11 @@ use crate::storage::Storage;
 pub const MAX_OBJECT_LEN: usize = 1 << 30;
 /// Largest stored index object (SPEC 1.1): one rebuilt by `repair index`
 /// for a repository of some ten million blobs stays well below it.
-pub const MAX_INDEX_SIZE: u64 = 1 << 30;
+pub(crate) const MAX_INDEX_SIZE: u64 = 1 << 30;
 /// Largest stored snapshot object (SPEC 1.1).
-pub const MAX_SNAPSHOT_SIZE: u64 = 64 << 20;
+pub(crate) const MAX_SNAPSHOT_SIZE: u64 = 64 << 20;
 /// Largest stored lock object (SPEC 1.1); real ones have a few hundred bytes.
-pub const MAX_LOCK_SIZE: u64 = 1 << 20;
+pub(crate) const MAX_LOCK_SIZE: u64 = 1 << 20;
 
 /// The kinds of whole objects, each in its own directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    pub fn dir(self) -> &'static str {
+    pub(crate) fn dir(self) -> &'static str {
         match self {
             ObjectKind::Key => "keys",
             ObjectKind::Index => "index",
@@ -56,7 +56,7 @@ impl ObjectKind {
 
     /// Most stored bytes an object of this kind may have (SPEC 1.1). Checked
     /// before reading, so a planted huge object is refused unread.
-    pub fn max_size(self) -> u64 {
+    pub(crate) fn max_size(self) -> u64 {
         match self {
             ObjectKind::Key => MAX_KEY_LEN as u64,
             ObjectKind::Index => MAX_INDEX_SIZE,
@@ -86,7 +86,7 @@ pub fn pack_key(id: &PackId) -> String {
 /// listing finds (`locks/exclusive/…`, a pack under the wrong two-digit
 /// directory, a deeper path) is not an object, so nobody can make a
 /// planted file count as a lock, index or pack by its name alone.
-pub fn id_from_key(key: &str) -> Option<String> {
+pub(crate) fn id_from_key(key: &str) -> Option<String> {
     let name = key.rsplit('/').next()?;
     let is_id = name.len() == 64
         && name
@@ -106,7 +106,7 @@ pub fn id_from_key(key: &str) -> Option<String> {
 }
 
 /// Checks that stored bytes hash to the name they are stored under.
-pub fn verify_name(key: &str, hex: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn verify_name(key: &str, hex: &str, bytes: &[u8]) -> Result<()> {
     let actual = hex::encode(hash::object_hash(bytes));
     if actual != hex {
         return Err(Error::corrupt(
@@ -118,7 +118,7 @@ pub fn verify_name(key: &str, hex: &str, bytes: &[u8]) -> Result<()> {
 }
 
 /// Seals and stores an encrypted object; returns its hex id.
-pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<String> {
+pub(crate) fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<String> {
     let sealed = codec::encode(
         &repo.keys().encryption,
         kind.ad(),
@@ -140,7 +140,7 @@ pub fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Result<Strin
 }
 
 /// Loads, name-checks and opens an encrypted object.
-pub fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
+pub(crate) fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
     let key = kind.key(hex);
     let sealed = repo.storage().get_bounded(&key, kind.max_size())?;
     verify_name(&key, hex, &sealed)?;
@@ -149,7 +149,7 @@ pub fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
 }
 
 /// Stores a key object (plaintext JSON; it holds the wrapped master key).
-pub fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
+pub(crate) fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
     let bytes = key.encode();
     let id = KeyId(hash::object_hash(&bytes));
     storage.put(&ObjectKind::Key.key(&id.to_hex()), bytes)?;
@@ -157,7 +157,7 @@ pub fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
 }
 
 /// Loads and name-checks a key object.
-pub fn load_key(storage: &Storage, id: KeyId) -> Result<KeyFile> {
+pub(crate) fn load_key(storage: &Storage, id: KeyId) -> Result<KeyFile> {
     let key = ObjectKind::Key.key(&id.to_hex());
     let bytes = storage.get_bounded(&key, ObjectKind::Key.max_size())?;
     verify_name(&key, &id.to_hex(), &bytes)?;

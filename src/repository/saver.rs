@@ -25,7 +25,7 @@ const PACKS_PER_INDEX: usize = 64;
 
 /// What the saver added to the repository.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SaveStats {
+pub(crate) struct SaveStats {
     pub blobs_new: u64,
     pub bytes_new: u64,
     pub bytes_stored: u64,
@@ -38,7 +38,7 @@ struct Sealed {
 }
 
 /// Thread-safe blob sink for one command run.
-pub struct BlobSaver<'a> {
+pub(crate) struct BlobSaver<'a> {
     repo: &'a Repository,
     index: &'a MemIndex,
     seen: Mutex<HashSet<(BlobKind, BlobId)>>,
@@ -53,7 +53,7 @@ pub struct BlobSaver<'a> {
 impl<'a> BlobSaver<'a> {
     /// Runs `work` with a saver, then flushes every pack and writes the index.
     /// Returns `work`'s result and what was stored.
-    pub fn run<R>(
+    pub(crate) fn run<R>(
         repo: &'a Repository,
         index: &'a MemIndex,
         dry_run: bool,
@@ -112,7 +112,7 @@ impl<'a> BlobSaver<'a> {
 
     /// Stores `data` as a blob unless the repository already has it.
     /// Returns the id and whether it was new.
-    pub fn save(&self, kind: BlobKind, data: &[u8]) -> Result<(BlobId, bool)> {
+    pub(crate) fn save(&self, kind: BlobKind, data: &[u8]) -> Result<(BlobId, bool)> {
         let id = hash::blob_id(&self.repo.keys().blob_id, data);
         if self.index.contains(kind, &id) {
             return Ok((id, false));

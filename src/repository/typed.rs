@@ -30,12 +30,12 @@ pub struct StoredPack {
 
 impl Repository {
     /// Where the repository is, for messages and reports.
-    pub fn location(&self) -> &Location {
+    pub(crate) fn location(&self) -> &Location {
         self.storage.location()
     }
 
     /// Requests and bytes moved so far, for reports.
-    pub fn storage_stats(&self) -> StatsReport {
+    pub(crate) fn storage_stats(&self) -> StatsReport {
         self.storage.stats()
     }
 
@@ -76,7 +76,7 @@ impl Repository {
     // --- snapshots -------------------------------------------------------
 
     /// Hex ids of every object of one kind.
-    pub fn list_ids(&self, kind: ObjectKind) -> Result<Vec<String>> {
+    pub(crate) fn list_ids(&self, kind: ObjectKind) -> Result<Vec<String>> {
         Ok(self
             .storage
             .list(kind.dir())?
@@ -86,14 +86,14 @@ impl Repository {
     }
 
     /// Every snapshot, oldest first.
-    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    pub(crate) fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
         Ok(self.snapshots_and_damaged()?.0)
     }
 
     /// Every readable snapshot, oldest first, and the damaged ones with the
     /// reason. One damaged snapshot must not stop backups or listings; only
     /// storage failures are fatal here.
-    pub fn snapshots_and_damaged(&self) -> Result<SnapshotList> {
+    pub(crate) fn snapshots_and_damaged(&self) -> Result<SnapshotList> {
         let ids = self.list_ids(ObjectKind::Snapshot)?;
         let loaded: Vec<(String, Result<Snapshot>)> = ids
             .par_iter()
@@ -147,7 +147,7 @@ impl Repository {
     }
 
     /// The snapshots named by `specs` (deduplicated, oldest first), or all of them when empty.
-    pub fn select_snapshots(&self, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
+    pub(crate) fn select_snapshots(&self, specs: &[String]) -> Result<Vec<(SnapshotId, Snapshot)>> {
         if specs.is_empty() {
             return self.snapshots();
         }
@@ -162,75 +162,70 @@ impl Repository {
         Ok(v)
     }
 
-    pub fn list_snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
+    pub(crate) fn list_snapshot_ids(&self) -> Result<Vec<SnapshotId>> {
         self.typed_ids(ObjectKind::Snapshot, SnapshotId::from_hex)
     }
 
     /// The opened payload of a snapshot object (JSON), for showing fields
     /// this version does not know.
-    pub fn load_snapshot_bytes(&self, id: &SnapshotId) -> Result<Vec<u8>> {
+    pub(crate) fn load_snapshot_bytes(&self, id: &SnapshotId) -> Result<Vec<u8>> {
         objects::load(self, ObjectKind::Snapshot, &id.to_hex())
     }
 
-    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+    pub(crate) fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         self.load_decoded(ObjectKind::Snapshot, &id.to_hex(), Snapshot::decode)
     }
 
     /// Saves a snapshot object (under the lock check of [`Repository::save_object`]).
-    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+    pub(crate) fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
         self.save_typed(ObjectKind::Snapshot, &snap.encode(), SnapshotId::from_hex)
     }
 
-    pub fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
+    pub(crate) fn delete_snapshot(&self, id: &SnapshotId) -> Result<()> {
         self.delete_object(ObjectKind::Snapshot, &id.to_hex())
     }
 
     // --- index objects ---------------------------------------------------
 
-    pub fn list_index_ids(&self) -> Result<Vec<IndexId>> {
+    pub(crate) fn list_index_ids(&self) -> Result<Vec<IndexId>> {
         self.typed_ids(ObjectKind::Index, IndexId::from_hex)
     }
 
-    pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
+    pub(crate) fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
         self.load_decoded(ObjectKind::Index, &id.to_hex(), IndexFile::decode)
     }
 
     /// Saves an index object (under the lock check of [`Repository::save_object`]).
-    pub fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
+    pub(crate) fn save_index(&self, file: &IndexFile) -> Result<IndexId> {
         self.save_typed(ObjectKind::Index, &file.encode(), IndexId::from_hex)
     }
 
-    pub fn delete_index(&self, id: &IndexId) -> Result<()> {
+    pub(crate) fn delete_index(&self, id: &IndexId) -> Result<()> {
         self.delete_object(ObjectKind::Index, &id.to_hex())
     }
 
     // --- keys ------------------------------------------------------------
 
-    pub fn list_key_ids(&self) -> Result<Vec<KeyId>> {
+    pub(crate) fn list_key_ids(&self) -> Result<Vec<KeyId>> {
         self.typed_ids(ObjectKind::Key, KeyId::from_hex)
     }
 
-    pub fn load_key(&self, id: KeyId) -> Result<KeyFile> {
+    pub(crate) fn load_key(&self, id: KeyId) -> Result<KeyFile> {
         objects::load_key(&self.storage, id)
     }
 
-    pub fn save_key(&self, key: &KeyFile) -> Result<KeyId> {
+    pub(crate) fn save_key(&self, key: &KeyFile) -> Result<KeyId> {
         objects::save_key(&self.storage, key)
     }
 
-    pub fn delete_key(&self, id: KeyId) -> Result<()> {
+    pub(crate) fn delete_key(&self, id: KeyId) -> Result<()> {
         self.delete_object(ObjectKind::Key, &id.to_hex())
     }
 
     // --- locks -----------------------------------------------------------
 
-    /// Hex ids of the lock objects present.
-    pub fn list_lock_ids(&self) -> Result<Vec<String>> {
-        self.list_ids(ObjectKind::Lock)
-    }
-
     /// A lock object, opened and parsed.
-    pub fn load_lock(&self, hex: &str) -> Result<LockInfo> {
+    pub(crate) fn load_lock(&self, hex: &str) -> Result<LockInfo> {
         let bytes = objects::load(self, ObjectKind::Lock, hex)?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::corrupt(format!("locks/{hex}"), format!("not a lock: {e}")))
@@ -239,7 +234,7 @@ impl Repository {
     // --- packs -----------------------------------------------------------
 
     /// Every stored pack with its size (`modified_ms` is 0: a plain listing).
-    pub fn list_packs(&self) -> Result<Vec<StoredPack>> {
+    pub(crate) fn list_packs(&self) -> Result<Vec<StoredPack>> {
         Ok(self
             .storage
             .list(ObjectKind::Pack.dir())?
@@ -257,7 +252,7 @@ impl Repository {
 
     /// Every stored pack with its size and modification time (one more
     /// costly listing on some backends; prune's grace period needs it).
-    pub fn list_packs_modified(&self) -> Result<Vec<StoredPack>> {
+    pub(crate) fn list_packs_modified(&self) -> Result<Vec<StoredPack>> {
         Ok(self
             .storage
             .list_files(ObjectKind::Pack.dir())?
@@ -275,11 +270,11 @@ impl Repository {
 
     /// Every object under `data/` as listed, pack-named or not: what the
     /// packs cost in space, and strays for check to report.
-    pub fn list_pack_objects(&self) -> Result<Vec<Listed>> {
+    pub(crate) fn list_pack_objects(&self) -> Result<Vec<Listed>> {
         self.storage.list(ObjectKind::Pack.dir())
     }
 
-    pub fn delete_pack(&self, id: &PackId) -> Result<()> {
+    pub(crate) fn delete_pack(&self, id: &PackId) -> Result<()> {
         self.storage.delete(&objects::pack_key(id))
     }
 }

@@ -71,7 +71,7 @@ struct Frame {
 }
 
 impl<'a> Walker<'a> {
-    pub fn new(repo: &'a Repository, index: &'a MemIndex) -> Self {
+    pub(crate) fn new(repo: &'a Repository, index: &'a MemIndex) -> Self {
         Walker {
             repo,
             index,
@@ -82,20 +82,20 @@ impl<'a> Walker<'a> {
 
     /// Visits each tree at most once over all walks of this walker: a tree
     /// shared by many directories or snapshots is walked where first met.
-    pub fn once(mut self) -> Self {
+    pub(crate) fn once(mut self) -> Self {
         self.seen = Some(HashSet::new());
         self
     }
 
     /// Keeps up to `limit` loaded trees for later walks: consecutive
     /// snapshots share most of theirs.
-    pub fn cached(mut self, limit: usize) -> Self {
+    pub(crate) fn cached(mut self, limit: usize) -> Self {
         self.cache = Some((limit, HashMap::new()));
         self
     }
 
     /// Walks the tree `root` of the directory at `dir`, depth-first in tree order.
-    pub fn walk(&mut self, root: &BlobId, dir: &Path, v: &mut impl Visitor) -> Result<()> {
+    pub(crate) fn walk(&mut self, root: &BlobId, dir: &Path, v: &mut impl Visitor) -> Result<()> {
         let mut stack: Vec<Frame> = Vec::new();
         self.enter(root, dir.to_path_buf(), &mut stack, v)?;
         while let Some(frame) = stack.last_mut() {
@@ -162,14 +162,14 @@ impl<'a> Walker<'a> {
 }
 
 /// A node's name as a path component.
-pub fn name(node: &Node) -> &Path {
+pub(crate) fn name(node: &Node) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(&node.name))
 }
 
 impl Repository {
     /// Resolves `/sub/path` inside a snapshot's root tree. Returns the node
     /// (a synthetic directory for the root) and its path in the snapshot.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         index: &MemIndex,
         root: BlobId,

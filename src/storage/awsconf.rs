@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 /// Settings of one profile (`AWS_PROFILE`, else `default`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Profile {
+pub(crate) struct Profile {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub session_token: Option<String>,
@@ -39,7 +39,7 @@ fn sections(text: &str) -> HashMap<String, HashMap<String, String>> {
 }
 
 /// Reads the files named by `AWS_SHARED_CREDENTIALS_FILE` / `AWS_CONFIG_FILE` or the defaults.
-pub fn load() -> Profile {
+pub(crate) fn load() -> Profile {
     let home = std::env::var_os("HOME")
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
@@ -58,7 +58,7 @@ pub fn load() -> Profile {
 }
 
 /// Merges one profile from both files; the credentials file wins.
-pub fn parse(credentials: &str, config: &str, profile: &str) -> Profile {
+pub(crate) fn parse(credentials: &str, config: &str, profile: &str) -> Profile {
     let (c, f) = (sections(credentials), sections(config));
     let get = |k: &str| {
         c.get(profile)

@@ -20,7 +20,7 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, SFlag, fstat};
 
 /// An object that is not a regular file (symlink, FIFO, device, socket).
-pub const NOT_REGULAR: &str =
+pub(crate) const NOT_REGULAR: &str =
     "it is not a regular file (a symlink, FIFO or device planted in the repository?); move it away";
 
 fn dir_flags() -> OFlag {
@@ -28,7 +28,7 @@ fn dir_flags() -> OFlag {
 }
 
 /// Opens the repository root (which the user named, links and all).
-pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_root(path: &Path) -> io::Result<OwnedFd> {
     Ok(nix::fcntl::open(
         path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -38,7 +38,7 @@ pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
 
 /// Opens the regular file `key` (slash-separated) below `root`; no
 /// component may be a symlink, and the object must be a regular file.
-pub fn open_object(root: &OwnedFd, key: &str) -> io::Result<File> {
+pub(crate) fn open_object(root: &OwnedFd, key: &str) -> io::Result<File> {
     let mut parts: Vec<&str> = key.split('/').collect();
     let name = parts.pop().unwrap_or_default();
     if name.is_empty() || parts.iter().any(|p| p.is_empty() || *p == "..") || name == ".." {
@@ -83,7 +83,7 @@ fn not_regular_on_loop(e: nix::errno::Errno) -> io::Error {
 /// What a listing found: regular files (key, size) and entries it ignored
 /// (key, why).
 #[derive(Default)]
-pub struct Listing {
+pub(crate) struct Listing {
     pub files: Vec<(String, u64)>,
     pub ignored: Vec<(String, String)>,
 }
@@ -91,7 +91,7 @@ pub struct Listing {
 /// Lists the regular files below `prefix` (a directory key such as `data`;
 /// empty for the root), recursing into real directories only. A missing
 /// prefix is an empty listing, as on object stores.
-pub fn list(root: &OwnedFd, prefix: &str) -> io::Result<Listing> {
+pub(crate) fn list(root: &OwnedFd, prefix: &str) -> io::Result<Listing> {
     let mut out = Listing::default();
     let mut dir = None;
     for p in prefix.split('/').filter(|p| !p.is_empty()) {

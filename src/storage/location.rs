@@ -3,7 +3,6 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::ftp::FtpConfig;
 use crate::error::{Error, Result};
@@ -153,7 +152,9 @@ impl Location {
     }
 
     /// A new, empty in-memory location (see [`Memory`]).
-    pub fn memory() -> Location {
+    #[cfg(test)]
+    pub(crate) fn memory() -> Location {
+        use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(1);
         Location::Memory(Memory {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
@@ -171,11 +172,6 @@ impl Location {
         if let Location::Ftp(c) = self {
             c.password = password;
         }
-    }
-
-    /// Whether objects live on another machine (more parallel transfers pay off).
-    pub fn is_remote(&self) -> bool {
-        !matches!(self, Location::Local(_) | Location::Memory(_))
     }
 }
 
@@ -242,6 +238,5 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, a.clone());
         assert!(a.to_string().starts_with("memory:"));
-        assert!(!a.is_remote());
     }
 }

@@ -32,14 +32,14 @@ pub use stats::{Stats, StatsReport};
 
 /// A listed object: key relative to the repository root, and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub key: String,
     pub size: u64,
 }
 
 /// A listed plain file (see [`Storage::list_files`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedFile {
+pub(crate) struct ListedFile {
     pub name: String,
     pub size: u64,
     pub modified_ms: i64,
@@ -57,7 +57,7 @@ pub struct Storage {
 
 impl Storage {
     /// Connects to `location`. With `create`, a missing local directory is made.
-    pub fn open(location: &Location, create: bool) -> Result<Self> {
+    pub(crate) fn open(location: &Location, create: bool) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -79,20 +79,21 @@ impl Storage {
     /// that run engines without a disk or server. Open its
     /// [`location`](Storage::location) again (or pass `Location::memory()`
     /// to `Repository::init`/`open`) to reach the same objects.
-    pub fn in_memory() -> Result<Self> {
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> Result<Self> {
         Self::open(&Location::memory(), true)
     }
 
     /// How many transfers may usefully run at once.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.connections
     }
 
-    pub fn location(&self) -> &Location {
+    pub(crate) fn location(&self) -> &Location {
         &self.location
     }
 
-    pub fn stats(&self) -> StatsReport {
+    pub(crate) fn stats(&self) -> StatsReport {
         self.stats.report()
     }
 
@@ -120,7 +121,7 @@ impl Storage {
     }
 
     /// Reads a whole object of at most [`MAX_OBJECT_SIZE`] bytes (any pack).
-    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+    pub(crate) fn get(&self, key: &str) -> Result<Vec<u8>> {
         self.get_bounded(key, MAX_OBJECT_SIZE)
     }
 
@@ -128,7 +129,7 @@ impl Storage {
     /// before anything is read (fstat, or the response's length), and the
     /// read stops at `limit + 1` bytes anyway, since storage may lie about
     /// sizes: a planted 8 GiB object costs one request, not 8 GiB of memory.
-    pub fn get_bounded(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+    pub(crate) fn get_bounded(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
         if let Some(fs) = self.local_for(key) {
             let bytes = fs.read(key, None, limit)?;
             self.count(0, bytes.len());
@@ -173,7 +174,7 @@ impl Storage {
     /// Reads `len` bytes at `offset` of an object that never changes once
     /// written (a pack: its name is its hash). On local storage the file
     /// stays open for the next read of the same object.
-    pub fn get_range_immutable(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub(crate) fn get_range_immutable(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let Some(fs) = self.local_for(key) else {
             return self.get_range(key, offset, len);
         };
@@ -183,7 +184,7 @@ impl Storage {
     }
 
     /// Reads `len` bytes at `offset`.
-    pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub(crate) fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         if let Some(fs) = self.local_for(key) {
             let bytes = fs.read(key, Some((offset, len)), MAX_OBJECT_SIZE)?;
             self.count(0, bytes.len());
@@ -218,7 +219,7 @@ impl Storage {
     }
 
     /// Writes an object atomically, replacing any existing one.
-    pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+    pub(crate) fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.forget(key);
         let n = bytes.len();
         let path = StorePath::from(key);
@@ -230,7 +231,7 @@ impl Storage {
     }
 
     /// Writes an object given as consecutive parts, without joining them in memory.
-    pub fn put_parts(&self, key: &str, parts: Vec<Vec<u8>>) -> Result<()> {
+    pub(crate) fn put_parts(&self, key: &str, parts: Vec<Vec<u8>>) -> Result<()> {
         self.forget(key);
         let n: usize = parts.iter().map(Vec::len).sum();
         let path = StorePath::from(key);
@@ -243,7 +244,7 @@ impl Storage {
     }
 
     /// Writes an object only if none exists under `key`; `false` if one did.
-    pub fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<bool> {
+    pub(crate) fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<bool> {
         let n = bytes.len();
         let path = StorePath::from(key);
         let opts = PutOptions {
@@ -265,7 +266,7 @@ impl Storage {
     /// another claim exists. Conditional create where the backend has it
     /// (local disk, S3 `If-None-Match`); on FTP, which has none, MKD of `dir`
     /// is the atomic step.
-    pub fn claim(&self, dir: &str, name: &str, bytes: Vec<u8>) -> Result<bool> {
+    pub(crate) fn claim(&self, dir: &str, name: &str, bytes: Vec<u8>) -> Result<bool> {
         let key = format!("{dir}/{name}");
         let Backend::Ftp(ftp) = &self.backend else {
             return self.put_new(&key, bytes);
@@ -284,7 +285,7 @@ impl Storage {
     }
 
     /// Releases a claim made by [`Storage::claim`].
-    pub fn release(&self, dir: &str, name: &str) -> Result<()> {
+    pub(crate) fn release(&self, dir: &str, name: &str) -> Result<()> {
         self.delete(&format!("{dir}/{name}"))?;
         if let Backend::Ftp(ftp) = &self.backend {
             backend::ftp_release(&self.rt, ftp, dir);
@@ -295,7 +296,7 @@ impl Storage {
     /// Lists every object under `prefix` (a directory such as `snapshots`).
     /// In a local repository links are never followed: a symlink, FIFO or
     /// device found there is reported as a warning and left out.
-    pub fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+    pub(crate) fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         if let Backend::Local(fs) = &self.backend {
             let out = fs.list(prefix)?;
             self.count(0, 0);
@@ -323,7 +324,7 @@ impl Storage {
     /// modification time, dot files included: plain trees (mirror and sync)
     /// need both. Names come back as the user wrote them, undoing the
     /// percent-encoding `object_store` applies to unusual characters.
-    pub fn list_files(&self, prefix: &str) -> Result<Vec<ListedFile>> {
+    pub(crate) fn list_files(&self, prefix: &str) -> Result<Vec<ListedFile>> {
         let path = (!prefix.is_empty()).then(|| StorePath::from(prefix));
         let metas: Vec<object_store::ObjectMeta> = self
             .rt
@@ -352,7 +353,7 @@ impl Storage {
     }
 
     /// Size and modification time of one object, or `None` if it does not exist.
-    pub fn stat(&self, key: &str) -> Result<Option<ListedFile>> {
+    pub(crate) fn stat(&self, key: &str) -> Result<Option<ListedFile>> {
         let path = StorePath::from(key);
         let r = self.rt.block_on(self.store.head(&path));
         self.count(0, 0);
@@ -368,7 +369,7 @@ impl Storage {
     }
 
     /// Moves an object to a new key (server-side where the backend can).
-    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+    pub(crate) fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.forget(from);
         self.forget(to);
         let (src, dst) = (StorePath::from(from), StorePath::from(to));
@@ -380,7 +381,7 @@ impl Storage {
     }
 
     /// Size of an object, or `None` if it does not exist.
-    pub fn size(&self, key: &str) -> Result<Option<u64>> {
+    pub(crate) fn size(&self, key: &str) -> Result<Option<u64>> {
         let path = StorePath::from(key);
         let r = self.rt.block_on(self.store.head(&path));
         self.count(0, 0);
@@ -392,7 +393,7 @@ impl Storage {
     }
 
     /// Removes an object; removing a missing object is not an error.
-    pub fn delete(&self, key: &str) -> Result<()> {
+    pub(crate) fn delete(&self, key: &str) -> Result<()> {
         self.forget(key);
         let path = StorePath::from(key);
         let r = self.rt.block_on(self.store.delete(&path));
@@ -406,7 +407,7 @@ impl Storage {
 
 /// Largest object [`Storage::get`] reads whole: a pack is at most 1 GiB
 /// (the largest pack size) plus one blob, and nothing else comes near.
-pub const MAX_OBJECT_SIZE: u64 = 2 << 30;
+pub(crate) const MAX_OBJECT_SIZE: u64 = 2 << 30;
 
 #[cfg(test)]
 mod tests;

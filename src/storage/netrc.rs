@@ -1,7 +1,7 @@
 //! FTP passwords from `~/.netrc`, the way ftp(1) and curl find them.
 
 /// The password for `user` on `host` from `$NETRC` or `~/.netrc`, if any.
-pub fn password(host: &str, user: &str) -> Option<String> {
+pub(crate) fn password(host: &str, user: &str) -> Option<String> {
     let path = std::env::var_os("NETRC")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".netrc")))?;
@@ -10,7 +10,7 @@ pub fn password(host: &str, user: &str) -> Option<String> {
 }
 
 /// Finds `machine HOST login USER password P` (or a `default` entry).
-pub fn lookup(text: &str, host: &str, user: &str) -> Option<String> {
+pub(crate) fn lookup(text: &str, host: &str, user: &str) -> Option<String> {
     let mut tokens = text.split_whitespace();
     let mut entries: Vec<(Option<String>, Option<String>, Option<String>)> = Vec::new();
     while let Some(t) = tokens.next() {

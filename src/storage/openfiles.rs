@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 const MAX_OPEN: usize = 128;
 
 #[derive(Default)]
-pub struct OpenFiles(Mutex<HashMap<String, (Arc<File>, u64)>>);
+pub(crate) struct OpenFiles(Mutex<HashMap<String, (Arc<File>, u64)>>);
 
 impl OpenFiles {
     /// The open file for `key` (opened with `open` if not kept) and its size at opening.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         key: &str,
         open: impl FnOnce() -> std::io::Result<File>,
@@ -44,7 +44,7 @@ impl OpenFiles {
     }
 
     /// Drops the descriptor of an object that is deleted, renamed or rewritten.
-    pub fn forget(&self, key: &str) {
+    pub(crate) fn forget(&self, key: &str) {
         if let Ok(mut map) = self.0.lock() {
             map.remove(key);
         }

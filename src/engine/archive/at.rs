@@ -24,7 +24,7 @@ use crate::format::tree::Xattr;
 
 /// Why an entry could not be opened.
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     /// The entry is no longer what `lstat` saw: it was replaced between
     /// listing and opening. The message says by what.
     Swapped(String),
@@ -47,20 +47,20 @@ fn base_flags() -> OFlag {
 /// Opens a directory by absolute path, following symlinks: for the
 /// ancestors of a source path, which are recorded as the directories they
 /// resolve to (as restic does).
-pub fn open_dir_path(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_dir_path(path: &Path) -> std::io::Result<File> {
     let fd = open(path, base_flags() | OFlag::O_DIRECTORY, Mode::empty())?;
     Ok(File::from(fd))
 }
 
 /// Opens the directory `name` below `dir`, following a symlink: for an
 /// ancestor of a source path (see [`open_dir_path`]).
-pub fn open_dir_follow_at(dir: BorrowedFd, name: &OsStr) -> std::io::Result<File> {
+pub(crate) fn open_dir_follow_at(dir: BorrowedFd, name: &OsStr) -> std::io::Result<File> {
     let fd = openat(dir, name, base_flags() | OFlag::O_DIRECTORY, Mode::empty())?;
     Ok(File::from(fd))
 }
 
 /// `lstat` of `name` below `dir`.
-pub fn lstat_at(dir: BorrowedFd, name: &OsStr) -> std::io::Result<FileStat> {
+pub(crate) fn lstat_at(dir: BorrowedFd, name: &OsStr) -> std::io::Result<FileStat> {
     Ok(fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)?)
 }
 
@@ -88,7 +88,7 @@ fn type_name(mode: libc::mode_t) -> &'static str {
 /// symlink, never blocks on a FIFO, and refuses (as [`OpenError::Swapped`])
 /// anything that is not the same device, inode and type as `seen`: a
 /// non-regular file is never read as content.
-pub fn open_seen(
+pub(crate) fn open_seen(
     dir: BorrowedFd,
     name: &OsStr,
     seen: &FileStat,
@@ -155,7 +155,7 @@ pub fn open_seen(
 }
 
 /// The names in an open directory, `.` and `..` left out, unsorted.
-pub fn list(dir: &File) -> std::io::Result<Vec<OsString>> {
+pub(crate) fn list(dir: &File) -> std::io::Result<Vec<OsString>> {
     // The listing gets its own descriptor: `Dir` owns and closes it, and
     // the original stays open for the `openat` of each entry.
     let mut d = nix::dir::Dir::from_fd(OwnedFd::from(dir.try_clone()?))?;
@@ -171,12 +171,12 @@ pub fn list(dir: &File) -> std::io::Result<Vec<OsString>> {
 }
 
 /// The target of the symlink `name` below `dir`.
-pub fn read_link_at(dir: BorrowedFd, name: &OsStr) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_link_at(dir: BorrowedFd, name: &OsStr) -> std::io::Result<Vec<u8>> {
     Ok(readlinkat(dir, name)?.as_bytes().to_vec())
 }
 
 /// Extended attributes of an open file or directory.
-pub fn xattrs_of(file: &File) -> Vec<Xattr> {
+pub(crate) fn xattrs_of(file: &File) -> Vec<Xattr> {
     use xattr::FileExt;
     collect(file.list_xattr(), |n| file.get_xattr(n))
 }
@@ -185,7 +185,7 @@ pub fn xattrs_of(file: &File) -> Vec<Xattr> {
 /// symlink's target), for entries that are not opened (symlinks, FIFOs,
 /// devices). Named through `/proc/self/fd`, so the lookup starts at the
 /// verified directory; without procfs, `path` is the fallback.
-pub fn xattrs_at(dir: BorrowedFd, name: &OsStr, path: &Path) -> Vec<Xattr> {
+pub(crate) fn xattrs_at(dir: BorrowedFd, name: &OsStr, path: &Path) -> Vec<Xattr> {
     let via = PathBuf::from(format!("/proc/self/fd/{}", dir.as_fd().as_raw_fd()));
     let p = if via.is_dir() {
         via.join(name)
@@ -220,7 +220,7 @@ fn collect(
 /// Whether the directory holds a valid `CACHEDIR.TAG` (a regular file
 /// starting with the signature), opened like any other entry: a FIFO or a
 /// symlink of that name is not one.
-pub fn has_cachedir_tag(dir: &File, signature: &[u8]) -> bool {
+pub(crate) fn has_cachedir_tag(dir: &File, signature: &[u8]) -> bool {
     let name = OsStr::new("CACHEDIR.TAG");
     let Ok(seen) = lstat_at(dir.as_fd(), name) else {
         return false;
@@ -240,7 +240,7 @@ pub fn has_cachedir_tag(dir: &File, signature: &[u8]) -> bool {
 /// limit of 1024 would otherwise cut off deep trees that the hard limit
 /// allows (Go's runtime does the same at start). Failure leaves the limit
 /// as it was; a directory that then cannot be opened is reported.
-pub fn raise_open_file_limit() {
+pub(crate) fn raise_open_file_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard

@@ -48,7 +48,7 @@ use sources::VNode;
 /// and each level costs stack and a descriptor. Deeper contents are left
 /// out with an error (exit 3) instead of crashing the backup. A path can
 /// name at most 2,048 levels (PATH_MAX); real trees stay far below 1,024.
-pub const MAX_DEPTH: usize = 1024;
+pub(crate) const MAX_DEPTH: usize = 1024;
 
 /// Stack of each walk thread: room for [`MAX_DEPTH`] levels of recursion
 /// with a fourfold margin even in a debug build (up to 16 KiB a level with

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// A node of the virtual tree spanning all sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VNode {
+pub(crate) enum VNode {
     /// A source path: archived with everything below it.
     Source(PathBuf),
     /// A parent directory of some sources: only those children are archived.
@@ -23,7 +23,7 @@ pub enum VNode {
 }
 
 /// Makes `p` absolute and removes `.` and `..` without following symlinks.
-pub fn normalize(p: &Path) -> Result<PathBuf> {
+pub(crate) fn normalize(p: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(p).map_err(|e| Error::io("resolve source path", p, e))?;
     let mut out = PathBuf::from("/");
     for c in abs.components() {
@@ -40,7 +40,7 @@ pub fn normalize(p: &Path) -> Result<PathBuf> {
 
 /// Builds the virtual root from normalized absolute source paths.
 /// A source inside another source is covered by it and dropped.
-pub fn build(sources: &[PathBuf]) -> VNode {
+pub(crate) fn build(sources: &[PathBuf]) -> VNode {
     let mut root = VNode::Parent {
         path: PathBuf::from("/"),
         children: BTreeMap::new(),

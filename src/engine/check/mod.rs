@@ -25,7 +25,7 @@ use crate::repository::{BlobError, ObjectKind, Repository, Step, Visitor, Walker
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ReadData {
+pub(crate) enum ReadData {
     None,
     All,
     /// Subset `n` of `m` (1-based), chosen by pack id so runs 1/m..m/m cover everything.
@@ -73,7 +73,7 @@ impl Checker<'_> {
 }
 
 /// Runs the check.
-pub fn check(
+pub(crate) fn check(
     repo: &Repository,
     read: ReadData,
     progress: &dyn Progress,

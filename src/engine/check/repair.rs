@@ -39,7 +39,7 @@ pub struct RepairIndexReport {
 }
 
 /// Scans every pack and replaces all index objects with one new one.
-pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexReport> {
+pub(crate) fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexReport> {
     let old: Vec<IndexId> = repo.list_index_ids()?;
     let packs: Vec<PackId> = repo.list_packs()?.into_iter().map(|p| p.id).collect();
     let damaged = Mutex::new(Vec::new());
@@ -111,7 +111,7 @@ pub fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexRepor
 
 /// How `repair snapshots` runs.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RepairSnapshotsOptions {
+pub(crate) struct RepairSnapshotsOptions {
     /// Report what would change; write and delete nothing.
     pub dry_run: bool,
     /// Delete each original snapshot after its repaired copy is stored.
@@ -349,7 +349,7 @@ impl SnapshotRepairer<'_> {
 /// an empty directory. New trees go to storage first (packs, then their
 /// index), then each new snapshot, and only then, with `forget`, is the
 /// original deleted.
-pub fn repair_snapshots(
+pub(crate) fn repair_snapshots(
     repo: &Repository,
     snapshots: Vec<(SnapshotId, Snapshot)>,
     opts: RepairSnapshotsOptions,

@@ -19,7 +19,7 @@ use crate::local::control::{self, CONTROL, State};
 use crate::local::tree::{abs, check_parents, control_state, entry_of, read_head};
 
 /// Refuses a tree whose `.repo` belongs to somebody else.
-pub fn check_control(root: &Path) -> Result<()> {
+pub(crate) fn check_control(root: &Path) -> Result<()> {
     match control_state(root)? {
         State::Foreign => Err(control::foreign_error(
             &root.join(CONTROL).display().to_string(),
@@ -30,7 +30,7 @@ pub fn check_control(root: &Path) -> Result<()> {
 
 /// Makes `.repo` ours (creating it and its marker) before anything is put
 /// into it; refuses when it belongs to somebody else.
-pub fn claim_control(root: &Path) -> Result<()> {
+pub(crate) fn claim_control(root: &Path) -> Result<()> {
     check_control(root)?;
     let dir = root.join(CONTROL);
     let marker = dir.join(control::MARKER);
@@ -71,7 +71,12 @@ fn system_time(ns: i64) -> SystemTime {
 
 /// Writes `reader`'s bytes as `rel` with the entry's mode and mtime, and
 /// returns the entry as recorded (with the BLAKE3 of what was written).
-pub fn write_file(root: &Path, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> Result<Entry> {
+pub(crate) fn write_file(
+    root: &Path,
+    rel: &[u8],
+    reader: &mut dyn Read,
+    e: &Entry,
+) -> Result<Entry> {
     let tmp = tmp_name(root)?;
     let result = (|| {
         let f = OpenOptions::new()
@@ -204,7 +209,7 @@ fn make_parent(dest: &Path) -> Result<()> {
 
 /// Makes `rel` another hard link to `existing` (both below `root`), through
 /// `.repo/tmp/` so `rel` never exists half made, and returns its entry.
-pub fn link_into(root: &Path, existing: &[u8], rel: &[u8]) -> Result<Entry> {
+pub(crate) fn link_into(root: &Path, existing: &[u8], rel: &[u8]) -> Result<Entry> {
     check_parents(root, existing)?;
     check_parents(root, rel)?;
     let tmp = tmp_name(root)?;
@@ -228,13 +233,13 @@ pub fn link_into(root: &Path, existing: &[u8], rel: &[u8]) -> Result<Entry> {
 }
 
 /// Device, inode and link count of a file (not following symlinks).
-pub fn identity(root: &Path, rel: &[u8]) -> Option<(u64, u64, u64)> {
+pub(crate) fn identity(root: &Path, rel: &[u8]) -> Option<(u64, u64, u64)> {
     let md = fs::symlink_metadata(abs(root, rel)).ok()?;
     md.is_file().then(|| (md.dev(), md.ino(), md.nlink()))
 }
 
 /// Creates a directory or symlink for `e` at `rel`.
-pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
+pub(crate) fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
     check_parents(root, rel)?;
     let dest = abs(root, rel);
     match e.kind {
@@ -266,7 +271,7 @@ pub fn make(root: &Path, rel: &[u8], e: &Entry) -> Result<Entry> {
 
 /// Moves whatever is at `rel` into `.repo/<bin>/<stamp>/rel` (or deletes it
 /// when `bin` is `None`). A directory goes whole. Missing is fine.
-pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
+pub(crate) fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
     check_parents(root, rel)?;
     let path = abs(root, rel);
     let Ok(md) = fs::symlink_metadata(&path) else {
@@ -289,7 +294,7 @@ pub fn remove(root: &Path, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool
 
 /// Moves an empty directory into `.repo/<bin>/<stamp>/`; `false` when
 /// something is still in it (then it stays where it is).
-pub fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
+pub(crate) fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
     check_parents(root, rel)?;
     let path = abs(root, rel);
     let mut rd = match fs::read_dir(&path) {
@@ -311,7 +316,7 @@ pub fn trash_empty_dir(root: &Path, rel: &[u8], bin: &str, stamp: &str) -> Resul
 }
 
 /// Removes an empty directory; `false` when something is still in it.
-pub fn remove_empty_dir(root: &Path, rel: &[u8]) -> Result<bool> {
+pub(crate) fn remove_empty_dir(root: &Path, rel: &[u8]) -> Result<bool> {
     check_parents(root, rel)?;
     let path = abs(root, rel);
     match fs::remove_dir(&path) {
@@ -322,7 +327,7 @@ pub fn remove_empty_dir(root: &Path, rel: &[u8]) -> Result<bool> {
     }
 }
 
-pub fn read_control(root: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_control(root: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     let p = root.join(CONTROL).join(name);
     match fs::read(&p) {
         Ok(b) => Ok(Some(b)),
@@ -332,7 +337,7 @@ pub fn read_control(root: &Path, name: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// Writes `.repo/<name>` atomically.
-pub fn write_control(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_control(root: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     claim_control(root)?;
     let p = root.join(CONTROL).join(name);
     make_parent(&p)?;

@@ -32,7 +32,7 @@ pub use side::Side;
 pub use crate::local::control::MANIFEST;
 /// Mirror and backup: the source's record, kept on the destination so the
 /// source is never written (SPEC §15.1).
-pub const SOURCE_RECORD: &str = "source.jsonl";
+pub(crate) const SOURCE_RECORD: &str = "source.jsonl";
 
 pub struct Options<'a> {
     pub mode: Mode,
@@ -188,7 +188,7 @@ fn hash_both_changed(
 }
 
 /// Scans both sides and plans the run.
-pub fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
+pub(crate) fn prepare(a: &Side, b: &Side, opts: &Options) -> Result<Prepared> {
     a.check_control()?;
     b.check_control()?;
     let a_base = match a_record(opts.mode) {

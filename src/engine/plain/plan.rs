@@ -176,7 +176,7 @@ fn ser_path<S: serde::Serializer>(p: &[u8], s: S) -> Result<S::Ok, S::Error> {
 
 /// The four listings the plan is made from. A `None` manifest means that
 /// side has no record yet (first run).
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     pub a: &'a Entries,
     pub b: &'a Entries,
     pub a_base: Option<&'a Entries>,
@@ -195,7 +195,7 @@ pub struct Plan {
 }
 
 /// Plans one run.
-pub fn plan(inp: &Inputs, mode: Mode, select: Select, compare: Compare) -> Plan {
+pub(crate) fn plan(inp: &Inputs, mode: Mode, select: Select, compare: Compare) -> Plan {
     let mut p = Plan::default();
     let paths: BTreeSet<&Vec<u8>> = inp
         .a

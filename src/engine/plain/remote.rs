@@ -29,7 +29,11 @@ fn key(rel: &[u8]) -> Result<String> {
 
 /// Lists the files, taking mtime and mode from `base` where the object is
 /// unchanged since it was recorded.
-pub fn scan(store: &Storage, base: Option<&Entries>, filter: Option<&Excludes>) -> Result<Entries> {
+pub(crate) fn scan(
+    store: &Storage,
+    base: Option<&Entries>,
+    filter: Option<&Excludes>,
+) -> Result<Entries> {
     let mut out = Entries::new();
     for f in store.list_files("")? {
         let rel = f.name.as_bytes().to_vec();
@@ -71,7 +75,7 @@ pub fn scan(store: &Storage, base: Option<&Entries>, filter: Option<&Excludes>) 
 }
 
 /// Reads an object in pieces, so a large file never sits in memory whole.
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     store: &'a Storage,
     key: String,
     size: u64,
@@ -101,7 +105,7 @@ impl Read for Reader<'_> {
     }
 }
 
-pub fn reader<'a>(store: &'a Storage, rel: &[u8], size: u64) -> Result<Reader<'a>> {
+pub(crate) fn reader<'a>(store: &'a Storage, rel: &[u8], size: u64) -> Result<Reader<'a>> {
     Ok(Reader {
         store,
         key: key(rel)?,
@@ -112,7 +116,7 @@ pub fn reader<'a>(store: &'a Storage, rel: &[u8], size: u64) -> Result<Reader<'a
     })
 }
 
-pub fn hash(store: &Storage, rel: &[u8], size: u64) -> Result<[u8; 32]> {
+pub(crate) fn hash(store: &Storage, rel: &[u8], size: u64) -> Result<[u8; 32]> {
     let mut h = blake3::Hasher::new();
     h.update_reader(reader(store, rel, size)?)
         .map_err(|e| Error::Storage {
@@ -124,7 +128,12 @@ pub fn hash(store: &Storage, rel: &[u8], size: u64) -> Result<[u8; 32]> {
 }
 
 /// Uploads `reader`'s bytes as `rel` and returns the entry as recorded.
-pub fn write_file(store: &Storage, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> Result<Entry> {
+pub(crate) fn write_file(
+    store: &Storage,
+    rel: &[u8],
+    reader: &mut dyn Read,
+    e: &Entry,
+) -> Result<Entry> {
     let k = key(rel)?;
     let mut parts = Vec::new();
     let mut h = blake3::Hasher::new();
@@ -171,7 +180,7 @@ pub fn write_file(store: &Storage, rel: &[u8], reader: &mut dyn Read, e: &Entry)
 }
 
 /// Moves `rel` into `.repo/<bin>/<stamp>/` (or deletes it when `bin` is `None`).
-pub fn remove(store: &Storage, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
+pub(crate) fn remove(store: &Storage, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
     let k = key(rel)?;
     if store.stat(&k)?.is_none() {
         return Ok(false);
@@ -183,7 +192,7 @@ pub fn remove(store: &Storage, rel: &[u8], bin: Option<(&str, &str)>) -> Result<
     Ok(true)
 }
 
-pub fn read_control(store: &Storage, name: &str) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_control(store: &Storage, name: &str) -> Result<Option<Vec<u8>>> {
     let k = format!("{CONTROL}/{name}");
     match store.stat(&k)? {
         None => Ok(None),
@@ -191,7 +200,7 @@ pub fn read_control(store: &Storage, name: &str) -> Result<Option<Vec<u8>>> {
     }
 }
 
-pub fn write_control(store: &Storage, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_control(store: &Storage, name: &str, bytes: &[u8]) -> Result<()> {
     store.put(&format!("{CONTROL}/{name}"), bytes.to_vec())
 }
 
@@ -207,7 +216,7 @@ fn head(store: &Storage, key: &str) -> Result<Option<Vec<u8>>> {
 }
 
 /// Whether the store's `.repo/` objects are ours, somebody else's, or absent.
-pub fn control_state(store: &Storage) -> Result<State> {
+pub(crate) fn control_state(store: &Storage) -> Result<State> {
     let marker = format!("{CONTROL}/{}", control::MARKER);
     let manifest = format!("{CONTROL}/{}", control::MANIFEST);
     if head(store, &marker)?.is_some_and(|b| control::is_marker(&b))
@@ -221,7 +230,7 @@ pub fn control_state(store: &Storage) -> Result<State> {
     Ok(State::Absent)
 }
 
-pub fn check_control(store: &Storage) -> Result<()> {
+pub(crate) fn check_control(store: &Storage) -> Result<()> {
     match control_state(store)? {
         State::Foreign => Err(control::foreign_error(&format!(
             "{}/{CONTROL}",
@@ -232,7 +241,7 @@ pub fn check_control(store: &Storage) -> Result<()> {
 }
 
 /// Writes the marker unless it is there; refuses a foreign `.repo/`.
-pub fn claim_control(store: &Storage) -> Result<()> {
+pub(crate) fn claim_control(store: &Storage) -> Result<()> {
     let marker = format!("{CONTROL}/{}", control::MARKER);
     if head(store, &marker)?.is_some_and(|b| control::is_marker(&b)) {
         return Ok(());

@@ -8,7 +8,7 @@ use crate::format::manifest::{Entries, Entry, EntryKind};
 use crate::local::fence::{DirId, dir_id};
 use crate::local::filter::Excludes;
 use crate::local::tree;
-use crate::storage::{BackendOptions, Location, Storage};
+use crate::storage::{Location, Storage};
 
 use super::{local, remote};
 
@@ -20,7 +20,7 @@ pub enum Side {
 impl Side {
     /// Opens `spec` (a folder or an s3://, ftp:// or ftps:// URL). A missing
     /// local folder is created only when `create` is set (a destination).
-    pub fn open(location: &Location, create: bool) -> Result<Side> {
+    pub(crate) fn open(location: &Location, create: bool) -> Result<Side> {
         match location {
             Location::Local(path) => {
                 if create {
@@ -37,16 +37,11 @@ impl Side {
         }
     }
 
-    /// Parses and opens in one step.
-    pub fn parse(spec: &str, opts: &BackendOptions, create: bool) -> Result<Side> {
-        Side::open(&Location::parse(spec, opts)?, create)
-    }
-
-    pub fn is_remote(&self) -> bool {
+    pub(crate) fn is_remote(&self) -> bool {
         matches!(self, Side::Remote(_))
     }
 
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Side::Local(p) => p.display().to_string(),
             Side::Remote(s) => s.location().to_string(),
@@ -54,7 +49,7 @@ impl Side {
     }
 
     /// A path on this side for messages.
-    pub fn display(&self, rel: &[u8]) -> String {
+    pub(crate) fn display(&self, rel: &[u8]) -> String {
         format!(
             "{}/{}",
             self.name().trim_end_matches('/'),
@@ -63,7 +58,7 @@ impl Side {
     }
 
     /// Threads for transfers: one per connection on remote sides.
-    pub fn pool(&self) -> Result<rayon::ThreadPool> {
+    pub(crate) fn pool(&self) -> Result<rayon::ThreadPool> {
         let n = match self {
             Side::Local(_) => rayon::current_num_threads(),
             Side::Remote(s) => s.connections().max(1),
@@ -82,7 +77,7 @@ impl Side {
 
     /// Identity of a local side's folder (following a symlink given as
     /// the side, as the walk does); `None` for remote sides.
-    pub fn dir_id(&self) -> Option<DirId> {
+    pub(crate) fn dir_id(&self) -> Option<DirId> {
         match self {
             Side::Local(root) => std::fs::metadata(root).ok().map(|md| dir_id(&md)),
             Side::Remote(_) => None,
@@ -91,7 +86,7 @@ impl Side {
 
     /// Lists the side; on a local side, folders in `fence` are left out and
     /// reported in `fenced` (see [`tree::scan_fenced`]).
-    pub fn scan(
+    pub(crate) fn scan(
         &self,
         base: Option<&Entries>,
         filter: Option<&Excludes>,
@@ -105,21 +100,21 @@ impl Side {
         }
     }
 
-    pub fn hash(&self, rel: &[u8], e: &Entry) -> Result<[u8; 32]> {
+    pub(crate) fn hash(&self, rel: &[u8], e: &Entry) -> Result<[u8; 32]> {
         match self {
             Side::Local(root) => tree::hash(root, rel),
             Side::Remote(s) => remote::hash(s, rel, e.size),
         }
     }
 
-    pub fn reader<'a>(&'a self, rel: &[u8], e: &Entry) -> Result<Box<dyn Read + 'a>> {
+    pub(crate) fn reader<'a>(&'a self, rel: &[u8], e: &Entry) -> Result<Box<dyn Read + 'a>> {
         match self {
             Side::Local(root) => Ok(Box::new(tree::open_file(root, rel)?)),
             Side::Remote(s) => Ok(Box::new(remote::reader(s, rel, e.size)?)),
         }
     }
 
-    pub fn write(&self, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> Result<Entry> {
+    pub(crate) fn write(&self, rel: &[u8], reader: &mut dyn Read, e: &Entry) -> Result<Entry> {
         match self {
             Side::Local(root) => local::write_file(root, rel, reader, e),
             Side::Remote(s) => remote::write_file(s, rel, reader, e),
@@ -127,7 +122,7 @@ impl Side {
     }
 
     /// Creates a directory or symlink (local sides only: object stores have neither).
-    pub fn make(&self, rel: &[u8], e: &Entry) -> Result<Entry> {
+    pub(crate) fn make(&self, rel: &[u8], e: &Entry) -> Result<Entry> {
         match self {
             Side::Local(root) => local::make(root, rel, e),
             Side::Remote(_) => Err(Error::Usage(format!(
@@ -142,14 +137,14 @@ impl Side {
         }
     }
 
-    pub fn remove(&self, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
+    pub(crate) fn remove(&self, rel: &[u8], bin: Option<(&str, &str)>) -> Result<bool> {
         match self {
             Side::Local(root) => local::remove(root, rel, bin),
             Side::Remote(s) => remote::remove(s, rel, bin),
         }
     }
 
-    pub fn remove_empty_dir(&self, rel: &[u8]) -> Result<bool> {
+    pub(crate) fn remove_empty_dir(&self, rel: &[u8]) -> Result<bool> {
         match self {
             Side::Local(root) => local::remove_empty_dir(root, rel),
             Side::Remote(_) => Ok(true),
@@ -157,7 +152,7 @@ impl Side {
     }
 
     /// Refuses a side whose `.repo` belongs to somebody else.
-    pub fn check_control(&self) -> Result<()> {
+    pub(crate) fn check_control(&self) -> Result<()> {
         match self {
             Side::Local(root) => local::check_control(root),
             Side::Remote(s) => remote::check_control(s),
@@ -165,7 +160,7 @@ impl Side {
     }
 
     /// Creates this side's control folder and marker before a run writes to it.
-    pub fn claim_control(&self) -> Result<()> {
+    pub(crate) fn claim_control(&self) -> Result<()> {
         match self {
             Side::Local(root) => local::claim_control(root),
             Side::Remote(s) => remote::claim_control(s),
@@ -173,21 +168,21 @@ impl Side {
     }
 
     /// Moves an empty folder to `.repo/<bin>/<stamp>/`; `false` if it is not empty.
-    pub fn trash_empty_dir(&self, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
+    pub(crate) fn trash_empty_dir(&self, rel: &[u8], bin: &str, stamp: &str) -> Result<bool> {
         match self {
             Side::Local(root) => local::trash_empty_dir(root, rel, bin, stamp),
             Side::Remote(_) => Ok(true),
         }
     }
 
-    pub fn read_control(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn read_control(&self, name: &str) -> Result<Option<Vec<u8>>> {
         match self {
             Side::Local(root) => local::read_control(root, name),
             Side::Remote(s) => remote::read_control(s, name),
         }
     }
 
-    pub fn write_control(&self, name: &str, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_control(&self, name: &str, bytes: &[u8]) -> Result<()> {
         match self {
             Side::Local(root) => local::write_control(root, name, bytes),
             Side::Remote(s) => remote::write_control(s, name, bytes),

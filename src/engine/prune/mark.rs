@@ -28,7 +28,7 @@ pub(super) struct Gathered {
 
 impl Gathered {
     /// Step 1: the indexes and the stored packs.
-    pub fn load(repo: &Repository) -> Result<Gathered> {
+    pub(crate) fn load(repo: &Repository) -> Result<Gathered> {
         let files: BTreeMap<IndexId, IndexFile> = repo.load_index_files()?;
         let mut index = MemIndex::default();
         for f in files.values() {

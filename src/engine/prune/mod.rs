@@ -47,14 +47,14 @@ use plan::Plan;
 /// `after-index` or `before-delete` makes prune exit(1) at once at that
 /// point, without cleaning up (its lock stays behind, as after a crash).
 /// For tests only.
-pub const CRASH_ENV: &str = "REPO_TEST_PRUNE_CRASH_AT";
+pub(crate) const CRASH_ENV: &str = "REPO_TEST_PRUNE_CRASH_AT";
 
 /// Default for `--max-unused`: repack a pack when more than this percentage
 /// of its bytes is unused.
-pub const DEFAULT_MAX_UNUSED: f64 = 5.0;
+pub(crate) const DEFAULT_MAX_UNUSED: f64 = 5.0;
 
 /// How prune runs.
-pub struct PruneOptions<'a> {
+pub(crate) struct PruneOptions<'a> {
     /// Repack partly used packs whose unused share exceeds this percentage.
     pub max_unused_percent: f64,
     /// Plan only: report what would happen, write and delete nothing.
@@ -101,7 +101,7 @@ pub struct PruneReport {
 }
 
 /// Ends the process at once if the crash test hook names `point`.
-pub fn crash_point(point: &str) {
+pub(crate) fn crash_point(point: &str) {
     if std::env::var(CRASH_ENV).is_ok_and(|v| v == point) {
         std::process::exit(1);
     }
@@ -109,7 +109,7 @@ pub fn crash_point(point: &str) {
 
 /// How young an unindexed pack must be to be kept while a lock stale only
 /// by its age exists: twice the stale period.
-pub fn unindexed_grace() -> std::time::Duration {
+pub(crate) fn unindexed_grace() -> std::time::Duration {
     crate::repository::lock::stale_after() * 2
 }
 
@@ -123,7 +123,7 @@ fn suspended_holder_possible(repo: &Repository) -> Result<bool> {
 }
 
 /// Runs prune. The caller must hold an exclusive lock.
-pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+pub(crate) fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     let cancel = opts.cancel;
     let mut report = PruneReport {
         dry_run: opts.dry_run,

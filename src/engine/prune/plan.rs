@@ -35,7 +35,7 @@ impl Plan {
     /// Step 3: choose copies and classify. Packs missing from storage, or with
     /// another size than indexed, hold no usable copy. `grace`: keep young
     /// unindexed packs (see [`unindexed_grace`]).
-    pub fn decide(
+    pub(crate) fn decide(
         repo: &Repository,
         g: &Gathered,
         used: &HashSet<(BlobKind, BlobId)>,
@@ -77,19 +77,19 @@ impl Plan {
 
     /// Whether the index must be rewritten. Unusable packs hold no chosen
     /// copy, so they are never kept.
-    pub fn rewrite_index(&self) -> bool {
+    pub(crate) fn rewrite_index(&self) -> bool {
         self.fate.values().any(|f| *f != Fate::Keep)
     }
 
     /// The packs kept as they are.
-    pub fn kept<'a>(&'a self, g: &'a Gathered) -> impl Iterator<Item = &'a IndexPack> {
+    pub(crate) fn kept<'a>(&'a self, g: &'a Gathered) -> impl Iterator<Item = &'a IndexPack> {
         g.indexed
             .values()
             .filter(|p| self.fate.get(&p.id) == Some(&Fate::Keep))
     }
 
     /// A dry run's report: what repacking would copy and what would remain.
-    pub fn estimate(&self, repo: &Repository, g: &Gathered, report: &mut PruneReport) {
+    pub(crate) fn estimate(&self, repo: &Repository, g: &Gathered, report: &mut PruneReport) {
         let repack_bytes: u64 = self
             .repack
             .iter()

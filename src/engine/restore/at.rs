@@ -32,7 +32,7 @@ use super::Item;
 /// Opens directory `name` in `dir` without following a symlink in its place.
 /// A directory we may search and write but not read (mode 0300) is opened
 /// with `O_PATH`, which is enough to create, change and remove below it.
-pub fn open_dir(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
+pub(crate) fn open_dir(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     match openat(dir.as_fd(), name, flags | OFlag::O_RDONLY, Mode::empty()) {
         Err(Errno::EACCES) => openat(dir, name, flags | OFlag::O_PATH, Mode::empty()),
@@ -42,7 +42,7 @@ pub fn open_dir(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
 
 /// Whether `fd` was opened with `O_PATH` (and so takes no `fchmod`,
 /// `futimens` or `fsetxattr`).
-pub fn is_path_only(fd: BorrowedFd) -> bool {
+pub(crate) fn is_path_only(fd: BorrowedFd) -> bool {
     nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
         .is_ok_and(|fl| OFlag::from_bits_truncate(fl).contains(OFlag::O_PATH))
 }
@@ -50,7 +50,7 @@ pub fn is_path_only(fd: BorrowedFd) -> bool {
 /// Creates directory `name` in `dir` (private until its recorded mode is
 /// set at the end) unless it exists, and opens it. `Errno::ELOOP` or
 /// `Errno::ENOTDIR` mean something else is in its place.
-pub fn make_dir(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
+pub(crate) fn make_dir(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
     match nix::sys::stat::mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o700)) {
         Ok(()) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(e),
@@ -60,7 +60,7 @@ pub fn make_dir(dir: impl AsFd, name: &OsStr) -> nix::Result<OwnedFd> {
 
 /// `/proc/self/fd/N[/name]`: a path the kernel resolves to exactly the open
 /// directory `fd` (then `name` in it), for the calls that take no descriptor.
-pub fn proc_path(fd: BorrowedFd, name: Option<&OsStr>) -> PathBuf {
+pub(crate) fn proc_path(fd: BorrowedFd, name: Option<&OsStr>) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     if let Some(n) = name {
         p.push(n);
@@ -69,7 +69,7 @@ pub fn proc_path(fd: BorrowedFd, name: Option<&OsStr>) -> PathBuf {
 }
 
 /// A directory's descriptor: kept for the whole restore, or opened for one use.
-pub enum DirFd<'a> {
+pub(crate) enum DirFd<'a> {
     Kept(BorrowedFd<'a>),
     Opened(OwnedFd),
 }
@@ -84,7 +84,7 @@ impl AsFd for DirFd<'_> {
 }
 
 /// The directories of one restore, by slot; slot 0 is the target.
-pub struct Dirs {
+pub(crate) struct Dirs {
     parent: Vec<usize>,
     name: Vec<OsString>,
     fd: Vec<OnceLock<OwnedFd>>,
@@ -94,7 +94,7 @@ pub struct Dirs {
 
 impl Dirs {
     /// Starts with the target's descriptor as slot 0.
-    pub fn new(target: OwnedFd) -> Self {
+    pub(crate) fn new(target: OwnedFd) -> Self {
         let root = OnceLock::new();
         let _ = root.set(target);
         Dirs {
@@ -107,7 +107,7 @@ impl Dirs {
     }
 
     /// Adds directory `name` below slot `parent`; returns its slot.
-    pub fn add(&mut self, parent: usize, name: &OsStr) -> usize {
+    pub(crate) fn add(&mut self, parent: usize, name: &OsStr) -> usize {
         self.parent.push(parent);
         self.name.push(name.to_os_string());
         self.fd.push(OnceLock::new());
@@ -115,7 +115,7 @@ impl Dirs {
     }
 
     /// Keeps `fd` as slot's descriptor while the budget allows.
-    pub fn keep(&self, slot: usize, fd: OwnedFd) {
+    pub(crate) fn keep(&self, slot: usize, fd: OwnedFd) {
         if self.kept.fetch_add(1, Ordering::Relaxed) < self.budget {
             let _ = self.fd[slot].set(fd);
         } else {
@@ -126,7 +126,7 @@ impl Dirs {
     /// The directory of `slot`: its kept descriptor, or opened afresh from
     /// the nearest kept ancestor, one component at a time, never following
     /// a symlink.
-    pub fn get(&self, slot: usize) -> nix::Result<DirFd<'_>> {
+    pub(crate) fn get(&self, slot: usize) -> nix::Result<DirFd<'_>> {
         if let Some(fd) = self.fd[slot].get() {
             return Ok(DirFd::Kept(fd.as_fd()));
         }
@@ -161,11 +161,15 @@ fn fd_budget() -> usize {
 }
 
 /// An item's directory (its slot in [`Dirs`]) and its name there.
-pub type Place = (usize, OsString);
+pub(crate) type Place = (usize, OsString);
 
 /// Where each item lives: its directory's slot and its name there, and for
 /// each directory item its own slot. Plan order lists parents first.
-pub fn locate(items: &[Item], target: &Path, dirs: &mut Dirs) -> Result<(Vec<Place>, Vec<usize>)> {
+pub(crate) fn locate(
+    items: &[Item],
+    target: &Path,
+    dirs: &mut Dirs,
+) -> Result<(Vec<Place>, Vec<usize>)> {
     let mut slot_of: HashMap<&Path, usize> = HashMap::new();
     slot_of.insert(target, 0);
     let mut at = Vec::with_capacity(items.len());

@@ -23,7 +23,7 @@ use super::at;
 /// `.repo` belongs to another tool (a checkout of Google's `repo` has one),
 /// or when what is restored has a `.repo` of its own at the top, which the
 /// restore would write into and the manifest would then overwrite.
-pub fn check_control(target: &Path, items: &[Item], target_existed: bool) -> Result<()> {
+pub(crate) fn check_control(target: &Path, items: &[Item], target_existed: bool) -> Result<()> {
     let top = target.join(CONTROL);
     if let Some(item) = items.iter().find(|i| i.path() == top) {
         return Err(Error::Usage(format!(

@@ -17,7 +17,7 @@ use crate::format::tree::Node;
 /// Name-to-id lookups, cached: each lookup reads /etc/passwd or
 /// /etc/group, and a restore asks for the same few names for every file.
 #[derive(Default)]
-pub struct Owners {
+pub(crate) struct Owners {
     users: Mutex<HashMap<String, Option<Uid>>>,
     groups: Mutex<HashMap<String, Option<Gid>>>,
 }
@@ -65,7 +65,7 @@ fn cached<T: Copy>(
 
 /// What metadata is applied to, never by a path another user could redirect.
 #[derive(Clone, Copy)]
-pub enum Target<'a> {
+pub(crate) enum Target<'a> {
     /// A file or directory open for reading or writing.
     Open(BorrowedFd<'a>),
     /// A special file or a file not held open, opened with
@@ -83,7 +83,7 @@ pub enum Target<'a> {
 /// clears the setuid and setgid bits, so the mode comes after it; user
 /// xattrs need write permission, so they come before a read-only mode.
 /// Returns what failed.
-pub fn apply(target: Target, node: &Node, as_root: bool, owners: &Owners) -> Vec<String> {
+pub(crate) fn apply(target: Target, node: &Node, as_root: bool, owners: &Owners) -> Vec<String> {
     let mut errs = Vec::new();
     if as_root {
         let (uid, gid) = owners.of(node);

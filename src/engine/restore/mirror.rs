@@ -33,7 +33,7 @@ use super::control::{Read, control_dir, read_manifest, write_manifest};
 use super::plan::Filter;
 
 /// BLAKE3 of the node's chunk ids in order: equal digests mean equal content.
-pub fn chunk_digest(node: &Node) -> [u8; 32] {
+pub(crate) fn chunk_digest(node: &Node) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     for c in &node.content {
         h.update(&c.id.0);
@@ -50,7 +50,7 @@ pub struct Removal {
     pub dir: bool,
 }
 
-pub struct Mirror {
+pub(crate) struct Mirror {
     /// The target, as given.
     pub root: PathBuf,
     stamp: String,
@@ -72,7 +72,12 @@ fn rel<'a>(root: &Path, path: &'a Path) -> Option<&'a [u8]> {
 impl Mirror {
     /// Reads the target's manifest. A damaged one only costs speed, so it is
     /// reported and ignored rather than stopping the restore.
-    pub fn new(root: &Path, root_fd: BorrowedFd, archive: bool, progress: &dyn Progress) -> Self {
+    pub(crate) fn new(
+        root: &Path,
+        root_fd: BorrowedFd,
+        archive: bool,
+        progress: &dyn Progress,
+    ) -> Self {
         let shown = root.join(CONTROL).join(MANIFEST);
         let manifest = match read_manifest(root_fd) {
             Ok(Read::Mine(bytes)) => match Manifest::decode(&bytes) {
@@ -114,7 +119,7 @@ impl Mirror {
     /// verified directory, is `st`) was written by an earlier restore
     /// of the same content and has not been touched since (same size, mtime,
     /// inode and ctime).
-    pub fn unchanged(&self, path: &Path, node: &Node, st: &FileStat) -> bool {
+    pub(crate) fn unchanged(&self, path: &Path, node: &Node, st: &FileStat) -> bool {
         let (Some(m), Some(r)) = (&self.manifest, rel(&self.root, path)) else {
             return false;
         };
@@ -140,7 +145,7 @@ impl Mirror {
     /// `root`) to `.repo/<bin>/<stamp>/rel`, or deletes it without the
     /// archive; all relative to verified descriptors, so a directory another
     /// user swaps for a symlink cannot redirect it. Missing is fine.
-    pub fn set_aside_at(
+    pub(crate) fn set_aside_at(
         &self,
         root: BorrowedFd,
         dir: BorrowedFd,
@@ -181,7 +186,7 @@ impl Mirror {
     /// whatever has the wrong type for what will be restored in its place,
     /// in path order (a directory stands for its contents). With filters,
     /// only paths the filters select are touched.
-    pub fn plan_removals(
+    pub(crate) fn plan_removals(
         &self,
         items: &[Item],
         filter: &Filter,
@@ -254,7 +259,7 @@ impl Mirror {
     /// cannot be removed is returned with the reason and the others still
     /// go, so the restore goes on and reports it (as rsync does) rather
     /// than stopping with the target half cleared and nothing restored.
-    pub fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Vec<(PathBuf, String)> {
+    pub(crate) fn remove(&self, root: BorrowedFd, gone: &[Removal]) -> Vec<(PathBuf, String)> {
         let mut failed = Vec::new();
         for g in gone {
             let path = tree::abs(&self.root, &g.rel);
@@ -302,7 +307,7 @@ impl Mirror {
     }
 
     /// Writes the target's manifest for what was restored.
-    pub fn record(&self, root_fd: BorrowedFd, items: &[Item]) -> Result<()> {
+    pub(crate) fn record(&self, root_fd: BorrowedFd, items: &[Item]) -> Result<()> {
         let mut entries = Entries::new();
         for item in items {
             let Some(r) = rel(&self.root, item.path()) else {

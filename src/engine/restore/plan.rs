@@ -37,7 +37,7 @@ pub enum Item {
 }
 
 impl Item {
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         match self {
             Item::Dir { path, .. }
             | Item::File { path, .. }
@@ -48,7 +48,7 @@ impl Item {
 }
 
 /// Selection of paths (matched against their absolute path in the snapshot).
-pub struct Filter<'a> {
+pub(crate) struct Filter<'a> {
     pub include: Option<&'a Excludes>,
     pub exclude: Option<&'a Excludes>,
     /// Paths a repaired snapshot lists as damaged (lossy UTF-8 absolute
@@ -68,7 +68,7 @@ impl Filter<'_> {
     }
 
     /// The problems met, in path order (the walk is parallel).
-    pub fn take_problems(&self) -> Vec<(PathBuf, String)> {
+    pub(crate) fn take_problems(&self) -> Vec<(PathBuf, String)> {
         let mut p = self
             .problems
             .lock()
@@ -88,7 +88,7 @@ impl Filter<'_> {
 /// before their contents. Sibling directories are walked in parallel (each
 /// one's tree blob is a storage read plus a decryption), and the lists are
 /// joined in tree order, so the plan is the same as a sequential walk's.
-pub fn plan(
+pub(crate) fn plan(
     repo: &Repository,
     index: &MemIndex,
     start: &Node,

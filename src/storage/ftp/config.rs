@@ -31,8 +31,8 @@ pub struct FtpConfig {
 }
 
 impl FtpConfig {
-    pub const DEFAULT_PORT: u16 = 21;
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
+    pub(crate) const DEFAULT_PORT: u16 = 21;
+    pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 4;
 
     /// Parses `ftp://user:password@host:port/root` or `ftps://…` (explicit TLS).
     ///

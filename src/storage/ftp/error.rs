@@ -72,7 +72,7 @@ pub enum FtpError {
 impl FtpError {
     /// Converts to object_store's error for the object at `location`, keeping `NotFound` and
     /// `AlreadyExists` recognisable to callers.
-    pub fn into_store_error(self, location: &str) -> object_store::Error {
+    pub(crate) fn into_store_error(self, location: &str) -> object_store::Error {
         let path = location.to_string();
         match self {
             e @ FtpError::NotFound { .. } => object_store::Error::NotFound {
@@ -91,7 +91,7 @@ impl FtpError {
     }
 
     /// The FTP reply code, when the server refused a command.
-    pub fn reply_code(&self) -> Option<u32> {
+    pub(crate) fn reply_code(&self) -> Option<u32> {
         match self {
             FtpError::Command {
                 source: suppaftp::FtpError::UnexpectedResponse(r),
