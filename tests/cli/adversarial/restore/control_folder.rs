@@ -77,11 +77,7 @@ fn delete_leaves_a_foreign_control_folder_and_a_snapshot_control_folder_alone() 
 
 #[test]
 fn delete_plan_shows_hostile_names_escaped() {
-    let t = TestRepo::new();
-    t.init();
-    let src = t.join("src");
-    put(&src, "a.txt", "alpha");
-    t.create([&src]);
+    let (t, src) = alpha_snapshot();
     let target = t.join("target");
     put(&target, "precious/db.sqlite", "root's data");
     // A user owning part of the target names a file so that the plan looks
@@ -282,11 +278,7 @@ fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
     if !need_root("delete_ignores_a_manifest_another_user_planted_in_the_target") {
         return;
     }
-    let t = TestRepo::new();
-    t.init();
-    let src = t.join("src");
-    put(&src, "a.txt", "alpha");
-    t.create([&src]);
+    let (t, src) = alpha_snapshot();
     // nobody owns the target and its (marked) control folder, and plants
     // a 1 GiB sparse manifest (64 GiB would exhaust root's memory).
     let target = t.join("target");
@@ -340,11 +332,7 @@ fn delete_ignores_a_manifest_another_user_planted_in_the_target() {
 
 #[test]
 fn delete_with_json_or_quiet_still_names_what_it_would_remove() {
-    let t = TestRepo::new();
-    t.init();
-    let src = t.join("src");
-    put(&src, "a.txt", "alpha");
-    t.create([&src]);
+    let (t, src) = alpha_snapshot();
     let target = t.join("target");
     put(&target, "precious.db", "the user's");
     let mut bad = Vec::new();

@@ -52,11 +52,7 @@ fn delete_keeps_everything_below_an_excluded_directory() {
 
 #[test]
 fn delete_refuses_a_target_that_contains_the_repository() {
-    let t = TestRepo::new();
-    t.init();
-    let src = t.join("src");
-    put(&src, "a.txt", "alpha");
-    t.create([&src]);
+    let (t, src) = alpha_snapshot();
     let before = walk_files(&t.repo).len();
     // The repository is <tmp>/repo: both <tmp> and the repository itself hold it.
     let mut trials = 0;
@@ -88,11 +84,7 @@ fn delete_refuses_a_target_that_contains_the_repository() {
 
 #[test]
 fn delete_asks_before_removing_and_needs_yes_without_a_terminal() {
-    let t = TestRepo::new();
-    t.init();
-    let src = t.join("src");
-    put(&src, "a.txt", "alpha");
-    t.create([&src]);
+    let (t, src) = alpha_snapshot();
     let target = t.join("target");
     put(&target, "mine.txt", "the user's");
     // No terminal and no -y: nothing is removed.
@@ -150,11 +142,7 @@ fn restore_on_a_terminal(t: &TestRepo, src: &Path, target: &Path, answer: &str) 
 
 #[test]
 fn delete_on_a_terminal_removes_only_after_yes() {
-    let t = TestRepo::new();
-    t.init();
-    let src = t.join("src");
-    put(&src, "a.txt", "alpha");
-    t.create([&src]);
+    let (t, src) = alpha_snapshot();
     let target = t.join("target");
     put(&target, "mine.txt", "the user's");
     let (ok, out) = restore_on_a_terminal(&t, &src, &target, "n\n");

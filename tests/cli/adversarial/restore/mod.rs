@@ -54,6 +54,17 @@ fn restore_cmd(t: &TestRepo, spec: &str, target: &Path, extra: &[&str]) -> std::
     c
 }
 
+/// A repository holding one snapshot of `src/a.txt` ("alpha"): the
+/// starting point of the restore --delete and control-folder tests.
+fn alpha_snapshot() -> (TestRepo, PathBuf) {
+    let t = TestRepo::new();
+    t.init();
+    let src = t.join("src");
+    put(&src, "a.txt", "alpha");
+    t.create([&src]);
+    (t, src)
+}
+
 /// Skips a root-only test loudly, or fails it under CI.
 fn need_root(name: &str) -> bool {
     if is_root() {

@@ -15,251 +15,23 @@
 //! snapshot write, and by prune before it deletes) refuses once the lock is
 //! no longer provably continuous and fresh. SPEC.md §10.1 states the protocol.
 
+mod exclusive;
+mod held;
+mod info;
+
+pub(crate) use exclusive::{CLAIM_DIR, CLAIM_NAME};
+use exclusive::{claim, claim_is_stale, read_claim};
+pub(crate) use held::{Held, verify};
+use held::{lapsed, too_old};
+pub use info::*;
+
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 
+use super::Repository;
 use super::objects::ObjectKind;
-use super::{Repository, holder, host_and_user};
 use crate::error::{Error, Result};
-
-/// A lock older than this without a refresh is stale.
-pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
-/// How often a held lock is rewritten.
-pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
-
-/// The stale period in force: [`STALE_AFTER`], or a test's shorter one.
-pub(crate) fn stale_after() -> Duration {
-    crate::testhooks::stale_after_override()
-        .filter(|d| !d.is_zero())
-        .unwrap_or(STALE_AFTER)
-}
-
-/// How often a held lock is rewritten: a sixth of the stale period.
-pub(crate) fn refresh_every() -> Duration {
-    stale_after() / 6
-}
-
-/// How long after its last refresh a holder still trusts its lock: two
-/// thirds of the stale period. The last third absorbs clock differences
-/// between hosts and the time a write takes.
-pub(crate) fn safe_window() -> Duration {
-    stale_after() * 2 / 3
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub time: DateTime<Utc>,
-    pub exclusive: bool,
-    pub host: String,
-    pub user: String,
-    pub pid: u32,
-    pub command: String,
-    /// The holder's machine id; absent in locks written by older versions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine_id: Option<String>,
-    /// The holder's boot id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
-    /// Inode of the holder's pid namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_ns: Option<u64>,
-    /// The holder's start time in clock ticks since boot.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<u64>,
-    /// Random, the same in every refresh of one holding: names the holding.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<String>,
-}
-
-impl LockInfo {
-    /// A lock record for this process, stamped now, with a new nonce.
-    pub(crate) fn new(exclusive: bool, command: &str) -> LockInfo {
-        let (host, user) = host_and_user();
-        let me = holder::me();
-        let mut nonce = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut nonce);
-        LockInfo {
-            time: Utc::now(),
-            exclusive,
-            host,
-            user,
-            pid: std::process::id(),
-            command: command.to_string(),
-            machine_id: me.machine_id.clone(),
-            boot_id: me.boot_id.clone(),
-            pid_ns: me.pid_ns,
-            start_time: me.start_time,
-            nonce: Some(hex::encode(nonce)),
-        }
-    }
-
-    /// Whether the holder is certainly gone or has stopped refreshing.
-    pub(crate) fn is_stale(&self) -> bool {
-        self.is_stale_by_age() || self.holder_is_dead()
-    }
-
-    /// Not refreshed for the stale period. Its holder may still be alive,
-    /// only suspended.
-    pub(crate) fn is_stale_by_age(&self) -> bool {
-        let age = Utc::now().signed_duration_since(self.time);
-        age.to_std().is_ok_and(|a| a > stale_after())
-    }
-
-    /// The holder ran on this very boot of this machine, in our pid
-    /// namespace, and that process is gone.
-    pub(crate) fn holder_is_dead(&self) -> bool {
-        holder::certainly_dead(
-            self.machine_id.as_deref(),
-            self.boot_id.as_deref(),
-            self.pid_ns,
-            self.pid,
-            self.start_time,
-        )
-    }
-
-    /// What to do about this live lock if its holder is believed gone.
-    pub(crate) fn advice(&self) -> String {
-        let expires = self.time
-            + chrono::Duration::from_std(stale_after())
-                .unwrap_or_else(|_| chrono::Duration::zero());
-        if holder::same_space(
-            self.machine_id.as_deref(),
-            self.boot_id.as_deref(),
-            self.pid_ns,
-        ) {
-            format!(
-                "That process is still running on this machine; wait for it to finish (its lock \
-                 expires at {} if it stops refreshing it)",
-                expires.format("%Y-%m-%d %H:%M:%S UTC")
-            )
-        } else {
-            format!(
-                "It was taken on another machine, boot or pid namespace, so this process cannot \
-                 tell whether its holder still runs; it becomes stale at {} unless refreshed. If \
-                 you are sure that process is gone, remove the lock with `repo unlock --remove-all`",
-                expires.format("%Y-%m-%d %H:%M:%S UTC")
-            )
-        }
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} lock held by {}@{} (pid {}, `{}`) since {}",
-            if self.exclusive {
-                "an exclusive"
-            } else {
-                "a shared"
-            },
-            self.user,
-            self.host,
-            self.pid,
-            self.command,
-            self.time.format("%Y-%m-%d %H:%M:%S UTC")
-        )
-    }
-}
-
-/// What a holder knows about its own lock; shared by the guard, its
-/// refresher and the [`Repository`] that checks it before writing.
-pub(crate) struct Held {
-    command: String,
-    state: Mutex<HeldState>,
-}
-
-struct HeldState {
-    /// Hex id of the newest lock object written.
-    current: String,
-    /// The `time` of the newest lock object for which the lock was
-    /// provably continuous (the object before it was still there).
-    refreshed: DateTime<Utc>,
-    /// Why the lock can no longer be trusted; once set, for good: data may
-    /// have been pruned while it lapsed, even if later refreshes succeed.
-    broken: Option<String>,
-    /// The last failed refresh, for the message once the window runs out.
-    last_error: Option<String>,
-}
-
-impl Held {
-    fn new(command: &str, current: String, refreshed: DateTime<Utc>) -> Held {
-        Held {
-            command: command.to_string(),
-            state: Mutex::new(HeldState {
-                current,
-                refreshed,
-                broken: None,
-                last_error: None,
-            }),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, HeldState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn too_old(since: DateTime<Utc>) -> Option<Duration> {
-    let age = Utc::now().signed_duration_since(since).to_std().ok()?;
-    (age >= safe_window()).then_some(age)
-}
-
-fn lapsed(state: &HeldState, age: Duration) -> String {
-    format!(
-        "it was last refreshed {}s ago, beyond the {}s this holder may trust of the {}s stale \
-         period (was the process suspended, or storage unreachable?){}, so another process may \
-         have judged it stale and changed the repository meanwhile",
-        age.as_secs(),
-        safe_window().as_secs(),
-        stale_after().as_secs(),
-        state
-            .last_error
-            .as_deref()
-            .map(|e| format!("; last refresh failed: {e}"))
-            .unwrap_or_default()
-    )
-}
-
-impl Held {
-    /// Hex id of the newest lock object written.
-    pub(crate) fn current(&self) -> String {
-        self.state().current.clone()
-    }
-}
-
-/// Proves that `held` is still this process's lock and fresh: never lapsed
-/// since taken, its newest object still in storage, and refreshed less than
-/// [`safe_window`] ago. Otherwise the lock is broken for good.
-pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str) -> Result<()> {
-    let mut st = held.state();
-    let lost = |reason: &str| Error::LockLost {
-        command: held.command.clone(),
-        reason: reason.to_string(),
-        purpose: purpose.to_string(),
-        advice: "No snapshot refers to anything it wrote; run it again".into(),
-    };
-    if let Some(b) = &st.broken {
-        return Err(lost(b));
-    }
-    if let Some(age) = too_old(st.refreshed) {
-        st.broken = Some(lapsed(&st, age));
-        return Err(lost(st.broken.as_deref().unwrap_or_default()));
-    }
-    let key = ObjectKind::Lock.key(&st.current);
-    if repo.storage().size(&key)?.is_none() {
-        st.broken = Some(format!(
-            "its lock object {key} was removed by another process (`repo unlock --remove-all`?)"
-        ));
-        return Err(lost(st.broken.as_deref().unwrap_or_default()));
-    }
-    // The look-up itself may have been slow.
-    if let Some(age) = too_old(st.refreshed) {
-        st.broken = Some(lapsed(&st, age));
-        return Err(lost(st.broken.as_deref().unwrap_or_default()));
-    }
-    Ok(())
-}
 
 /// A held lock; dropping it removes the lock object.
 pub(crate) struct LockGuard {
@@ -398,87 +170,6 @@ pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<
         refresher: None,
     }
     .with_refresher(info))
-}
-
-/// Where exclusive lockers claim the repository with a conditional create
-/// (MKD on FTP). Shared lockers never claim: they see exclusive holders
-/// through their ordinary lock objects.
-pub(crate) const CLAIM_DIR: &str = "locks/exclusive";
-pub(crate) const CLAIM_NAME: &str = "holder";
-
-fn read_claim(repo: &Repository) -> Result<LockInfo> {
-    let key = format!("{CLAIM_DIR}/{CLAIM_NAME}");
-    let sealed = repo
-        .storage()
-        .get_bounded(&key, ObjectKind::Lock.max_size())?;
-    let plain = crate::codec::decode(
-        &repo.keys().encryption,
-        ObjectKind::Lock.ad(),
-        &sealed,
-        64 * 1024,
-    )
-    .map_err(|e| Error::corrupt(&key, e))?;
-    serde_json::from_slice(&plain).map_err(|e| Error::corrupt(&key, e))
-}
-
-/// The claim record is written once and never refreshed; its holder's
-/// refreshed lock objects carry the same nonce. So a claim is stale when
-/// its record is, unless a live lock object of the same holding exists.
-fn claim_is_stale(repo: &Repository, claim: &LockInfo) -> Result<bool> {
-    if claim.holder_is_dead() {
-        return Ok(true);
-    }
-    if !claim.is_stale_by_age() {
-        return Ok(false);
-    }
-    let Some(nonce) = &claim.nonce else {
-        return Ok(true);
-    };
-    Ok(!list_locks(repo)?
-        .into_iter()
-        .any(|(_, info)| info.is_ok_and(|i| i.nonce.as_ref() == Some(nonce) && !i.is_stale())))
-}
-
-/// Takes the exclusive claim; a stale claim (its holder gone) is replaced once.
-fn claim(repo: &Repository, info: &LockInfo) -> Result<()> {
-    let payload = serde_json::to_vec(info).unwrap_or_default();
-    for _ in 0..2 {
-        let sealed =
-            crate::codec::encode(&repo.keys().encryption, ObjectKind::Lock.ad(), &payload, 3);
-        if repo.storage().claim(CLAIM_DIR, CLAIM_NAME, sealed)? {
-            return Ok(());
-        }
-        match read_claim(repo) {
-            Ok(other) if claim_is_stale(repo, &other)? => {
-                repo.storage().release(CLAIM_DIR, CLAIM_NAME)?
-            }
-            Ok(other) => {
-                return Err(Error::Locked {
-                    detail: format!("{} ({CLAIM_DIR}). {}", other.describe(), other.advice()),
-                });
-            }
-            Err(Error::NotFound { .. }) => {
-                return Err(Error::Locked {
-                    detail: format!(
-                        "another process is taking an exclusive lock ({CLAIM_DIR} exists without its holder record); \
-                         retry, or if no other repo process is running remove it with `repo unlock --remove-all`"
-                    ),
-                });
-            }
-            Err(Error::Corrupt { reason, .. }) => {
-                return Err(Error::Locked {
-                    detail: format!(
-                        "the exclusive claim {CLAIM_DIR}/{CLAIM_NAME} cannot be read ({reason}), so \
-                         nobody can prove to hold it; remove it with `repo unlock`"
-                    ),
-                });
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::Locked {
-        detail: format!("could not take the exclusive claim {CLAIM_DIR}; retry"),
-    })
 }
 
 fn write(repo: &Repository, info: &LockInfo) -> Result<String> {
@@ -650,6 +341,7 @@ pub(crate) fn unlock(repo: &Repository, all: bool) -> Result<Vec<String>> {
 mod tests {
     use super::*;
     use crate::repository::tests::repo;
+    use chrono::DateTime;
 
     fn state(g: &LockGuard) -> (String, DateTime<Utc>, Option<String>) {
         let st = g.held.state();
