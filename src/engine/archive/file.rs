@@ -8,7 +8,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Done, Excludes, Walk, at};
+use super::walk::Done;
+use super::{Excludes, Walk, at};
 use crate::codec::chunker::StreamChunker;
 use crate::local::meta::{self, Stat};
 use rayon::prelude::*;
