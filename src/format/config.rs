@@ -80,8 +80,8 @@ impl StoredConfig {
                 max: MAX_CONFIG_LEN,
             });
         }
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| FormatError::syntax("a UTF-8 config", e))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| FormatError::Invalid("config is not UTF-8".into()))?;
         let mut lines = text.split('\n');
         let (body, mac, rest) = (lines.next(), lines.next(), lines.collect::<Vec<_>>());
         let (Some(body), Some(mac)) = (body, mac) else {
@@ -95,8 +95,8 @@ impl StoredConfig {
         let mut m = [0u8; 32];
         hex::decode_to_slice(mac, &mut m)
             .map_err(|_| FormatError::Invalid("config MAC line is not 64 hex digits".into()))?;
-        let value: serde_json::Value =
-            serde_json::from_str(body).map_err(|e| FormatError::syntax("a JSON config", e))?;
+        let value: serde_json::Value = serde_json::from_str(body)
+            .map_err(|e| FormatError::Invalid(format!("config is not JSON: {e}")))?;
         let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
         if version != FORMAT_VERSION as u64 {
             return Err(FormatError::UnknownVersion {
@@ -104,8 +104,8 @@ impl StoredConfig {
                 found: version,
             });
         }
-        let config: Config =
-            serde_json::from_value(value).map_err(|e| FormatError::syntax("a valid config", e))?;
+        let config: Config = serde_json::from_value(value)
+            .map_err(|e| FormatError::Invalid(format!("config is invalid: {e}")))?;
         config
             .chunk_sizes
             .validate()
@@ -201,5 +201,26 @@ mod tests {
             let _ = StoredConfig::parse(&data);
             let _ = StoredConfig::peek_version(&data);
         }
+    }
+
+    /// The messages a damaged config gives are part of the CLI's output
+    /// (`config is damaged: <this>`): kept word for word.
+    #[test]
+    fn damaged_config_messages_are_stable() {
+        let say = |b: &[u8]| StoredConfig::parse(b).err().map(|e| e.to_string());
+        assert_eq!(say(b"\xff\n00").as_deref(), Some("config is not UTF-8"));
+        assert_eq!(
+            say(b"{}").as_deref(),
+            Some("config must be a JSON line and a MAC line")
+        );
+        let mac = "0".repeat(64);
+        assert!(
+            say(format!("[\n{mac}").as_bytes())
+                .is_some_and(|m| m.starts_with("config is not JSON: "))
+        );
+        assert!(
+            say(format!("{{\"version\":1}}\n{mac}").as_bytes())
+                .is_some_and(|m| m.starts_with("config is invalid: "))
+        );
     }
 }

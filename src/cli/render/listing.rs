@@ -77,7 +77,7 @@ fn snapshot_groups(groups: &[snapshots::Group]) {
         if i > 0 {
             println!();
         }
-        println!("snapshots for {}:", g.group);
+        println!("snapshots for {}:", escape(&g.group.to_string()));
         snapshot_table(&g.snapshots);
     }
     if groups.is_empty() {

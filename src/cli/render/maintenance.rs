@@ -10,7 +10,7 @@ use repo::engine::prune::PruneReport;
 
 use super::{Render, View, print_json, storage_line};
 use crate::cli::exit;
-use crate::cli::text::{escape, local_time, short};
+use crate::cli::text::{escape, escape_controls, local_time, short};
 
 /// Problems go to stderr even with `-q`; "no errors" comes last, once
 /// nothing was found.
@@ -33,7 +33,11 @@ impl Render for CheckReport {
         }
         for n in &self.notices {
             if v.verbose > 0 {
-                eprintln!("notice: {}: {}", n.object, n.message);
+                eprintln!(
+                    "notice: {}: {}",
+                    escape_controls(&n.object),
+                    escape_controls(&n.message)
+                );
             }
         }
         if !self.notices.is_empty() && v.verbose == 0 {
@@ -43,7 +47,11 @@ impl Render for CheckReport {
             );
         }
         for e in &self.errors {
-            eprintln!("error: {}: {}", e.object, e.message);
+            eprintln!(
+                "error: {}: {}",
+                escape_controls(&e.object),
+                escape_controls(&e.message)
+            );
         }
         if self.errors.is_empty() {
             v.say("no errors were found");
@@ -72,7 +80,7 @@ impl Render for forget::Report {
             "removed"
         };
         for g in &self.groups {
-            println!("snapshots for {}:", g.group);
+            println!("snapshots for {}:", escape(&g.group.to_string()));
             println!("  keep {} snapshot(s):", g.keep.len());
             for k in &g.keep {
                 println!(
@@ -202,7 +210,11 @@ impl Render for repair::Report {
 fn warn_damaged(r: &repair::Report) {
     if let repair::Report::Index(r) = r {
         for d in &r.damaged {
-            eprintln!("warning: {}: {}", d.object, d.message);
+            eprintln!(
+                "warning: {}: {}",
+                escape_controls(&d.object),
+                escape_controls(&d.message)
+            );
         }
     }
 }

@@ -174,11 +174,14 @@ struct TreeCheck<'a> {
 }
 
 impl TreeCheck<'_> {
-    /// How messages name `path`: `snapshot <id>/a/b`.
+    /// Where a problem is: the snapshot, and the path in it unless it is
+    /// the snapshot's root.
     fn at(&self, path: &Path) -> String {
-        format!("{}{}", self.from, path.display())
-            .trim_end_matches('/')
-            .to_string()
+        if path == Path::new("/") {
+            self.from.clone()
+        } else {
+            format!("{} in {}", path.display(), self.from)
+        }
     }
 }
 

@@ -516,3 +516,36 @@ fn live_locks_are_kept_and_stale_locks_removed() {
     t.ok(["check"]);
     assert!(t.snapshots().is_empty());
 }
+
+/// A file name with a newline and a terminal escape whose data pack is
+/// gone (and out of the rebuilt index): check names the file in its
+/// problems, and a hostile name must not move the cursor or fake a line
+/// there (README: every name is escaped on a terminal).
+#[test]
+fn check_escapes_hostile_names_in_its_problems() {
+    let t = TestRepo::new();
+    let src = t.join("src");
+    let evil = "evil\x1b[2J\nerror: fake line";
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join(evil), 200_000, 62);
+    t.init();
+    t.create([&src]);
+    let data_pack = t
+        .objects("data")
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    fs::remove_file(data_pack).unwrap();
+    t.ok(["repair", "index"]);
+    let r = t.run(["check"]);
+    r.code(1);
+    assert!(r.stderr.contains("evil"), "{r}");
+    assert!(
+        !r.stderr.contains('\x1b'),
+        "raw escape in check's output: {r}"
+    );
+    assert!(
+        !r.stderr.contains("\nerror: fake line"),
+        "a name faked a line: {r}"
+    );
+}
