@@ -130,13 +130,7 @@ fn unreadable_live_lock_stops_prune() {
     create.signal(Signal::SIGCONT);
     let status = create.wait(Duration::from_secs(120));
     let complete = status.success() && check_clean(t) && {
-        let id =
-            serde_json::from_str::<serde_json::Value>(&fs::read_to_string(&create.stdout).unwrap())
-                .unwrap()["snapshot"]
-                .as_str()
-                .unwrap()
-                .to_string();
-        restores_identical(t, &id, &f.new, "new")
+        restores_identical(t, &written_snapshot(&create), &f.new, "new")
     };
     let lost = usize::from(!complete);
     eprintln!(
@@ -175,13 +169,7 @@ fn backup_with_a_lagging_clock_fails_safely() {
     let out = create.output();
     let snaps = snapshot_ids(t);
     let complete = if status.success() {
-        let id =
-            serde_json::from_str::<serde_json::Value>(&fs::read_to_string(&create.stdout).unwrap())
-                .unwrap()["snapshot"]
-                .as_str()
-                .unwrap()
-                .to_string();
-        restores_identical(t, &id, &f.new, "new")
+        restores_identical(t, &written_snapshot(&create), &f.new, "new")
     } else {
         assert_eq!(
             snaps,
@@ -232,4 +220,13 @@ fn prune_with_a_lagging_clock_deletes_nothing() {
         status.code()
     );
     assert_eq!(lost, 0, "{}", prune.output());
+}
+
+/// The id of the snapshot a finished `create --json` in the background wrote.
+fn written_snapshot(create: &Background) -> String {
+    let out = fs::read_to_string(&create.stdout).unwrap();
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["snapshot"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot in create's output: {out}"))
+        .to_string()
 }

@@ -125,25 +125,12 @@ fn race(t: &TestRepo, src: &Path, r: &Race) -> RaceOutcome {
         link_to.display(),
         d.display()
     ));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGCONT,
-    )
-    .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "restore hung");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let stderr = fs::read_to_string(t.join(format!("{name}.stderr"))).unwrap_or_default();
+    let (status, stderr) = resume(t, child, name);
     assert!(
-        matches!(status.code(), Some(0) | Some(1)),
-        "restore at {point}: {status}\n{stderr}"
+        matches!(status, Some(0) | Some(1)),
+        "restore at {point}: {status:?}\n{stderr}"
     );
-    eprintln!("race {name}: restore {status}; {}", stderr.trim());
+    eprintln!("race {name}: restore exit {status:?}; {}", stderr.trim());
     assert!(
         !stderr.contains("Too many open files"),
         "restore ran out of descriptors: {stderr}"
