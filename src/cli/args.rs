@@ -71,6 +71,19 @@ pub(super) struct Cli {
         hide_default_value = true
     )]
     pub(super) connections: usize,
+    /// Keep the local cache of remote repositories in DIR (default
+    /// $XDG_CACHE_HOME/repo, else ~/.cache/repo).
+    #[arg(
+        long,
+        env = "REPO_CACHE_DIR",
+        global = true,
+        value_name = "DIR",
+        value_parser = path_or_empty()
+    )]
+    pub(super) cache_dir: Option<PathBuf>,
+    /// Use no local cache: every object is read from the repository.
+    #[arg(long, global = true)]
+    pub(super) no_cache: bool,
     /// Print the result as JSON on stdout.
     #[arg(long, global = true)]
     pub(super) json: bool,

@@ -110,6 +110,30 @@ pub fn main() -> Result<u8> {
     })
 }
 
+/// Where the cache of remote repositories lives: `--cache-dir`, else
+/// `$XDG_CACHE_HOME/repo`, else `~/.cache/repo`; none with `--no-cache` or
+/// without a home directory.
+fn cache_root(cli: &Cli) -> Option<std::path::PathBuf> {
+    if cli.no_cache {
+        return None;
+    }
+    if let Some(dir) = &cli.cache_dir {
+        return Some(dir.clone());
+    }
+    let absolute = |v: std::ffi::OsString| {
+        let p = std::path::PathBuf::from(v);
+        p.is_absolute().then_some(p)
+    };
+    std::env::var_os("XDG_CACHE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".cache"))
+        })
+        .map(|d| d.join("repo"))
+}
+
 /// Whether the first signal ends the process at once (see `main`).
 static AT_ONCE: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
 
@@ -164,6 +188,7 @@ fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
     let ctx = Context {
         location,
         credentials,
+        cache: cache_root(&cli),
         // Problems with single paths are printed even with -q.
         progress: &display,
         cancel,

@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<CheckReport> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let repo = ctx.open()?;
+    let repo = ctx.open_uncached()?;
     let _lock = lock::lock(&repo, false, "check")?;
     check::check(&repo, read, ctx.progress, ctx.cancel)
 }

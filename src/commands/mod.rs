@@ -28,20 +28,31 @@ use std::sync::atomic::AtomicBool;
 
 use crate::engine::progress::Progress;
 use crate::error::Result;
-use crate::repository::{Credentials, Repository};
+use crate::repository::{CacheUse, Credentials, Repository};
 use crate::storage::Location;
 
 /// What every command gets from the CLI.
 pub struct Context<'a> {
     pub location: Location,
     pub credentials: Credentials,
+    /// Root of the local cache of remote repositories; `None` for none.
+    pub cache: Option<std::path::PathBuf>,
     pub progress: &'a dyn Progress,
     pub cancel: &'a AtomicBool,
 }
 
 impl Context<'_> {
     pub(crate) fn open(&self) -> Result<Repository> {
-        Repository::open(&self.location, &self.credentials)
+        let repo = Repository::open(&self.location, &self.credentials)?;
+        Ok(repo.with_cache(self.cache.as_deref(), CacheUse::Read))
+    }
+
+    /// Opens the repository for commands that judge what it holds (check,
+    /// repair): every object is read from the repository itself, and the
+    /// cache only takes in what was read.
+    pub(crate) fn open_uncached(&self) -> Result<Repository> {
+        let repo = Repository::open(&self.location, &self.credentials)?;
+        Ok(repo.with_cache(self.cache.as_deref(), CacheUse::Refresh))
     }
 }
 

@@ -52,7 +52,7 @@ pub enum Report {
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     match &args.what {
         What::Index { dry_run } => {
-            let repo = ctx.open()?;
+            let repo = ctx.open_uncached()?;
             let _lock = lock::lock(&repo, !dry_run, "repair index")?;
             repair::repair_index(&repo, *dry_run).map(Report::Index)
         }
@@ -62,7 +62,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             forget,
             read_data,
         } => {
-            let repo = ctx.open()?;
+            let repo = ctx.open_uncached()?;
             let _lock = lock::lock(&repo, !dry_run, "repair snapshots")?;
             let targets = if snapshots.is_empty() {
                 repo.snapshots()?

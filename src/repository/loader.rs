@@ -145,14 +145,29 @@ impl Repository {
             return Ok(());
         };
         let key = objects::pack_key(pack);
+        if fetch == Fetch::Span
+            && let Some((bytes, base)) = self.cached_span(pack, blobs, start)
+        {
+            let opened: Vec<_> = blobs
+                .iter()
+                .map(|b| open(&self.keys, &key, &bytes, base, b))
+                .collect();
+            if opened.iter().all(Result::is_ok) {
+                for (b, r) in blobs.iter().zip(opened) {
+                    each(b, r)?;
+                }
+                return Ok(());
+            }
+            // Not what the repository holds: drop it and read the repository,
+            // which says what is wrong if it is damaged there too.
+            if let Some(c) = self.cache() {
+                c.drop_pack(pack);
+            }
+        }
         let (bytes, base) = match fetch {
             Fetch::Whole => (self.storage.get(&key)?, 0),
             Fetch::Span => {
-                let end = blobs
-                    .iter()
-                    .map(|b| u64::from(b.offset) + u64::from(b.length))
-                    .max()
-                    .unwrap_or(start);
+                let end = span_end(blobs, start);
                 let span = self.storage.get_range_immutable(&key, start, end - start)?;
                 (span, start)
             }
@@ -161,6 +176,18 @@ impl Repository {
             each(b, open(&self.keys, &key, &bytes, base, b))?;
         }
         Ok(())
+    }
+
+    /// The span of `blobs` out of the cached copy of their pack, when they
+    /// are trees (only tree packs are cached) and a cache is in use.
+    fn cached_span(&self, pack: &PackId, blobs: &[BlobRef], start: u64) -> Option<(Vec<u8>, u64)> {
+        let packs = self.cache.as_ref()?;
+        if !blobs.iter().all(|b| b.kind == BlobKind::Tree) || !packs.ensure(pack) {
+            return None;
+        }
+        let end = span_end(blobs, start);
+        let bytes = packs.cache().read_pack(pack, start, end - start)?;
+        Some((bytes, start))
     }
 
     /// Fetches a whole pack and scans its headers (bodies stay sealed until
@@ -178,6 +205,15 @@ impl Repository {
             error: scan.error,
         })
     }
+}
+
+/// Where the last of `blobs` ends in its pack.
+fn span_end(blobs: &[BlobRef], start: u64) -> u64 {
+    blobs
+        .iter()
+        .map(|b| u64::from(b.offset) + u64::from(b.length))
+        .max()
+        .unwrap_or(start)
 }
 
 /// Opens the entry of `blob` out of `bytes`, which start at pack offset `base`.

@@ -1,5 +1,6 @@
 //! An opened repository: where keys, codec, packs and storage meet.
 
+pub mod cache;
 pub mod holder;
 pub mod loader;
 pub mod lock;
@@ -7,11 +8,12 @@ pub mod objects;
 pub mod saver;
 #[cfg(test)]
 pub(crate) mod tests;
+mod treepacks;
 pub mod typed;
 pub mod walker;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -49,6 +51,16 @@ pub struct InitOptions {
     pub pack_size: Option<u32>,
 }
 
+/// What a command takes from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Objects are read from the cache when it has them.
+    Read,
+    /// Every object is read from the repository (once per command) and the
+    /// cache refreshed with it: for commands that judge the repository.
+    Refresh,
+}
+
 /// How a repository is unlocked.
 pub enum Credentials {
     /// A password: some key object must open with it (argon2id).
@@ -77,6 +89,8 @@ pub struct Repository {
     /// The lock this process holds on the repository, if any; shared by
     /// every clone, so that writes anywhere are checked against it.
     held: Arc<std::sync::Mutex<Option<Arc<lock::Held>>>>,
+    /// The local cache of a remote repository, if one is used.
+    cache: Option<Arc<treepacks::TreePacks>>,
 }
 
 /// Who and where we are, for key, lock and snapshot objects.
@@ -260,7 +274,43 @@ impl Repository {
             key_id,
             chunker: Arc::new(chunker),
             held: Arc::default(),
+            cache: None,
         })
+    }
+
+    /// Uses the cache under `root` (see [`cache`]) from now on. A local
+    /// repository needs none, and `None` (`--no-cache`) means none; a cache
+    /// that cannot be opened is reported and the command goes on without.
+    pub fn with_cache(mut self, root: Option<&Path>, usage: CacheUse) -> Self {
+        let Some(root) = root else {
+            return self;
+        };
+        if matches!(self.storage.location(), Location::Local(_)) {
+            return self;
+        }
+        match cache::Cache::open(root, &self.config.id, usage == CacheUse::Refresh) {
+            Ok(c) => {
+                self.cache = Some(Arc::new(treepacks::TreePacks::new(
+                    self.storage.clone(),
+                    Arc::new(c),
+                )));
+            }
+            Err(e) => crate::error::warnings::warn(format!(
+                "not using a cache: {e}; pass --cache-dir DIR with a directory of your own, or \
+                 --no-cache"
+            )),
+        }
+        self
+    }
+
+    /// The cache in use, if any.
+    pub(crate) fn cache(&self) -> Option<&cache::Cache> {
+        self.cache.as_deref().map(treepacks::TreePacks::cache)
+    }
+
+    /// Cache hits and misses so far, for reports.
+    fn cache_report(&self) -> cache::CacheReport {
+        self.cache().map(cache::Cache::report).unwrap_or_default()
     }
 
     /// Only `repository/` moves bytes: everything else goes through typed
@@ -307,12 +357,24 @@ impl Repository {
         for e in damaged {
             crate::error::warnings::warn(format!("skipped: {e}"));
         }
-        Ok(Self::mem_index(&files))
+        let index = Self::mem_index(&files);
+        self.forget_unindexed_packs(&index);
+        Ok(index)
     }
 
     /// Like [`Repository::load_index`], but a damaged index object is an error.
     pub(crate) fn load_index_strict(&self) -> Result<MemIndex> {
-        Ok(Self::mem_index(&self.load_index_files()?))
+        let index = Self::mem_index(&self.load_index_files()?);
+        self.forget_unindexed_packs(&index);
+        Ok(index)
+    }
+
+    /// Cached tree packs the index no longer names were pruned: drop them.
+    fn forget_unindexed_packs(&self, index: &MemIndex) {
+        if let Some(c) = self.cache() {
+            let named = index.packs().iter().map(|(id, _)| id.to_hex()).collect();
+            c.retain(ObjectKind::Pack, &named);
+        }
     }
 
     fn mem_index(files: &BTreeMap<IndexId, IndexFile>) -> MemIndex {
@@ -337,13 +399,14 @@ impl Repository {
     /// failures other than damage are fatal.
     fn load_index_objects(&self) -> Result<(BTreeMap<IndexId, IndexFile>, Vec<Error>)> {
         let ids = self.list_ids(ObjectKind::Index)?;
-        let loaded: Vec<Result<(IndexId, IndexFile)>> = ids
-            .par_iter()
-            .map(|hex| {
-                let id = IndexId::from_hex(hex).unwrap_or_default();
-                Ok((id, self.load_index_file(&id)?))
-            })
-            .collect();
+        let loaded: Vec<Result<(IndexId, IndexFile)>> = self.transfer_pool()?.install(|| {
+            ids.par_iter()
+                .map(|hex| {
+                    let id = IndexId::from_hex(hex).unwrap_or_default();
+                    Ok((id, self.load_index_file(&id)?))
+                })
+                .collect()
+        });
         let (mut files, mut damaged) = (BTreeMap::new(), Vec::new());
         for r in loaded {
             match r {
@@ -472,8 +535,21 @@ impl Repository {
         Ok(out)
     }
 
+    /// Loads a tree and, with a cache, queues the packs of its subtrees
+    /// for fetching at once: every walk goes breadth-first over the network
+    /// whatever order it visits trees in.
     pub(crate) fn load_tree(&self, index: &MemIndex, id: &BlobId) -> Result<Tree> {
         let data = self.load_blob(index, BlobKind::Tree, id)?;
-        Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree blob {id}"), e))
+        let tree = Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree blob {id}"), e))?;
+        if let Some(packs) = &self.cache {
+            packs.prefetch(
+                tree.nodes
+                    .iter()
+                    .filter_map(|n| n.subtree)
+                    .filter_map(|s| index.get(BlobKind::Tree, &s))
+                    .map(|l| l.pack),
+            );
+        }
+        Ok(tree)
     }
 }

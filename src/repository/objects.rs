@@ -5,6 +5,7 @@
 //! or bit-rotted object is caught without the key.
 
 use super::Repository;
+use super::cache::Cache;
 use crate::codec;
 use crate::crypto::hash;
 use crate::error::{Error, Result};
@@ -135,15 +136,38 @@ pub(crate) fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Resul
         )));
     }
     let hex = hex::encode(hash::object_hash(&sealed));
+    // Cached before it is stored: if the write fails, the next listing
+    // (which never lists it) removes it from the cache again.
+    if let Some(c) = cache_for(repo, kind) {
+        c.put(kind, &hex, &[&sealed]);
+    }
     repo.storage().put(&kind.key(&hex), sealed)?;
     Ok(hex)
 }
 
-/// Loads, name-checks and opens an encrypted object.
+/// The cache, for the kinds of objects kept there.
+pub(crate) fn cache_for(repo: &Repository, kind: ObjectKind) -> Option<&Cache> {
+    matches!(kind, ObjectKind::Index | ObjectKind::Snapshot)
+        .then(|| repo.cache())
+        .flatten()
+}
+
+/// Loads, name-checks and opens an encrypted object: from the cache when it
+/// holds a copy that still hashes to the name, else from the repository.
 pub(crate) fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
     let key = kind.key(hex);
-    let sealed = repo.storage().get_bounded(&key, kind.max_size())?;
-    verify_name(&key, hex, &sealed)?;
+    let cache = cache_for(repo, kind);
+    let sealed = match cache.and_then(|c| c.get(kind, hex, kind.max_size())) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = repo.storage().get_bounded(&key, kind.max_size())?;
+            verify_name(&key, hex, &bytes)?;
+            if let Some(c) = cache {
+                c.put(kind, hex, &[&bytes]);
+            }
+            bytes
+        }
+    };
     codec::decode(&repo.keys().encryption, kind.ad(), &sealed, MAX_OBJECT_LEN)
         .map_err(|e| Error::corrupt(key, e))
 }

@@ -199,6 +199,9 @@ fn upload_loop(
         }
         let id = PackId(*hasher.finalize().as_bytes());
         let size = sealed.parts.iter().map(|p| p.len() as u64).sum();
+        if !dry_run && sealed.blobs.iter().all(|b| b.kind == BlobKind::Tree) {
+            repo.cache_written_pack(&id, &sealed.parts);
+        }
         if !dry_run && let Err(e) = repo.storage().put_parts(&pack_key(&id), sealed.parts) {
             if let Ok(mut f) = failed.lock() {
                 *f = Some(e.to_string());

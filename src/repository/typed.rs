@@ -36,7 +36,21 @@ impl Repository {
 
     /// Requests and bytes moved so far, for reports.
     pub(crate) fn storage_stats(&self) -> StatsReport {
-        self.storage.stats()
+        let cache = self.cache_report();
+        StatsReport {
+            cache_hits: cache.cache_hits,
+            cache_misses: cache.cache_misses,
+            ..self.storage.stats()
+        }
+    }
+
+    /// Tree pack `id` was just written with these bytes: keep them in the
+    /// cache, so the next backup's walk of its parent starts warm.
+    pub(crate) fn cache_written_pack(&self, id: &PackId, parts: &[Vec<u8>]) {
+        if let Some(c) = self.cache() {
+            let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            c.put(ObjectKind::Pack, &id.to_hex(), &parts);
+        }
     }
 
     fn typed_ids<T>(&self, kind: ObjectKind, parse: fn(&str) -> Option<T>) -> Result<Vec<T>> {
@@ -76,13 +90,19 @@ impl Repository {
     // --- snapshots -------------------------------------------------------
 
     /// Hex ids of every object of one kind.
+    /// A listing is the truth about what exists: cached objects of that
+    /// kind it no longer names leave the cache.
     pub(crate) fn list_ids(&self, kind: ObjectKind) -> Result<Vec<String>> {
-        Ok(self
+        let ids: Vec<String> = self
             .storage
             .list(kind.dir())?
             .into_iter()
             .filter_map(|l| objects::id_from_key(&l.key))
-            .collect())
+            .collect();
+        if let Some(c) = objects::cache_for(self, kind) {
+            c.retain(kind, &ids.iter().cloned().collect());
+        }
+        Ok(ids)
     }
 
     /// Every snapshot, oldest first.
@@ -95,13 +115,14 @@ impl Repository {
     /// storage failures are fatal here.
     pub(crate) fn snapshots_and_damaged(&self) -> Result<SnapshotList> {
         let ids = self.list_ids(ObjectKind::Snapshot)?;
-        let loaded: Vec<(String, Result<Snapshot>)> = ids
-            .par_iter()
-            .map(|hex| {
-                let id = SnapshotId::from_hex(hex).unwrap_or_default();
-                (hex.clone(), self.load_snapshot(&id))
-            })
-            .collect();
+        let loaded: Vec<(String, Result<Snapshot>)> = self.transfer_pool()?.install(|| {
+            ids.par_iter()
+                .map(|hex| {
+                    let id = SnapshotId::from_hex(hex).unwrap_or_default();
+                    (hex.clone(), self.load_snapshot(&id))
+                })
+                .collect()
+        });
         let (mut good, mut damaged) = (Vec::new(), Vec::new());
         for (hex, s) in loaded {
             match s {

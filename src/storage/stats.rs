@@ -16,6 +16,10 @@ pub struct StatsReport {
     pub requests: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Objects the repository's local cache answered, and those it had to
+    /// fetch (filled in by the repository; storage itself caches nothing).
+    pub cache_hits: u64,
+    pub cache_misses: u64,
 }
 
 impl Stats {
@@ -32,6 +36,7 @@ impl Stats {
             requests: self.requests.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            ..StatsReport::default()
         }
     }
 }

@@ -7,6 +7,7 @@
 mod adversarial;
 mod backends;
 mod basics;
+mod cache;
 mod code_map;
 mod faults;
 mod ftp;

@@ -77,10 +77,14 @@ pub(super) fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<()> {
 
 /// The cost in requests and bytes, shown with `-v`.
 fn storage_line(s: &repo::storage::StatsReport) -> String {
-    format!(
+    let mut line = format!(
         "Storage: {} requests, {} sent, {} received",
         s.requests,
         human_bytes(s.bytes_sent),
         human_bytes(s.bytes_received)
-    )
+    );
+    if s.cache_hits + s.cache_misses > 0 {
+        line += &format!("; cache: {} hits, {} misses", s.cache_hits, s.cache_misses);
+    }
+    line
 }

@@ -1,0 +1,309 @@
+//! The local cache of a remote repository's metadata.
+//!
+//! Over a wide-area link every object costs a round trip, and the same index
+//! objects, snapshots and trees are read by every command. So they are kept
+//! on local disk, per repository id, exactly as stored (still encrypted):
+//! `<root>/<repository id>/{index,snapshots}/<id>` and `data/<xx>/<id>` for
+//! the packs that hold tree blobs. Nothing read from here is trusted: an
+//! index or snapshot object is checked against its name on every read, and a
+//! tree pack's blobs are authenticated one by one as always, so a damaged or
+//! planted entry is dropped and fetched again. The cache only ever answers
+//! "what bytes does this object hold", never "does it exist": listings always
+//! go to the repository, and what they no longer name is removed here.
+//!
+//! A cache failure never fails a command: it is reported once and the
+//! command goes on reading the repository.
+
+use std::collections::HashSet;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::objects::ObjectKind;
+use crate::crypto::hash;
+use crate::id::{PackId, RepoId};
+
+/// Marks the cache root for backup tools (<https://bford.info/cachedir/>).
+const TAG_NAME: &str = "CACHEDIR.TAG";
+const TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by repo.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+/// Touched on every use, so caches of repositories gone unused can be told apart.
+const USED: &str = "used";
+
+/// A repository's cache unused this long is removed by the next command
+/// that opens any other repository with the same cache root.
+pub const UNUSED_DAYS: u64 = 30;
+
+/// Hit and miss counters of one command, for `-v` and `--json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheReport {
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+/// One repository's directory in the cache.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    dir: PathBuf,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    warned: AtomicBool,
+    /// Reads always miss (see `CacheUse::Refresh`); writes go on.
+    refresh: bool,
+}
+
+impl Cache {
+    /// Opens (creating) the cache of repository `id` under `root`, and
+    /// removes caches of repositories unused for [`UNUSED_DAYS`]. Fails if
+    /// a directory on the way is not one this user owns (a link, or someone
+    /// else's): the caller then runs without a cache.
+    pub(crate) fn open(root: &Path, id: &RepoId, refresh: bool) -> Result<Cache, String> {
+        let hex = id.to_hex();
+        let dir = root.join(&hex);
+        make_dir(root)?;
+        let tag = root.join(TAG_NAME);
+        if fs::symlink_metadata(&tag).is_err() {
+            fs::write(&tag, TAG).map_err(|e| format!("cannot write {}: {e}", tag.display()))?;
+        }
+        make_dir(&dir)?;
+        for sub in ["index", "snapshots", "data"] {
+            make_dir(&dir.join(sub))?;
+        }
+        let used = dir.join(USED);
+        fs::write(&used, chrono::Utc::now().to_rfc3339())
+            .map_err(|e| format!("cannot write {}: {e}", used.display()))?;
+        remove_unused(root, &hex);
+        Ok(Cache {
+            dir,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
+            refresh,
+        })
+    }
+
+    pub(crate) fn report(&self) -> CacheReport {
+        CacheReport {
+            cache_hits: self.hits.load(Ordering::Relaxed),
+            cache_misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    fn path(&self, kind: ObjectKind, hex: &str) -> PathBuf {
+        match kind {
+            ObjectKind::Pack => self.dir.join("data").join(&hex[..2]).join(hex),
+            other => self.dir.join(other.dir()).join(hex),
+        }
+    }
+
+    /// The stored bytes of object `hex`, if cached and they still hash to
+    /// its name; a damaged entry is removed (and counts as a miss).
+    pub(crate) fn get(&self, kind: ObjectKind, hex: &str, limit: u64) -> Option<Vec<u8>> {
+        if self.refresh {
+            self.count(false);
+            return None;
+        }
+        let path = self.path(kind, hex);
+        let bytes = read_bounded(&path, limit).filter(|b| {
+            let good = hex::encode(hash::object_hash(b)) == hex;
+            if !good {
+                let _ = fs::remove_file(&path);
+            }
+            good
+        });
+        self.count(bytes.is_some());
+        bytes
+    }
+
+    fn count(&self, hit: bool) {
+        let c = if hit { &self.hits } else { &self.misses };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keeps the stored bytes of object `hex` (given as consecutive parts).
+    /// Written to a temporary name and renamed, so a reader never sees half
+    /// an entry; a failure is reported once and otherwise ignored.
+    pub(crate) fn put(&self, kind: ObjectKind, hex: &str, parts: &[&[u8]]) {
+        let path = self.path(kind, hex);
+        if let Err(e) = write_atomic(&path, parts) {
+            self.warn_once(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+
+    fn warn_once(&self, what: &str) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            crate::error::warnings::warn(format!(
+                "the cache in {} does not work ({what}); going on without it: check the \
+                 directory's space and permissions, or pass --no-cache",
+                self.dir.display()
+            ));
+        }
+    }
+
+    /// Whether reads must go to the repository (see `CacheUse::Refresh`).
+    pub(crate) fn refreshing(&self) -> bool {
+        self.refresh
+    }
+
+    /// Whether tree pack `id` is cached (its contents are checked when read).
+    pub(crate) fn has_pack(&self, id: &PackId) -> bool {
+        fs::symlink_metadata(self.path(ObjectKind::Pack, &id.to_hex())).is_ok_and(|m| m.is_file())
+    }
+
+    /// `len` bytes at `offset` of cached pack `id`, or `None` when it is not
+    /// cached or too short. The caller authenticates every blob it opens and
+    /// calls [`Cache::drop_pack`] when one fails.
+    pub(crate) fn read_pack(&self, id: &PackId, offset: u64, len: u64) -> Option<Vec<u8>> {
+        let path = self.path(ObjectKind::Pack, &id.to_hex());
+        let got = open_nofollow(&path).ok().and_then(|f| {
+            let mut buf = vec![0u8; usize::try_from(len).ok()?];
+            f.read_exact_at(&mut buf, offset).ok()?;
+            Some(buf)
+        });
+        self.count(got.is_some());
+        got
+    }
+
+    /// Removes a cached pack whose contents failed to authenticate.
+    pub(crate) fn drop_pack(&self, id: &PackId) {
+        let _ = fs::remove_file(self.path(ObjectKind::Pack, &id.to_hex()));
+    }
+
+    /// Removes every cached object of `kind` that `keep` does not name:
+    /// the repository no longer has it (forget, prune, another host).
+    pub(crate) fn retain(&self, kind: ObjectKind, keep: &HashSet<String>) {
+        let dirs: Vec<PathBuf> = match kind {
+            ObjectKind::Pack => subdirs(&self.dir.join("data")),
+            other => vec![self.dir.join(other.dir())],
+        };
+        for d in dirs {
+            let Ok(entries) = fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !keep.contains(&name) && (!name.starts_with(".tmp") || stale(&e.path())) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Creates `dir` (and missing parents) private to this user, and checks
+/// that it is a real directory this user owns.
+fn make_dir(dir: &Path) -> Result<(), String> {
+    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    }
+    let m = fs::symlink_metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    if !m.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    if m.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(format!(
+            "{} belongs to another user (uid {})",
+            dir.display(),
+            m.uid()
+        ));
+    }
+    Ok(())
+}
+
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Reads a regular file of at most `limit` bytes; anything else is `None`.
+fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    let f = open_nofollow(path).ok()?;
+    let m = f.metadata().ok()?;
+    if !m.is_file() || m.len() > limit {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(m.len()).ok()?);
+    f.take(limit + 1).read_to_end(&mut buf).ok()?;
+    (buf.len() as u64 <= limit).then_some(buf)
+}
+
+fn write_atomic(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        for p in parts {
+            f.write_all(p)?;
+        }
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A temporary file left by a command that died an hour or more ago.
+fn stale(path: &Path) -> bool {
+    older_than(path, Duration::from_secs(3600))
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > age)
+}
+
+/// Removes the caches under `root` of repositories unused for
+/// [`UNUSED_DAYS`]. Only directories named like a repository id that hold
+/// our `used` marker are touched, so a cache root shared with anything
+/// else loses nothing else.
+fn remove_unused(root: &Path, ours: &str) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    let age = Duration::from_secs(UNUSED_DAYS * 86_400);
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_repo = name.len() == 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if !is_repo || name == ours || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if older_than(&e.path().join(USED), age) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/cache.rs"]
+mod tests;

@@ -1,0 +1,219 @@
+//! The cache trusts nothing it reads, removes what the repository no longer
+//! has, and never touches what is not its own.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::repository::tests::test_options;
+use crate::repository::{BlobRef, CacheUse, Credentials, Fetch, Repository};
+use crate::storage::Location;
+
+fn id() -> RepoId {
+    RepoId([7; 32])
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    hex::encode(hash::object_hash(bytes))
+}
+
+fn set_mtime(path: &Path, age: Duration) {
+    let t = SystemTime::now() - age;
+    let f = File::open(path).unwrap();
+    f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
+        .unwrap();
+}
+
+#[test]
+fn opening_tags_the_root_and_keeps_the_directories_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    Cache::open(&root, &id(), false).unwrap();
+    let tag = fs::read_to_string(root.join("CACHEDIR.TAG")).unwrap();
+    assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
+    let repo_dir = root.join(id().to_hex());
+    for d in [root.clone(), repo_dir.clone(), repo_dir.join("data")] {
+        let mode = fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    assert!(repo_dir.join(USED).is_file());
+}
+
+#[test]
+fn an_entry_is_returned_only_while_it_hashes_to_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::open(dir.path(), &id(), false).unwrap();
+    let bytes = b"sealed snapshot bytes".to_vec();
+    let hex = hex_of(&bytes);
+    assert_eq!(c.get(ObjectKind::Snapshot, &hex, 1 << 20), None);
+    c.put(ObjectKind::Snapshot, &hex, &[&bytes[..5], &bytes[5..]]);
+    assert_eq!(
+        c.get(ObjectKind::Snapshot, &hex, 1 << 20),
+        Some(bytes.clone())
+    );
+    // Over the kind's limit: refused unread, but left for a later read.
+    assert_eq!(c.get(ObjectKind::Snapshot, &hex, 4), None);
+    // Damaged on disk: refused and removed.
+    let path = c.path(ObjectKind::Snapshot, &hex);
+    fs::write(&path, b"sealed snapshot bytez").unwrap();
+    assert_eq!(c.get(ObjectKind::Snapshot, &hex, 1 << 20), None);
+    assert!(!path.exists());
+    assert_eq!(
+        c.report(),
+        CacheReport {
+            cache_hits: 1,
+            cache_misses: 3
+        }
+    );
+}
+
+#[test]
+fn a_link_planted_as_an_entry_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::open(&dir.path().join("c"), &id(), false).unwrap();
+    let secret = dir.path().join("secret");
+    fs::write(&secret, b"not for the cache").unwrap();
+    let hex = hex_of(b"not for the cache");
+    std::os::unix::fs::symlink(&secret, c.path(ObjectKind::Index, &hex)).unwrap();
+    assert_eq!(c.get(ObjectKind::Index, &hex, 1 << 20), None);
+    assert!(secret.exists());
+}
+
+#[test]
+fn refreshing_reads_nothing_but_still_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = b"index".to_vec();
+    let hex = hex_of(&bytes);
+    let c = Cache::open(dir.path(), &id(), true).unwrap();
+    c.put(ObjectKind::Index, &hex, &[&bytes]);
+    assert_eq!(c.get(ObjectKind::Index, &hex, 1 << 20), None);
+    let c = Cache::open(dir.path(), &id(), false).unwrap();
+    assert_eq!(c.get(ObjectKind::Index, &hex, 1 << 20), Some(bytes));
+}
+
+#[test]
+fn retain_removes_what_the_listing_no_longer_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cache::open(dir.path(), &id(), false).unwrap();
+    let (a, b) = (b"a".to_vec(), b"b".to_vec());
+    for x in [&a, &b] {
+        c.put(ObjectKind::Snapshot, &hex_of(x), &[x]);
+        c.put(ObjectKind::Pack, &hex_of(x), &[x]);
+    }
+    let snaps = c.dir.join("snapshots");
+    let (fresh_tmp, old_tmp) = (snaps.join(".tmp-1"), snaps.join(".tmp-2"));
+    fs::write(&fresh_tmp, b"being written").unwrap();
+    fs::write(&old_tmp, b"left by a crash").unwrap();
+    set_mtime(&old_tmp, Duration::from_secs(7200));
+    let keep: HashSet<String> = [hex_of(&a)].into();
+    c.retain(ObjectKind::Snapshot, &keep);
+    c.retain(ObjectKind::Pack, &keep);
+    assert!(c.get(ObjectKind::Snapshot, &hex_of(&a), 10).is_some());
+    assert!(c.get(ObjectKind::Snapshot, &hex_of(&b), 10).is_none());
+    assert!(c.has_pack(&PackId(hash::object_hash(&a))));
+    assert!(!c.has_pack(&PackId(hash::object_hash(&b))));
+    assert!(fresh_tmp.exists() && !old_tmp.exists());
+}
+
+#[test]
+fn only_our_own_unused_caches_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let old = RepoId([1; 32]);
+    let recent = RepoId([2; 32]);
+    Cache::open(root, &old, false).unwrap();
+    Cache::open(root, &recent, false).unwrap();
+    set_mtime(
+        &root.join(old.to_hex()).join(USED),
+        Duration::from_secs((UNUSED_DAYS + 1) * 86_400),
+    );
+    // Not ours: a directory named like a repository without our marker,
+    // and other things a shared cache root may hold.
+    let foreign = root.join("ab".repeat(32));
+    fs::create_dir(&foreign).unwrap();
+    set_mtime(&foreign, Duration::from_secs(400 * 86_400));
+    fs::create_dir(root.join("restic")).unwrap();
+    Cache::open(root, &id(), false).unwrap();
+    assert!(!root.join(old.to_hex()).exists());
+    assert!(root.join(recent.to_hex()).exists());
+    assert!(foreign.exists() && root.join("restic").exists());
+}
+
+#[test]
+fn a_cache_directory_that_is_a_link_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join(id().to_hex())).unwrap();
+    let e = Cache::open(&root, &id(), false).unwrap_err();
+    assert!(e.contains("not a directory"), "{e}");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+/// A repository in memory (a remote stand-in: it gets a cache) with one
+/// tree blob stored, and the tree pack's id.
+fn remote_with_a_tree(cache: &Path) -> (Repository, crate::format::index::MemIndex, BlobRef) {
+    let location = Location::memory();
+    Repository::init(&location, b"pw", &test_options()).unwrap();
+    let password = Credentials::Password(b"pw".to_vec().into());
+    let repo = Repository::open(&location, &password)
+        .unwrap()
+        .with_cache(Some(cache), CacheUse::Read);
+    let index = repo.load_index().unwrap();
+    let tree = crate::format::tree::Tree::new(Vec::new()).encode();
+    crate::repository::saver::BlobSaver::run(&repo, &index, false, 1, |s| {
+        s.save(crate::format::pack::BlobKind::Tree, &tree)
+    })
+    .unwrap();
+    let index = repo.load_index().unwrap();
+    let (pack, _) = index.packs()[0];
+    let blob = index
+        .ids(crate::format::pack::BlobKind::Tree)
+        .next()
+        .unwrap();
+    let loc = index
+        .get(crate::format::pack::BlobKind::Tree, &blob)
+        .unwrap();
+    assert_eq!(loc.pack, pack);
+    let r = BlobRef {
+        kind: crate::format::pack::BlobKind::Tree,
+        id: blob,
+        offset: loc.offset,
+        length: loc.length,
+        raw_len: None,
+    };
+    (repo, index, r)
+}
+
+#[test]
+fn a_damaged_cached_tree_pack_is_dropped_and_read_from_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let pack = index.get(blob.kind, &blob.id).unwrap().pack;
+    let c = repo.cache().unwrap();
+    // Written through the cache by the backup itself.
+    assert!(c.has_pack(&pack));
+    let path = c.path(ObjectKind::Pack, &pack.to_hex());
+    let mut bytes = fs::read(&path).unwrap();
+    let at = blob.offset as usize + blob.length as usize - 1;
+    bytes[at] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let mut got = None;
+    repo.load_blobs(&pack, &[blob], Fetch::Span, |_, r| {
+        got = Some(r.unwrap());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        got.unwrap(),
+        crate::format::tree::Tree::new(Vec::new()).encode()
+    );
+    assert!(!path.exists(), "the damaged copy is dropped");
+    // The next read fetches the pack whole again, and it is sound.
+    repo.load_tree(&index, &blob.id).unwrap();
+    assert!(c.has_pack(&pack));
+}
