@@ -147,17 +147,25 @@ impl Repository {
     /// Opens and unlocks the repository at `location`.
     pub fn open(location: &Location, credentials: &Credentials) -> Result<Repository> {
         let storage = Storage::open(location, false)?;
-        let raw =
-            match storage.get_bounded(CONFIG_KEY, crate::format::config::MAX_CONFIG_LEN as u64) {
-                Ok(b) => b,
-                Err(Error::NotFound { .. }) => {
-                    return Err(Error::RepoNotFound {
-                        location: location.to_string(),
-                        reason: "it has no config object".into(),
-                    });
-                }
-                Err(e) => return Err(e),
-            };
+        // A password needs the key objects' listing; ask for it while the
+        // config is on its way (one round trip instead of two).
+        let (config, keys) = std::thread::scope(|s| {
+            let keys = matches!(credentials, Credentials::Password(_))
+                .then(|| s.spawn(|| storage.list(ObjectKind::Key.dir())));
+            let config =
+                storage.get_bounded(CONFIG_KEY, crate::format::config::MAX_CONFIG_LEN as u64);
+            (config, keys.map(|h| h.join()))
+        });
+        let raw = match config {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::RepoNotFound {
+                    location: location.to_string(),
+                    reason: "it has no config object".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(v) = StoredConfig::peek_version(&raw)
             && v != FORMAT_VERSION as u64
         {
@@ -168,7 +176,12 @@ impl Repository {
         }
         let stored = StoredConfig::parse(&raw).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
         let (master, key_id) = match credentials {
-            Credentials::Password(password) => Self::unwrap_master(&storage, password)?,
+            Credentials::Password(password) => {
+                let listed = keys
+                    .ok_or_else(|| Error::Internal("the key listing was not started".into()))?
+                    .map_err(|_| Error::Internal("the thread listing keys panicked".into()))??;
+                Self::unwrap_master(&storage, password, listed)?
+            }
             Credentials::RawKey {
                 master,
                 key_id,
@@ -209,8 +222,11 @@ impl Repository {
         Self::assemble(storage, stored.config, keys, key_id)
     }
 
-    fn unwrap_master(storage: &Storage, password: &[u8]) -> Result<(MasterKey, KeyId)> {
-        let listed = storage.list(ObjectKind::Key.dir())?;
+    fn unwrap_master(
+        storage: &Storage,
+        password: &[u8],
+        listed: Vec<crate::storage::Listed>,
+    ) -> Result<(MasterKey, KeyId)> {
         if listed.is_empty() {
             return Err(Error::corrupt("keys/", "the repository has no key objects"));
         }

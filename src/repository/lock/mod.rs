@@ -52,47 +52,77 @@ pub(crate) struct LockGuard {
 /// another user's lock file) fails the listing instead: it may be the live
 /// lock of a running backup, and ignoring it would let prune delete what
 /// that backup wrote.
-pub(crate) fn list_locks(
+pub(crate) fn list_locks(repo: &Repository) -> Result<Locks> {
+    list_locks_except(repo, None)
+}
+
+/// A lock object's id, and the lock or why it cannot be opened.
+pub(crate) type LockEntry = (String, std::result::Result<LockInfo, String>);
+
+/// Lock objects as listed.
+pub(crate) type Locks = Vec<LockEntry>;
+
+/// [`list_locks`] without the lock `mine`, which this process wrote and so
+/// need not read back (its name is the hash of what it holds). The others
+/// are read in parallel: over a wide-area link each read is a round trip.
+fn list_locks_except(repo: &Repository, mine: Option<&str>) -> Result<Locks> {
+    use rayon::prelude::*;
+    let ids: Vec<String> = repo
+        .list_ids(ObjectKind::Lock)?
+        .into_iter()
+        .filter(|h| Some(h.as_str()) != mine)
+        .collect();
+    let read = |hex: &String| read_lock(repo, hex).map(|info| info.map(|i| (hex.clone(), i)));
+    let loaded: Vec<Result<Option<LockEntry>>> = if ids.len() > 1 {
+        repo.transfer_pool()?
+            .install(|| ids.par_iter().map(read).collect())
+    } else {
+        ids.iter().map(read).collect()
+    };
+    loaded.into_iter().filter_map(Result::transpose).collect()
+}
+
+/// One lock object; `None` if it was removed while we listed.
+fn read_lock(
     repo: &Repository,
-) -> Result<Vec<(String, std::result::Result<LockInfo, String>)>> {
-    let mut out = Vec::new();
-    for hex in repo.list_ids(ObjectKind::Lock)? {
-        let info = match super::objects::load(repo, ObjectKind::Lock, &hex) {
+    hex: &str,
+) -> Result<Option<std::result::Result<LockInfo, String>>> {
+    Ok(Some(
+        match super::objects::load(repo, ObjectKind::Lock, hex) {
             Ok(b) => serde_json::from_slice::<LockInfo>(&b).map_err(|e| e.to_string()),
-            Err(Error::NotFound { .. }) => continue, // removed while we listed
+            Err(Error::NotFound { .. }) => return Ok(None),
             Err(e @ Error::Corrupt { .. }) => Err(e.to_string()),
             Err(e) => {
                 return Err(Error::Locked {
                     detail: format!(
-                        "lock {} cannot be read ({e}), so it may be the live lock of a running                          process. Fix the access to the repository and retry; if you are sure no                          other repo process is using it, remove the locks with `repo unlock                          --remove-all`",
-                        ObjectKind::Lock.key(&hex)
+                        "lock {} cannot be read ({e}), so it may be the live lock of a running \
+                     process. Fix the access to the repository and retry; if you are sure no \
+                     other repo process is using it, remove the locks with `repo unlock \
+                     --remove-all`",
+                        ObjectKind::Lock.key(hex)
                     ),
                 });
             }
-        };
-        out.push((hex, info));
-    }
-    Ok(out)
+        },
+    ))
 }
 
-fn conflicts(repo: &Repository, exclusive: bool, mine: Option<&str>) -> Result<Option<String>> {
-    for (hex, info) in list_locks(repo)? {
-        if Some(hex.as_str()) == mine {
-            continue;
-        }
+/// The first live lock in `locks` that conflicts with taking one (exclusive or not).
+fn conflicts(locks: &Locks, exclusive: bool) -> Option<String> {
+    for (hex, info) in locks {
         let Ok(info) = info else { continue };
         if info.is_stale() {
             continue;
         }
         if exclusive || info.exclusive {
-            return Ok(Some(format!(
+            return Some(format!(
                 "{} (locks/{hex}). {}",
                 info.describe(),
                 info.advice()
-            )));
+            ));
         }
     }
-    Ok(None)
+    None
 }
 
 /// Deletes the lock objects that are stale (by age, or their holder dead)
@@ -104,10 +134,15 @@ fn conflicts(repo: &Repository, exclusive: bool, mine: Option<&str>) -> Result<O
 /// says (SPEC.md §10.1). Returns the ids removed.
 pub(crate) fn remove_ignored(repo: &Repository, all: bool) -> Result<Vec<String>> {
     let mine = repo.held_lock_id();
+    remove_listed(repo, all, list_locks_except(repo, mine.as_deref())?)
+}
+
+/// [`remove_ignored`] over a listing already made (without our own lock).
+fn remove_listed(repo: &Repository, all: bool, locks: Locks) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for (hex, info) in list_locks(repo)? {
+    for (hex, info) in locks {
         let Ok(info) = info else { continue };
-        if Some(&hex) == mine.as_ref() || !info.is_stale() || !(all || info.exclusive) {
+        if !info.is_stale() || !(all || info.exclusive) {
             continue;
         }
         match repo.storage().delete(&ObjectKind::Lock.key(&hex)) {
@@ -122,7 +157,7 @@ pub(crate) fn remove_ignored(repo: &Repository, all: bool) -> Result<Vec<String>
 /// exists. Until the guard is dropped, `repo` (and its clones) check the
 /// lock before writing index and snapshot objects.
 pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGuard> {
-    if let Some(detail) = conflicts(repo, exclusive, None)? {
+    if let Some(detail) = conflicts(&list_locks(repo)?, exclusive) {
         return Err(Error::Locked { detail });
     }
     let info = LockInfo::new(exclusive, command);
@@ -141,7 +176,17 @@ pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<
             return Err(e);
         }
     };
-    if let Some(detail) = conflicts(repo, exclusive, Some(&hex))? {
+    // One listing after our write serves both the conflict check and the
+    // removal of ignored locks below.
+    let after = match list_locks_except(repo, Some(&hex)) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = repo.storage().delete(&ObjectKind::Lock.key(&hex));
+            release_claim();
+            return Err(e);
+        }
+    };
+    if let Some(detail) = conflicts(&after, exclusive) {
         let _ = repo.storage().delete(&ObjectKind::Lock.key(&hex));
         release_claim();
         return Err(Error::Locked { detail });
@@ -152,7 +197,7 @@ pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<
         // A suspended prune whose lock we ignore must not resume deleting.
         // (Exclusive lockers: prune removes the locks it ignores itself,
         // once it has noted them for its grace period.)
-        if let Err(e) = remove_ignored(repo, false) {
+        if let Err(e) = remove_listed(repo, false, after) {
             repo.set_held(None);
             let _ = repo
                 .storage()
