@@ -26,9 +26,12 @@ pub struct Report {
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let repo = ctx.open()?;
-    let (id1, s1) = repo.find_snapshot(&args.snapshot1)?;
-    let (id2, s2) = repo.find_snapshot(&args.snapshot2)?;
-    let index = repo.load_index()?;
+    let (((id1, s1), (id2, s2)), index) = repo.with_index(|| {
+        Ok((
+            repo.find_snapshot(&args.snapshot1)?,
+            repo.find_snapshot(&args.snapshot2)?,
+        ))
+    })?;
     let d = diff::diff(&repo, &index, s1.tree, s2.tree, Path::new("/"), ctx.cancel)?;
     Ok(Report {
         snapshot1: id1.to_hex(),

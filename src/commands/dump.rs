@@ -31,8 +31,7 @@ pub struct Report {
 
 pub fn run(ctx: &Context, args: &Args, out: &mut dyn Write) -> Result<Report> {
     let repo = ctx.open()?;
-    let (sid, snap) = repo.find_snapshot(&args.snapshot)?;
-    let index = repo.load_index()?;
+    let ((sid, snap), index) = repo.with_index(|| repo.find_snapshot(&args.snapshot))?;
     let (node, at) = repo.resolve(&index, snap.tree, &args.path)?;
     let (format, stats) = match node.kind {
         NodeKind::File => {

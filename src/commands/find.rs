@@ -71,8 +71,8 @@ impl Visitor for Finder<'_> {
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let matcher = Excludes::find(&args.patterns)?;
     let repo = ctx.open()?;
-    let mut chosen: Vec<(SnapshotId, Snapshot)> = repo.select_snapshots(&args.snapshots)?;
-    let index = repo.load_index()?;
+    let (mut chosen, index): (Vec<(SnapshotId, Snapshot)>, _) =
+        repo.with_index(|| repo.select_snapshots(&args.snapshots))?;
     // Consecutive snapshots share most of their trees: keep them.
     let mut walker = Walker::new(&repo, &index).cached(4096);
     let mut matches = Vec::new();

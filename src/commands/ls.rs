@@ -50,8 +50,7 @@ fn list(
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let repo = ctx.open()?;
-    let (sid, snap) = repo.find_snapshot(&args.snapshot)?;
-    let index = repo.load_index()?;
+    let ((sid, snap), index) = repo.with_index(|| repo.find_snapshot(&args.snapshot))?;
     let sub = args.path.clone().unwrap_or_else(|| "/".into());
     let (node, at): (Node, PathBuf) = repo.resolve(&index, snap.tree, &sub)?;
     let mut entries = Vec::new();

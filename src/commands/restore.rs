@@ -136,8 +136,7 @@ pub fn run(ctx: &Context, args: &Args, confirm: Confirm) -> Result<Report> {
     refuse_repository_in_target(ctx, &target, args.delete)?;
     let repo = ctx.open()?;
     let _lock = lock::lock(&repo, false, "restore")?;
-    let (sid, snap) = repo.find_snapshot(&spec)?;
-    let index = repo.load_index()?;
+    let ((sid, snap), index) = repo.with_index(|| repo.find_snapshot(&spec))?;
     let opts = RestoreOptions {
         target: target.clone(),
         sub_path: sub,

@@ -13,7 +13,7 @@ use super::objects::{self, ObjectKind};
 use super::{Repository, SnapshotList};
 use crate::error::{Error, Result};
 use crate::format::error::FormatError;
-use crate::format::index::IndexFile;
+use crate::format::index::{IndexFile, MemIndex};
 use crate::format::keyfile::KeyFile;
 use crate::format::snapshot::Snapshot;
 use crate::id::{IndexId, KeyId, PackId, SnapshotId};
@@ -134,6 +134,20 @@ impl Repository {
         }
         good.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok((good, damaged))
+    }
+
+    /// Runs `f` (typically a snapshot lookup) while the index loads on
+    /// another thread: the two listings do not depend on each other, and
+    /// over a wide-area link each is a round trip. `f`'s error comes first.
+    pub(crate) fn with_index<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, MemIndex)> {
+        std::thread::scope(|s| {
+            let index = s.spawn(|| self.load_index());
+            let got = f();
+            let index = index
+                .join()
+                .map_err(|_| Error::Internal("the thread loading the index panicked".into()))?;
+            Ok((got?, index?))
+        })
     }
 
     /// Resolves `latest` or a unique id prefix.

@@ -137,17 +137,10 @@ impl Storage {
         }
         let path = StorePath::from(key);
         // The FTP store fetches a whole object before handing it over, so
-        // there the size is asked first and the transfer itself bounded.
+        // it is told the limit and reads nothing of a larger object.
         let mut opts = object_store::GetOptions::default();
         if let Backend::Ftp(_) = self.backend {
-            match self.size(key)? {
-                None => {
-                    return Err(errors::not_found(&self.location, key));
-                }
-                Some(size) if size > limit => return Err(too_large(key, size, limit)),
-                Some(0) => {}
-                Some(size) => opts.range = Some((0..size.min(limit + 1)).into()),
-            }
+            opts.extensions.insert(ftp::SizeLimit(limit));
         }
         let bytes = self
             .rt

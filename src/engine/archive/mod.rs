@@ -231,15 +231,8 @@ pub fn backup(
         .collect();
     let (default_host, user) = host_and_user();
     let host = opts.host.clone().unwrap_or(default_host);
-    // Two listings that do not depend on each other: one round trip, not two.
-    let (index, parent) = std::thread::scope(|s| {
-        let index = s.spawn(|| repo.load_index());
-        let parent = find_parent(repo, opts.parent.as_deref(), &host, &path_strings);
-        let index = index
-            .join()
-            .map_err(|_| Error::Internal("the thread loading the index panicked".into()))?;
-        Ok::<_, Error>((index?, parent?))
-    })?;
+    let (parent, index) =
+        repo.with_index(|| find_parent(repo, opts.parent.as_deref(), &host, &path_strings))?;
     let vroot = sources::build(&sources);
 
     let walk_done = AtomicBool::new(false);

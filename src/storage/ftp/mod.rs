@@ -42,6 +42,7 @@ use config::tls_config;
 pub use error::FtpError;
 use listing::Entry;
 use pool::{Pool, Session, Settings};
+pub use transfer::SizeLimit;
 
 /// A directory (relative to the root) and its visible entries.
 type Listed = (String, Vec<Entry>);

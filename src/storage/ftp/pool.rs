@@ -10,7 +10,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use suppaftp::rustls::ClientConfig;
 use suppaftp::rustls::client::Resumption;
@@ -62,7 +62,15 @@ pub(super) struct Conn {
     ftp: Control,
     /// Whether data connections are negotiated with EPSV (else PASV).
     epsv: bool,
+    /// When the server last answered on it (see [`TRUSTED_IDLE`]).
+    answered: Instant,
 }
+
+/// A connection the server answered this recently is reused without a
+/// `NOOP` first: no server times a session out within seconds, and over a
+/// wide-area link the check would cost a round trip per operation. If it
+/// died anyway, the operation fails on it and is retried on a new one.
+const TRUSTED_IDLE: Duration = Duration::from_secs(2);
 
 /// A bounded set of connections to one server.
 pub(super) struct Pool {
@@ -242,6 +250,9 @@ impl Pool {
             let Some(mut conn) = idle else {
                 return self.connect();
             };
+            if conn.answered.elapsed() < TRUSTED_IDLE {
+                return Ok(conn);
+            }
             // A failed NOOP means the server timed the session out or closed it (some do after
             // a download the client stopped early); the connection is dropped, the next tried.
             if conn.ftp.noop().is_ok() {
@@ -250,7 +261,8 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, mut conn: Conn) {
+        conn.answered = Instant::now();
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -330,7 +342,11 @@ impl Pool {
             // A server without FEAT supports none of the optional commands we would use.
             let _ = self.features.set(features.unwrap_or_default());
         }
-        Ok(Conn { ftp, epsv })
+        Ok(Conn {
+            ftp,
+            epsv,
+            answered: Instant::now(),
+        })
     }
 }
 

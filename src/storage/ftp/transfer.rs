@@ -99,7 +99,10 @@ pub(super) fn retrieve(
     })?;
     let mut transfer = match s.data_command("RETR", remote, |ftp| {
         // REST must directly precede RETR; suppaftp sends it then, and again on an EPSV retry.
-        ftp.resume_transfer(offset)?;
+        // A read from the start needs none (a round trip saved per object).
+        if offset > 0 {
+            ftp.resume_transfer(offset)?;
+        }
         ftp.retr_as_stream(remote)
     }) {
         Ok(transfer) => transfer,
@@ -140,6 +143,13 @@ pub(super) fn retrieve(
     Ok(Bytes::from(data))
 }
 
+/// Passed in a read's `GetOptions::extensions`: the most bytes the caller
+/// will take. A larger object is not read at all (its size, from the stat
+/// every read makes first, is returned with no data), so a planted huge
+/// object costs no transfer and no extra round trip.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeLimit(pub u64);
+
 pub(super) struct Fetched {
     pub(super) meta: ObjectMeta,
     pub(super) range: Range<u64>,
@@ -164,6 +174,16 @@ pub(super) fn fetch(
     };
     if let Err(e) = options.check_preconditions(&meta) {
         return Ok(Err(e));
+    }
+    // Over the caller's limit: nothing is read, the size tells it why.
+    if let Some(SizeLimit(limit)) = options.extensions.get::<SizeLimit>()
+        && stat.size > *limit
+    {
+        return Ok(Ok(Fetched {
+            meta,
+            range: 0..0,
+            data: Bytes::new(),
+        }));
     }
     let range = match &options.range {
         None => 0..stat.size,
