@@ -1,9 +1,9 @@
 //! Saving blobs: dedup, seal, batch into packs, upload, and index.
 //!
 //! Any number of threads call [`BlobSaver::save`]. Full packs go through a
-//! bounded channel to one uploader thread, so sealing overlaps with I/O and
-//! memory stays bounded by (open packs + `in_flight`) x pack size. The
-//! uploader writes an index object for every batch of stored packs, so the
+//! bounded channel to a few uploader threads, so sealing overlaps with I/O,
+//! several uploads overlap on a slow link, and memory stays bounded by
+//! (open packs + `in_flight` + uploads) x pack size. The uploaders write an index object for every batch of stored packs, so the
 //! order on storage is always packs -> index -> (later) snapshot, and a
 //! run killed at any moment leaves only unreferenced packs behind.
 
@@ -179,18 +179,81 @@ fn poisoned() -> Error {
     Error::Internal("a worker thread panicked".into())
 }
 
-/// Stores packs as they come and writes an index object per batch.
+/// Most packs uploaded at once: each holds up to a pack of memory while it
+/// travels, and a few requests in flight already fill a wide-area link.
+const MAX_UPLOADS: usize = 4;
+
+/// What the uploading threads share.
+#[derive(Default)]
+struct Uploads {
+    /// Stored packs not yet listed in an index object.
+    pending: Mutex<Vec<IndexPack>>,
+    stored: AtomicU64,
+    first_error: Mutex<Option<Error>>,
+}
+
+/// Stores packs as they come, up to [`MAX_UPLOADS`] (and the storage's
+/// `--connections`) at once, and writes an index object per batch of
+/// stored packs: an index only ever lists packs already stored.
 fn upload_loop(
     repo: &Repository,
     rx: std::sync::mpsc::Receiver<Sealed>,
     dry_run: bool,
     failed: &Mutex<Option<String>>,
 ) -> Result<u64> {
-    let mut pending: Vec<IndexPack> = Vec::new();
-    let mut count = 0u64;
-    let mut first_error: Option<Error> = None;
-    for sealed in rx {
-        if first_error.is_some() {
+    let uploads = Uploads::default();
+    let rx = Mutex::new(rx);
+    let threads = repo.storage().connections().clamp(1, MAX_UPLOADS);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| upload_worker(repo, &rx, dry_run, failed, &uploads));
+        }
+    });
+    if let Some(e) = uploads
+        .first_error
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        return Err(e);
+    }
+    let pending = uploads
+        .pending
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    if !pending.is_empty() && !dry_run {
+        write_index(repo, pending)?;
+    }
+    Ok(uploads.stored.into_inner())
+}
+
+fn upload_worker(
+    repo: &Repository,
+    rx: &Mutex<std::sync::mpsc::Receiver<Sealed>>,
+    dry_run: bool,
+    failed: &Mutex<Option<String>>,
+    uploads: &Uploads,
+) {
+    let fail = |e: Error| {
+        if let Ok(mut f) = failed.lock() {
+            f.get_or_insert_with(|| e.to_string());
+        }
+        let mut first = uploads
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(e);
+    };
+    loop {
+        let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(sealed) = next else {
+            return;
+        };
+        let failed_before = uploads
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if failed_before {
             continue; // drain so senders never block on a dead consumer
         }
         let mut hasher = blake3::Hasher::new();
@@ -203,32 +266,26 @@ fn upload_loop(
             repo.cache_written_pack(&id, &sealed.parts);
         }
         if !dry_run && let Err(e) = repo.storage().put_parts(&pack_key(&id), sealed.parts) {
-            if let Ok(mut f) = failed.lock() {
-                *f = Some(e.to_string());
-            }
-            first_error = Some(e);
+            fail(e);
             continue;
         }
-        count += 1;
-        pending.push(IndexPack {
-            id,
-            size,
-            blobs: sealed.blobs,
-        });
-        if pending.len() >= PACKS_PER_INDEX
+        uploads.stored.fetch_add(1, Ordering::Relaxed);
+        let batch = {
+            let mut pending = uploads.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push(IndexPack {
+                id,
+                size,
+                blobs: sealed.blobs,
+            });
+            (pending.len() >= PACKS_PER_INDEX).then(|| std::mem::take(&mut *pending))
+        };
+        if let Some(batch) = batch
             && !dry_run
-            && let Err(e) = write_index(repo, std::mem::take(&mut pending))
+            && let Err(e) = write_index(repo, batch)
         {
-            first_error = Some(e);
+            fail(e);
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if !pending.is_empty() && !dry_run {
-        write_index(repo, pending)?;
-    }
-    Ok(count)
 }
 
 fn write_index(repo: &Repository, packs: Vec<IndexPack>) -> Result<()> {
