@@ -251,3 +251,52 @@ fn resolve_finds_nodes_and_names_what_is_missing() {
     let e = repo.resolve(&index, root, "/q").unwrap_err().to_string();
     assert!(e.contains("repo ls SNAP /"), "{e}");
 }
+
+/// Blobs far apart in a pack are fetched by separate requests, near ones by
+/// one, and each still comes out whole, in the order asked for.
+#[test]
+fn loader_fetches_far_apart_blobs_separately_and_near_ones_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path());
+    // Incompressible, so each entry keeps its 600 KiB.
+    let data: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| {
+            let mut b = vec![0u8; 600 << 10];
+            let mut x = 0x9e37_79b9_u32.wrapping_mul(u32::from(i) + 1);
+            for v in &mut b {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *v = x as u8;
+            }
+            b
+        })
+        .collect();
+    let ids = store(&repo, BlobKind::Data, &data);
+    let index = repo.load_index().unwrap();
+    let pack = index.get(BlobKind::Data, &ids[0]).unwrap().pack;
+    let all = refs(&index, BlobKind::Data, &ids);
+    let mut by_offset = all.clone();
+    by_offset.sort_by_key(|b| b.offset);
+    let requests = |wanted: &[BlobRef]| {
+        let before = repo.storage_stats().requests;
+        let mut got = Vec::new();
+        repo.load_blobs(&pack, wanted, Fetch::Span, |b, r| {
+            got.push((b.id, r.unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        for (w, (id, bytes)) in wanted.iter().zip(&got) {
+            let i = ids.iter().position(|x| x == id).unwrap();
+            assert_eq!(w.id, *id);
+            assert_eq!(bytes, &data[i]);
+        }
+        repo.storage_stats().requests - before
+    };
+    // First and last: 1.2 MiB apart.
+    assert_eq!(requests(&[by_offset[3], by_offset[0]]), 2);
+    // Neighbours, and neighbours with one skipped (600 KiB apart).
+    assert_eq!(requests(&[by_offset[1], by_offset[0]]), 1);
+    assert_eq!(requests(&[by_offset[0], by_offset[2]]), 1);
+    assert_eq!(requests(&all), 1);
+}
