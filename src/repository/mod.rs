@@ -558,13 +558,14 @@ impl Repository {
         let data = self.load_blob(index, BlobKind::Tree, id)?;
         let tree = Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree blob {id}"), e))?;
         if let Some(packs) = &self.cache {
-            packs.prefetch(
-                tree.nodes
-                    .iter()
-                    .filter_map(|n| n.subtree)
-                    .filter_map(|s| index.get(BlobKind::Tree, &s))
-                    .map(|l| l.pack),
-            );
+            let subtree_packs: std::collections::BTreeSet<_> = tree
+                .nodes
+                .iter()
+                .filter_map(|n| n.subtree)
+                .filter_map(|s| index.get(BlobKind::Tree, &s))
+                .map(|l| l.pack)
+                .collect();
+            packs.prefetch(subtree_packs);
         }
         Ok(tree)
     }

@@ -6,9 +6,10 @@
 //! whole pack into the cache and the rest are read locally. Fetches are
 //! single-flight (a thread wanting a pack another is fetching waits for it
 //! instead of asking again), and as soon as a tree is decoded the packs of
-//! its subtrees are queued for background threads, as many as the
-//! repository's `--connections`, so a walk over many tree packs keeps that
-//! many requests in flight instead of waiting on one at a time.
+//! its subtrees are queued for background threads (as many as the
+//! repository's `--connections`, at most four), so a walk over many tree
+//! packs keeps that many requests in flight instead of waiting on one at a
+//! time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender};
@@ -40,6 +41,10 @@ impl Flight {
         }
     }
 }
+
+/// Most background fetches at once: each holds a whole pack in memory
+/// until it is written to the cache.
+const MAX_FETCHERS: usize = 4;
 
 /// A pack for a background fetcher, and the flight to land when done.
 type Job = (PackId, Arc<Flight>);
@@ -190,12 +195,13 @@ impl Shared {
     }
 }
 
-/// Starts as many fetching threads as the storage has connections; they
+/// Starts as many fetching threads as the storage has connections (at most
+/// [`MAX_FETCHERS`]); they
 /// end when the queue's sender is dropped with the repository handle.
 fn start_fetchers(shared: &Arc<Shared>) -> Sender<Job> {
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
-    for i in 0..shared.storage.connections().max(1) {
+    for i in 0..shared.storage.connections().clamp(1, MAX_FETCHERS) {
         let (shared, rx) = (shared.clone(), rx.clone());
         let started = std::thread::Builder::new()
             .name(format!("repo-prefetch-{i}"))
