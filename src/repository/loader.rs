@@ -12,7 +12,7 @@
 
 use super::{Repository, objects};
 use crate::crypto::{SubKeys, hash};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::index::IndexBlob;
 use crate::format::pack::{self, BlobKind, PackError};
 use crate::id::{BlobId, PackId};
@@ -167,10 +167,7 @@ impl Repository {
         // Each fetched range: where it starts in the pack, and its bytes.
         let ranges: Vec<(u64, Vec<u8>)> = match fetch {
             Fetch::Whole => vec![(0, self.storage.get(&key)?)],
-            Fetch::Span => close_ranges(blobs)
-                .into_iter()
-                .map(|(s, e)| Ok((s, self.storage.get_range_immutable(&key, s, e - s)?)))
-                .collect::<Result<_>>()?,
+            Fetch::Span => self.fetch_ranges(&key, &close_ranges(blobs))?,
         };
         for b in blobs {
             let (base, bytes) = ranges
@@ -181,6 +178,33 @@ impl Repository {
             each(b, open(&self.keys, &key, bytes, base, b))?;
         }
         Ok(())
+    }
+
+    /// Reads `ranges` of the pack at `key`, several at once: each is a round
+    /// trip on a remote store, and they do not depend on each other.
+    fn fetch_ranges(&self, key: &str, ranges: &[(u64, u64)]) -> Result<Vec<(u64, Vec<u8>)>> {
+        let one = |&(s, e): &(u64, u64)| Ok((s, self.storage.get_range_immutable(key, s, e - s)?));
+        if ranges.len() == 1 {
+            return ranges.iter().map(one).collect();
+        }
+        let mut out = Vec::with_capacity(ranges.len());
+        for batch in ranges.chunks(RANGES_AT_ONCE) {
+            let got: Vec<Result<(u64, Vec<u8>)>> = std::thread::scope(|s| {
+                let running: Vec<_> = batch.iter().map(|r| s.spawn(move || one(r))).collect();
+                running
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Internal("a thread reading a pack panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            for r in got {
+                out.push(r?);
+            }
+        }
+        Ok(out)
     }
 
     /// The span of `blobs` out of the cached copy of their pack, when they
@@ -211,6 +235,9 @@ impl Repository {
         })
     }
 }
+
+/// Ranges of one pack read at the same time.
+const RANGES_AT_ONCE: usize = 8;
 
 /// Wanted entries farther apart than this are fetched by separate requests:
 /// skipping a megabyte saves about a round trip's worth of transfer on a
