@@ -211,12 +211,22 @@ impl Repository {
     /// are trees (only tree packs are cached) and a cache is in use.
     fn cached_span(&self, pack: &PackId, blobs: &[BlobRef], start: u64) -> Option<(Vec<u8>, u64)> {
         let packs = self.cache.as_ref()?;
-        if !blobs.iter().all(|b| b.kind == BlobKind::Tree) || !packs.ensure(pack) {
+        if !blobs.iter().all(|b| b.kind == BlobKind::Tree) {
             return None;
         }
         let end = span_end(blobs, start);
-        let bytes = packs.cache().read_pack(pack, start, end - start)?;
-        Some((bytes, start))
+        // A cached copy too short for the span is damaged: dropped, and the
+        // pack fetched again once.
+        for _ in 0..2 {
+            if !packs.ensure(pack) {
+                return None;
+            }
+            if let Some(bytes) = packs.cache().read_pack(pack, start, end - start) {
+                return Some((bytes, start));
+            }
+            packs.cache().drop_pack(pack);
+        }
+        None
     }
 
     /// Fetches a whole pack and scans its headers (bodies stay sealed until

@@ -217,3 +217,20 @@ fn a_damaged_cached_tree_pack_is_dropped_and_read_from_the_repository() {
     repo.load_tree(&index, &blob.id).unwrap();
     assert!(c.has_pack(&pack));
 }
+
+#[test]
+fn a_truncated_cached_tree_pack_is_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let pack = index.get(blob.kind, &blob.id).unwrap().pack;
+    let c = repo.cache().unwrap();
+    let path = c.path(ObjectKind::Pack, &pack.to_hex());
+    let whole = fs::read(&path).unwrap();
+    fs::write(&path, &whole[..blob.offset as usize + 1]).unwrap();
+    repo.load_tree(&index, &blob.id).unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        whole,
+        "the cached copy is whole again"
+    );
+}
