@@ -4,7 +4,7 @@
 #
 #   bench/remote.sh --remote s3|ftp [--rtt MS] [--tools repo,restic,rustic]
 #                   [--corpus DIR] [--repo-bin PATH] [--no-install] [--out DIR]
-#                   [--step-timeout SECS] [--tmpfs-size SIZE]
+#                   [--step-timeout SECS] [--tmpfs-size SIZE] [--steps LIST]
 #
 # s3:  SeaweedFS `weed mini` on 127.0.0.1, reached through bench/delay_proxy.py
 #      (RTT/2 each way on every byte); repo and restic speak S3, rustic through
@@ -16,10 +16,12 @@
 # per tool: init, first backup, unchanged backup, changed backup, then each
 # read step twice, warm (cache as the previous steps left it) and cold (the
 # tool's cache directory removed just before): snapshots, ls latest, find,
-# diff (first vs second snapshot), restore of one file, full restore, check,
-# check --read-data. Results in --out (default bench/results/DATE-remote-KIND-
-# rttMS): results.csv, storage.csv (repo's --json request and byte counts),
-# table.md, results.json, meta.json, run.log and logs/.
+# diff (first vs second snapshot: identical trees), diff_changed (second vs
+# third), restore_one (one file), restore_full, check, check_read_data
+# (--steps LIST: only these; the backups always run). Results in --out
+# (default bench/results/DATE-remote-KIND-rttMS): results.csv, storage.csv
+# (repo's --json request and byte counts), table.md, results.json,
+# meta.json, run.log and logs/.
 # Needs root (tmpfs mount, apt-get). Servers, proxy and tmpfs are its own and
 # are removed on exit; nothing outside --out and the tmpfs is written.
 set -euo pipefail
@@ -33,6 +35,8 @@ INSTALL=1
 OUT=""
 STEP_TIMEOUT=1800
 TMPFS_SIZE=4g
+ALL_READ_STEPS="snapshots ls find diff diff_changed restore_one restore_full check check_read_data"
+READ_STEPS=$ALL_READ_STEPS
 PASSWORD="bench-password-123"
 FTP_USER=bench
 FTP_PASS=bench-ftp-pw
@@ -40,7 +44,7 @@ S3_KEY=benchaccesskey
 S3_SECRET=benchsecretkey0123456789
 BUCKET=bench
 
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -55,6 +59,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --step-timeout) STEP_TIMEOUT=$2; shift 2 ;;
         --tmpfs-size) TMPFS_SIZE=$2; shift 2 ;;
+        --steps) READ_STEPS=${2//,/ }; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -64,6 +69,9 @@ case "$RTT" in ''|*[!0-9.]*) echo "--rtt takes milliseconds, e.g. --rtt 50" >&2;
 TOOLS=${TOOLS//,/ }
 for t in $TOOLS; do
     case "$t" in repo|restic|rustic) ;; *) echo "unknown tool: $t (known: repo restic rustic)" >&2; exit 2 ;; esac
+done
+for s in $READ_STEPS; do
+    case " $ALL_READ_STEPS " in *" $s "*) ;; *) echo "unknown step: $s (known: $ALL_READ_STEPS)" >&2; exit 2 ;; esac
 done
 [ -d "$CORPUS_SRC" ] || { echo "corpus $CORPUS_SRC is not a directory" >&2; exit 2; }
 if [ "$(id -u)" != 0 ]; then
@@ -103,6 +111,7 @@ else
     case " $TOOLS " in *" restic "*) need_cmd rclone rclone || true ;; esac
 fi
 
+REPO_BIN_GIVEN=$REPO_BIN
 if [ -z "$REPO_BIN" ]; then
     log "cargo build --release --locked"
     (cd "$ROOT" && cargo build --release --locked >"$LOGDIR/build.log" 2>&1) || {
@@ -320,7 +329,7 @@ bench_tool() {
     run_step "$t" backup3_changed "${CMD[@]}" || true
     snapshot_ids "$t"
     local s
-    for s in snapshots ls find diff restore_one restore_full check check_read_data; do
+    for s in $READ_STEPS; do
         read_step "$t" "$s"
     done
     rm -rf "$SRC" "$RESTORE"
@@ -338,7 +347,8 @@ for t in $TOOLS; do
 done
 
 # meta.json after the runs: a tool installed meanwhile (rustic) shows its version.
-REPO_SOURCE=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+REPO_SOURCE="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) (src, Cargo.toml, Cargo.lock last changed in $(git -C "$ROOT" log -1 --format=%h -- src Cargo.toml Cargo.lock 2>/dev/null || echo '?'))"
+[ -z "$REPO_BIN_GIVEN" ] || REPO_SOURCE+="; binary given with --repo-bin $REPO_BIN_GIVEN"
 VERSIONS=""
 for t in repo restic rustic; do
     VERSIONS+="$t=$(tool_available "$t" && tool_version "$t" || echo "not installed")"$'\n'

@@ -3,7 +3,7 @@
 # PASSWORD, ENDPOINT, BUCKET, S3_KEY, S3_SECRET, FTP_PORT, FTP_USER,
 # FTP_PASS, REPO_BIN). Sets CMD=(...) for a step; caches live under
 # CACHE_ROOT, which read_step removes for the cold-cache run.
-# shellcheck shell=bash disable=SC2034  # CMD, SNAP1, SNAP2 are read by remote.sh
+# shellcheck shell=bash disable=SC2034  # CMD and the SNAPs are read by remote.sh
 
 RESTORE="$MNT/restore"
 
@@ -74,9 +74,12 @@ EOF
 }
 
 # tool_cmd TOOL STEP: sets CMD. Steps: init backup snapshots ls find diff
-# restore_one restore_full check check_read_data.
+# (first and second snapshot: the unchanged backup, identical trees)
+# diff_changed (second and third: the change) restore_one restore_full check
+# check_read_data.
 tool_cmd() {
-    local t=$1 s=$2
+    local t=$1 s=$2 a=${SNAP1:-latest} b=${SNAP2:-latest}
+    [ "$s" != diff_changed ] || { a=${SNAP2:-latest}; b=${SNAP3:-latest}; s="diff"; }
     mkdir -p "$RESTORE"
     case "$t" in
         repo)
@@ -87,7 +90,7 @@ tool_cmd() {
                 snapshots) CMD=("${r[@]}" snapshots --json) ;;
                 ls) CMD=("${r[@]}" ls latest --json) ;;
                 find) CMD=("${r[@]}" find "$FIND_PATTERN" --json) ;;
-                diff) CMD=("${r[@]}" diff "$SNAP1" "$SNAP2" --json) ;;
+                diff) CMD=("${r[@]}" diff "$a" "$b" --json) ;;
                 restore_one) CMD=("${r[@]}" restore "latest:$SRC/$ONE_FILE" --target "$RESTORE" -q --json) ;;
                 restore_full) CMD=("${r[@]}" restore latest --target "$RESTORE" -q --json) ;;
                 check) CMD=("${r[@]}" check --json) ;;
@@ -101,7 +104,7 @@ tool_cmd() {
                 snapshots) CMD=("${r[@]}" snapshots) ;;
                 ls) CMD=("${r[@]}" ls latest) ;;
                 find) CMD=("${r[@]}" find "$FIND_PATTERN") ;;
-                diff) CMD=("${r[@]}" diff "$SNAP1" "$SNAP2") ;;
+                diff) CMD=("${r[@]}" diff "$a" "$b") ;;
                 restore_one) CMD=("${r[@]}" restore latest --target "$RESTORE" --include "$SRC/$ONE_FILE" -q) ;;
                 restore_full) CMD=("${r[@]}" restore latest --target "$RESTORE" -q) ;;
                 check) CMD=("${r[@]}" check -q) ;;
@@ -115,7 +118,7 @@ tool_cmd() {
                 snapshots) CMD=("${r[@]}" snapshots) ;;
                 ls) CMD=("${r[@]}" ls latest) ;;
                 find) CMD=("${r[@]}" find --glob "$FIND_PATTERN") ;;
-                diff) CMD=("${r[@]}" diff "$SNAP1" "$SNAP2") ;;
+                diff) CMD=("${r[@]}" diff "$a" "$b") ;;
                 restore_one) CMD=("${r[@]}" restore "latest:$SRC/$ONE_FILE" "$RESTORE/$(basename "$ONE_FILE")") ;;
                 restore_full) CMD=("${r[@]}" restore latest "$RESTORE") ;;
                 check) CMD=("${r[@]}" check) ;;
@@ -124,7 +127,7 @@ tool_cmd() {
     esac
 }
 
-# snapshot_ids TOOL: SNAP1 and SNAP2, the first and second snapshot by time
+# snapshot_ids TOOL: SNAP1, SNAP2 and SNAP3, the snapshots in time order
 # (from `snapshots --json`, whatever its nesting), for the diff step.
 snapshot_ids() {
     local t=$1 json
@@ -150,9 +153,11 @@ try:
     walk(json.load(sys.stdin))
 except ValueError:
     pass
-print(" ".join(i for _, i in sorted(found)[:2]))
+print(" ".join(i for _, i in sorted(found)[:3]))
 ' || true)
-    SNAP1=${ids%% *}
-    SNAP2=${ids##* }
-    [ -n "$SNAP1" ] || { SNAP1=latest; SNAP2=latest; log "  $t: could not read snapshot ids; diff compares latest with itself"; }
+    read -r SNAP1 SNAP2 SNAP3 <<<"$ids" || true
+    if [ -z "$SNAP3" ]; then
+        log "  $t: fewer than three snapshots ($ids); the diffs use latest where one is missing"
+        : "${SNAP1:=latest}" "${SNAP2:=latest}" "${SNAP3:=latest}"
+    fi
 }
