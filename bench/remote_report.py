@@ -73,12 +73,18 @@ def cell(rows, tool, key):
 
 
 def ratio(rows, key, tools):
+    """repo over the fastest peer; a repo step cut off by the timeout gives
+    a lower bound (">N")."""
     mine, _ = cell(rows, "repo", key)
     peers = [s for s in (cell(rows, t, key)[0] for t in tools if t != "repo") if s]
+    r = rows.get(("repo", key))
+    if mine is None and r is not None and r["status"] == "timeout" and peers:
+        bound = fnum(r["seconds"]) / min(peers)
+        return None, f">{bound:.0f}"
     if mine is None or not peers:
         return None, ""
-    r = mine / min(peers)
-    return r, f"{r:.2f}"
+    ratio_ = mine / min(peers)
+    return ratio_, f"{ratio_:.2f}"
 
 
 def storage_text(st):
