@@ -16,8 +16,15 @@
 # bupstash are compiled with `cargo install` only with --install-extra.
 # Results: a table on stdout and, in --out (default bench/results/DATE-SIZE),
 # results.csv, results.json, table.md, meta.json and per-step logs.
+#
+# bench/compare.sh --remote s3|ftp --rtt MS [...]: repo, restic and rustic
+# against a delayed S3 or FTP server instead (bench/remote.sh, which see).
 # shellcheck disable=SC2016,SC2054  # sh -c '...$1' and borg's zstd,3 are intended
 set -euo pipefail
+
+for arg in "$@"; do
+    case "$arg" in --remote|--remote=*) exec "$(dirname "${BASH_SOURCE[0]}")/remote.sh" "$@" ;; esac
+done
 
 SIZE=FULL
 TOOLS=""
@@ -30,7 +37,7 @@ STEP_TIMEOUT=3600
 REPEAT=""
 PASSWORD="bench-password-123"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,13 +71,9 @@ done
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 export PATH="$HOME/.cargo/bin:$PATH"
-[ -n "$OUT" ] || OUT="$ROOT/bench/results/$(date +%Y%m%d-%H%M%S)-$SIZE"
-mkdir -p "$OUT/logs"
-OUT=$(cd "$OUT" && pwd)
-CSV="$OUT/results.csv"
-LOGDIR="$OUT/logs"
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" | tee -a "$OUT/run.log" >&2; }
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+prepare_out "$SIZE"
 
 if [ "$(id -u)" != 0 ]; then
     echo "compare.sh needs root (tmpfs mount, apt-get)" >&2
@@ -78,23 +81,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # ---------------------------------------------------------------- installs
-APT_UPDATED=0
-apt_install() {
-    [ "$INSTALL" = 1 ] || return 1
-    if [ "$APT_UPDATED" = 0 ]; then
-        log "apt-get update"
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$LOGDIR/install.log" 2>&1 || true
-        APT_UPDATED=1
-    fi
-    log "apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$LOGDIR/install.log" 2>&1
-}
-
-need_cmd() { # command package
-    command -v "$1" >/dev/null 2>&1 || apt_install "$2" || true
-    command -v "$1" >/dev/null 2>&1
-}
-
 [ -x /usr/bin/time ] || apt_install time || { echo "GNU time (/usr/bin/time) is required" >&2; exit 1; }
 need_cmd python3 python3 || { echo "python3 is required" >&2; exit 1; }
 need_cmd rsync rsync || true
@@ -198,23 +184,7 @@ ROUND=1
 run_step() {
     local tool=$1 step=$2 bytes=$3
     shift 3
-    local tf="$LOGDIR/$ROUND.$tool.$step.time" lf="$LOGDIR/$ROUND.$tool.$step.log"
-    local rc=0 t0 t1 secs rss status=ok
-    t0=$EPOCHREALTIME
-    timeout -k 30 "$STEP_TIMEOUT" /usr/bin/time -v -o "$tf" "$@" >"$lf" 2>&1 </dev/null || rc=$?
-    t1=$EPOCHREALTIME
-    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
-    rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$tf" 2>/dev/null || true)
-    [ "$rc" = 0 ] || status=failed
-    [ "$rc" != 124 ] || status=timeout
-    echo "$ROUND,$tool,$step,$status,$secs,$bytes,${rss:-},$rc" >>"$CSV"
-    if [ "$rc" = 0 ]; then
-        log "  [$ROUND] $tool $step: ${secs}s, peak RSS $(( ${rss:-0} / 1024 )) MiB"
-    else
-        log "  [$ROUND] $tool $step: FAILED (exit $rc) after ${secs}s; last lines of $lf:"
-        tail -5 "$lf" | sed 's/^/      /' >&2 || true
-    fi
-    return "$rc"
+    timed_step "$tool" "$step" "$bytes" "$LOGDIR/$ROUND.$tool.$step" 1 "$@"
 }
 
 record() { # TOOL STEP STATUS BYTES

@@ -99,6 +99,16 @@ def table(header, body):
     return "\n".join(out)
 
 
+def write_report(out, lines, meta, results):
+    """table.md and stdout get the lines, results.json the rows and meta."""
+    report = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(report)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=1)
+    sys.stdout.write(report)
+
+
 def main():
     out = sys.argv[1]
     rows, meta = load(out)
@@ -233,12 +243,7 @@ def main():
         text += ["", ceil_table]
     if frac_table:
         text += ["", frac_table]
-    report = "\n".join(text) + "\n"
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write(report)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "results": results}, f, indent=1)
-    sys.stdout.write(report)
+    write_report(out, text, meta, results)
 
 
 if __name__ == "__main__":
