@@ -43,16 +43,21 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     pub(crate) fn open(&self) -> Result<Repository> {
-        let repo = Repository::open(&self.location, &self.credentials)?;
-        Ok(repo.with_cache(self.cache.as_deref(), CacheUse::Read))
+        let (location, credentials) = (&self.location, &self.credentials);
+        Repository::open_cached(location, credentials, self.cache.as_deref(), CacheUse::Read)
     }
 
     /// Opens the repository for commands that judge what it holds (check,
     /// repair): every object is read from the repository itself, and the
     /// cache only takes in what was read.
     pub(crate) fn open_uncached(&self) -> Result<Repository> {
-        let repo = Repository::open(&self.location, &self.credentials)?;
-        Ok(repo.with_cache(self.cache.as_deref(), CacheUse::Refresh))
+        let (location, credentials) = (&self.location, &self.credentials);
+        Repository::open_cached(
+            location,
+            credentials,
+            self.cache.as_deref(),
+            CacheUse::Refresh,
+        )
     }
 }
 

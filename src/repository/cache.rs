@@ -71,7 +71,7 @@ impl Cache {
             fs::write(&tag, TAG).map_err(|e| format!("cannot write {}: {e}", tag.display()))?;
         }
         make_dir(&dir)?;
-        for sub in ["index", "snapshots", "data"] {
+        for sub in ["keys", "index", "snapshots", "data"] {
             make_dir(&dir.join(sub))?;
         }
         let used = dir.join(USED);

@@ -93,6 +93,21 @@ pub struct Repository {
     cache: Option<Arc<treepacks::TreePacks>>,
 }
 
+/// The cache of repository `id` under `root`, or `None` with a warning
+/// saying why it cannot be used.
+fn open_cache(root: &Path, id: &RepoId, usage: CacheUse) -> Option<Arc<cache::Cache>> {
+    match cache::Cache::open(root, id, usage == CacheUse::Refresh) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            crate::error::warnings::warn(format!(
+                "not using a cache: {e}; pass --cache-dir DIR with a directory of your own, or \
+                 --no-cache"
+            ));
+            None
+        }
+    }
+}
+
 /// Who and where we are, for key, lock and snapshot objects.
 pub(crate) fn host_and_user() -> (String, String) {
     let host = nix::unistd::gethostname()
@@ -144,8 +159,21 @@ impl Repository {
         Self::assemble(storage, config, keys, key_id)
     }
 
-    /// Opens and unlocks the repository at `location`.
+    /// Opens and unlocks the repository at `location`, without a cache.
     pub fn open(location: &Location, credentials: &Credentials) -> Result<Repository> {
+        Self::open_cached(location, credentials, None, CacheUse::Read)
+    }
+
+    /// Opens and unlocks the repository at `location`, using the cache under
+    /// `cache_root` (see [`cache`]) from the first key object on. A local
+    /// repository needs none, and `None` (`--no-cache`) means none; a cache
+    /// that cannot be opened is reported and the command goes on without.
+    pub fn open_cached(
+        location: &Location,
+        credentials: &Credentials,
+        cache_root: Option<&Path>,
+        usage: CacheUse,
+    ) -> Result<Repository> {
         let storage = Storage::open(location, false)?;
         // A password needs the key objects' listing; ask for it while the
         // config is on its way (one round trip instead of two).
@@ -175,12 +203,15 @@ impl Repository {
             });
         }
         let stored = StoredConfig::parse(&raw).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
+        let cache = cache_root
+            .filter(|_| !matches!(location, Location::Local(_)))
+            .and_then(|root| open_cache(root, &stored.config.id, usage));
         let (master, key_id) = match credentials {
             Credentials::Password(password) => {
                 let listed = keys
                     .ok_or_else(|| Error::Internal("the key listing was not started".into()))?
                     .map_err(|_| Error::Internal("the thread listing keys panicked".into()))??;
-                Self::unwrap_master(&storage, password, listed)?
+                Self::unwrap_master(&storage, password, listed, cache.as_deref())?
             }
             Credentials::RawKey {
                 master,
@@ -219,16 +250,23 @@ impl Repository {
                 "its MAC does not match: the config was altered or belongs to another repository",
             ));
         }
-        Self::assemble(storage, stored.config, keys, key_id)
+        let mut repo = Self::assemble(storage, stored.config, keys, key_id)?;
+        repo.cache = cache.map(|c| Arc::new(treepacks::TreePacks::new(repo.storage.clone(), c)));
+        Ok(repo)
     }
 
     fn unwrap_master(
         storage: &Storage,
         password: &[u8],
         listed: Vec<crate::storage::Listed>,
+        cache: Option<&cache::Cache>,
     ) -> Result<(MasterKey, KeyId)> {
         if listed.is_empty() {
             return Err(Error::corrupt("keys/", "the repository has no key objects"));
+        }
+        if let Some(c) = cache {
+            let ids = listed.iter().filter_map(|l| objects::id_from_key(&l.key));
+            c.retain(ObjectKind::Key, &ids.collect());
         }
         let mut damaged: Vec<(String, String)> = Vec::new();
         for l in listed {
@@ -237,7 +275,7 @@ impl Repository {
             };
             // A damaged key object must not lock users out while another key still works;
             // `repo check` reports it.
-            let key = match objects::load_key(storage, id) {
+            let key = match objects::load_key(storage, cache, id) {
                 Ok(k) => k,
                 Err(Error::NotFound { .. }) => continue, // removed while we listed
                 Err(Error::Corrupt { reason, .. }) => {
@@ -294,28 +332,12 @@ impl Repository {
         })
     }
 
-    /// Uses the cache under `root` (see [`cache`]) from now on. A local
-    /// repository needs none, and `None` (`--no-cache`) means none; a cache
-    /// that cannot be opened is reported and the command goes on without.
-    pub fn with_cache(mut self, root: Option<&Path>, usage: CacheUse) -> Self {
-        let Some(root) = root else {
-            return self;
-        };
-        if matches!(self.storage.location(), Location::Local(_)) {
-            return self;
-        }
-        match cache::Cache::open(root, &self.config.id, usage == CacheUse::Refresh) {
-            Ok(c) => {
-                self.cache = Some(Arc::new(treepacks::TreePacks::new(
-                    self.storage.clone(),
-                    Arc::new(c),
-                )));
-            }
-            Err(e) => crate::error::warnings::warn(format!(
-                "not using a cache: {e}; pass --cache-dir DIR with a directory of your own, or \
-                 --no-cache"
-            )),
-        }
+    /// Uses the cache under `root` from now on (tests; commands open with
+    /// [`Repository::open_cached`]).
+    #[cfg(test)]
+    pub(crate) fn with_cache(mut self, root: Option<&Path>, usage: CacheUse) -> Self {
+        let cache = root.and_then(|r| open_cache(r, &self.config.id, usage));
+        self.cache = cache.map(|c| Arc::new(treepacks::TreePacks::new(self.storage.clone(), c)));
         self
     }
 

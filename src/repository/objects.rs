@@ -147,9 +147,12 @@ pub(crate) fn save(repo: &Repository, kind: ObjectKind, payload: &[u8]) -> Resul
 
 /// The cache, for the kinds of objects kept there.
 pub(crate) fn cache_for(repo: &Repository, kind: ObjectKind) -> Option<&Cache> {
-    matches!(kind, ObjectKind::Index | ObjectKind::Snapshot)
-        .then(|| repo.cache())
-        .flatten()
+    matches!(
+        kind,
+        ObjectKind::Key | ObjectKind::Index | ObjectKind::Snapshot
+    )
+    .then(|| repo.cache())
+    .flatten()
 }
 
 /// Loads, name-checks and opens an encrypted object: from the cache when it
@@ -180,11 +183,23 @@ pub(crate) fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
     Ok(id)
 }
 
-/// Loads and name-checks a key object.
-pub(crate) fn load_key(storage: &Storage, id: KeyId) -> Result<KeyFile> {
-    let key = ObjectKind::Key.key(&id.to_hex());
-    let bytes = storage.get_bounded(&key, ObjectKind::Key.max_size())?;
-    verify_name(&key, &id.to_hex(), &bytes)?;
+/// Loads and name-checks a key object: from the cache when it holds a copy
+/// that still hashes to the name (every command opens one key object, a
+/// round trip saved), else from the repository.
+pub(crate) fn load_key(storage: &Storage, cache: Option<&Cache>, id: KeyId) -> Result<KeyFile> {
+    let (kind, hex) = (ObjectKind::Key, id.to_hex());
+    let key = kind.key(&hex);
+    let bytes = match cache.and_then(|c| c.get(kind, &hex, kind.max_size())) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = storage.get_bounded(&key, kind.max_size())?;
+            verify_name(&key, &hex, &bytes)?;
+            if let Some(c) = cache {
+                c.put(kind, &hex, &[&bytes]);
+            }
+            bytes
+        }
+    };
     KeyFile::decode(&bytes).map_err(|e| Error::corrupt(key, e))
 }
 

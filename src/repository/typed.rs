@@ -246,7 +246,7 @@ impl Repository {
     }
 
     pub(crate) fn load_key(&self, id: KeyId) -> Result<KeyFile> {
-        objects::load_key(&self.storage, id)
+        objects::load_key(&self.storage, self.cache(), id)
     }
 
     pub(crate) fn save_key(&self, key: &KeyFile) -> Result<KeyId> {

@@ -81,9 +81,13 @@ fn the_cache_is_filled_tagged_and_answers_the_next_run() {
     a.run(&["create", src.to_str().unwrap()]).success();
     let tag = std::fs::read_to_string(a.cache.join("CACHEDIR.TAG")).unwrap();
     assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
-    for kind in ["index", "snapshots", "data"] {
+    for kind in ["keys", "index", "snapshots", "data"] {
         assert!(!a.cached(kind).is_empty(), "{kind} cached by the backup");
     }
+    // A cached key object opens only with the right password.
+    let mut wrong = a.cmd(&["snapshots"]);
+    wrong.env("REPO_PASSWORD", "not-the-password");
+    run(wrong).code(12);
     let listing = a.run(&["ls", "latest"]).success().stdout.clone();
     // Warm: an unchanged backup reads every tree and object from the cache.
     let warm = storage(
