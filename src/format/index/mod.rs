@@ -1,10 +1,13 @@
-//! Index objects and the compact in-memory index.
+//! Index objects and the compact index built from them.
 //!
 //! On storage an index object lists packs and, for each, the blobs it holds
-//! with their offsets. In memory all entries of one blob kind live in one
+//! with their offsets. For lookups all entries of one blob kind live in one
 //! sorted array of 44-byte records (32-byte id, pack number, offset, length)
 //! searched by binary search: no per-entry allocation and no hash-map
-//! overhead, so a million blobs cost about 44 MB.
+//! overhead. A small index (a million blobs cost about 44 MB) stays in
+//! memory; a large one lives in a local file ([`table`], [`file`]) of the
+//! same records, read one bucket at a time, so memory does not grow with
+//! the repository.
 
 use crate::format::error::FormatError;
 use std::collections::HashMap;
@@ -14,6 +17,13 @@ use serde::{Deserialize, Serialize};
 use crate::format::pack::BlobKind;
 pub use crate::format::pack::IndexBlob;
 use crate::id::{BlobId, IndexId, PackId};
+
+pub mod file;
+pub mod table;
+
+pub(crate) use table::Entry;
+use table::{ENTRY_SIZE, Starts};
+pub use table::{FileTables, ReadAt};
 
 /// Version of the index payload layout.
 pub const INDEX_VERSION: u32 = 1;
@@ -83,23 +93,9 @@ pub struct Location {
     pub length: u32,
 }
 
-#[derive(Clone, Copy)]
-struct Entry {
-    id: [u8; 32],
-    pack: u32,
-    offset: u32,
-    length: u32,
-}
-
-impl Entry {
-    fn prefix(&self) -> u64 {
-        let mut p = [0u8; 8];
-        p.copy_from_slice(&self.id[..8]);
-        u64::from_be_bytes(p)
-    }
-}
-
-/// All index objects merged, for lookups.
+/// All index objects merged, for lookups: entries in memory, and for a
+/// large repository most of them in a file ([`FileTables`]) with only the
+/// entries the file lacks in memory.
 #[derive(Default)]
 pub struct MemIndex {
     packs: Vec<(PackId, u64)>,
@@ -112,44 +108,27 @@ pub struct MemIndex {
     data_starts: Starts,
     tree_starts: Starts,
     sorted: bool,
+    base: Option<FileTables>,
 }
 
-/// Bucket starts over the leading `bits` bits of sorted ids.
-#[derive(Default)]
-struct Starts {
-    bits: u32,
-    starts: Vec<u32>,
-}
-
-impl Starts {
-    fn build(table: &[Entry]) -> Self {
-        // About one id per bucket, at most 2^16 buckets (256 KiB).
-        let bits = (usize::BITS - table.len().leading_zeros()).clamp(1, 16);
-        let mut starts = vec![0u32; (1 << bits) + 1];
-        for e in table {
-            starts[Self::bucket(&e.id, bits) + 1] += 1;
-        }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
-        }
-        Starts { bits, starts }
-    }
-
-    fn bucket(id: &[u8; 32], bits: u32) -> usize {
-        (u32::from_be_bytes([id[0], id[1], id[2], id[3]]) >> (32 - bits)) as usize
-    }
-
-    /// The part of the table that can hold `id`.
-    fn range(&self, id: &[u8; 32]) -> std::ops::Range<usize> {
-        if self.starts.is_empty() {
-            return 0..0;
-        }
-        let b = Self::bucket(id, self.bits);
-        self.starts[b] as usize..self.starts[b + 1] as usize
-    }
+/// The in-memory part of a finished index, taken out to be written to a file.
+pub(crate) struct Drained {
+    pub packs: Vec<(PackId, u64)>,
+    pub data: Vec<Entry>,
+    pub tree: Vec<Entry>,
 }
 
 impl MemIndex {
+    /// An index whose entries are in `base`; [`MemIndex::add`] and
+    /// [`MemIndex::finish`] then add the entries it lacks.
+    pub fn with_base(base: FileTables) -> Self {
+        MemIndex {
+            base: Some(base),
+            sorted: true,
+            ..MemIndex::default()
+        }
+    }
+
     /// Adds every pack and blob of an index object. Call [`MemIndex::finish`] after the last.
     pub fn add(&mut self, file: &IndexFile) {
         let (mut data, mut tree) = (0, 0);
@@ -187,18 +166,51 @@ impl MemIndex {
         self.sorted = false;
     }
 
-    /// Sorts for lookup; duplicates (the same blob in two packs) keep one entry.
+    /// Sorts for lookup; duplicates (the same blob in two packs, or a blob
+    /// the file already holds) keep one entry.
     pub fn finish(&mut self) {
-        for v in [&mut self.data, &mut self.tree] {
-            // Ids are uniformly random, so their first 8 bytes as an integer
-            // almost always decide: a register compare instead of a memcmp call.
-            v.sort_unstable_by(|a, b| a.prefix().cmp(&b.prefix()).then_with(|| a.id.cmp(&b.id)));
+        for (v, kind) in [
+            (&mut self.data, BlobKind::Data),
+            (&mut self.tree, BlobKind::Tree),
+        ] {
+            v.sort_unstable_by(Entry::order);
             v.dedup_by(|a, b| a.id == b.id);
+            if let Some(base) = &self.base {
+                let t = base.table(kind);
+                v.retain(|e| base.find(t, &e.id).is_none());
+            }
             v.shrink_to_fit();
         }
         self.data_starts = Starts::build(&self.data);
         self.tree_starts = Starts::build(&self.tree);
         self.sorted = true;
+    }
+
+    /// Entries held in memory (what a builder spills to a file when large).
+    pub(crate) fn in_memory(&self) -> usize {
+        self.data.len() + self.tree.len()
+    }
+
+    /// Takes the in-memory part out of a finished index.
+    pub(crate) fn drain(&mut self) -> Drained {
+        self.pack_no = HashMap::new();
+        self.data_starts = Starts::default();
+        self.tree_starts = Starts::default();
+        Drained {
+            packs: std::mem::take(&mut self.packs),
+            data: std::mem::take(&mut self.data),
+            tree: std::mem::take(&mut self.tree),
+        }
+    }
+
+    /// Whether most entries are in a file.
+    pub(crate) fn has_base(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// Takes the file-backed part out.
+    pub(crate) fn take_base(&mut self) -> Option<FileTables> {
+        self.base.take()
     }
 
     fn table(&self, kind: BlobKind) -> &[Entry] {
@@ -209,25 +221,27 @@ impl MemIndex {
         }
     }
 
-    /// Position of `id` in its table.
-    fn find(&self, kind: BlobKind, id: &BlobId) -> Option<usize> {
+    /// The in-memory entry for `id`.
+    fn find(&self, kind: BlobKind, id: &BlobId) -> Option<&Entry> {
         let (table, starts) = match kind {
             BlobKind::Data => (&self.data, &self.data_starts),
             BlobKind::Tree => (&self.tree, &self.tree_starts),
         };
-        let r = starts.range(&id.0);
-        let at = r.start;
-        table
-            .get(r)?
-            .binary_search_by(|e| e.id.cmp(&id.0))
-            .ok()
-            .map(|i| at + i)
+        let r = table.get(starts.range(&id.0))?;
+        r.binary_search_by(|e| e.id.cmp(&id.0)).ok().map(|i| &r[i])
     }
 
     pub fn get(&self, kind: BlobKind, id: &BlobId) -> Option<Location> {
-        let e = self.table(kind)[self.find(kind, id)?];
+        let (e, pack) = match self.find(kind, id) {
+            Some(e) => (*e, *self.packs.get(e.pack as usize)?),
+            None => {
+                let base = self.base.as_ref()?;
+                let e = base.find(base.table(kind), &id.0)?;
+                (e, base.pack(e.pack).map(|(p, s)| (PackId(p), s))?)
+            }
+        };
         Some(Location {
-            pack: self.packs[e.pack as usize].0,
+            pack: pack.0,
             offset: e.offset,
             length: e.length,
         })
@@ -235,21 +249,61 @@ impl MemIndex {
 
     pub(crate) fn contains(&self, kind: BlobKind, id: &BlobId) -> bool {
         self.find(kind, id).is_some()
+            || self
+                .base
+                .as_ref()
+                .is_some_and(|b| b.find(b.table(kind), &id.0).is_some())
     }
 
-    /// Every pack named by some index, with its recorded size.
-    pub(crate) fn packs(&self) -> &[(PackId, u64)] {
-        &self.packs
+    /// Every pack named by some index, with its recorded size (a pack named
+    /// by two index objects may come twice).
+    pub(crate) fn packs(&self) -> impl Iterator<Item = (PackId, u64)> + '_ {
+        let base = self.base.iter().flat_map(|b| {
+            b.records(b.packs_at, b.packs, table::PACK_SIZE)
+                .flat_map(|block| {
+                    block
+                        .chunks_exact(table::PACK_SIZE)
+                        .map(|r| {
+                            let (id, size) = table::split_pack(r);
+                            (PackId(id), size)
+                        })
+                        .collect::<Vec<_>>()
+                })
+        });
+        self.packs.iter().copied().chain(base)
     }
 
     pub(crate) fn blob_count(&self) -> usize {
-        self.data.len() + self.tree.len()
+        let base = self.base.as_ref().map_or(0, |b| b.data.len + b.tree.len);
+        self.data.len() + self.tree.len() + base as usize
     }
 
-    /// Every blob id of one kind.
+    /// Every blob id of one kind, in order.
     pub(crate) fn ids(&self, kind: BlobKind) -> impl Iterator<Item = BlobId> + '_ {
-        self.table(kind).iter().map(|e| BlobId(e.id))
+        let base = self.base.iter().flat_map(move |b| {
+            let t = b.table(kind);
+            b.records(t.at, t.len, ENTRY_SIZE).flat_map(|block| {
+                block
+                    .chunks_exact(ENTRY_SIZE)
+                    .map(|r| Entry::from_bytes(r).id)
+                    .collect::<Vec<_>>()
+            })
+        });
+        merge_sorted(self.table(kind).iter().map(|e| e.id), base).map(BlobId)
     }
+}
+
+/// Two ascending sequences as one.
+fn merge_sorted<T: Ord>(
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+) -> impl Iterator<Item = T> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 #[cfg(test)]
