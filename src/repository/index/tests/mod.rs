@@ -27,7 +27,7 @@ fn pack(i: u64, p: u64) -> IndexPack {
             .map(|b| {
                 let n = i * 1000 + p * 40 + b;
                 IndexBlob {
-                    kind: if n % 5 == 0 {
+                    kind: if n.is_multiple_of(5) {
                         BlobKind::Tree
                     } else {
                         BlobKind::Data
