@@ -49,7 +49,7 @@ pub(crate) fn open(
     let mut sources = Vec::with_capacity(header.sources as usize);
     v.records(header.sources, 32, |b| {
         let id = IndexId(b.try_into().unwrap_or_default());
-        let ok = listed.contains(&id) && sources.last().is_none_or(|l| *l < id);
+        let ok = sources.last().is_none_or(|l| *l < id);
         sources.push(id);
         ok
     })?;
