@@ -151,3 +151,5 @@ fn a_damaged_stale_or_foreign_file_is_refused() {
     std::fs::write(&path, &bytes[..bytes.len() - 40]).unwrap();
     assert!(open::open(&path, &REPO, &listed(0..4)).is_err());
 }
+
+mod generate;
