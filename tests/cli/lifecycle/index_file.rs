@@ -28,7 +28,7 @@ fn every_command_works_on_a_kept_index_file_and_rebuilds_a_bad_one() {
     with_file(&t, &["create", src.to_str().unwrap()]);
     // The backup started from an empty index; the next command builds the file.
     with_file(&t, &["ls", "latest"]).stdout_has("deeper");
-    let file = t.join("idx/index");
+    let file = t.join("idx/blob-index");
     assert!(file.is_file(), "no index file was kept");
 
     // Unchanged backup: the file is reused, no blob stored again.
