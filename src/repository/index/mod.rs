@@ -88,7 +88,9 @@ impl Repository {
             match open::open(&path, &repo, &listed) {
                 Ok(o) => Some(o),
                 Err(why) => {
-                    if path.exists() {
+                    // Removed, so that an index now small enough for
+                    // memory does not meet (and report) it on every run.
+                    if std::fs::remove_file(&path).is_ok() && why != open::STALE {
                         crate::error::warnings::warn(format!(
                             "rebuilding the local index file {}: {why}",
                             path.display()

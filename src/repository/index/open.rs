@@ -14,6 +14,10 @@ use crate::format::index::file::{FileHeader, HEADER_SIZE};
 use crate::format::index::table::{ENTRY_SIZE, Entry, FileTable, PACK_SIZE, Starts};
 use crate::id::IndexId;
 
+/// Why a file built before a prune (or another host's) is refused: not
+/// damage, only out of date, so it is replaced without a warning.
+pub(crate) const STALE: &str = "it names index objects that no longer exist";
+
 /// A verified index file and the index objects it was built from.
 pub(crate) struct Opened {
     pub tables: FileTables,
@@ -40,7 +44,7 @@ pub(crate) fn open(
         return Err("its size does not match its header".into());
     };
     if header.sources > listed.len() as u64 {
-        return Err("it names index objects that no longer exist".into());
+        return Err(STALE.into());
     }
     let mut v = Verify {
         r,
@@ -54,7 +58,7 @@ pub(crate) fn open(
         ok
     })?;
     if sources.iter().any(|s| !listed.contains(s)) {
-        return Err("it names index objects that no longer exist".into());
+        return Err(STALE.into());
     }
     let data = v.table(data_at, header.data, header.packs)?;
     let tree = v.table(tree_at, header.tree, header.packs)?;
