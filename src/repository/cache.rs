@@ -87,6 +87,11 @@ impl Cache {
         })
     }
 
+    /// This repository's cache directory (the index file lives there too).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub(crate) fn report(&self) -> CacheReport {
         CacheReport {
             cache_hits: self.hits.load(Ordering::Relaxed),

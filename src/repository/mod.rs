@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod holder;
+pub mod index;
 pub mod loader;
 pub mod lock;
 pub mod objects;
@@ -12,23 +13,21 @@ mod treepacks;
 pub mod typed;
 pub mod walker;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use zeroize::Zeroizing;
 
 use crate::codec::chunker::{Chunker, ChunkerParams};
 use crate::crypto::{MasterKey, SubKeys, kdf::KdfParams};
 use crate::error::{Error, Result};
 use crate::format::config::{Config, FORMAT_VERSION, StoredConfig};
-use crate::format::index::{IndexFile, MemIndex};
+use crate::format::index::MemIndex;
 use crate::format::keyfile::{KeyError, KeyFile};
 use crate::format::pack::BlobKind;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::Tree;
-use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
+use crate::id::{BlobId, KeyId, RepoId, SnapshotId};
 use crate::storage::{Location, Storage};
 
 pub use loader::{BlobError, BlobRef, Fetch, ScannedPack};
@@ -381,87 +380,6 @@ impl Repository {
 
     pub(crate) fn chunker(&self) -> &Chunker {
         &self.chunker
-    }
-
-    /// Loads every readable index object, in parallel, into one lookup
-    /// structure. A damaged index object is skipped with a warning naming
-    /// it: one flipped byte must not stop backups and restores of what the
-    /// other index objects describe. What its packs hold is then unknown
-    /// here (a backup stores such blobs again); `repo check` reports it and
-    /// `repo repair index` brings it back. Code that deletes or rewrites on
-    /// the strength of the index uses [`Repository::load_index_strict`].
-    pub fn load_index(&self) -> Result<MemIndex> {
-        let (files, damaged) = self.load_index_objects()?;
-        for e in damaged {
-            crate::error::warnings::warn(format!("skipped: {e}"));
-        }
-        let index = Self::mem_index(&files);
-        self.forget_unindexed_packs(&index);
-        Ok(index)
-    }
-
-    /// Like [`Repository::load_index`], but a damaged index object is an error.
-    pub(crate) fn load_index_strict(&self) -> Result<MemIndex> {
-        let index = Self::mem_index(&self.load_index_files()?);
-        self.forget_unindexed_packs(&index);
-        Ok(index)
-    }
-
-    /// Cached tree packs the index no longer names were pruned: drop them.
-    fn forget_unindexed_packs(&self, index: &MemIndex) {
-        if let Some(c) = self.cache() {
-            let named = index.packs().iter().map(|(id, _)| id.to_hex()).collect();
-            c.retain(ObjectKind::Pack, &named);
-        }
-    }
-
-    fn mem_index(files: &BTreeMap<IndexId, IndexFile>) -> MemIndex {
-        let mut idx = MemIndex::default();
-        for f in files.values() {
-            idx.add(f);
-        }
-        idx.finish();
-        idx
-    }
-
-    /// Every index object, decoded, keyed by id; a damaged one is an error.
-    pub(crate) fn load_index_files(&self) -> Result<BTreeMap<IndexId, IndexFile>> {
-        let (files, damaged) = self.load_index_objects()?;
-        match damaged.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(files),
-        }
-    }
-
-    /// Every readable index object, and the damaged ones' errors. Storage
-    /// failures other than damage are fatal.
-    fn load_index_objects(&self) -> Result<(BTreeMap<IndexId, IndexFile>, Vec<Error>)> {
-        let ids = self.list_ids(ObjectKind::Index)?;
-        let loaded: Vec<Result<(IndexId, IndexFile)>> = self.transfer_pool()?.install(|| {
-            ids.par_iter()
-                .map(|hex| {
-                    let id = IndexId::from_hex(hex).unwrap_or_default();
-                    Ok((id, self.load_index_file(&id)?))
-                })
-                .collect()
-        });
-        let (mut files, mut damaged) = (BTreeMap::new(), Vec::new());
-        for r in loaded {
-            match r {
-                Ok((id, f)) => {
-                    files.insert(id, f);
-                }
-                Err(Error::NotFound { .. }) => {} // removed while we listed
-                Err(Error::Corrupt { object, reason }) => damaged.push(Error::Corrupt {
-                    object,
-                    reason: format!(
-                        "{reason}; `repo repair index` rebuilds the index from the packs"
-                    ),
-                }),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((files, damaged))
     }
 
     /// Saves an encrypted object (snapshot, index, lock) and returns its id.

@@ -5,23 +5,25 @@
 //! with the indexed size); then, optionally, every byte of (a subset of)
 //! the packs is read, decrypted and compared with the index.
 
+mod read;
 pub mod repair;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
-use crate::format::index::{IndexBlob, MemIndex};
+use crate::format::index::MemIndex;
 use crate::format::pack::BlobKind;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::id::{BlobId, PackId};
 use crate::repository::objects::pack_key;
-use crate::repository::{BlobError, ObjectKind, Repository, Step, Visitor, Walker};
+use crate::repository::{ObjectKind, Repository, Step, Visitor, Walker};
+
+/// Every indexed pack: its size and how many blobs the index lists in it.
+type Packs = BTreeMap<PackId, (u64, usize)>;
 
 /// Which packs `--read-data` reads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,21 +94,22 @@ pub(crate) fn check(
         }
     }
 
-    // Indexes: name and content; remember what each says about each pack.
-    let mut packs: BTreeMap<PackId, (u64, Vec<IndexBlob>)> = BTreeMap::new();
-    let mut index = MemIndex::default();
+    // Indexes: name and content; remember each pack's size and blob count
+    // (the first index object to name a pack decides, as everywhere).
+    let mut packs: Packs = BTreeMap::new();
+    let mut builder = repo.index_builder();
     for id in repo.list_index_ids()? {
         match repo.load_index_file(&id) {
             Ok(f) => {
-                index.add(&f);
+                builder.add(id, &f)?;
                 for p in f.packs {
-                    packs.entry(p.id).or_insert((p.size, p.blobs));
+                    packs.entry(p.id).or_insert((p.size, p.blobs.len()));
                 }
             }
             Err(e) => c.problem(ObjectKind::Index.key(&id.to_hex()), e),
         }
     }
-    index.finish();
+    let index = builder.finish()?;
     report.packs = packs.len();
     report.blobs = index.blob_count();
 
@@ -138,25 +141,7 @@ pub(crate) fn check(
     }
     report.trees = trees;
 
-    let chosen = packs_to_read(read, &packs);
-    progress.set_total(
-        chosen.len() as u64,
-        chosen.iter().map(|(_, (s, _))| *s).sum(),
-    );
-    let bytes = AtomicU64::new(0);
-    repo.transfer_pool()?.install(|| {
-        chosen.par_iter().try_for_each(|(id, (size, blobs))| {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
-            }
-            read_pack(&c, id, blobs);
-            bytes.fetch_add(*size, Ordering::Relaxed);
-            progress.add_done(1, *size);
-            Ok(())
-        })
-    })?;
-    report.packs_read = chosen.len();
-    report.bytes_read = bytes.into_inner();
+    (report.packs_read, report.bytes_read) = read::read_packs(&c, read, &packs, progress, cancel)?;
     report.errors = c.errors.into_inner().unwrap_or_default();
     report.storage = repo.storage_stats();
     Ok(report)
@@ -226,58 +211,11 @@ impl Visitor for TreeCheck<'_> {
     }
 }
 
-/// Reads one whole pack: name hash, header scan, every blob decrypted and
-/// compared with its id, and the scan compared with the index.
-fn read_pack(c: &Checker, id: &PackId, indexed: &[IndexBlob]) {
-    let pack = match c.repo.scan_pack(id) {
-        Ok(p) => p,
-        Err(e) => return c.problem(pack_key(id), format!("cannot read: {e}")),
-    };
-    let key = pack.key();
-    if !pack.name_matches {
-        c.problem(key, "content does not match its name (bytes were altered)");
-    }
-    if let Some(e) = &pack.error {
-        c.problem(key, format!("scan stopped: {e}"));
-    }
-    let found: HashSet<(BlobId, u32, u32)> = pack
-        .entries
-        .iter()
-        .map(|e| (e.id, e.offset, e.length))
-        .collect();
-    for b in indexed {
-        if !found.contains(&(b.id, b.offset, b.length)) {
-            c.problem(
-                key,
-                format!(
-                    "{} blob {} at offset {} is in the index but not readable in the pack",
-                    b.kind, b.id, b.offset
-                ),
-            );
-            continue;
-        }
-        if let Err(e) = pack.open(&b.into()) {
-            let e: &dyn std::fmt::Display = match &e {
-                BlobError::Damaged { error, .. } => error,
-                other => other,
-            };
-            c.problem(
-                key,
-                format!("{} blob {} at offset {}: {e}", b.kind, b.id, b.offset),
-            );
-        }
-    }
-}
-
 /// Compares the packs in storage with the index: a pack the index names
 /// that is missing or of another size is a problem; a pack no index names
 /// is only a notice (an interrupted backup leaves those, and prune removes
 /// them).
-fn compare_pack_listing(
-    c: &Checker,
-    repo: &Repository,
-    packs: &BTreeMap<PackId, (u64, Vec<IndexBlob>)>,
-) -> Result<Vec<Problem>> {
+fn compare_pack_listing(c: &Checker, repo: &Repository, packs: &Packs) -> Result<Vec<Problem>> {
     let mut notices = Vec::new();
     let stored: BTreeMap<String, u64> = repo
         .list_pack_objects()?
@@ -306,37 +244,4 @@ fn compare_pack_listing(
         }
     }
     Ok(notices)
-}
-
-/// The packs `--read-data` reads: all, one part of n (by the id's first
-/// four bytes, so parts are stable across runs), or a random share. A
-/// percentage reads that share of the packs rounded up, so any percentage
-/// above zero reads at least one pack.
-fn packs_to_read(
-    read: ReadData,
-    packs: &BTreeMap<PackId, (u64, Vec<IndexBlob>)>,
-) -> Vec<(&PackId, &(u64, Vec<IndexBlob>))> {
-    let sample: std::collections::HashSet<usize> = match read {
-        ReadData::Fraction(f) => {
-            let k = ((packs.len() as f64 * f).ceil() as usize).min(packs.len());
-            rand::seq::index::sample(&mut rand::thread_rng(), packs.len(), k)
-                .into_iter()
-                .collect()
-        }
-        _ => Default::default(),
-    };
-    packs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !matches!(read, ReadData::Fraction(_)) || sample.contains(i))
-        .map(|(_, p)| p)
-        .filter(|(id, _)| match read {
-            ReadData::None => false,
-            ReadData::All => true,
-            ReadData::Part(n, m) => {
-                (u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]) % m) + 1 == n
-            }
-            ReadData::Fraction(_) => true,
-        })
-        .collect()
 }

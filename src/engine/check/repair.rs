@@ -368,7 +368,7 @@ pub(crate) fn repair_snapshots(
         repo,
         index: &index,
         stored,
-        indexed: index.packs().iter().copied().collect(),
+        indexed: index.packs().collect(),
         failed: HashMap::new(),
         done: HashMap::new(),
         new_trees: BTreeMap::new(),

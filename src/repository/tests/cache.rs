@@ -170,7 +170,7 @@ fn remote_with_a_tree(cache: &Path) -> (Repository, crate::format::index::MemInd
     })
     .unwrap();
     let index = repo.load_index().unwrap();
-    let (pack, _) = index.packs()[0];
+    let (pack, _) = index.packs().next().unwrap();
     let blob = index
         .ids(crate::format::pack::BlobKind::Tree)
         .next()

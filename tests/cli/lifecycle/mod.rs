@@ -24,6 +24,7 @@ use crate::support::{
 };
 
 mod forget;
+mod index_file;
 mod inspect;
 mod keys_locks;
 mod prune;
