@@ -10,6 +10,8 @@ pub mod repair;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+
+use rayon::prelude::*;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,8 +19,9 @@ use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
 use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Node, NodeKind, Tree};
-use crate::id::{BlobId, PackId};
+use crate::id::{BlobId, PackId, SnapshotId};
 use crate::repository::objects::pack_key;
 use crate::repository::{ObjectKind, Repository, Step, Visitor, Walker};
 
@@ -86,45 +89,44 @@ pub(crate) fn check(
         errors: Mutex::new(Vec::new()),
     };
     let mut report = CheckReport::default();
-
-    // Keys: each must be well formed and named by its hash.
-    for id in repo.list_key_ids()? {
-        if let Err(e) = repo.load_key(id) {
-            c.problem(ObjectKind::Key.key(&id.to_hex()), e);
-        }
+    // Keys, the pack listing and the snapshots do not depend on the index:
+    // over a wide-area link each is a round trip (or many), so they are
+    // fetched while the index objects load.
+    let (key_problems, listing, snapshots, index) = std::thread::scope(|s| {
+        let keys = s.spawn(|| key_problems(repo));
+        let listing = s.spawn(|| {
+            let listed = repo.list_pack_objects()?.into_iter();
+            Ok::<BTreeMap<String, u64>, Error>(listed.map(|l| (l.key, l.size)).collect())
+        });
+        let snapshots = s.spawn(|| load_snapshots(repo));
+        let index = load_index(&c, repo);
+        let join = |what| Error::Internal(format!("the thread {what} panicked"));
+        Ok::<_, Error>((
+            keys.join().map_err(|_| join("checking keys"))??,
+            listing.join().map_err(|_| join("listing packs"))??,
+            snapshots.join().map_err(|_| join("loading snapshots"))??,
+            index?,
+        ))
+    })?;
+    if let Ok(mut errors) = c.errors.lock() {
+        errors.splice(0..0, key_problems);
     }
-
-    // Indexes: name and content; remember each pack's size and blob count
-    // (the first index object to name a pack decides, as everywhere).
-    let mut packs: Packs = BTreeMap::new();
-    let mut builder = repo.index_builder();
-    for id in repo.list_index_ids()? {
-        match repo.load_index_file(&id) {
-            Ok(f) => {
-                builder.add(id, &f)?;
-                for p in f.packs {
-                    packs.entry(p.id).or_insert((p.size, p.blobs.len()));
-                }
-            }
-            Err(e) => c.problem(ObjectKind::Index.key(&id.to_hex()), e),
-        }
-    }
-    let index = builder.finish()?;
+    let (index, packs) = index;
     report.packs = packs.len();
     report.blobs = index.blob_count();
 
     // Packs on storage against the index.
-    report.notices = compare_pack_listing(&c, repo, &packs)?;
+    report.notices = compare_pack_listing(&c, listing, &packs);
 
     // Snapshots and trees.
     let mut walker = Walker::new(repo, &index).once();
     let mut trees = 0;
-    for id in repo.list_snapshot_ids()? {
+    for (id, loaded) in snapshots {
         if cancel.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
         let hex = id.to_hex();
-        match repo.load_snapshot(&id) {
+        match loaded {
             Ok(s) => {
                 report.snapshots += 1;
                 let mut v = TreeCheck {
@@ -145,6 +147,51 @@ pub(crate) fn check(
     report.errors = c.errors.into_inner().unwrap_or_default();
     report.storage = repo.storage_stats();
     Ok(report)
+}
+
+/// Keys: each must be well formed and named by its hash.
+fn key_problems(repo: &Repository) -> Result<Vec<Problem>> {
+    Ok(repo
+        .list_key_ids()?
+        .into_iter()
+        .filter_map(|id| {
+            repo.load_key(id).err().map(|e| Problem {
+                object: ObjectKind::Key.key(&id.to_hex()),
+                message: e.to_string(),
+            })
+        })
+        .collect())
+}
+
+/// Indexes: name and content; remembers each pack's size and blob count
+/// (the first index object to name a pack decides, as everywhere).
+fn load_index(c: &Checker, repo: &Repository) -> Result<(MemIndex, Packs)> {
+    let mut packs: Packs = BTreeMap::new();
+    let mut builder = repo.index_builder();
+    repo.each_index_object(&repo.list_index_ids()?, |id, loaded| {
+        match loaded {
+            Ok(f) => {
+                builder.add(id, &f)?;
+                for p in f.packs {
+                    packs.entry(p.id).or_insert((p.size, p.blobs.len()));
+                }
+            }
+            Err(e) => c.problem(ObjectKind::Index.key(&id.to_hex()), e),
+        }
+        Ok(())
+    })?;
+    Ok((builder.finish()?, packs))
+}
+
+/// Every snapshot object, loaded on the transfer threads, in listing order;
+/// one that cannot be loaded is a problem of that snapshot.
+fn load_snapshots(repo: &Repository) -> Result<Vec<(SnapshotId, Result<Snapshot>)>> {
+    let ids = repo.list_snapshot_ids()?;
+    Ok(repo.transfer_pool()?.install(|| {
+        ids.par_iter()
+            .map(|id| (*id, repo.load_snapshot(id)))
+            .collect()
+    }))
 }
 
 /// Checks every tree below a snapshot's root: each loads, each file's
@@ -215,13 +262,8 @@ impl Visitor for TreeCheck<'_> {
 /// that is missing or of another size is a problem; a pack no index names
 /// is only a notice (an interrupted backup leaves those, and prune removes
 /// them).
-fn compare_pack_listing(c: &Checker, repo: &Repository, packs: &Packs) -> Result<Vec<Problem>> {
+fn compare_pack_listing(c: &Checker, stored: BTreeMap<String, u64>, packs: &Packs) -> Vec<Problem> {
     let mut notices = Vec::new();
-    let stored: BTreeMap<String, u64> = repo
-        .list_pack_objects()?
-        .into_iter()
-        .map(|l| (l.key, l.size))
-        .collect();
     let mut indexed_keys = HashSet::new();
     for (id, (size, _)) in packs {
         let key = pack_key(id);
@@ -243,5 +285,5 @@ fn compare_pack_listing(c: &Checker, repo: &Repository, packs: &Packs) -> Result
             });
         }
     }
-    Ok(notices)
+    notices
 }
