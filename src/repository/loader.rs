@@ -191,7 +191,13 @@ impl Repository {
             return None;
         }
         let end = span_end(blobs, start);
-        let bytes = packs.cache().read_pack(pack, start, end - start)?;
+        let Some(bytes) = packs.cache().read_pack(pack, start, end - start) else {
+            // Shorter than the index says (a crash can leave an empty file):
+            // dropped, so the next read fetches it whole again instead of
+            // every tree of the pack costing a round trip from now on.
+            packs.cache().drop_pack(pack);
+            return None;
+        };
         Some((bytes, start))
     }
 

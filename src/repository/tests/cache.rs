@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::format::index::MemIndex;
 use crate::repository::tests::test_options;
 use crate::repository::{BlobRef, CacheUse, Credentials, Fetch, Repository};
 use crate::storage::Location;
@@ -216,4 +217,33 @@ fn a_damaged_cached_tree_pack_is_dropped_and_read_from_the_repository() {
     // The next read fetches the pack whole again, and it is sound.
     repo.load_tree(&index, &blob.id).unwrap();
     assert!(c.has_pack(&pack));
+}
+
+/// The cached copy of the only tree pack in `repo`, and the pack's id.
+fn cached_pack_path(repo: &Repository, index: &MemIndex, blob: &BlobRef) -> (PathBuf, PackId) {
+    let pack = index.get(blob.kind, &blob.id).unwrap().pack;
+    (
+        repo.cache().unwrap().path(ObjectKind::Pack, &pack.to_hex()),
+        pack,
+    )
+}
+
+/// What a crash can leave of a cached pack (the rename reached the disk,
+/// the data did not): an empty file. It must be dropped and fetched again,
+/// not kept forever while every tree of the pack is read from the
+/// repository, one round trip each.
+#[test]
+fn a_short_cached_tree_pack_is_dropped_and_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (path, pack) = cached_pack_path(&repo, &index, &blob);
+    fs::write(&path, b"").unwrap();
+    repo.load_tree(&index, &blob.id).unwrap();
+    repo.load_tree(&index, &blob.id).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    assert_eq!(
+        hex_of(&bytes),
+        pack.to_hex(),
+        "the cached copy is whole again"
+    );
 }
