@@ -187,11 +187,21 @@ impl Shared {
             return false;
         };
         self.cache.put(ObjectKind::Pack, &id.to_hex(), &[&bytes]);
+        if !self.cache.has_pack(id) {
+            // The cache cannot keep it (disk full, something in the way):
+            // its trees are read by span from now on, not each by another
+            // whole download of the pack.
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*id);
+            return false;
+        }
         self.fetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(*id);
-        self.cache.has_pack(id)
+        true
     }
 }
 

@@ -247,3 +247,23 @@ fn a_short_cached_tree_pack_is_dropped_and_fetched_again() {
         "the cached copy is whole again"
     );
 }
+
+/// A cache that cannot keep a pack (disk full, a file in the way): the
+/// pack is fetched whole at most once, not once more for every tree read
+/// from it (a walk of a thousand directories would download the pack a
+/// thousand times).
+#[test]
+fn a_tree_pack_the_cache_cannot_keep_is_fetched_whole_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (path, _) = cached_pack_path(&repo, &index, &blob);
+    let sub = path.parent().unwrap();
+    fs::remove_dir_all(sub).unwrap();
+    fs::write(sub, b"in the way").unwrap();
+    let before = repo.storage_stats().requests;
+    for _ in 0..5 {
+        repo.load_tree(&index, &blob.id).unwrap();
+    }
+    // One whole fetch that could not be kept, then one ranged read per tree.
+    assert_eq!(repo.storage_stats().requests - before, 6);
+}
