@@ -267,3 +267,30 @@ fn a_tree_pack_the_cache_cannot_keep_is_fetched_whole_once() {
     // One whole fetch that could not be kept, then one ranged read per tree.
     assert_eq!(repo.storage_stats().requests - before, 6);
 }
+
+/// A planted huge object at a tree pack's key (the index, authenticated,
+/// says how large the pack is): fetching the pack whole must not download
+/// it, let alone hold it in memory (up to 2 GiB per prefetching thread).
+///
+/// Not fixed here: the fetch needs the pack's size from the index
+/// (`storage.get_bounded(key, size)`, which on S3 refuses on the response's
+/// length and on FTP on the stat, reading nothing), and `MemIndex` has no
+/// lookup by pack yet (the index is being rebuilt for bounded memory): pass
+/// the indexed size to `TreePacks::ensure`/`prefetch` (from `load_tree` and
+/// the loader's callers) once it has one.
+#[test]
+#[ignore = "the whole-pack fetch is bounded only by MAX_OBJECT_SIZE (2 GiB); see the comment"]
+fn a_planted_huge_tree_pack_is_not_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (path, pack) = cached_pack_path(&repo, &index, &blob);
+    let key = crate::repository::objects::pack_key(&pack);
+    let mut planted = repo.storage().get(&key).unwrap();
+    planted.resize(planted.len() + (16 << 20), 0);
+    repo.storage().put(&key, planted).unwrap();
+    fs::remove_file(&path).unwrap();
+    let before = repo.storage_stats().bytes_received;
+    repo.load_tree(&index, &blob.id).unwrap();
+    let received = repo.storage_stats().bytes_received - before;
+    assert!(received < 1 << 20, "{received} bytes received");
+}
