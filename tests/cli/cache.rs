@@ -237,3 +237,22 @@ fn local_repositories_and_unusable_cache_directories_need_no_cache() {
     r.success().stderr_has("not using a cache");
     a.run(&["ls", "latest", "--no-cache"]).success();
 }
+
+/// `REPO_CACHE_DIR=` (set but empty) means "not given", as an empty
+/// `REPO_KEY_FILE` does: the default cache, not a warning and none at all.
+#[test]
+fn an_empty_cache_dir_variable_means_the_default_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((a, _)) = s3_hosts(tmp.path()) else {
+        return;
+    };
+    let src = tmp.path().join("src");
+    simple_tree(&src, 46);
+    let xdg = tmp.path().join("xdg");
+    let mut c = a.cmd(&["create", src.to_str().unwrap()]);
+    c.env("REPO_CACHE_DIR", "").env("XDG_CACHE_HOME", &xdg);
+    let r = run(c);
+    assert!(!r.stderr.contains("not using a cache"), "{r}");
+    r.success();
+    assert!(xdg.join("repo/CACHEDIR.TAG").is_file(), "{r}");
+}
