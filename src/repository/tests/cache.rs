@@ -294,3 +294,25 @@ fn a_planted_huge_tree_pack_is_not_downloaded() {
     let received = repo.storage_stats().bytes_received - before;
     assert!(received < 1 << 20, "{received} bytes received");
 }
+
+/// A cache root moved to a larger disk and linked back (`ln -s
+/// /big/repo-cache ~/.cache/repo`, common for caches) is used through
+/// the user's own link; the repository directories inside are still
+/// refused as links.
+#[test]
+fn a_cache_root_that_is_the_users_own_link_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    fs::create_dir(&big).unwrap();
+    let root = dir.path().join("root");
+    std::os::unix::fs::symlink(&big, &root).unwrap();
+    let c = Cache::open(&root, &id(), false).unwrap();
+    let bytes = b"snapshot".to_vec();
+    c.put(ObjectKind::Snapshot, &hex_of(&bytes), &[&bytes]);
+    assert!(
+        big.join(id().to_hex())
+            .join("snapshots")
+            .join(hex_of(&bytes))
+            .is_file()
+    );
+}
