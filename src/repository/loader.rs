@@ -160,8 +160,8 @@ impl Repository {
             }
             // Not what the repository holds: drop it and read the repository,
             // which says what is wrong if it is damaged there too.
-            if let Some(c) = self.cache() {
-                c.drop_pack(pack);
+            if let Some(packs) = &self.cache {
+                packs.drop_pack(pack);
             }
         }
         // Each fetched range: where it starts in the pack, and its bytes.
@@ -195,7 +195,7 @@ impl Repository {
             // Shorter than the index says (a crash can leave an empty file):
             // dropped, so the next read fetches it whole again instead of
             // every tree of the pack costing a round trip from now on.
-            packs.cache().drop_pack(pack);
+            packs.drop_pack(pack);
             return None;
         };
         Some((bytes, start))

@@ -115,6 +115,19 @@ impl TreePacks {
         }
     }
 
+    /// Drops cached pack `id`, which does not hold what the index says, and
+    /// reads it by span for the rest of the command: fetched whole again it
+    /// would likely fail the same way (a damaged index entry), once more
+    /// for every tree wanted from it. The next command fetches it afresh.
+    pub(crate) fn drop_pack(&self, id: &PackId) {
+        self.shared.cache.drop_pack(id);
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*id);
+    }
+
     /// Queues the packs `ids` for the background fetchers, unless cached
     /// or already on their way.
     pub(crate) fn prefetch(&self, ids: impl IntoIterator<Item = PackId>) {

@@ -214,8 +214,9 @@ fn a_damaged_cached_tree_pack_is_dropped_and_read_from_the_repository() {
         crate::format::tree::Tree::new(Vec::new()).encode()
     );
     assert!(!path.exists(), "the damaged copy is dropped");
-    // The next read fetches the pack whole again, and it is sound.
-    repo.load_tree(&index, &blob.id).unwrap();
+    // The next command fetches the pack whole again, and it is sound.
+    let next = repo.clone().with_cache(Some(dir.path()), CacheUse::Read);
+    next.load_tree(&index, &blob.id).unwrap();
     assert!(c.has_pack(&pack));
 }
 
@@ -239,7 +240,10 @@ fn a_short_cached_tree_pack_is_dropped_and_fetched_again() {
     let (path, pack) = cached_pack_path(&repo, &index, &blob);
     fs::write(&path, b"").unwrap();
     repo.load_tree(&index, &blob.id).unwrap();
-    repo.load_tree(&index, &blob.id).unwrap();
+    assert!(!path.exists(), "the short copy is dropped");
+    // The next command fetches it whole again.
+    let next = repo.clone().with_cache(Some(dir.path()), CacheUse::Read);
+    next.load_tree(&index, &blob.id).unwrap();
     let bytes = fs::read(&path).unwrap();
     assert_eq!(
         hex_of(&bytes),
@@ -314,5 +318,34 @@ fn a_cache_root_that_is_the_users_own_link_is_followed() {
             .join("snapshots")
             .join(hex_of(&bytes))
             .is_file()
+    );
+}
+
+/// An index entry its (sound) pack does not match, as in a damaged
+/// repository: every read of it fails, and each must not download the
+/// whole pack again (a walk of many directories in that pack would
+/// download it once per directory). The pack dropped from the cache is
+/// read by span for the rest of the command.
+#[test]
+fn a_dropped_tree_pack_is_not_fetched_whole_again_by_the_same_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (_, pack) = cached_pack_path(&repo, &index, &blob);
+    let wrong = BlobRef {
+        length: blob.length - 1,
+        ..blob
+    };
+    let before = repo.storage_stats().requests;
+    for _ in 0..3 {
+        repo.load_blobs(&pack, &[wrong], Fetch::Span, |_, r| {
+            assert!(r.is_err());
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        repo.storage_stats().requests - before,
+        3,
+        "one ranged read each"
     );
 }
