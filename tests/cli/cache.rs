@@ -256,3 +256,30 @@ fn an_empty_cache_dir_variable_means_the_default_cache() {
     r.success();
     assert!(xdg.join("repo/CACHEDIR.TAG").is_file(), "{r}");
 }
+
+/// The default cache lies in the home directory most users back up:
+/// a backup must not store its own cache (the previous run's metadata, as
+/// file data, again each run), so that a run with nothing changed reports
+/// nothing changed.
+#[test]
+fn a_backup_leaves_out_its_own_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("home");
+    let Some((a, _)) = s3_hosts(tmp.path()) else {
+        return;
+    };
+    let a = Host {
+        cache: src.join(".cache/repo"),
+        ..a
+    };
+    simple_tree(&src.join("docs"), 47);
+    a.run(&["create", src.to_str().unwrap()]).success();
+    let second = a
+        .run(&["create", "--json", src.to_str().unwrap()])
+        .success()
+        .json();
+    assert_eq!(second["summary"]["files_new"], 0, "{second}");
+    assert_eq!(second["summary"]["files_changed"], 0, "{second}");
+    let listing = a.run(&["ls", "latest"]).success().stdout.clone();
+    assert!(!listing.contains(".cache/repo"), "{listing}");
+}
