@@ -65,7 +65,11 @@ fn stdout_gone() -> bool {
 
 pub fn main() -> Result<u8> {
     let mut cli = Cli::parse();
-    for p in [&mut cli.key_file, &mut cli.password_file] {
+    for p in [
+        &mut cli.key_file,
+        &mut cli.password_file,
+        &mut cli.cache_dir,
+    ] {
         if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             *p = None;
         }

@@ -1,5 +1,6 @@
 //! `repo create` (alias `backup`): make a snapshot.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -79,8 +80,15 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
                 })
         })
         .transpose()?;
-    let excludes = Excludes::new(&args.excludes, &args.exclude_files, args.exclude_caches)?;
+    let mut excludes = Excludes::new(&args.excludes, &args.exclude_files, args.exclude_caches)?;
     let repo = ctx.open()?;
+    // The default cache lies in the home directory most users back up.
+    excludes.own_cache = ctx
+        .cache
+        .as_deref()
+        .filter(|_| repo.cache().is_some())
+        .and_then(|root| std::fs::metadata(root).ok())
+        .map(|m| (m.dev(), m.ino()));
     let _lock = if args.dry_run {
         None
     } else {

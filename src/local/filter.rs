@@ -29,6 +29,9 @@ pub struct Excludes {
     paths: Vec<GlobSet>,
     pub exclude_caches: bool,
     pub patterns: Vec<String>,
+    /// Device and inode of repo's own cache directory, left out of every
+    /// backup (it holds the repository's metadata, and changes each run).
+    pub own_cache: Option<(u64, u64)>,
 }
 
 impl Excludes {
@@ -104,6 +107,7 @@ impl Excludes {
             paths: sets(paths)?,
             exclude_caches,
             patterns: all,
+            own_cache: None,
         })
     }
 

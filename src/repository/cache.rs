@@ -63,6 +63,7 @@ impl Cache {
     /// a directory on the way is not one this user owns (a link, or someone
     /// else's): the caller then runs without a cache.
     pub(crate) fn open(root: &Path, id: &RepoId, refresh: bool) -> Result<Cache, String> {
+        let root = &own_link_target(root);
         let hex = id.to_hex();
         let dir = root.join(&hex);
         make_dir(root)?;
@@ -219,6 +220,19 @@ fn make_dir(dir: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Where the cache root points when it is a link of this user's own (a
+/// cache moved to a larger disk and linked back); otherwise `root` itself,
+/// which [`make_dir`] refuses if it is a link (someone else's link in a
+/// shared directory could point into this user's files).
+fn own_link_target(root: &Path) -> PathBuf {
+    match fs::symlink_metadata(root) {
+        Ok(m) if m.file_type().is_symlink() && m.uid() == nix::unistd::geteuid().as_raw() => {
+            fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf())
+        }
+        _ => root.to_path_buf(),
+    }
 }
 
 fn open_nofollow(path: &Path) -> std::io::Result<File> {

@@ -51,6 +51,10 @@ pub enum Fetch {
     Span,
     /// The whole pack in one read: for callers that want most of it.
     Whole,
+    /// Tree blobs: like `Span`, but out of the cache, which first takes in
+    /// the whole pack (at most `pack_size` bytes, its indexed size) when it
+    /// has not got it; without a cache, or for other blobs, `Span`.
+    Cached { pack_size: u64 },
 }
 
 /// Why one blob could not be handed over. Every variant names the pack
@@ -145,8 +149,8 @@ impl Repository {
             return Ok(());
         };
         let key = objects::pack_key(pack);
-        if fetch == Fetch::Span
-            && let Some((bytes, base)) = self.cached_span(pack, blobs, start)
+        if let Fetch::Cached { pack_size } = fetch
+            && let Some((bytes, base)) = self.cached_span(pack, pack_size, blobs, start)
         {
             let opened: Vec<_> = blobs
                 .iter()
@@ -160,14 +164,14 @@ impl Repository {
             }
             // Not what the repository holds: drop it and read the repository,
             // which says what is wrong if it is damaged there too.
-            if let Some(c) = self.cache() {
-                c.drop_pack(pack);
+            if let Some(packs) = &self.cache {
+                packs.drop_pack(pack);
             }
         }
         // Each fetched range: where it starts in the pack, and its bytes.
         let ranges: Vec<(u64, Vec<u8>)> = match fetch {
             Fetch::Whole => vec![(0, self.storage.get(&key)?)],
-            Fetch::Span => self.fetch_ranges(&key, &close_ranges(blobs))?,
+            Fetch::Span | Fetch::Cached { .. } => self.fetch_ranges(&key, &close_ranges(blobs))?,
         };
         for b in blobs {
             let (base, bytes) = ranges
@@ -209,24 +213,26 @@ impl Repository {
 
     /// The span of `blobs` out of the cached copy of their pack, when they
     /// are trees (only tree packs are cached) and a cache is in use.
-    fn cached_span(&self, pack: &PackId, blobs: &[BlobRef], start: u64) -> Option<(Vec<u8>, u64)> {
+    fn cached_span(
+        &self,
+        pack: &PackId,
+        pack_size: u64,
+        blobs: &[BlobRef],
+        start: u64,
+    ) -> Option<(Vec<u8>, u64)> {
         let packs = self.cache.as_ref()?;
-        if !blobs.iter().all(|b| b.kind == BlobKind::Tree) {
+        if !blobs.iter().all(|b| b.kind == BlobKind::Tree) || !packs.ensure(pack, pack_size) {
             return None;
         }
         let end = span_end(blobs, start);
-        // A cached copy too short for the span is damaged: dropped, and the
-        // pack fetched again once.
-        for _ in 0..2 {
-            if !packs.ensure(pack) {
-                return None;
-            }
-            if let Some(bytes) = packs.cache().read_pack(pack, start, end - start) {
-                return Some((bytes, start));
-            }
-            packs.cache().drop_pack(pack);
-        }
-        None
+        let Some(bytes) = packs.cache().read_pack(pack, start, end - start) else {
+            // Shorter than the index says (a crash can leave an empty file):
+            // dropped, so the next read fetches it whole again instead of
+            // every tree of the pack costing a round trip from now on.
+            packs.drop_pack(pack);
+            return None;
+        };
+        Some((bytes, start))
     }
 
     /// Fetches a whole pack and scans its headers (bodies stay sealed until

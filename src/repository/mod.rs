@@ -479,7 +479,10 @@ impl Repository {
             raw_len: None,
         };
         let mut out = Vec::new();
-        self.load_blobs(&loc.pack, &[blob], Fetch::Span, |_, r| {
+        let fetch = Fetch::Cached {
+            pack_size: loc.pack_size,
+        };
+        self.load_blobs(&loc.pack, &[blob], fetch, |_, r| {
             out = r.map_err(|e| match e {
                 BlobError::Damaged { key, error, .. } => {
                     Error::corrupt(format!("pack {key}"), error)
@@ -503,7 +506,7 @@ impl Repository {
                 .iter()
                 .filter_map(|n| n.subtree)
                 .filter_map(|s| index.get(BlobKind::Tree, &s))
-                .map(|l| l.pack)
+                .map(|l| (l.pack, l.pack_size))
                 .collect();
             packs.prefetch(subtree_packs);
         }

@@ -46,8 +46,9 @@ impl Flight {
 /// until it is written to the cache.
 const MAX_FETCHERS: usize = 4;
 
-/// A pack for a background fetcher, and the flight to land when done.
-type Job = (PackId, Arc<Flight>);
+/// A pack (and its indexed size) for a background fetcher, and the flight
+/// to land when done.
+type Job = (PackId, u64, Arc<Flight>);
 
 /// What the fetching threads share with the repository handle.
 struct Shared {
@@ -90,7 +91,8 @@ impl TreePacks {
     /// Makes sure pack `id` is in the cache, fetching it (or waiting for a
     /// fetch under way); `false` if it could not be fetched or is damaged,
     /// and the caller should read the repository directly, which reports why.
-    pub(crate) fn ensure(&self, id: &PackId) -> bool {
+    /// `size` is the pack's size as indexed: a larger object is not read.
+    pub(crate) fn ensure(&self, id: &PackId, size: u64) -> bool {
         let s = &self.shared;
         if s.ready(id) {
             return true;
@@ -104,7 +106,7 @@ impl TreePacks {
         }
         match s.claim(id) {
             Some(flight) => {
-                let ok = s.fetch(id);
+                let ok = s.fetch(id, size);
                 s.land(id, &flight);
                 ok
             }
@@ -115,12 +117,25 @@ impl TreePacks {
         }
     }
 
-    /// Queues the packs `ids` for the background fetchers, unless cached
-    /// or already on their way.
-    pub(crate) fn prefetch(&self, ids: impl IntoIterator<Item = PackId>) {
+    /// Drops cached pack `id`, which does not hold what the index says, and
+    /// reads it by span for the rest of the command: fetched whole again it
+    /// would likely fail the same way (a damaged index entry), once more
+    /// for every tree wanted from it. The next command fetches it afresh.
+    pub(crate) fn drop_pack(&self, id: &PackId) {
+        self.shared.cache.drop_pack(id);
+        self.shared
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*id);
+    }
+
+    /// Queues the packs `ids` (with their indexed sizes) for the background
+    /// fetchers, unless cached or already on their way.
+    pub(crate) fn prefetch(&self, ids: impl IntoIterator<Item = (PackId, u64)>) {
         let s = &self.shared;
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        for id in ids {
+        for (id, size) in ids {
             if s.ready(&id) {
                 continue;
             }
@@ -128,7 +143,7 @@ impl TreePacks {
                 continue;
             };
             let tx = queue.get_or_insert_with(|| start_fetchers(&self.shared));
-            if tx.send((id, flight.clone())).is_err() {
+            if tx.send((id, size, flight.clone())).is_err() {
                 s.land(&id, &flight);
             }
         }
@@ -176,9 +191,11 @@ impl Shared {
         }
     }
 
-    /// Downloads pack `id` whole and keeps it if it hashes to its name.
-    fn fetch(&self, id: &PackId) -> bool {
-        let got = self.storage.get(&objects::pack_key(id));
+    /// Downloads pack `id` whole and keeps it if it hashes to its name. An
+    /// object larger than the index says (planted, or not the pack) is
+    /// refused unread: its trees are then read by span.
+    fn fetch(&self, id: &PackId, size: u64) -> bool {
+        let got = self.storage.get_bounded(&objects::pack_key(id), size);
         let Some(bytes) = got.ok().filter(|b| hash::object_hash(b) == id.0) else {
             self.failed
                 .lock()
@@ -187,11 +204,21 @@ impl Shared {
             return false;
         };
         self.cache.put(ObjectKind::Pack, &id.to_hex(), &[&bytes]);
+        if !self.cache.has_pack(id) {
+            // The cache cannot keep it (disk full, something in the way):
+            // its trees are read by span from now on, not each by another
+            // whole download of the pack.
+            self.failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(*id);
+            return false;
+        }
         self.fetched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(*id);
-        self.cache.has_pack(id)
+        true
     }
 }
 
@@ -218,10 +245,10 @@ fn start_fetchers(shared: &Arc<Shared>) -> Sender<Job> {
 fn fetch_loop(shared: &Shared, rx: &Mutex<Receiver<Job>>) {
     loop {
         let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok((id, flight)) = next else {
+        let Ok((id, size, flight)) = next else {
             return;
         };
-        shared.fetch(&id);
+        shared.fetch(&id, size);
         shared.land(&id, &flight);
     }
 }

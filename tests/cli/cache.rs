@@ -241,3 +241,49 @@ fn local_repositories_and_unusable_cache_directories_need_no_cache() {
     r.success().stderr_has("not using a cache");
     a.run(&["ls", "latest", "--no-cache"]).success();
 }
+
+/// `REPO_CACHE_DIR=` (set but empty) means "not given", as an empty
+/// `REPO_KEY_FILE` does: the default cache, not a warning and none at all.
+#[test]
+fn an_empty_cache_dir_variable_means_the_default_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((a, _)) = s3_hosts(tmp.path()) else {
+        return;
+    };
+    let src = tmp.path().join("src");
+    simple_tree(&src, 46);
+    let xdg = tmp.path().join("xdg");
+    let mut c = a.cmd(&["create", src.to_str().unwrap()]);
+    c.env("REPO_CACHE_DIR", "").env("XDG_CACHE_HOME", &xdg);
+    let r = run(c);
+    assert!(!r.stderr.contains("not using a cache"), "{r}");
+    r.success();
+    assert!(xdg.join("repo/CACHEDIR.TAG").is_file(), "{r}");
+}
+
+/// The default cache lies in the home directory most users back up:
+/// a backup must not store its own cache (the previous run's metadata, as
+/// file data, again each run), so that a run with nothing changed reports
+/// nothing changed.
+#[test]
+fn a_backup_leaves_out_its_own_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("home");
+    let Some((a, _)) = s3_hosts(tmp.path()) else {
+        return;
+    };
+    let a = Host {
+        cache: src.join(".cache/repo"),
+        ..a
+    };
+    simple_tree(&src.join("docs"), 47);
+    a.run(&["create", src.to_str().unwrap()]).success();
+    let second = a
+        .run(&["create", "--json", src.to_str().unwrap()])
+        .success()
+        .json();
+    assert_eq!(second["summary"]["files_new"], 0, "{second}");
+    assert_eq!(second["summary"]["files_changed"], 0, "{second}");
+    let listing = a.run(&["ls", "latest"]).success().stdout.clone();
+    assert!(!listing.contains(".cache/repo"), "{listing}");
+}

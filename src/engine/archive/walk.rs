@@ -298,6 +298,9 @@ impl Walk<'_> {
                         return Ok(None);
                     }
                 };
+                if self.opts.excludes.own_cache == Some((st.st_dev, st.st_ino)) {
+                    return Ok(None);
+                }
                 crate::testhooks::pause_point("source-after-lstat");
                 let at = Place {
                     dir: d.as_fd(),

@@ -91,6 +91,8 @@ pub struct Location {
     pub pack: PackId,
     pub offset: u32,
     pub length: u32,
+    /// The pack's size as indexed: what a whole read of it may fetch.
+    pub pack_size: u64,
 }
 
 /// All index objects merged, for lookups: entries in memory, and for a
@@ -244,6 +246,7 @@ impl MemIndex {
             pack: pack.0,
             offset: e.offset,
             length: e.length,
+            pack_size: pack.1,
         })
     }
 

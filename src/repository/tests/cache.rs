@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::format::index::MemIndex;
 use crate::repository::tests::test_options;
 use crate::repository::{BlobRef, CacheUse, Credentials, Fetch, Repository};
 use crate::storage::Location;
@@ -203,7 +204,8 @@ fn a_damaged_cached_tree_pack_is_dropped_and_read_from_the_repository() {
     bytes[at] ^= 1;
     fs::write(&path, &bytes).unwrap();
     let mut got = None;
-    repo.load_blobs(&pack, &[blob], Fetch::Span, |_, r| {
+    let pack_size = index.get(blob.kind, &blob.id).unwrap().pack_size;
+    repo.load_blobs(&pack, &[blob], Fetch::Cached { pack_size }, |_, r| {
         got = Some(r.unwrap());
         Ok(())
     })
@@ -213,24 +215,135 @@ fn a_damaged_cached_tree_pack_is_dropped_and_read_from_the_repository() {
         crate::format::tree::Tree::new(Vec::new()).encode()
     );
     assert!(!path.exists(), "the damaged copy is dropped");
-    // The next read fetches the pack whole again, and it is sound.
-    repo.load_tree(&index, &blob.id).unwrap();
+    // The next command fetches the pack whole again, and it is sound.
+    let next = repo.clone().with_cache(Some(dir.path()), CacheUse::Read);
+    next.load_tree(&index, &blob.id).unwrap();
     assert!(c.has_pack(&pack));
 }
 
+/// The cached copy of the only tree pack in `repo`, and the pack's id.
+fn cached_pack_path(repo: &Repository, index: &MemIndex, blob: &BlobRef) -> (PathBuf, PackId) {
+    let pack = index.get(blob.kind, &blob.id).unwrap().pack;
+    (
+        repo.cache().unwrap().path(ObjectKind::Pack, &pack.to_hex()),
+        pack,
+    )
+}
+
+/// What a crash can leave of a cached pack (the rename reached the disk,
+/// the data did not): an empty file. It must be dropped and fetched again,
+/// not kept forever while every tree of the pack is read from the
+/// repository, one round trip each.
 #[test]
-fn a_truncated_cached_tree_pack_is_fetched_again() {
+fn a_short_cached_tree_pack_is_dropped_and_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, index, blob) = remote_with_a_tree(dir.path());
-    let pack = index.get(blob.kind, &blob.id).unwrap().pack;
-    let c = repo.cache().unwrap();
-    let path = c.path(ObjectKind::Pack, &pack.to_hex());
-    let whole = fs::read(&path).unwrap();
-    fs::write(&path, &whole[..blob.offset as usize + 1]).unwrap();
+    let (path, pack) = cached_pack_path(&repo, &index, &blob);
+    fs::write(&path, b"").unwrap();
     repo.load_tree(&index, &blob.id).unwrap();
+    assert!(!path.exists(), "the short copy is dropped");
+    // The next command fetches it whole again.
+    let next = repo.clone().with_cache(Some(dir.path()), CacheUse::Read);
+    next.load_tree(&index, &blob.id).unwrap();
+    let bytes = fs::read(&path).unwrap();
     assert_eq!(
-        fs::read(&path).unwrap(),
-        whole,
+        hex_of(&bytes),
+        pack.to_hex(),
         "the cached copy is whole again"
+    );
+}
+
+/// A cache that cannot keep a pack (disk full, a file in the way): the
+/// pack is fetched whole at most once, not once more for every tree read
+/// from it (a walk of a thousand directories would download the pack a
+/// thousand times).
+#[test]
+fn a_tree_pack_the_cache_cannot_keep_is_fetched_whole_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (path, _) = cached_pack_path(&repo, &index, &blob);
+    let sub = path.parent().unwrap();
+    fs::remove_dir_all(sub).unwrap();
+    fs::write(sub, b"in the way").unwrap();
+    let before = repo.storage_stats().requests;
+    for _ in 0..5 {
+        repo.load_tree(&index, &blob.id).unwrap();
+    }
+    // One whole fetch that could not be kept, then one ranged read per tree.
+    assert_eq!(repo.storage_stats().requests - before, 6);
+}
+
+/// A planted huge object at a tree pack's key (the index, authenticated,
+/// says how large the pack is): fetching the pack whole must not download
+/// it, let alone hold it in memory (up to 2 GiB per prefetching thread).
+///
+/// The fetch is bounded by the pack's size as indexed.
+#[test]
+fn a_planted_huge_tree_pack_is_not_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (path, pack) = cached_pack_path(&repo, &index, &blob);
+    let key = crate::repository::objects::pack_key(&pack);
+    let mut planted = repo.storage().get(&key).unwrap();
+    planted.resize(planted.len() + (16 << 20), 0);
+    repo.storage().put(&key, planted).unwrap();
+    fs::remove_file(&path).unwrap();
+    let before = repo.storage_stats().bytes_received;
+    repo.load_tree(&index, &blob.id).unwrap();
+    let received = repo.storage_stats().bytes_received - before;
+    assert!(received < 1 << 20, "{received} bytes received");
+}
+
+/// A cache root moved to a larger disk and linked back (`ln -s
+/// /big/repo-cache ~/.cache/repo`, common for caches) is used through
+/// the user's own link; the repository directories inside are still
+/// refused as links.
+#[test]
+fn a_cache_root_that_is_the_users_own_link_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    fs::create_dir(&big).unwrap();
+    let root = dir.path().join("root");
+    std::os::unix::fs::symlink(&big, &root).unwrap();
+    let c = Cache::open(&root, &id(), false).unwrap();
+    let bytes = b"snapshot".to_vec();
+    c.put(ObjectKind::Snapshot, &hex_of(&bytes), &[&bytes]);
+    assert!(
+        big.join(id().to_hex())
+            .join("snapshots")
+            .join(hex_of(&bytes))
+            .is_file()
+    );
+}
+
+/// An index entry its (sound) pack does not match, as in a damaged
+/// repository: every read of it fails, and each must not download the
+/// whole pack again (a walk of many directories in that pack would
+/// download it once per directory). The pack dropped from the cache is
+/// read by span for the rest of the command.
+#[test]
+fn a_dropped_tree_pack_is_not_fetched_whole_again_by_the_same_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (_, pack) = cached_pack_path(&repo, &index, &blob);
+    let wrong = BlobRef {
+        length: blob.length - 1,
+        ..blob
+    };
+    let before = repo.storage_stats().requests;
+    for _ in 0..3 {
+        let fetch = Fetch::Cached {
+            pack_size: index.get(blob.kind, &blob.id).unwrap().pack_size,
+        };
+        repo.load_blobs(&pack, &[wrong], fetch, |_, r| {
+            assert!(r.is_err());
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        repo.storage_stats().requests - before,
+        3,
+        "one ranged read each"
     );
 }
