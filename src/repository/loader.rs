@@ -221,7 +221,10 @@ impl Repository {
         start: u64,
     ) -> Option<(Vec<u8>, u64)> {
         let packs = self.cache.as_ref()?;
-        if !blobs.iter().all(|b| b.kind == BlobKind::Tree) || !packs.ensure(pack, pack_size) {
+        if !blobs.iter().all(|b| b.kind == BlobKind::Tree)
+            || pack_size > MAX_CACHED_PACK
+            || !packs.ensure(pack, pack_size)
+        {
             return None;
         }
         let end = span_end(blobs, start);
@@ -251,6 +254,11 @@ impl Repository {
         })
     }
 }
+
+/// Larger tree packs (repositories made with `--pack-size` over 64 MiB)
+/// are read by span, not fetched whole: each fetch holds the whole pack in
+/// memory until it is written to the cache, up to four at once.
+pub(crate) const MAX_CACHED_PACK: u64 = 64 << 20;
 
 /// Ranges of one pack read at the same time.
 const RANGES_AT_ONCE: usize = 8;

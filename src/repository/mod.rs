@@ -506,6 +506,7 @@ impl Repository {
                 .iter()
                 .filter_map(|n| n.subtree)
                 .filter_map(|s| index.get(BlobKind::Tree, &s))
+                .filter(|l| l.pack_size <= loader::MAX_CACHED_PACK)
                 .map(|l| (l.pack, l.pack_size))
                 .collect();
             packs.prefetch(subtree_packs);

@@ -110,8 +110,10 @@ pub(super) fn retrieve(
         Err(e) => return Err(e),
     };
     let mut data = Vec::with_capacity(capacity);
+    // To the end: one byte more than the stat said is enough to know the
+    // file is not what it claimed, and a lying server cannot fill memory.
     let read = if to_end {
-        transfer.read_to_end(&mut data)
+        (&mut transfer).take(len + 1).read_to_end(&mut data)
     } else {
         (&mut transfer).take(len).read_to_end(&mut data)
     };
@@ -119,7 +121,7 @@ pub(super) fn retrieve(
         return Err(s.error("RETR", remote, suppaftp::FtpError::ConnectionError(e)));
     }
     let actual = data.len() as u64;
-    if to_end || actual < len {
+    if actual < len || (to_end && actual == len) {
         // The server sent everything it had: its 226 (or 426) tells whether that is the file.
         transfer.finish().map_err(|e| s.error("RETR", remote, e))?;
     } else {
