@@ -276,6 +276,34 @@ impl MemIndex {
         self.packs.iter().copied().chain(base)
     }
 
+    /// Every pack holding a tree blob: few (tree and data blobs never share
+    /// a pack, and trees are a small share), so this set stays small where
+    /// the set of every pack would not.
+    pub(crate) fn tree_packs(&self) -> std::collections::HashSet<PackId> {
+        let mut out: std::collections::HashSet<PackId> = self
+            .tree
+            .iter()
+            .filter_map(|e| self.packs.get(e.pack as usize).map(|p| p.0))
+            .collect();
+        if let Some(b) = &self.base {
+            let mut numbers = std::collections::BTreeSet::new();
+            for block in b.records(b.tree.at, b.tree.len, ENTRY_SIZE) {
+                numbers.extend(
+                    block
+                        .chunks_exact(ENTRY_SIZE)
+                        .map(|r| Entry::from_bytes(r).pack),
+                );
+            }
+            out.extend(
+                numbers
+                    .into_iter()
+                    .filter_map(|n| b.pack(n))
+                    .map(|(id, _)| PackId(id)),
+            );
+        }
+        out
+    }
+
     pub(crate) fn blob_count(&self) -> usize {
         let base = self.base.as_ref().map_or(0, |b| b.data.len + b.tree.len);
         self.data.len() + self.tree.len() + base as usize

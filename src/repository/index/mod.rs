@@ -56,9 +56,11 @@ impl Repository {
     }
 
     /// Cached tree packs the index no longer names were pruned: drop them.
+    /// Only packs of tree blobs are cached, so only those are kept: a set
+    /// of every indexed pack would grow with the repository.
     fn forget_unindexed_packs(&self, index: &MemIndex) {
         if let Some(c) = self.cache() {
-            let named = index.packs().map(|(id, _)| id.to_hex()).collect();
+            let named = index.tree_packs().iter().map(|id| id.to_hex()).collect();
             c.retain(ObjectKind::Pack, &named);
         }
     }

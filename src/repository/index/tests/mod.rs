@@ -82,6 +82,7 @@ fn assert_same(a: &MemIndex, b: &MemIndex, probes: u64) {
     }
     let packs = |m: &MemIndex| m.packs().collect::<BTreeSet<_>>();
     assert_eq!(packs(a), packs(b));
+    assert_eq!(a.tree_packs(), b.tree_packs());
 }
 
 fn listed(objects: impl IntoIterator<Item = u64>) -> BTreeSet<IndexId> {
@@ -94,6 +95,8 @@ fn a_file_backed_index_answers_like_the_in_memory_one() {
     let mem = build(1 << 20, None, None, &all);
     assert!(!mem.has_base());
     assert_eq!(mem.blob_count(), 12 * 120);
+    // One blob in five is a tree: every pack holds some.
+    assert_eq!(mem.tree_packs().len(), 12 * 3);
     for limit in [1, 50, 700] {
         let file = build(limit, None, None, &all);
         assert!(file.has_base(), "limit {limit}");
