@@ -66,6 +66,16 @@ fn s3_hosts(tmp: &Path) -> Option<(Host, Host)> {
     Some((a, host("cache-b")))
 }
 
+/// Two hosts on a new S3 repository, and a source tree (`seed`) host A
+/// has backed up once; `None` skips.
+fn backed_up(tmp: &Path, seed: u64) -> Option<(Host, Host, PathBuf)> {
+    let (a, b) = s3_hosts(tmp)?;
+    let src = tmp.join("src");
+    simple_tree(&src, seed);
+    a.run(&["create", src.to_str().unwrap()]).success();
+    Some((a, b, src))
+}
+
 fn storage(r: &Run) -> serde_json::Value {
     r.json()["storage"].clone()
 }
@@ -73,12 +83,9 @@ fn storage(r: &Run) -> serde_json::Value {
 #[test]
 fn the_cache_is_filled_tagged_and_answers_the_next_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((a, _)) = s3_hosts(tmp.path()) else {
+    let Some((a, _, src)) = backed_up(tmp.path(), 41) else {
         return;
     };
-    let src = tmp.path().join("src");
-    simple_tree(&src, 41);
-    a.run(&["create", src.to_str().unwrap()]).success();
     let tag = std::fs::read_to_string(a.cache.join("CACHEDIR.TAG")).unwrap();
     assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
     for kind in ["keys", "index", "snapshots", "data"] {
@@ -119,12 +126,9 @@ fn the_cache_is_filled_tagged_and_answers_the_next_run() {
 #[test]
 fn damaged_cache_entries_are_dropped_and_fetched_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((a, _)) = s3_hosts(tmp.path()) else {
+    let Some((a, _, _)) = backed_up(tmp.path(), 42) else {
         return;
     };
-    let src = tmp.path().join("src");
-    simple_tree(&src, 42);
-    a.run(&["create", src.to_str().unwrap()]).success();
     let listing = a.run(&["ls", "latest"]).success().stdout.clone();
     let files = walk_files(&a.repo_dir());
     let entries: Vec<&PathBuf> = files
@@ -155,12 +159,9 @@ fn damaged_cache_entries_are_dropped_and_fetched_again() {
 #[test]
 fn objects_another_host_deleted_leave_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((a, b)) = s3_hosts(tmp.path()) else {
+    let Some((a, b, src)) = backed_up(tmp.path(), 43) else {
         return;
     };
-    let src = tmp.path().join("src");
-    simple_tree(&src, 43);
-    a.run(&["create", src.to_str().unwrap()]).success();
     std::fs::create_dir(src.join("new-dir")).unwrap();
     std::fs::write(src.join("new-dir/f"), b"second").unwrap();
     a.run(&["create", src.to_str().unwrap()]).success();
@@ -182,12 +183,9 @@ fn objects_another_host_deleted_leave_the_cache() {
 #[test]
 fn check_reads_the_repository_not_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some((a, _)) = s3_hosts(tmp.path()) else {
+    let Some((a, _, _)) = backed_up(tmp.path(), 44) else {
         return;
     };
-    let src = tmp.path().join("src");
-    simple_tree(&src, 44);
-    a.run(&["create", src.to_str().unwrap()]).success();
     let tree_pack = a.cached("data").into_iter().next().unwrap();
     // Damage the tree pack on the server, with an independent client.
     let key = format!("data/{}/{tree_pack}", &tree_pack[..2]);
