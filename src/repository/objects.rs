@@ -158,21 +158,29 @@ pub(crate) fn cache_for(repo: &Repository, kind: ObjectKind) -> Option<&Cache> {
 /// Loads, name-checks and opens an encrypted object: from the cache when it
 /// holds a copy that still hashes to the name, else from the repository.
 pub(crate) fn load(repo: &Repository, kind: ObjectKind, hex: &str) -> Result<Vec<u8>> {
-    let key = kind.key(hex);
-    let cache = cache_for(repo, kind);
-    let sealed = match cache.and_then(|c| c.get(kind, hex, kind.max_size())) {
-        Some(bytes) => bytes,
-        None => {
-            let bytes = repo.storage().get_bounded(&key, kind.max_size())?;
-            verify_name(&key, hex, &bytes)?;
-            if let Some(c) = cache {
-                c.put(kind, hex, &[&bytes]);
-            }
-            bytes
-        }
-    };
+    let sealed = read_stored(repo.storage(), cache_for(repo, kind), kind, hex)?;
     codec::decode(&repo.keys().encryption, kind.ad(), &sealed, MAX_OBJECT_LEN)
-        .map_err(|e| Error::corrupt(key, e))
+        .map_err(|e| Error::corrupt(kind.key(hex), e))
+}
+
+/// The stored bytes of object `hex`, checked against its name: from the
+/// cache when it holds a good copy, else from storage (and then cached).
+fn read_stored(
+    storage: &Storage,
+    cache: Option<&Cache>,
+    kind: ObjectKind,
+    hex: &str,
+) -> Result<Vec<u8>> {
+    if let Some(bytes) = cache.and_then(|c| c.get(kind, hex, kind.max_size())) {
+        return Ok(bytes);
+    }
+    let key = kind.key(hex);
+    let bytes = storage.get_bounded(&key, kind.max_size())?;
+    verify_name(&key, hex, &bytes)?;
+    if let Some(c) = cache {
+        c.put(kind, hex, &[&bytes]);
+    }
+    Ok(bytes)
 }
 
 /// Stores a key object (plaintext JSON; it holds the wrapped master key).
@@ -188,19 +196,8 @@ pub(crate) fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
 /// round trip saved), else from the repository.
 pub(crate) fn load_key(storage: &Storage, cache: Option<&Cache>, id: KeyId) -> Result<KeyFile> {
     let (kind, hex) = (ObjectKind::Key, id.to_hex());
-    let key = kind.key(&hex);
-    let bytes = match cache.and_then(|c| c.get(kind, &hex, kind.max_size())) {
-        Some(bytes) => bytes,
-        None => {
-            let bytes = storage.get_bounded(&key, kind.max_size())?;
-            verify_name(&key, &hex, &bytes)?;
-            if let Some(c) = cache {
-                c.put(kind, &hex, &[&bytes]);
-            }
-            bytes
-        }
-    };
-    KeyFile::decode(&bytes).map_err(|e| Error::corrupt(key, e))
+    let bytes = read_stored(storage, cache, kind, &hex)?;
+    KeyFile::decode(&bytes).map_err(|e| Error::corrupt(kind.key(&hex), e))
 }
 
 #[cfg(test)]

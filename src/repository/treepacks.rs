@@ -97,11 +97,12 @@ impl TreePacks {
         if s.ready(id) {
             return true;
         }
-        if s.failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(id)
-        {
+        // A fetch under way decides (a prefetch, or another thread's).
+        s.wait(id);
+        if s.ready(id) {
+            return true;
+        }
+        if s.failed(id) {
             return false;
         }
         match s.claim(id) {
@@ -123,11 +124,7 @@ impl TreePacks {
     /// for every tree wanted from it. The next command fetches it afresh.
     pub(crate) fn drop_pack(&self, id: &PackId) {
         self.shared.cache.drop_pack(id);
-        self.shared
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(*id);
+        self.shared.note(&self.shared.failed, id);
     }
 
     /// Queues the packs `ids` (with their indexed sizes) for the background
@@ -136,7 +133,8 @@ impl TreePacks {
         let s = &self.shared;
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         for (id, size) in ids {
-            if s.ready(&id) {
+            // A pack that failed is read by span for the rest of the command.
+            if s.ready(&id) || s.failed(&id) {
                 continue;
             }
             let Some(flight) = s.claim(&id) else {
@@ -151,6 +149,17 @@ impl TreePacks {
 }
 
 impl Shared {
+    /// Adds pack `id` to one of the sets of this command's packs.
+    fn note(&self, set: &Mutex<HashSet<PackId>>, id: &PackId) {
+        set.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
+    }
+
+    /// Whether pack `id` could not be fetched or kept during this command.
+    fn failed(&self, id: &PackId) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.contains(id)
+    }
+
     /// Whether pack `id` can be read from the cache now.
     fn ready(&self, id: &PackId) -> bool {
         if self.cache.refreshing() {
@@ -197,10 +206,7 @@ impl Shared {
     fn fetch(&self, id: &PackId, size: u64) -> bool {
         let got = self.storage.get_bounded(&objects::pack_key(id), size);
         let Some(bytes) = got.ok().filter(|b| hash::object_hash(b) == id.0) else {
-            self.failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(*id);
+            self.note(&self.failed, id);
             return false;
         };
         self.cache.put(ObjectKind::Pack, &id.to_hex(), &[&bytes]);
@@ -208,16 +214,10 @@ impl Shared {
             // The cache cannot keep it (disk full, something in the way):
             // its trees are read by span from now on, not each by another
             // whole download of the pack.
-            self.failed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(*id);
+            self.note(&self.failed, id);
             return false;
         }
-        self.fetched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(*id);
+        self.note(&self.fetched, id);
         true
     }
 }

@@ -347,3 +347,21 @@ fn a_dropped_tree_pack_is_not_fetched_whole_again_by_the_same_command() {
         "one ranged read each"
     );
 }
+
+/// A pack dropped for not holding what the index says is not fetched whole
+/// again by a prefetch of the same command either (a subtree in it would
+/// otherwise bring the whole pack back on every tree loaded).
+#[test]
+fn a_dropped_tree_pack_is_not_prefetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, index, blob) = remote_with_a_tree(dir.path());
+    let (_, pack) = cached_pack_path(&repo, &index, &blob);
+    let size = index.get(blob.kind, &blob.id).unwrap().pack_size;
+    let packs = repo.cache.as_ref().unwrap();
+    packs.drop_pack(&pack);
+    let before = repo.storage_stats().requests;
+    packs.prefetch([(pack, size)]);
+    // Waits for a fetch the prefetch may have started.
+    assert!(!packs.ensure(&pack, size));
+    assert_eq!(repo.storage_stats().requests - before, 0);
+}
