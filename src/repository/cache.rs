@@ -204,9 +204,11 @@ impl Cache {
 /// Creates `dir` (and missing parents) private to this user, and checks
 /// that it is a real directory this user owns.
 fn make_dir(dir: &Path) -> Result<(), String> {
-    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+    // Something else already there is reported below as what it is.
+    if let Err(e) = DirBuilder::new().recursive(true).mode(0o700).create(dir)
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+    {
+        return Err(format!("cannot create {}: {e}", dir.display()));
     }
     let m = fs::symlink_metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     if !m.is_dir() {

@@ -236,7 +236,9 @@ fn local_repositories_and_unusable_cache_directories_need_no_cache() {
     // A file where the cache should be: a warning, and the backup is made.
     std::fs::write(&a.cache, b"not a directory").unwrap();
     let r = a.run(&["create", src.to_str().unwrap()]);
-    r.success().stderr_has("not using a cache");
+    r.success()
+        .stderr_has("not using a cache")
+        .stderr_has("is not a directory");
     a.run(&["ls", "latest", "--no-cache"]).success();
 }
 
