@@ -110,7 +110,19 @@ impl Cache {
     /// The stored bytes of object `hex`, if cached and they still hash to
     /// its name; a damaged entry is removed (and counts as a miss).
     pub(crate) fn get(&self, kind: ObjectKind, hex: &str, limit: u64) -> Option<Vec<u8>> {
-        if self.refresh {
+        self.get_if(!self.refresh, kind, hex, limit)
+    }
+
+    /// [`Cache::get`] even while refreshing: for the key object that
+    /// unlocks the repository. The commands that refresh (`check`) read
+    /// every key object from the repository again when they judge the keys,
+    /// so the cached copy saves a round trip on the way in and hides nothing.
+    pub(crate) fn get_unlocking_key(&self, hex: &str) -> Option<Vec<u8>> {
+        self.get_if(true, ObjectKind::Key, hex, ObjectKind::Key.max_size())
+    }
+
+    fn get_if(&self, use_cache: bool, kind: ObjectKind, hex: &str, limit: u64) -> Option<Vec<u8>> {
+        if !use_cache {
             self.count(false);
             return None;
         }

@@ -274,7 +274,7 @@ impl Repository {
             };
             // A damaged key object must not lock users out while another key still works;
             // `repo check` reports it.
-            let key = match objects::load_key(storage, cache, id) {
+            let key = match objects::load_unlocking_key(storage, cache, id) {
                 Ok(k) => k,
                 Err(Error::NotFound { .. }) => continue, // removed while we listed
                 Err(Error::Corrupt { reason, .. }) => {
@@ -405,13 +405,15 @@ impl Repository {
             _ => return objects::save(self, kind, payload),
         };
         crate::testhooks::pause_point(point);
-        self.ensure_lock(&format!("writing {what}"))?;
+        self.ensure_lock_at(&format!("writing {what}"), lock::Moment::BeforeWrite)?;
         crate::testhooks::pause_point(&format!("{point}-checked"));
         let hex = objects::save(self, kind, payload)?;
         crate::testhooks::pause_point(&format!("{point}-written"));
         let key = kind.key(&hex);
-        let Err(e) = self.ensure_lock(&format!("keeping {what} {key} it wrote (deleted again)"))
-        else {
+        let Err(e) = self.ensure_lock_at(
+            &format!("keeping {what} {key} it wrote (deleted again)"),
+            lock::Moment::AfterWrite,
+        ) else {
             return Ok(hex);
         };
         match (self.storage.delete(&key), e) {
@@ -440,9 +442,14 @@ impl Repository {
     /// and fresh: see [`lock::verify`]. `purpose` names what was about to
     /// be written or deleted, for the message.
     pub(crate) fn ensure_lock(&self, purpose: &str) -> Result<()> {
+        self.ensure_lock_at(purpose, lock::Moment::BeforeDelete)
+    }
+
+    /// [`Self::ensure_lock`] around a write.
+    fn ensure_lock_at(&self, purpose: &str, moment: lock::Moment) -> Result<()> {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match held {
-            Some(h) => lock::verify(self, &h, purpose),
+            Some(h) => lock::verify(self, &h, purpose, moment),
             None => Ok(()),
         }
     }
@@ -492,6 +499,21 @@ impl Repository {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// With a cache, queues the tree packs among `packs` (ids with indexed
+    /// sizes) for fetching at once: for a walk over every snapshot
+    /// (`check`), which would otherwise find the packs level by level.
+    pub(crate) fn prefetch_tree_packs(&self, packs: &[crate::format::index::IndexPack]) {
+        if let Some(cache) = &self.cache {
+            cache.prefetch(
+                packs
+                    .iter()
+                    .filter(|p| p.blobs.iter().any(|b| b.kind == BlobKind::Tree))
+                    .filter(|p| p.size <= loader::MAX_CACHED_PACK)
+                    .map(|p| (p.id, p.size)),
+            );
+        }
     }
 
     /// Loads a tree and, with a cache, queues the packs of its subtrees

@@ -171,7 +171,19 @@ fn read_stored(
     kind: ObjectKind,
     hex: &str,
 ) -> Result<Vec<u8>> {
-    if let Some(bytes) = cache.and_then(|c| c.get(kind, hex, kind.max_size())) {
+    let cached = cache.and_then(|c| c.get(kind, hex, kind.max_size()));
+    read_stored_unless(storage, cache, kind, hex, cached)
+}
+
+/// `cached`, else object `hex` from the repository, name-checked and cached.
+fn read_stored_unless(
+    storage: &Storage,
+    cache: Option<&Cache>,
+    kind: ObjectKind,
+    hex: &str,
+    cached: Option<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    if let Some(bytes) = cached {
         return Ok(bytes);
     }
     let key = kind.key(hex);
@@ -197,6 +209,19 @@ pub(crate) fn save_key(storage: &Storage, key: &KeyFile) -> Result<KeyId> {
 pub(crate) fn load_key(storage: &Storage, cache: Option<&Cache>, id: KeyId) -> Result<KeyFile> {
     let (kind, hex) = (ObjectKind::Key, id.to_hex());
     let bytes = read_stored(storage, cache, kind, &hex)?;
+    KeyFile::decode(&bytes).map_err(|e| Error::corrupt(kind.key(&hex), e))
+}
+
+/// [`load_key`] for unlocking: the cached copy is used even by a command
+/// that refreshes the cache (see [`Cache::get_unlocking_key`]).
+pub(crate) fn load_unlocking_key(
+    storage: &Storage,
+    cache: Option<&Cache>,
+    id: KeyId,
+) -> Result<KeyFile> {
+    let (kind, hex) = (ObjectKind::Key, id.to_hex());
+    let cached = cache.and_then(|c| c.get_unlocking_key(&hex));
+    let bytes = read_stored_unless(storage, cache, kind, &hex, cached)?;
     KeyFile::decode(&bytes).map_err(|e| Error::corrupt(kind.key(&hex), e))
 }
 

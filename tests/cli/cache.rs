@@ -190,15 +190,21 @@ fn check_reads_the_repository_not_the_cache() {
     // Damage the tree pack on the server, with an independent client.
     let key = format!("data/{}/{tree_pack}", &tree_pack[..2]);
     s3_damage(&a.url, &key);
+    // And the only key object: check unlocks with the cached copy (a
+    // round trip saved), yet judges the one on the server.
+    let key_object = a.cached("keys").into_iter().next().unwrap();
+    s3_damage(&a.url, &format!("keys/{key_object}"));
     // Other commands read the sound cached copy...
     a.run(&["ls", "latest"]).success();
     // ...but check judges what the repository holds.
     let r = a.run(&["check"]);
     r.code(1);
-    assert!(
-        r.stdout.contains(&tree_pack[..8]) || r.stderr.contains(&tree_pack[..8]),
-        "{r}"
-    );
+    for damaged in [&tree_pack, &key_object] {
+        assert!(
+            r.stdout.contains(&damaged[..8]) || r.stderr.contains(&damaged[..8]),
+            "{damaged}: {r}"
+        );
+    }
 }
 
 /// Overwrites the object `key` of the repository at `url` with its bytes

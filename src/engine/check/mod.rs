@@ -164,13 +164,15 @@ fn key_problems(repo: &Repository) -> Result<Vec<Problem>> {
 }
 
 /// Indexes: name and content; remembers each pack's size and blob count
-/// (the first index object to name a pack decides, as everywhere).
+/// (the first index object to name a pack decides, as everywhere). The
+/// tree packs start on their way as soon as an index object names them.
 fn load_index(c: &Checker, repo: &Repository) -> Result<(MemIndex, Packs)> {
     let mut packs: Packs = BTreeMap::new();
     let mut builder = repo.index_builder();
     repo.each_index_object(&repo.list_index_ids()?, |id, loaded| {
         match loaded {
             Ok(f) => {
+                repo.prefetch_tree_packs(&f.packs);
                 builder.add(id, &f)?;
                 for p in f.packs {
                     packs.entry(p.id).or_insert((p.size, p.blobs.len()));

@@ -29,7 +29,28 @@ pub(super) struct HeldState {
     pub(super) broken: Option<String>,
     /// The last failed refresh, for the message once the window runs out.
     pub(super) last_error: Option<String>,
+    /// When a check made right after an object was written last found the
+    /// newest lock object present (the instant it asked): see [`Moment`].
+    pub(super) seen_after_write: Option<DateTime<Utc>>,
 }
+
+/// Where a check of the lock stands relative to the write it guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moment {
+    /// Before writing an object; a check made after the previous write
+    /// less than [`REUSE_PROOF`] ago stands in for it, so back-to-back
+    /// writes (an index object, then the snapshot) cost one request less.
+    BeforeWrite,
+    /// After writing an object: always asks the storage.
+    AfterWrite,
+    /// Before deleting (prune): always asks the storage.
+    BeforeDelete,
+}
+
+/// How old a check after one write may be and still count as the check
+/// before the next. Wall-clock time, which goes on while a machine sleeps,
+/// so a suspension between the two writes forces a new request.
+const REUSE_PROOF: Duration = Duration::from_secs(1);
 
 impl Held {
     pub(super) fn new(command: &str, current: String, refreshed: DateTime<Utc>) -> Held {
@@ -40,6 +61,7 @@ impl Held {
                 refreshed,
                 broken: None,
                 last_error: None,
+                seen_after_write: None,
             }),
         }
     }
@@ -80,7 +102,7 @@ impl Held {
 /// Proves that `held` is still this process's lock and fresh: never lapsed
 /// since taken, its newest object still in storage, and refreshed less than
 /// [`safe_window`] ago. Otherwise the lock is broken for good.
-pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str) -> Result<()> {
+pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str, moment: Moment) -> Result<()> {
     let mut st = held.state();
     let lost = |reason: &str| Error::LockLost {
         command: held.command.clone(),
@@ -95,7 +117,12 @@ pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str) -> Result<()
         st.broken = Some(lapsed(&st, age));
         return Err(lost(st.broken.as_deref().unwrap_or_default()));
     }
+    let seen = st.seen_after_write.take();
+    if moment == Moment::BeforeWrite && seen.is_some_and(recent) {
+        return Ok(());
+    }
     let key = ObjectKind::Lock.key(&st.current);
+    let asked = Utc::now();
     if repo.storage().size(&key)?.is_none() {
         st.broken = Some(format!(
             "its lock object {key} was removed by another process (`repo unlock --remove-all`?)"
@@ -107,5 +134,16 @@ pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str) -> Result<()
         st.broken = Some(lapsed(&st, age));
         return Err(lost(st.broken.as_deref().unwrap_or_default()));
     }
+    if moment == Moment::AfterWrite {
+        st.seen_after_write = Some(asked);
+    }
     Ok(())
+}
+
+/// Whether `t` is less than [`REUSE_PROOF`] ago (and not in the future).
+fn recent(t: DateTime<Utc>) -> bool {
+    Utc::now()
+        .signed_duration_since(t)
+        .to_std()
+        .is_ok_and(|age| age < REUSE_PROOF)
 }

@@ -21,7 +21,7 @@ mod info;
 
 pub(crate) use exclusive::{CLAIM_DIR, CLAIM_NAME};
 use exclusive::{claim, claim_is_stale, read_claim};
-pub(crate) use held::{Held, verify};
+pub(crate) use held::{Held, Moment, verify};
 use held::{lapsed, too_old};
 pub use info::*;
 
@@ -157,7 +157,11 @@ fn remove_listed(repo: &Repository, all: bool, locks: Locks) -> Result<Vec<Strin
 /// exists. Until the guard is dropped, `repo` (and its clones) check the
 /// lock before writing index and snapshot objects.
 pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<LockGuard> {
-    if let Some(detail) = conflicts(&list_locks(repo)?, exclusive) {
+    // Exclusion comes from the listing after the write. An exclusive locker
+    // lists first as well, so it neither claims nor writes while anyone
+    // holds a lock; a shared locker skips that round trip: against a live
+    // exclusive lock it writes, sees it, and deletes its own again.
+    if exclusive && let Some(detail) = conflicts(&list_locks(repo)?, exclusive) {
         return Err(Error::Locked { detail });
     }
     let info = LockInfo::new(exclusive, command);
@@ -461,6 +465,68 @@ mod tests {
         assert!(e.contains("last refresh failed"), "{e}");
         std::fs::remove_file(&locks).unwrap();
         std::fs::rename(dir.path().join("repo/locks.away"), &locks).unwrap();
+    }
+
+    /// Storage requests made by `f`.
+    fn requests(repo: &Repository, f: impl FnOnce()) -> u64 {
+        let before = repo.storage_stats().requests;
+        f();
+        repo.storage_stats().requests - before
+    }
+
+    #[test]
+    fn back_to_back_writes_share_one_check_but_never_the_one_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let g = lock(&repo, false, "create").unwrap();
+        // check, write, check: three requests for the first object.
+        let first = requests(&repo, || {
+            repo.save_object(ObjectKind::Index, b"first").unwrap();
+        });
+        assert_eq!(first, 3);
+        // The check after it is the check before the next: two.
+        let second = requests(&repo, || {
+            repo.save_object(ObjectKind::Snapshot, b"second").unwrap();
+        });
+        assert_eq!(second, 2);
+        // A check older than a second (a suspension) does not count.
+        repo.save_object(ObjectKind::Index, b"third").unwrap();
+        g.held.state().seen_after_write = Some(Utc::now() - chrono::Duration::seconds(2));
+        let late = requests(&repo, || {
+            repo.save_object(ObjectKind::Index, b"fourth").unwrap();
+        });
+        assert_eq!(late, 3);
+        // Whatever was proven before a write, the check after it asks: a
+        // lock removed while the snapshot was written takes the snapshot
+        // away again.
+        let snapshots = repo.list_ids(ObjectKind::Snapshot).unwrap();
+        repo.save_object(ObjectKind::Index, b"fifth").unwrap();
+        repo.storage()
+            .delete(&ObjectKind::Lock.key(&g.held.current()))
+            .unwrap();
+        let e = repo
+            .save_object(ObjectKind::Snapshot, b"sixth")
+            .unwrap_err();
+        assert!(matches!(e, Error::LockLost { .. }), "{e}");
+        assert_eq!(repo.list_ids(ObjectKind::Snapshot).unwrap(), snapshots);
+    }
+
+    #[test]
+    fn a_shared_locker_meeting_an_exclusive_lock_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let other = crate::repository::tests::reopen(dir.path());
+        let g = lock(&repo, true, "prune").unwrap();
+        let held = repo.list_ids(ObjectKind::Lock).unwrap();
+        let e = lock(&other, false, "create").err().unwrap();
+        assert!(matches!(e, Error::Locked { .. }), "{e}");
+        assert_eq!(repo.list_ids(ObjectKind::Lock).unwrap(), held);
+        drop(g);
+        // One listing fewer than an exclusive locker: write, list.
+        let n = requests(&other, || {
+            let _g = lock(&other, false, "create").unwrap();
+        });
+        assert_eq!(n, 3, "write, list, and the delete when dropped");
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub(super) fn repo(dir: &Path) -> Repository {
     Repository::init(&Location::Local(dir.join("repo")), b"pw", &test_options()).unwrap()
 }
 
+/// The repository in `dir/repo` opened again, as by another process.
+pub(super) fn reopen(dir: &Path) -> Repository {
+    let password = Credentials::Password(b"pw".to_vec().into());
+    Repository::open(&Location::Local(dir.join("repo")), &password).unwrap()
+}
+
 #[test]
 fn a_repository_opens_again_on_its_memory_location() {
     let location = Location::memory();
