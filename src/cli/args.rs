@@ -18,7 +18,8 @@ use repo::commands::{
     after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable or changed, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 129 hung up, 130 interrupted, 141 output closed."
 )]
 pub(super) struct Cli {
-    /// Repository location: a directory or file:///path.
+    /// Repository location: a directory, file:///path, s3://, ftp:// or
+    /// ftps:// URL, or the name of a repository in the config file.
     #[arg(
         short = 'r',
         long = "repo",
@@ -84,6 +85,10 @@ pub(super) struct Cli {
     /// Use no local cache: every object is read from the repository.
     #[arg(long, global = true)]
     pub(super) no_cache: bool,
+    /// Read named repositories and jobs from FILE (default
+    /// $XDG_CONFIG_HOME/repo/repo.toml, else /etc/repo/repo.toml).
+    #[arg(long, env = "REPO_CONFIG", global = true, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
     /// Print the result as JSON on stdout.
     #[arg(long, global = true)]
     pub(super) json: bool,
@@ -140,6 +145,8 @@ pub(super) enum Command {
     Mirror(commands::plain::Args),
     /// Two-way sync of plain folders, with conflict detection.
     Sync(commands::plain::Args),
+    /// Run jobs of the config file (all, in file order, when none is named).
+    Run(super::jobs::RunArgs),
 }
 
 /// A path argument that may be empty: `REPO_KEY_FILE=` (set but empty)

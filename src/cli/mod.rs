@@ -19,8 +19,11 @@ macro_rules! println {
 }
 
 mod args;
+mod config;
 mod dispatch;
 pub mod exit;
+mod jobs;
+mod named;
 mod plain;
 mod progress;
 mod render;
@@ -32,7 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::Result;
-use clap::Parser;
 
 use repo::commands::Context;
 use repo::storage::{BackendOptions, Location};
@@ -63,12 +65,13 @@ fn stdout_gone() -> bool {
     STDOUT_GONE.load(Ordering::Relaxed)
 }
 
-pub fn main() -> Result<u8> {
-    let mut cli = Cli::parse();
+/// Empty values (`REPO_KEY_FILE=`) mean "not given", as for most tools.
+fn normalize(cli: &mut Cli) {
     for p in [
         &mut cli.key_file,
         &mut cli.password_file,
         &mut cli.cache_dir,
+        &mut cli.config,
     ] {
         if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             *p = None;
@@ -77,6 +80,11 @@ pub fn main() -> Result<u8> {
     if cli.password_command.as_deref() == Some("") {
         cli.password_command = None;
     }
+}
+
+pub fn main() -> Result<u8> {
+    let (mut cli, matches) = named::parse(std::env::args_os().collect())?;
+    normalize(&mut cli);
     repo::error::warnings::set_sink(|m| eprintln!("warning: {}", escape(m)));
     // Repository objects (key objects above all) and restore scratch files are
     // private to the user; restored entries get their recorded modes afterwards.
@@ -104,7 +112,14 @@ pub fn main() -> Result<u8> {
         signal_hook::flag::register_usize(sig, caught.clone(), sig as usize)?;
         signal_hook::flag::register(sig, cancel.clone())?;
     }
-    run(cli, &cancel).map_err(|e| match e.downcast_ref::<repo::Error>() {
+    let outcome = match &cli.command {
+        Command::Run(a) => jobs::run(a, &cli, &matches, &cancel, &|job| {
+            signals_end_at_once(true);
+            run(job, &cancel)
+        }),
+        _ => run(cli, &cancel),
+    };
+    outcome.map_err(|e| match e.downcast_ref::<repo::Error>() {
         Some(repo::Error::Interrupted)
             if caught.load(Ordering::Relaxed) == signal_hook::consts::SIGHUP as usize =>
         {

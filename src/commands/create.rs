@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(long = "tag", alias = "tags", value_name = "TAG")]
     pub tags: Vec<String>,
     /// Host name to record instead of this machine's.
     #[arg(long, value_name = "HOST")]

@@ -10,7 +10,7 @@ pub struct SnapshotFilter {
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
     /// Only snapshots with this tag (repeatable).
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(long = "tag", alias = "tags", value_name = "TAG")]
     pub tags: Vec<String>,
     /// Only snapshots containing this source path (repeatable).
     #[arg(long = "path", value_name = "PATH")]

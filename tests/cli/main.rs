@@ -13,6 +13,7 @@ mod faults;
 mod ftp;
 mod fuzz_regressions;
 mod hostile;
+mod jobs;
 mod lifecycle;
 mod mirror_sync;
 mod spec_vectors;

@@ -1,0 +1,415 @@
+//! `repo run [JOB...]`: the jobs of the config file, one after another,
+//! each run exactly as its command line would run it.
+
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
+
+use super::args::Cli;
+use super::config::{Config, Section, Target, Value, mistake, section_args};
+use super::exit;
+use super::named;
+
+/// `repo run`'s own arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct RunArgs {
+    /// Jobs to run, by name; all of them, in file order, when none is named.
+    #[arg(value_name = "JOB")]
+    pub(super) jobs: Vec<String>,
+    /// List the jobs of the config file instead of running them.
+    #[arg(long)]
+    pub(super) list: bool,
+    /// Run every job with --dry-run where its command has it (check and
+    /// other read-only jobs run as usual).
+    #[arg(long, short = 'n')]
+    pub(super) dry_run: bool,
+}
+
+/// A job kind: the command it runs and the keys that are not flags.
+struct Kind {
+    name: &'static str,
+    command: &'static str,
+    /// Keys naming the command's positional arguments, with their ids.
+    positionals: &'static [(&'static str, &'static str)],
+    /// Whether the job works on a repository (`repository = ...`).
+    repository: bool,
+    dry_run: bool,
+    /// Whether the job goes ahead without asking (`--yes`) unless it says
+    /// `yes = false`: nobody is there to answer when a timer runs it.
+    assume_yes: bool,
+}
+
+const PLAIN: &[(&str, &str)] = &[("source", "a"), ("destination", "b")];
+
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "backup",
+        command: "create",
+        positionals: &[("paths", "paths")],
+        repository: true,
+        dry_run: true,
+        assume_yes: false,
+    },
+    Kind {
+        name: "forget",
+        command: "forget",
+        positionals: &[],
+        repository: true,
+        dry_run: true,
+        assume_yes: false,
+    },
+    Kind {
+        name: "prune",
+        command: "prune",
+        positionals: &[],
+        repository: true,
+        dry_run: true,
+        assume_yes: false,
+    },
+    Kind {
+        name: "check",
+        command: "check",
+        positionals: &[],
+        repository: true,
+        dry_run: false,
+        assume_yes: false,
+    },
+    Kind {
+        name: "mirror",
+        command: "mirror",
+        positionals: PLAIN,
+        repository: false,
+        dry_run: true,
+        assume_yes: true,
+    },
+    Kind {
+        name: "sync",
+        command: "sync",
+        positionals: PLAIN,
+        repository: false,
+        dry_run: true,
+        assume_yes: true,
+    },
+];
+
+/// Keys of a job that are `repo run`'s own, not flags.
+const JOB_KEYS: &[&str] = &["kind", "repository", "stop-on-failure"];
+
+/// How one job ended.
+struct Outcome {
+    name: String,
+    kind: String,
+    code: u8,
+    secs: f64,
+}
+
+/// Runs the selected jobs; the exit code is the worst of theirs.
+pub(super) fn run(
+    args: &RunArgs,
+    cli: &Cli,
+    matches: &ArgMatches,
+    cancel: &Arc<AtomicBool>,
+    run_one: &dyn Fn(Cli) -> Result<u8>,
+) -> Result<u8> {
+    let path = Config::locate(cli.config.as_deref()).ok_or_else(|| {
+        repo::Error::Usage(
+            "no config file: none given with --config or REPO_CONFIG, and neither \
+             $XDG_CONFIG_HOME/repo/repo.toml (~/.config/repo/repo.toml) nor /etc/repo/repo.toml \
+             exists; write one (README: \"Scheduled backups\")"
+                .into(),
+        )
+    })?;
+    let config = Config::load(&path)?;
+    if args.list {
+        list(&config);
+        return Ok(exit::OK);
+    }
+    let jobs = select(&config, &args.jobs)?;
+    let passthrough = command_line_globals(matches);
+    let mut outcomes = Vec::new();
+    for job in &jobs {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        if !cli.quiet && !cli.json {
+            eprintln!("== job {} ({})", job.name, kind_name(job));
+        }
+        let start = Instant::now();
+        let code = exit::code(
+            job_cli(&config, job, &passthrough, args.dry_run, matches).and_then(run_one),
+        );
+        outcomes.push(Outcome {
+            name: job.name.clone(),
+            kind: kind_name(job),
+            code,
+            secs: start.elapsed().as_secs_f64(),
+        });
+        let stop = job.get("stop-on-failure").map(|e| &e.value) == Some(&Value::Bool(true))
+            || config.stop_on_failure;
+        if failed(code) && stop {
+            break;
+        }
+    }
+    summary(&outcomes, &jobs, cli);
+    Ok(worst(&outcomes))
+}
+
+fn kind_name(job: &Section) -> String {
+    job.get("kind")
+        .and_then(|e| e.value.scalar())
+        .unwrap_or_default()
+}
+
+/// Whether an exit code is a failure (3, "saved, but some files could not
+/// be read", is a warning).
+fn failed(code: u8) -> bool {
+    code != exit::OK && code != exit::PARTIAL
+}
+
+/// The worst exit code: the first failure's, else 3 if any job warned.
+fn worst(outcomes: &[Outcome]) -> u8 {
+    let codes = || outcomes.iter().map(|o| o.code);
+    codes()
+        .find(|&c| failed(c))
+        .or_else(|| codes().find(|&c| c == exit::PARTIAL))
+        .unwrap_or(exit::OK)
+}
+
+/// One line per job; jobs not run (after a stop) say so.
+fn summary(outcomes: &[Outcome], jobs: &[&Section], cli: &Cli) {
+    if cli.quiet && outcomes.iter().all(|o| !failed(o.code)) {
+        return;
+    }
+    let mut lines = Vec::new();
+    for job in jobs {
+        lines.push(match outcomes.iter().find(|o| o.name == job.name) {
+            Some(o) => format!(
+                "job {:<16} {:<7} {:>7.1}s  {}",
+                o.name,
+                o.kind,
+                o.secs,
+                match o.code {
+                    exit::OK => "ok".to_string(),
+                    exit::PARTIAL => "ok, with warnings (exit 3)".to_string(),
+                    c => format!("FAILED (exit {c})"),
+                }
+            ),
+            None => format!(
+                "job {:<16} {:<7}          not run",
+                job.name,
+                kind_name(job)
+            ),
+        });
+    }
+    for l in lines {
+        // With --json stdout holds each job's report; the table goes aside.
+        if cli.json {
+            eprintln!("{l}");
+        } else {
+            println!("{l}");
+        }
+    }
+}
+
+/// `repo run --list`.
+fn list(config: &Config) {
+    for job in &config.jobs {
+        let on = job
+            .get("repository")
+            .or_else(|| job.get("destination"))
+            .and_then(|e| e.value.scalar())
+            .unwrap_or_default();
+        println!(
+            "{:<16} {:<7} {}",
+            job.name,
+            kind_name(job),
+            hide_password(&on)
+        );
+    }
+}
+
+/// `s` with the password of a URL (`ftp://me:secret@host`) left out.
+fn hide_password(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{}", &rest[end..])
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// The jobs named (all when none is), checked to exist.
+fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Section>> {
+    if names.is_empty() {
+        if config.jobs.is_empty() {
+            anyhow::bail!(repo::Error::Usage(format!(
+                "{} has no jobs: add a [jobs.NAME] section",
+                config.path.display()
+            )));
+        }
+        return Ok(config.jobs.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config.job(n).ok_or_else(|| {
+                let known: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+                anyhow::Error::new(repo::Error::Usage(format!(
+                    "no job `{n}` in {}; its jobs: {}",
+                    config.path.display(),
+                    known.join(", ")
+                )))
+            })
+        })
+        .collect()
+}
+
+/// The global flags `repo run` itself was given on the command line: they
+/// apply to every job and win over the file. (What the environment gives
+/// applies anyway.)
+fn command_line_globals(matches: &ArgMatches) -> Vec<OsString> {
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments().filter(|a| a.is_global_set()) {
+        let id = arg.get_id().as_str();
+        let (Some(long), Some(ValueSource::CommandLine)) =
+            (arg.get_long(), matches.value_source(id))
+        else {
+            continue;
+        };
+        if matches!(long, "repo" | "config") {
+            continue;
+        }
+        match arg.get_action() {
+            ArgAction::SetTrue => out.push(format!("--{long}").into()),
+            ArgAction::Count => {
+                out.extend((0..matches.get_count(id)).map(|_| OsString::from(format!("--{long}"))));
+            }
+            _ => {
+                for v in matches.get_raw(id).into_iter().flatten() {
+                    let mut a = OsString::from(format!("--{long}="));
+                    a.push(v);
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The command line job `job` stands for, parsed.
+fn job_cli(
+    config: &Config,
+    job: &Section,
+    passthrough: &[OsString],
+    dry_run: bool,
+    matches: &ArgMatches,
+) -> Result<Cli> {
+    let file = &config.path;
+    let kind_entry = job.get("kind");
+    let kind = kind_entry
+        .and_then(|e| e.value.scalar())
+        .and_then(|k| KINDS.iter().find(|x| x.name == k))
+        .ok_or_else(|| {
+            let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+            mistake(
+                file,
+                kind_entry.map_or(job.line, |e| e.line),
+                format!("{} needs `kind =` one of {}", job.title(), names.join(", ")),
+            )
+        })?;
+    let given = |key: &str| named::given(matches, key);
+    let mut argv: Vec<OsString> = vec!["repo".into()];
+    argv.extend(passthrough.iter().cloned());
+    if kind.repository {
+        let (globals, location) = repository_of(config, job, matches)?;
+        argv.extend(globals);
+        argv.push(format!("--repo={location}").into());
+    }
+    let target = Target::Command {
+        name: kind.command,
+        positionals: kind.positionals,
+    };
+    let own = section_args(&Cli::command(), &target, job, file, JOB_KEYS, &given)?;
+    argv.extend(own.globals);
+    argv.push(kind.command.into());
+    argv.extend(own.command);
+    if dry_run && kind.dry_run {
+        argv.push("--dry-run".into());
+    }
+    if kind.assume_yes && job.get("yes").is_none() {
+        argv.push("--yes".into());
+    }
+    argv.extend(own.positionals);
+    let parsed = Cli::command().try_get_matches_from(&argv).map_err(|e| {
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        let entry = job
+            .entries
+            .iter()
+            .find(|en| text.contains(&format!("--{}", en.key)));
+        mistake(
+            file,
+            entry.map_or(job.line, |en| en.line),
+            format!("{}: {first}", job.title()),
+        )
+    })?;
+    let mut cli = Cli::from_arg_matches(&parsed)?;
+    super::normalize(&mut cli);
+    Ok(cli)
+}
+
+/// The repository a job names: a section of the file, else a location.
+fn repository_of(
+    config: &Config,
+    job: &Section,
+    matches: &ArgMatches,
+) -> Result<(Vec<OsString>, String)> {
+    let entry = job.get("repository").ok_or_else(|| {
+        mistake(
+            &config.path,
+            job.line,
+            format!(
+                "{} needs `repository =`: the name of a [repositories.NAME] section, or a location",
+                job.title()
+            ),
+        )
+    })?;
+    let Value::Str(name) = &entry.value else {
+        anyhow::bail!(mistake(
+            &config.path,
+            entry.line,
+            format!("key `repository` in {}: give a string", job.title())
+        ));
+    };
+    match config.repository(name) {
+        // The job's own keys win over its repository's.
+        Some(section) => named::repository_args(&config.path, section, &|k| {
+            named::given(matches, k) || job.get(k).is_some()
+        }),
+        None if named::is_name(name) => anyhow::bail!(mistake(
+            &config.path,
+            entry.line,
+            format!(
+                "key `repository` in {}: no [repositories.{name}] in the file (write ./{name} for \
+                 a folder of that name)",
+                job.title()
+            )
+        )),
+        None => Ok((Vec::new(), name.clone())),
+    }
+}

@@ -1,0 +1,106 @@
+//! `-r NAME`: a repository named in the config file stands for its
+//! location and settings; what the command line (or the environment) says
+//! wins over the file.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::Result;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+
+use super::args::Cli;
+use super::config::{Config, Section, Target, section_args};
+
+/// Flags that choose how the repository is unlocked: given any one of them
+/// (or `REPO_PASSWORD`), the file's are all left out, so that a password
+/// given now never meets the file's key file.
+const CREDENTIALS: [&str; 3] = ["password-file", "password-command", "key-file"];
+
+/// Parses the command line, putting in the settings of a repository named
+/// by `-r` from the config file.
+pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
+    let matches = Cli::command().get_matches_from(&argv);
+    let cli = Cli::from_arg_matches(&matches)?;
+    let Some(name) = cli.repo.clone().filter(|r| is_name(r)) else {
+        return Ok((cli, matches));
+    };
+    let Some(path) = Config::locate(cli.config.as_deref()) else {
+        return Ok((cli, matches));
+    };
+    let config = Config::load(&path)?;
+    let Some(section) = config.repository(&name) else {
+        return Ok((cli, matches));
+    };
+    let (globals, location) = repository_args(&config.path, section, &|k| given(&matches, k))?;
+    let mut full = vec![argv.first().cloned().unwrap_or_else(|| "repo".into())];
+    full.extend(globals);
+    full.extend(argv.into_iter().skip(1));
+    let matches = Cli::command().get_matches_from(&full);
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    cli.repo = Some(location);
+    Ok((cli, matches))
+}
+
+/// Whether `-r` names a repository of the config file rather than a
+/// location: a bare word (`./NAME` is the folder of that name).
+pub(super) fn is_name(r: &str) -> bool {
+    !r.is_empty() && r != "." && r != ".." && !r.contains(['/', ':'])
+}
+
+/// The global flags of repository section `section` but those `given`
+/// says are given already, and its location.
+pub(super) fn repository_args(
+    file: &Path,
+    section: &Section,
+    given: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<OsString>, String)> {
+    let location = match section.get("location").map(|e| &e.value) {
+        Some(super::config::Value::Str(s)) => s.clone(),
+        Some(_) | None => {
+            let line = section.get("location").map_or(section.line, |e| e.line);
+            anyhow::bail!(super::config::mistake(
+                file,
+                line,
+                format!(
+                    "{} needs `location = \"...\"`: a folder, or an s3://, ftp:// or ftps:// URL",
+                    section.title()
+                )
+            ));
+        }
+    };
+    let args = section_args(
+        &Cli::command(),
+        &Target::Globals,
+        section,
+        file,
+        &["location"],
+        given,
+    )?;
+    Ok((args.globals, location))
+}
+
+/// Whether the command line or the environment gave the flag `--key`.
+pub(super) fn given(matches: &ArgMatches, key: &str) -> bool {
+    if CREDENTIALS.contains(&key) {
+        return CREDENTIALS.iter().any(|k| source_given(matches, k))
+            || std::env::var_os("REPO_PASSWORD").is_some_and(|v| !v.is_empty());
+    }
+    source_given(matches, key)
+}
+
+fn source_given(matches: &ArgMatches, key: &str) -> bool {
+    let cmd = Cli::command();
+    let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(key)) else {
+        return false;
+    };
+    let id = arg.get_id().as_str();
+    match matches.value_source(id) {
+        Some(ValueSource::CommandLine) => true,
+        // `REPO_KEY_FILE=` (set but empty) means "not given", as in `main`.
+        Some(ValueSource::EnvVariable) => matches
+            .get_raw(id)
+            .is_some_and(|mut v| v.any(|v| !v.is_empty())),
+        _ => false,
+    }
+}

@@ -1,0 +1,130 @@
+//! Every mistake in the config file: exit 2, naming file, line and key.
+
+use super::Setup;
+
+/// Runs `args` with `config` and expects exit 2 with `file:line:` and
+/// every one of `words` in the message.
+fn refused(s: &Setup, config: &str, args: &[&str], line: usize, words: &[&str]) {
+    s.write(config);
+    let r = s.run(args);
+    r.code(2);
+    r.stderr_has(&format!("{}:{line}:", s.config.display()));
+    for w in words {
+        r.stderr_has(w);
+    }
+}
+
+#[test]
+fn each_mistake_names_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    let repo = format!(
+        "[repositories.local]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
+        s.path("r1"),
+        s.path("pass")
+    );
+    let job = |body: &str| {
+        format!("{repo}\n[jobs.home]\nkind = \"backup\"\nrepository = \"local\"\n{body}")
+    };
+    // Lines: 1-3 the repository, 4 blank, 5 [jobs.home], 6 kind, 7 repository, 8 the key.
+    refused(
+        &s,
+        &job("paths = [\"/tmp\"]\ntagz = [\"x\"]\n"),
+        &["run"],
+        9,
+        &["unknown key `tagz`", "[jobs.home]", "repo create --help"],
+    );
+    refused(
+        &s,
+        &job("paths = 5\n"),
+        &["run"],
+        8,
+        &["key `paths`", "string"],
+    );
+    refused(
+        &s,
+        &job("paths = [\"/tmp\"]\none-file-system = \"yes\"\n"),
+        &["run"],
+        9,
+        &["key `one-file-system`", "true or false"],
+    );
+    refused(
+        &s,
+        &job("paths = [\"/tmp\"]\nhost = [\"a\", \"b\"]\n"),
+        &["run"],
+        9,
+        &["key `host`", "one value"],
+    );
+    let forget = format!(
+        "{repo}\n[jobs.old]\nkind = \"forget\"\nrepository = \"local\"\nkeep-daily = \"seven\"\n"
+    );
+    refused(&s, &forget, &["run"], 8, &["keep-daily", "seven"]);
+    let nowhere = format!(
+        "{repo}\n[jobs.home]\nkind = \"backup\"\nrepository = \"nowhere\"\npaths = [\"/tmp\"]\n"
+    );
+    refused(
+        &s,
+        &nowhere,
+        &["run"],
+        7,
+        &["key `repository`", "no [repositories.nowhere]"],
+    );
+    let kind = format!("{repo}\n[jobs.home]\nkind = \"backups\"\n");
+    refused(&s, &kind, &["run"], 6, &["kind", "backup, forget"]);
+    // Repository sections are checked where they are used: `-r NAME`.
+    let bad_repo = format!("{repo}exclude = [\"x\"]\n");
+    refused(
+        &s,
+        &bad_repo,
+        &["-r", "local", "snapshots"],
+        4,
+        &["unknown key `exclude`", "[repositories.local]"],
+    );
+    refused(
+        &s,
+        "[repositories.local]\npassword-file = \"/p\"\n",
+        &["-r", "local", "snapshots"],
+        1,
+        &["needs `location"],
+    );
+    refused(
+        &s,
+        "[jobs.a]\nkind = \"backup\"\npaths = [\"/a\"\n",
+        &["run"],
+        3,
+        &["not valid TOML"],
+    );
+    // No such job, no such file.
+    s.write(&job("paths = [\"/tmp\"]\n"));
+    s.run(&["run", "other"])
+        .code(2)
+        .stderr_has("no job `other`");
+    let mut c = s.cmd(&["run"]);
+    c.env("REPO_CONFIG", tmp.path().join("missing.toml"));
+    crate::support::run(c).code(2).stderr_has("missing.toml");
+}
+
+#[test]
+fn a_file_others_can_read_may_not_hold_a_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    let text = "[jobs.photos]\nkind = \"mirror\"\nsource = \"/tmp/a\"\ndestination = \"ftp://me:secret@127.0.0.1:1/p\"\n";
+    s.write(text);
+    s.chmod(0o640);
+    let r = s.run(&["run", "--list"]);
+    r.code(2);
+    r.stderr_has("chmod 600");
+    assert!(
+        !r.stderr.contains("secret"),
+        "the password is not shown: {r}"
+    );
+    s.chmod(0o600);
+    let listed = s.run(&["run", "--list"]);
+    listed.success().stdout_has("photos").stdout_has("me:***@");
+    assert!(!listed.stdout.contains("secret"), "{listed}");
+    // Without a password in it the file may be readable.
+    s.write("[jobs.photos]\nkind = \"mirror\"\nsource = \"/tmp/a\"\ndestination = \"/tmp/b\"\n");
+    s.chmod(0o644);
+    s.run(&["run", "--list"]).success();
+}

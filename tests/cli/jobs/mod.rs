@@ -1,0 +1,265 @@
+//! The config file and `repo run`: named repositories and jobs, run as
+//! their command lines would run, with mistakes pointed at file, line and
+//! key. Against the real S3 and FTP test servers where the jobs use them.
+
+mod mistakes;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{
+    Cmp, Run, assert_same_tree, repo_command, run, server, simple_tree, trust_test_ca, unique_url,
+    write_file,
+};
+
+/// A folder with a config file and what its jobs use.
+struct Setup {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn new(dir: &Path) -> Setup {
+        write_file(&dir.join("pass"), b"job-password\n");
+        std::fs::set_permissions(dir.join("pass"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        Setup {
+            dir: dir.to_path_buf(),
+            config: dir.join("repo.toml"),
+        }
+    }
+
+    /// Writes the config file, private to the user.
+    fn write(&self, text: &str) {
+        write_file(&self.config, text.as_bytes());
+        self.chmod(0o600);
+    }
+
+    fn chmod(&self, mode: u32) {
+        std::fs::set_permissions(&self.config, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// `repo ARGS` with this config file and nothing else.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = repo_command();
+        trust_test_ca(&mut c);
+        c.args(args)
+            .env("REPO_CONFIG", &self.config)
+            .env("REPO_CACHE_DIR", self.dir.join("cache"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run(self.cmd(args))
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_string()
+    }
+
+    /// `repo init` at `location` with the password file.
+    fn init(&self, location: &str) {
+        let mut c = repo_command();
+        c.args([
+            "init",
+            "-r",
+            location,
+            "--password-file",
+            &self.path("pass"),
+        ]);
+        run(c).success();
+    }
+
+    /// Snapshots of repository `name` from the file, as JSON.
+    fn snapshots(&self, name: &str) -> Vec<serde_json::Value> {
+        let r = self.run(&["-r", name, "snapshots", "--json"]);
+        r.success();
+        r.json().as_array().unwrap().clone()
+    }
+}
+
+/// The config of the issue, with the test servers: a local and an S3
+/// repository, backups to both, retention, a check, and a mirror to FTP.
+#[test]
+fn the_jobs_of_a_config_file_run_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(s3), Some(ftp)) = (server("REPO_TEST_S3_URL"), server("REPO_TEST_FTP_URL")) else {
+        return;
+    };
+    let s = Setup::new(tmp.path());
+    let home = tmp.path().join("home");
+    simple_tree(&home, 71);
+    write_file(&home.join("me/.cache/junk"), b"cached junk");
+    let photos = tmp.path().join("photos");
+    simple_tree(&photos, 72);
+    let (local, offsite) = (s.path("r1"), unique_url(&s3, "jobs"));
+    s.init(&local);
+    s.init(&offsite);
+    let key = s.path("offsite.key");
+    let mut export = repo_command();
+    export.args([
+        "key",
+        "export",
+        &key,
+        "-r",
+        &offsite,
+        "--password-file",
+        &s.path("pass"),
+    ]);
+    run(export).success();
+    let endpoint = std::env::var("REPO_S3_ENDPOINT").unwrap();
+    let photo_url = unique_url(&ftp, "photos");
+    s.write(&format!(
+        r#"
+[repositories.local]
+location = "{local}"
+password-file = "{pass}"
+
+[repositories.offsite]
+location = "{offsite}"
+s3-endpoint = "{endpoint}"
+key-file = "{key}"
+
+[jobs.home]
+kind = "backup"
+repository = "local"
+paths = ["{home}"]
+exclude = ["**/.cache"]
+tags = ["daily"]
+
+[jobs.home-offsite]
+kind = "backup"
+repository = "offsite"
+paths = ["{home}"]
+
+[jobs.retention]
+kind = "forget"
+repository = "local"
+keep-daily = 7
+keep-weekly = 5
+prune = true
+
+[jobs.verify]
+kind = "check"
+repository = "offsite"
+
+[jobs.photos]
+kind = "mirror"
+source = "{photos}"
+destination = "{photo_url}"
+compare = "attr+"
+"#,
+        pass = s.path("pass"),
+        home = home.display(),
+        photos = photos.display(),
+    ));
+    let listed = s.run(&["run", "--list"]);
+    listed.success();
+    for job in ["home", "home-offsite", "retention", "verify", "photos"] {
+        listed.stdout_has(job);
+    }
+    let r = s.run(&["run"]);
+    r.success();
+    assert_eq!(r.stdout.matches(" ok").count(), 5, "{r}");
+    // Both repositories hold their snapshot; the file's settings opened them.
+    let local_snaps = s.snapshots("local");
+    assert_eq!(local_snaps.len(), 1);
+    assert_eq!(local_snaps[0]["tags"], serde_json::json!(["daily"]));
+    assert_eq!(s.snapshots("offsite").len(), 1);
+    let ls = s.run(&["-r", "local", "ls", "latest"]);
+    ls.success();
+    assert!(!ls.stdout.contains(".cache"), "excluded: {ls}");
+    // The mirror on the FTP server is a readable copy of the folder.
+    let back = tmp.path().join("back");
+    let mut c = s.cmd(&["mirror", &photo_url, back.to_str().unwrap(), "--yes"]);
+    c.env_remove("REPO_CONFIG");
+    run(c).success();
+    // (The copy's control folder came along with it.)
+    std::fs::remove_dir_all(back.join(".repo")).unwrap();
+    assert_same_tree(&photos, &back, Cmp::content_only());
+    // --dry-run passes through: nothing new is written.
+    write_file(&home.join("new-file"), b"new");
+    s.run(&["run", "--dry-run", "home"]).success();
+    assert_eq!(s.snapshots("local").len(), 1);
+    // One job by name.
+    s.run(&["run", "home"]).success();
+    assert_eq!(s.snapshots("local").len(), 2);
+}
+
+#[test]
+fn a_failing_job_does_not_stop_the_others_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    let src = tmp.path().join("src");
+    simple_tree(&src, 73);
+    s.init(&s.path("r1"));
+    let jobs = format!(
+        r#"
+[repositories.local]
+location = "{local}"
+password-file = "{pass}"
+
+[jobs.broken]
+kind = "backup"
+repository = "{missing}"
+password-file = "{pass}"
+paths = ["{src}"]
+
+[jobs.fine]
+kind = "backup"
+repository = "local"
+paths = ["{src}"]
+"#,
+        local = s.path("r1"),
+        pass = s.path("pass"),
+        missing = s.path("no-such-repo"),
+        src = src.display(),
+    );
+    s.write(&jobs);
+    let r = s.run(&["run"]);
+    // The worst exit code: no repository (10).
+    r.code(10);
+    r.stdout_has("FAILED (exit 10)");
+    assert_eq!(s.snapshots("local").len(), 1, "the second job ran: {r}");
+    s.write(&format!("stop-on-failure = true\n{jobs}"));
+    let r = s.run(&["run"]);
+    r.code(10);
+    r.stdout_has("not run");
+    assert_eq!(
+        s.snapshots("local").len(),
+        1,
+        "stopped after the failure: {r}"
+    );
+    // A warning (exit 3) is not a failure, but is the worst when alone.
+    s.run(&["run", "fine"]).success();
+}
+
+#[test]
+fn the_command_line_and_the_environment_win_over_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    write_file(&tmp.path().join("wrong"), b"not-the-password\n");
+    s.write(&format!(
+        "[repositories.local]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
+        s.path("r1"),
+        s.path("wrong")
+    ));
+    s.run(&["-r", "local", "snapshots"]).code(12);
+    s.run(&[
+        "-r",
+        "local",
+        "snapshots",
+        "--password-file",
+        &s.path("pass"),
+    ])
+    .success();
+    let mut c = s.cmd(&["-r", "local", "snapshots"]);
+    c.env("REPO_PASSWORD", "job-password");
+    run(c).success();
+    // A folder that happens to have a repository's name: ./NAME.
+    let mut c = s.cmd(&["-r", "./local", "snapshots"]);
+    c.current_dir(tmp.path())
+        .env("REPO_PASSWORD", "job-password");
+    run(c).code(10);
+}
