@@ -11,8 +11,10 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::args::Cli;
+use super::capture;
 use super::config::{Config, Section, Target, Value, mistake, section_args};
 use super::exit;
+use super::monitor;
 use super::named;
 
 /// `repo run`'s own arguments.
@@ -98,7 +100,14 @@ const KINDS: &[Kind] = &[
 ];
 
 /// Keys of a job that are `repo run`'s own, not flags.
-const JOB_KEYS: &[&str] = &["kind", "repository", "stop-on-failure"];
+const JOB_KEYS: &[&str] = &[
+    "kind",
+    "repository",
+    "stop-on-failure",
+    "ping-url",
+    "on-success",
+    "on-failure",
+];
 
 /// How one job ended.
 struct Outcome {
@@ -132,31 +141,90 @@ pub(super) fn run(
     let jobs = select(&config, &args.jobs)?;
     let passthrough = command_line_globals(matches);
     let mut outcomes = Vec::new();
+    let mut metrics = Vec::new();
     for job in &jobs {
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        if !cli.quiet && !cli.json {
-            eprintln!("== job {} ({})", job.name, kind_name(job));
-        }
-        let start = Instant::now();
-        let code = exit::code(
-            job_cli(&config, job, &passthrough, args.dry_run, matches).and_then(run_one),
-        );
-        outcomes.push(Outcome {
-            name: job.name.clone(),
-            kind: kind_name(job),
-            code,
-            secs: start.elapsed().as_secs_f64(),
-        });
+        let (outcome, metric) = run_job(&config, job, args, &passthrough, cli, matches, run_one);
         let stop = job.get("stop-on-failure").map(|e| &e.value) == Some(&Value::Bool(true))
             || config.stop_on_failure;
+        let code = outcome.code;
+        outcomes.push(outcome);
+        metrics.push(metric);
         if failed(code) && stop {
             break;
         }
     }
+    if let Some(file) = &config.metrics_file
+        && !args.dry_run
+        && let Err(e) = monitor::write_metrics(file, &metrics)
+    {
+        monitor::warn(&format!(
+            "cannot write the metrics file {}: {e}; check `metrics-file` in {}",
+            file.display(),
+            config.path.display()
+        ));
+    }
     summary(&outcomes, &jobs, cli);
     Ok(worst(&outcomes))
+}
+
+/// Runs one job with its pings and hooks.
+fn run_job(
+    config: &Config,
+    job: &Section,
+    args: &RunArgs,
+    passthrough: &[OsString],
+    cli: &Cli,
+    matches: &ArgMatches,
+    run_one: &dyn Fn(Cli) -> Result<u8>,
+) -> (Outcome, monitor::Metric) {
+    let setting = |k: &str| job.get(k).and_then(|e| e.value.scalar());
+    // A dry run tells no monitor anything.
+    let ping = setting("ping-url").filter(|_| !args.dry_run);
+    let kind = kind_name(job);
+    if !cli.quiet && !cli.json {
+        eprintln!("== job {} ({kind})", job.name);
+    }
+    if let Some(url) = &ping {
+        monitor::ping(url, "/start", None);
+    }
+    let (start, began) = (Instant::now(), std::time::SystemTime::now());
+    capture::start();
+    let code =
+        exit::code(job_cli(config, job, passthrough, args.dry_run, matches).and_then(run_one));
+    let captured = capture::finish();
+    let secs = start.elapsed().as_secs_f64();
+    if !args.dry_run {
+        if let Some(url) = &ping {
+            let body = Some(monitor::output(&captured));
+            monitor::ping(url, if failed(code) { "/fail" } else { "" }, body);
+        }
+        let hook = if failed(code) {
+            "on-failure"
+        } else {
+            "on-success"
+        };
+        if let Some(command) = setting(hook) {
+            monitor::hook(&command, &job.name, &kind, code, &captured);
+        }
+    }
+    let metric = monitor::Metric {
+        job: job.name.clone(),
+        kind: kind.clone(),
+        start: began,
+        secs,
+        code,
+        report: captured.report,
+    };
+    let outcome = Outcome {
+        name: job.name.clone(),
+        kind,
+        code,
+        secs,
+    };
+    (outcome, metric)
 }
 
 fn kind_name(job: &Section) -> String {

@@ -18,11 +18,21 @@ macro_rules! println {
     };
 }
 
+/// Every line on stderr goes through [`err_line`], which also keeps it for
+/// the job of `repo run` that printed it (see `capture`).
+macro_rules! eprintln {
+    ($($t:tt)*) => {
+        $crate::cli::err_line(format_args!($($t)*))
+    };
+}
+
 mod args;
+mod capture;
 mod config;
 mod dispatch;
 pub mod exit;
 mod jobs;
+mod monitor;
 mod named;
 mod plain;
 mod progress;
@@ -52,12 +62,27 @@ pub(crate) fn out_line(args: std::fmt::Arguments) {
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }
+    let text = args.to_string();
+    capture::line(&text);
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
+    if let Err(e) = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
         && is_broken_pipe(&anyhow::Error::new(e))
     {
         STDOUT_GONE.store(true, Ordering::Relaxed);
     }
+}
+
+/// Writes one line to stderr (a closed stderr is ignored, as by
+/// `std::eprintln!`'s callers nothing could be done about it).
+pub(crate) fn err_line(args: std::fmt::Arguments) {
+    let text = args.to_string();
+    capture::line(&text);
+    let mut err = std::io::stderr().lock();
+    let _ = err
+        .write_all(text.as_bytes())
+        .and_then(|()| err.write_all(b"\n"));
 }
 
 /// Whether stdout's reader went away during the run (exit 141).

@@ -259,6 +259,7 @@ pub fn run(
         .iter()
         .any(|n| matches!(n.kind, NoteKind::Corrupt { .. }));
     let errors = report.result.as_ref().map_or(0, |r| r.errors.len());
+    super::capture::report(&report);
     if json {
         print_json(&report)?;
     } else if !quiet {

@@ -27,6 +27,8 @@ pub(super) struct Config {
     pub(super) jobs: Vec<Section>,
     /// `stop-on-failure` at the top: no job runs after one failed.
     pub(super) stop_on_failure: bool,
+    /// Where `repo run` writes the Prometheus textfile of its jobs.
+    pub(super) metrics_file: Option<PathBuf>,
 }
 
 /// A mistake in the config file, with where it is.

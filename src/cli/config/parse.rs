@@ -92,6 +92,7 @@ pub(super) fn parse(path: &Path, text: &str) -> repo::Result<Config> {
         repositories: Vec::new(),
         jobs: Vec::new(),
         stop_on_failure: false,
+        metrics_file: None,
     };
     for (key, item) in doc.as_table().iter() {
         let at = line(doc.as_table().key(key).and_then(|k| k.span()));
@@ -109,6 +110,12 @@ pub(super) fn parse(path: &Path, text: &str) -> repo::Result<Config> {
                     config.repositories = sections;
                 }
             }
+            "metrics-file" => match item.as_str() {
+                Some(p) => config.metrics_file = Some(p.into()),
+                None => {
+                    return Err(mistake(path, at, "`metrics-file` takes a file name"));
+                }
+            },
             "stop-on-failure" => match item.as_bool() {
                 Some(b) => config.stop_on_failure = b,
                 None => {
@@ -121,7 +128,7 @@ pub(super) fn parse(path: &Path, text: &str) -> repo::Result<Config> {
                     at,
                     format!(
                         "unknown key `{other}`: the file holds [repositories.NAME] and \
-                         [jobs.NAME] sections, and `stop-on-failure`"
+                         [jobs.NAME] sections, `metrics-file` and `stop-on-failure`"
                     ),
                 ));
             }

@@ -59,6 +59,7 @@ pub(super) trait Render: serde::Serialize {
 
 /// Shows a report as the options ask; returns the exit code.
 pub(super) fn show<R: Render>(report: &R, args: &R::Args, view: &View) -> Result<u8> {
+    super::capture::report(report);
     if view.json {
         report.json()?;
     } else if !view.quiet || R::TEXT_WHEN_QUIET {

@@ -3,6 +3,7 @@
 //! key. Against the real S3 and FTP test servers where the jobs use them.
 
 mod mistakes;
+mod monitor;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
