@@ -147,6 +147,8 @@ pub(super) enum Command {
     Sync(commands::plain::Args),
     /// Run jobs of the config file (all, in file order, when none is named).
     Run(super::jobs::RunArgs),
+    /// Run a job of the config file on a schedule: a systemd timer (or a crontab line).
+    Schedule(super::schedule::ScheduleArgs),
 }
 
 /// A path argument that may be empty: `REPO_KEY_FILE=` (set but empty)

@@ -45,11 +45,13 @@ pub(super) fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         Command::Forget(a) => show(&forget::run(ctx, a)?, a, v),
         Command::Prune(a) => show(&prune::run(ctx, a)?, a, v),
         Command::Repair(a) => show(&repair::run(ctx, a)?, a, v),
-        Command::Mirror(_) | Command::Sync(_) | Command::Run(_) => bail!(repo::Error::Usage(
-            "mirror, sync and run open no repository of their own; they are run before one is \
-             opened"
-                .into()
-        )),
+        Command::Mirror(_) | Command::Sync(_) | Command::Run(_) | Command::Schedule(_) => {
+            bail!(repo::Error::Usage(
+                "mirror, sync, run and schedule open no repository of their own; they are run \
+                 before one is opened"
+                    .into()
+            ))
+        }
     }
 }
 

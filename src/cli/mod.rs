@@ -37,6 +37,7 @@ mod named;
 mod plain;
 mod progress;
 mod render;
+mod schedule;
 mod secrets;
 mod text;
 
@@ -138,6 +139,7 @@ pub fn main() -> Result<u8> {
         signal_hook::flag::register(sig, cancel.clone())?;
     }
     let outcome = match &cli.command {
+        Command::Schedule(a) => schedule::run(a, cli.config.as_deref()),
         Command::Run(a) => jobs::run(a, &cli, &matches, &cancel, &|job| {
             signals_end_at_once(true);
             run(job, &cancel)

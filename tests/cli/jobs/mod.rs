@@ -4,6 +4,7 @@
 
 mod mistakes;
 mod monitor;
+mod schedule;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,108 @@
+//! `repo schedule`: units that systemd accepts, listed and removed; the
+//! crontab line where systemd does not run.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::Setup;
+use crate::support::run;
+
+/// `systemd-analyze verify` of `files`: clean, with not one warning.
+fn verified(files: &[&Path]) {
+    let Ok(out) = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(files)
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-analyze is missing (scripts/test installs systemd)"
+        );
+        return;
+    };
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+#[test]
+fn a_job_is_scheduled_listed_and_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.write(&format!(
+        "[jobs.home]\nkind = \"backup\"\nrepository = \"{}\"\npaths = [\"/tmp\"]\n\n[jobs.\"two words\"]\nkind = \"check\"\nrepository = \"{}\"\n",
+        s.path("r1"),
+        s.path("r1")
+    ));
+    let xdg = tmp.path().join("xdg");
+    let cmd = |args: &[&str]| {
+        let mut c = s.cmd(args);
+        c.env("XDG_CONFIG_HOME", &xdg);
+        c
+    };
+    let units = xdg.join("systemd/user");
+    // --print writes nothing.
+    let printed = run(cmd(&["schedule", "home", "--user", "--print"]));
+    printed
+        .success()
+        .stdout_has("OnCalendar=daily")
+        .stdout_has("crontab");
+    assert!(!units.exists());
+    let r = run(cmd(&[
+        "schedule",
+        "home",
+        "--user",
+        "--on-calendar",
+        "Mon..Fri 02:30",
+        "--randomized-delay",
+        "10min",
+    ]));
+    r.success();
+    let service = units.join("repo-job-home.service");
+    let timer = units.join("repo-job-home.timer");
+    let timer_text = std::fs::read_to_string(&timer).unwrap();
+    for line in [
+        "OnCalendar=Mon..Fri 02:30",
+        "Persistent=true",
+        "RandomizedDelaySec=10min",
+    ] {
+        assert!(timer_text.contains(line), "{timer_text}");
+    }
+    let service_text = std::fs::read_to_string(&service).unwrap();
+    for line in [
+        "Nice=19",
+        "IOSchedulingClass=idle",
+        "\"run\" \"home\"",
+        "\"--config\"",
+    ] {
+        assert!(service_text.contains(line), "{service_text}");
+    }
+    verified(&[&service, &timer]);
+    if !Path::new("/run/systemd/system").is_dir() {
+        r.stdout_has("crontab -e").stdout_has("'run' 'home'");
+    }
+    run(cmd(&["schedule", "--list", "--user"]))
+        .success()
+        .stdout_has("home")
+        .stdout_has("Mon..Fri 02:30");
+    // Mistakes: exit 2, nothing written.
+    run(cmd(&[
+        "schedule",
+        "home",
+        "--user",
+        "--on-calendar",
+        "someday",
+    ]))
+    .code(2)
+    .stderr_has("calendar");
+    run(cmd(&["schedule", "away", "--user"]))
+        .code(2)
+        .stderr_has("no job `away`");
+    run(cmd(&["schedule", "two words", "--user"]))
+        .code(2)
+        .stderr_has("cannot name a systemd unit");
+    run(cmd(&["schedule", "--remove", "home", "--user"])).success();
+    assert!(!service.exists() && !timer.exists());
+    run(cmd(&["schedule", "--remove", "home", "--user"]))
+        .code(2)
+        .stderr_has("not scheduled");
+}
