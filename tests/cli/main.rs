@@ -16,4 +16,5 @@ mod hostile;
 mod lifecycle;
 mod mirror_sync;
 mod spec_vectors;
+mod stdin;
 mod support;
