@@ -119,7 +119,10 @@ fn archive(w: &Walk, stream: &Stream, parent_tree: Option<crate::id::BlobId>) ->
             let mut running = Running::start(cmd)?;
             // On an error the command is killed as `running` is dropped.
             let read = read_all(w, &mut running, "the command's output")?;
-            running.finish()?;
+            let finished = running.finish();
+            // Ctrl-C reaches the command too: that is an interruption.
+            w.check_cancel()?;
+            finished?;
             read
         }
     };
