@@ -195,6 +195,28 @@ fn on_walk_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Runs `work` with a walk whose blobs a [`BlobSaver`] stores; returns its
+/// result and what was stored.
+fn saving<R>(
+    repo: &Repository,
+    index: &MemIndex,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    tally: &Tally,
+    work: impl FnOnce(&Walk) -> Result<R>,
+) -> Result<(R, crate::repository::saver::SaveStats)> {
+    BlobSaver::run(repo, index, opts.dry_run, opts.in_flight, |saver| {
+        work(&Walk {
+            repo,
+            index,
+            saver,
+            opts,
+            progress,
+            tally,
+        })
+    })
+}
+
 /// Picks the parent snapshot: the given one, or the latest with the same host and paths.
 fn find_parent(
     repo: &Repository,
@@ -247,15 +269,7 @@ pub fn backup(
             scope.spawn(move || file::scan_totals(&srcs, &opts.excludes, progress, done));
         }
         let r = on_walk_threads(|| {
-            BlobSaver::run(repo, &index, opts.dry_run, opts.in_flight, |saver| {
-                let walk = Walk {
-                    repo,
-                    index: &index,
-                    saver,
-                    opts,
-                    progress,
-                    tally: &tally,
-                };
+            saving(repo, &index, opts, progress, &tally, |walk| {
                 walk.root(&vroot, parent.as_ref().map(|(_, s)| s.tree))
             })
         });

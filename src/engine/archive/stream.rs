@@ -15,13 +15,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::command::Running;
 use super::file::{ReadFailure, read_chunks};
-use super::{BackupOptions, BackupReport, Tally, Walk, find_parent, summarize, write_snapshot};
+use super::{
+    BackupOptions, BackupReport, Tally, Walk, find_parent, saving, summarize, write_snapshot,
+};
 use crate::codec::chunker::StreamChunker;
 use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::tree::{ChunkRef, Node, NodeKind, Timestamp, Tree};
 use crate::local::meta;
-use crate::repository::saver::BlobSaver;
 use crate::repository::{Repository, host_and_user};
 
 /// Where the stream comes from.
@@ -85,16 +86,8 @@ pub fn backup_stream(
         repo.with_index(|| find_parent(repo, opts.parent.as_deref(), &host, &paths))?;
     let parent = parent.map(|(id, s)| (id, s.tree));
     let tally = Tally::new();
-    let (tree, save) = BlobSaver::run(repo, &index, opts.dry_run, opts.in_flight, |saver| {
-        let walk = Walk {
-            repo,
-            index: &index,
-            saver,
-            opts,
-            progress,
-            tally: &tally,
-        };
-        let node = archive(&walk, stream, parent.map(|(_, t)| t))?;
+    let (tree, save) = saving(repo, &index, opts, progress, &tally, |walk| {
+        let node = archive(walk, stream, parent.map(|(_, t)| t))?;
         walk.save_tree(Path::new("/"), vec![node])
     })?;
     let summary = summarize(&tally, &save, 0, started);
