@@ -40,16 +40,21 @@ pub struct Args {
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
     /// Leave out paths matching GLOB (repeatable; `*.o`, `/home/*/.cache`, `**/target`).
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    #[arg(
+        long = "exclude",
+        short = 'e',
+        value_name = "GLOB",
+        conflicts_with = "stream"
+    )]
     pub excludes: Vec<String>,
     /// Read exclude patterns from FILE, one per line (`#` comments).
-    #[arg(long = "exclude-file", value_name = "FILE")]
+    #[arg(long = "exclude-file", value_name = "FILE", conflicts_with = "stream")]
     pub exclude_files: Vec<PathBuf>,
     /// Skip the contents of directories holding a valid CACHEDIR.TAG.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stream")]
     pub exclude_caches: bool,
     /// Do not descend into other file systems.
-    #[arg(long, short = 'x')]
+    #[arg(long, short = 'x', conflicts_with = "stream")]
     pub one_file_system: bool,
     /// Do everything except writing to the repository.
     #[arg(long, short = 'n')]

@@ -118,7 +118,8 @@ fn command_output_round_trips() {
         "restored file differs from the command's output"
     );
     // The command's standard input is /dev/null, not ours: `cat` ends at once.
-    t.create(["--stdin-from-command", "cat; echo done"]);
+    // Nor does it see the repository's password.
+    t.create(["--stdin-from-command", "cat; echo \"done${REPO_PASSWORD}\""]);
     assert_eq!(t.ok(["dump", "latest", "/stdin"]).stdout_bytes, b"done\n");
 }
 
@@ -180,6 +181,9 @@ fn bad_names_and_mixed_sources_are_usage_errors() {
         .code(2)
         .stderr_has("cannot be used with");
     t.run(["create", "--stdin", "--stdin-from-command", "echo x"])
+        .code(2)
+        .stderr_has("cannot be used with");
+    t.run(["create", "--stdin", "--exclude", "*.o"])
         .code(2)
         .stderr_has("cannot be used with");
     t.run(["create", "--stdin-filename", "x", src]).code(2);

@@ -6,7 +6,8 @@
 //! error is drained by a thread into a bounded tail, so a command that
 //! writes much there cannot block on a full pipe, and the tail explains a
 //! failure. Its standard input is /dev/null: an unattended job must not
-//! wait for a keyboard.
+//! wait for a keyboard. `REPO_PASSWORD` is not passed on: the repository's
+//! password is no business of a database dump.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -38,6 +39,7 @@ impl Running {
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(command)
+            .env_remove("REPO_PASSWORD")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
