@@ -106,7 +106,7 @@ pub(super) struct Cli {
 pub(super) enum Command {
     /// Create a new repository.
     Init(init::Args),
-    /// Back up files and directories into a new snapshot.
+    /// Back up files and directories (or standard input, or a command's output) into a new snapshot.
     #[command(alias = "backup")]
     Create(create::Args),
     /// List snapshots.

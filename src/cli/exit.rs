@@ -32,9 +32,26 @@ pub fn code(outcome: Result<u8>) -> u8 {
         Err(e) if super::stdout_gone() || is_broken_pipe(&e) => OUTPUT_CLOSED,
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", escape_controls(&format!("{e:#}")));
+            print_error(&e);
             for_error(&e)
         }
+    }
+}
+
+/// Prints an error on stderr, control characters escaped; the lines a
+/// failed source command wrote to its stderr each on a line of their own
+/// (each escaped, so none can pass for a message of ours).
+fn print_error(e: &anyhow::Error) {
+    let Some(Error::SourceCommand { stderr, .. }) = e.downcast_ref::<Error>() else {
+        eprintln!("error: {}", escape_controls(&format!("{e:#}")));
+        return;
+    };
+    let message = format!("{e:#}");
+    let lines = format!("\n{}", stderr.join("\n"));
+    let head = message.strip_suffix(lines.as_str()).unwrap_or(&message);
+    eprintln!("error: {}", escape_controls(head));
+    for line in stderr {
+        eprintln!("  | {}", escape_controls(line));
     }
 }
 

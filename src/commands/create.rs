@@ -7,17 +7,32 @@ use serde::Serialize;
 
 use super::Context;
 use super::common::{PathMessage, path_messages};
-use crate::engine::archive::{self, BackupOptions, Excludes};
+use crate::engine::archive::{self, BackupOptions, Excludes, Stream, StreamSource};
 use crate::error::Result;
 use crate::format::snapshot::Summary;
 use crate::repository::lock;
 use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(group = clap::ArgGroup::new("stream").args(["stdin", "stdin_from_command"]))]
 pub struct Args {
     /// Files and directories to back up.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(
+        required_unless_present = "stream",
+        conflicts_with = "stream",
+        value_name = "PATH"
+    )]
     pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file (named by --stdin-filename).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Back up the standard output of COMMAND (run by `sh -c`) as one file;
+    /// if the command fails, no snapshot is written.
+    #[arg(long, value_name = "COMMAND")]
+    pub stdin_from_command: Option<String>,
+    /// Name of the file that --stdin or --stdin-from-command saves.
+    #[arg(long, value_name = "NAME", requires = "stream")]
+    pub stdin_filename: Option<String>,
     /// Tag the snapshot (repeatable).
     #[arg(long = "tag", alias = "tags", value_name = "TAG")]
     pub tags: Vec<String>,
@@ -25,16 +40,21 @@ pub struct Args {
     #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
     /// Leave out paths matching GLOB (repeatable; `*.o`, `/home/*/.cache`, `**/target`).
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    #[arg(
+        long = "exclude",
+        short = 'e',
+        value_name = "GLOB",
+        conflicts_with = "stream"
+    )]
     pub excludes: Vec<String>,
     /// Read exclude patterns from FILE, one per line (`#` comments).
-    #[arg(long = "exclude-file", value_name = "FILE")]
+    #[arg(long = "exclude-file", value_name = "FILE", conflicts_with = "stream")]
     pub exclude_files: Vec<PathBuf>,
     /// Skip the contents of directories holding a valid CACHEDIR.TAG.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stream")]
     pub exclude_caches: bool,
     /// Do not descend into other file systems.
-    #[arg(long, short = 'x')]
+    #[arg(long, short = 'x', conflicts_with = "stream")]
     pub one_file_system: bool,
     /// Do everything except writing to the repository.
     #[arg(long, short = 'n')]
@@ -66,7 +86,27 @@ pub struct Report {
     pub storage: StatsReport,
 }
 
+/// The stream to back up instead of paths, if one is asked for.
+fn stream(args: &Args) -> Option<Stream> {
+    let source = match (&args.stdin_from_command, args.stdin) {
+        (Some(cmd), _) => StreamSource::Command(cmd.clone()),
+        (None, true) => StreamSource::Stdin,
+        (None, false) => return None,
+    };
+    Some(Stream {
+        name: args
+            .stdin_filename
+            .clone()
+            .unwrap_or_else(|| "stdin".into()),
+        source,
+    })
+}
+
 pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
+    if let Some(s) = stream(args) {
+        // Before the repository is opened and locked.
+        s.check()?;
+    }
     let time = args
         .time
         .as_deref()
@@ -109,7 +149,10 @@ pub fn run(ctx: &Context, args: &Args, show_progress: bool) -> Result<Report> {
         time,
         cancel: ctx.cancel,
     };
-    let r = archive::backup(&repo, &opts, ctx.progress)?;
+    let r = match stream(args) {
+        Some(stream) => archive::backup_stream(&repo, &opts, &stream, ctx.progress)?,
+        None => archive::backup(&repo, &opts, ctx.progress)?,
+    };
     Ok(Report {
         snapshot: r.snapshot.map(|s| s.to_hex()),
         parent: r.parent.map(|s| s.to_hex()),

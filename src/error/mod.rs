@@ -101,6 +101,29 @@ pub enum Error {
 
     #[error("interrupted; the repository is left consistent and the lock was removed")]
     Interrupted,
+
+    /// The command whose output `create --stdin-from-command` saves could
+    /// not be started or failed: its output may be cut short, so no snapshot
+    /// names it (exit 1). `stderr` holds the last lines it wrote there,
+    /// which the CLI prints one per line.
+    #[error(
+        "the command `{command}` {status}; no snapshot was written. Fix the command (run it by hand to see why) and run create again; data it already sent is removed by `repo prune`{}",
+        stderr_tail(stderr)
+    )]
+    SourceCommand {
+        command: String,
+        status: String,
+        stderr: Vec<String>,
+    },
+}
+
+/// The last lines a failed command wrote to its standard error, as the end
+/// of [`Error::SourceCommand`]'s message.
+fn stderr_tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return ". It wrote nothing to its standard error".into();
+    }
+    format!(". Its standard error ended with:\n{}", lines.join("\n"))
 }
 
 impl Error {

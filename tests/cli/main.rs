@@ -17,4 +17,5 @@ mod jobs;
 mod lifecycle;
 mod mirror_sync;
 mod spec_vectors;
+mod stdin;
 mod support;

@@ -1,7 +1,6 @@
 //! Archiving one regular file, and the totals scanner.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -130,15 +129,16 @@ pub(super) fn archive(
 
 /// Why reading a file stopped: a read error only loses that file; anything
 /// else (storage, interruption) stops the backup.
-enum ReadFailure {
+pub(super) enum ReadFailure {
     Io(u64, std::io::Error),
     Fatal(crate::error::Error),
 }
 
-/// Chunks a file and saves its chunks, each batch in parallel.
-fn read_chunks(
+/// Chunks a file (or any stream) and saves its chunks, each batch in
+/// parallel; returns the chunks and the bytes read.
+pub(super) fn read_chunks<R: std::io::Read>(
     w: &Walk,
-    chunks: &mut StreamChunker<&File>,
+    chunks: &mut StreamChunker<R>,
 ) -> std::result::Result<(Vec<ChunkRef>, u64), ReadFailure> {
     let mut content = Vec::new();
     let mut read = 0u64;

@@ -11,9 +11,13 @@
 //! changes under the backup can never redirect it to another file.
 
 mod at;
+mod command;
 pub mod file;
 pub mod sources;
+mod stream;
 mod walk;
+
+pub use stream::{Stream, StreamSource, backup_stream};
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -26,7 +30,7 @@ use crate::engine::progress::Progress;
 use crate::error::{Error, Result};
 use crate::format::index::MemIndex;
 use crate::format::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
-use crate::id::SnapshotId;
+use crate::id::{BlobId, SnapshotId};
 pub use crate::local::filter::Excludes;
 use crate::repository::saver::BlobSaver;
 use crate::repository::{Repository, host_and_user};
@@ -191,6 +195,28 @@ fn on_walk_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
 }
 
+/// Runs `work` with a walk whose blobs a [`BlobSaver`] stores; returns its
+/// result and what was stored.
+fn saving<R>(
+    repo: &Repository,
+    index: &MemIndex,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    tally: &Tally,
+    work: impl FnOnce(&Walk) -> Result<R>,
+) -> Result<(R, crate::repository::saver::SaveStats)> {
+    BlobSaver::run(repo, index, opts.dry_run, opts.in_flight, |saver| {
+        work(&Walk {
+            repo,
+            index,
+            saver,
+            opts,
+            progress,
+            tally,
+        })
+    })
+}
+
 /// Picks the parent snapshot: the given one, or the latest with the same host and paths.
 fn find_parent(
     repo: &Repository,
@@ -243,15 +269,7 @@ pub fn backup(
             scope.spawn(move || file::scan_totals(&srcs, &opts.excludes, progress, done));
         }
         let r = on_walk_threads(|| {
-            BlobSaver::run(repo, &index, opts.dry_run, opts.in_flight, |saver| {
-                let walk = Walk {
-                    repo,
-                    index: &index,
-                    saver,
-                    opts,
-                    progress,
-                    tally: &tally,
-                };
+            saving(repo, &index, opts, progress, &tally, |walk| {
                 walk.root(&vroot, parent.as_ref().map(|(_, s)| s.tree))
             })
         });
@@ -269,27 +287,8 @@ pub fn backup(
         .map(std::mem::take)
         .unwrap_or_default();
     let summary = summarize(&tally, &save, errors.len(), started);
-    let mut snapshot_id = None;
-    if !opts.dry_run {
-        let snap = Snapshot {
-            version: SNAPSHOT_VERSION,
-            time: opts.time.unwrap_or_else(Utc::now),
-            host,
-            user,
-            uid: nix::unistd::getuid().as_raw(),
-            gid: nix::unistd::getgid().as_raw(),
-            paths: path_strings,
-            tags: opts.tags.clone(),
-            excludes: opts.excludes.patterns.clone(),
-            tree,
-            parent: parent.as_ref().map(|(id, _)| *id),
-            program_version: format!("repo {}", env!("CARGO_PKG_VERSION")),
-            summary: summary.clone(),
-            original: None,
-            damaged: Vec::new(),
-        };
-        snapshot_id = Some(repo.save_snapshot(&snap)?);
-    }
+    let parent = parent.map(|(id, s)| (id, s.tree));
+    let snapshot_id = write_snapshot(repo, opts, host, user, path_strings, tree, parent, &summary)?;
     Ok(BackupReport {
         snapshot: snapshot_id,
         parent: parent.map(|(id, _)| id),
@@ -298,6 +297,42 @@ pub fn backup(
         warnings,
         storage: repo.storage_stats(),
     })
+}
+
+/// Writes the snapshot of a finished backup whose root tree is `tree`;
+/// nothing for a dry run. `parent` is the parent snapshot and its root tree.
+#[allow(clippy::too_many_arguments)]
+fn write_snapshot(
+    repo: &Repository,
+    opts: &BackupOptions,
+    host: String,
+    user: String,
+    paths: Vec<String>,
+    tree: BlobId,
+    parent: Option<(SnapshotId, BlobId)>,
+    summary: &Summary,
+) -> Result<Option<SnapshotId>> {
+    if opts.dry_run {
+        return Ok(None);
+    }
+    let snap = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time: opts.time.unwrap_or_else(Utc::now),
+        host,
+        user,
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        paths,
+        tags: opts.tags.clone(),
+        excludes: opts.excludes.patterns.clone(),
+        tree,
+        parent: parent.map(|(id, _)| id),
+        program_version: format!("repo {}", env!("CARGO_PKG_VERSION")),
+        summary: summary.clone(),
+        original: None,
+        damaged: Vec::new(),
+    };
+    Ok(Some(repo.save_snapshot(&snap)?))
 }
 
 /// The source paths that exist, absolute; each missing one is reported and

@@ -118,9 +118,18 @@ pub fn run(cmd: Command) -> Run {
 }
 
 /// Like [`run`], failing the test if the command takes longer than `limit`.
-pub fn run_within(mut cmd: Command, limit: Duration) -> Run {
+pub fn run_within(cmd: Command, limit: Duration) -> Run {
+    run_fed(cmd, limit, Stdio::null())
+}
+
+/// Like [`run`], with `stdin` as the command's standard input (a file).
+pub fn run_with_stdin(cmd: Command, stdin: impl Into<Stdio>) -> Run {
+    run_fed(cmd, CMD_TIMEOUT, stdin.into())
+}
+
+fn run_fed(mut cmd: Command, limit: Duration, stdin: Stdio) -> Run {
     let what = describe(&cmd);
-    cmd.stdin(Stdio::null())
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = cmd
