@@ -265,3 +265,46 @@ fn the_command_line_and_the_environment_win_over_the_file() {
         .env("REPO_PASSWORD", "job-password");
     run(c).code(10);
 }
+
+#[test]
+fn a_job_backs_up_what_a_command_prints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    let dump = tmp.path().join("dump.sql");
+    crate::support::write_random(&dump, 2_000_000, 75);
+    s.write(&format!(
+        r#"
+[repositories.local]
+location = "{local}"
+password-file = "{pass}"
+
+[jobs.db]
+kind = "backup"
+repository = "local"
+stdin-from-command = "cat '{dump}'"
+stdin-filename = "app.sql"
+
+[jobs.db-broken]
+kind = "backup"
+repository = "local"
+stdin-from-command = "echo partial; echo 'pg_dump: connection refused' >&2; exit 3"
+stdin-filename = "app.sql"
+tags = ["broken"]
+"#,
+        local = s.path("r1"),
+        pass = s.path("pass"),
+        dump = dump.display(),
+    ));
+    let r = s.run(&["run"]);
+    r.code(1);
+    r.stderr_has("connection refused");
+    let snaps = s.snapshots("local");
+    assert_eq!(snaps.len(), 1, "only the good command's snapshot: {r}");
+    let out = s.run(&["-r", "local", "dump", "latest", "/app.sql"]);
+    out.success();
+    assert!(
+        out.stdout_bytes == std::fs::read(&dump).unwrap(),
+        "byte for byte"
+    );
+}
