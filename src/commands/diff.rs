@@ -32,6 +32,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             repo.find_snapshot(&args.snapshot2)?,
         ))
     })?;
+    repo.prefetch_trees(&index, [&s1.tree, &s2.tree]);
     let d = diff::diff(&repo, &index, s1.tree, s2.tree, Path::new("/"), ctx.cancel)?;
     Ok(Report {
         snapshot1: id1.to_hex(),

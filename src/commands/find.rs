@@ -73,6 +73,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let repo = ctx.open()?;
     let (mut chosen, index): (Vec<(SnapshotId, Snapshot)>, _) =
         repo.with_index(|| repo.select_snapshots(&args.snapshots))?;
+    repo.prefetch_trees(&index, chosen.iter().map(|(_, s)| &s.tree));
     // Consecutive snapshots share most of their trees: keep them.
     let mut walker = Walker::new(&repo, &index).cached(4096);
     let mut matches = Vec::new();

@@ -522,17 +522,27 @@ impl Repository {
     pub(crate) fn load_tree(&self, index: &MemIndex, id: &BlobId) -> Result<Tree> {
         let data = self.load_blob(index, BlobKind::Tree, id)?;
         let tree = Tree::decode(&data).map_err(|e| Error::corrupt(format!("tree blob {id}"), e))?;
+        self.prefetch_trees(index, tree.nodes.iter().filter_map(|n| n.subtree.as_ref()));
+        Ok(tree)
+    }
+
+    /// With a cache, queues the packs holding trees `ids` for fetching at
+    /// once: the subtrees of a tree just read, or the roots of the
+    /// snapshots a command walks one after another (`find`, `diff`), which
+    /// would otherwise start one snapshot at a time.
+    pub(crate) fn prefetch_trees<'b>(
+        &self,
+        index: &MemIndex,
+        ids: impl IntoIterator<Item = &'b BlobId>,
+    ) {
         if let Some(packs) = &self.cache {
-            let subtree_packs: std::collections::BTreeSet<_> = tree
-                .nodes
-                .iter()
-                .filter_map(|n| n.subtree)
-                .filter_map(|s| index.get(BlobKind::Tree, &s))
+            let wanted: std::collections::BTreeSet<_> = ids
+                .into_iter()
+                .filter_map(|s| index.get(BlobKind::Tree, s))
                 .filter(|l| l.pack_size <= loader::MAX_CACHED_PACK)
                 .map(|l| (l.pack, l.pack_size))
                 .collect();
-            packs.prefetch(subtree_packs);
+            packs.prefetch(wanted);
         }
-        Ok(tree)
     }
 }
