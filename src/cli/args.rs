@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use repo::commands::{
-    self, cat, check, create, diff, dump, find, forget, init, key, lock, ls, prune, repair,
+    self, cat, check, copy, create, diff, dump, find, forget, init, key, lock, ls, prune, repair,
     restore, snapshots, stats, tag, unlock,
 };
 
@@ -137,6 +137,8 @@ pub(super) enum Command {
     Lock(lock::Args),
     /// Remove snapshots by id or by a retention policy (--prune: then prune).
     Forget(forget::Args),
+    /// Copy snapshots into another repository (re-encrypted; those already there are skipped).
+    Copy(copy::Args),
     /// Delete data no snapshot references; repack partly used packs.
     Prune(prune::Args),
     /// Rebuild damaged or lost parts of the repository from what is intact.

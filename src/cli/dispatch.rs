@@ -5,8 +5,8 @@
 use anyhow::{Result, bail};
 
 use repo::commands::{
-    Context, cat, check, create, diff, dump, find, forget, init, key, lock, ls, prune, repair,
-    restore, snapshots, stats, tag, unlock,
+    Context, cat, check, copy, create, diff, dump, find, forget, init, key, lock, ls, prune,
+    repair, restore, snapshots, stats, tag, unlock,
 };
 
 use super::args::{Cli, Command};
@@ -44,6 +44,10 @@ pub(super) fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
         Command::Lock(a) => show(&lock::run(ctx, a, &|r| lock_held(r, a, v))?, a, v),
         Command::Forget(a) => show(&forget::run(ctx, a)?, a, v),
         Command::Prune(a) => show(&prune::run(ctx, a)?, a, v),
+        Command::Copy(a) => {
+            let to = destination(cli, a)?;
+            show(&copy::run(ctx, a, &to)?, a, v)
+        }
         Command::Repair(a) => show(&repair::run(ctx, a)?, a, v),
         Command::Mirror(_) | Command::Sync(_) | Command::Run(_) | Command::Schedule(_) => {
             bail!(repo::Error::Usage(
@@ -59,4 +63,16 @@ pub(super) fn dispatch(cli: &Cli, ctx: &Context, show_bar: bool) -> Result<u8> {
 fn dump_to_stdout(ctx: &Context, a: &dump::Args) -> repo::Result<dump::Report> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     dump::run(ctx, a, &mut out)
+}
+
+/// Where `copy` writes, and how it opens it.
+fn destination(cli: &Cli, a: &copy::Args) -> Result<copy::Destination> {
+    let mut location = repo::storage::Location::parse(&a.to, &super::backend(cli))?;
+    if location.needs_password() {
+        location.set_password(super::secrets::ftp_password(&location)?);
+    }
+    Ok(copy::Destination {
+        location,
+        credentials: super::secrets::destination_credentials(a)?,
+    })
 }

@@ -74,6 +74,14 @@ const KINDS: &[Kind] = &[
         assume_yes: false,
     },
     Kind {
+        name: "copy",
+        command: "copy",
+        positionals: &[("snapshots", "snapshots")],
+        repository: true,
+        dry_run: true,
+        assume_yes: false,
+    },
+    Kind {
         name: "check",
         command: "check",
         positionals: &[],
@@ -438,6 +446,7 @@ fn job_cli(
     })?;
     let mut cli = Cli::from_arg_matches(&parsed)?;
     super::normalize(&mut cli);
+    named::resolve_destination(&mut cli)?;
     Ok(cli)
 }
 

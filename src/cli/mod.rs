@@ -111,6 +111,7 @@ fn normalize(cli: &mut Cli) {
 pub fn main() -> Result<u8> {
     let (mut cli, matches) = named::parse(std::env::args_os().collect())?;
     normalize(&mut cli);
+    named::resolve_destination(&mut cli)?;
     repo::error::warnings::set_sink(|m| eprintln!("warning: {}", escape(m)));
     // Repository objects (key objects above all) and restore scratch files are
     // private to the user; restored entries get their recorded modes afterwards.
@@ -192,12 +193,17 @@ fn signals_end_at_once(on: bool) {
     }
 }
 
-fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
-    let backend = BackendOptions {
+/// How to reach remote storage, from the global flags.
+fn backend(cli: &Cli) -> BackendOptions {
+    BackendOptions {
         s3_endpoint: cli.s3_endpoint.clone(),
         ca_cert: cli.ca_cert.clone(),
         connections: cli.connections,
-    };
+    }
+}
+
+fn run(cli: Cli, cancel: &Arc<AtomicBool>) -> Result<u8> {
+    let backend = backend(&cli);
     if let Command::Mirror(a) | Command::Sync(a) = &cli.command {
         signals_end_at_once(false);
         let mode = if matches!(cli.command, Command::Sync(_)) {

@@ -9,8 +9,8 @@ use anyhow::Result;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
-use super::args::Cli;
-use super::config::{Config, Section, Target, section_args};
+use super::args::{Cli, Command};
+use super::config::{Config, Section, Target, Value, mistake, section_args};
 
 /// Flags that choose how the repository is unlocked: given any one of them
 /// (or `REPO_PASSWORD`), the file's are all left out, so that a password
@@ -56,10 +56,10 @@ pub(super) fn repository_args(
     given: &dyn Fn(&str) -> bool,
 ) -> Result<(Vec<OsString>, String)> {
     let location = match section.get("location").map(|e| &e.value) {
-        Some(super::config::Value::Str(s)) => s.clone(),
+        Some(Value::Str(s)) => s.clone(),
         Some(_) | None => {
             let line = section.get("location").map_or(section.line, |e| e.line);
-            anyhow::bail!(super::config::mistake(
+            anyhow::bail!(mistake(
                 file,
                 line,
                 format!(
@@ -103,4 +103,89 @@ fn source_given(matches: &ArgMatches, key: &str) -> bool {
             .is_some_and(|mut v| v.any(|v| !v.is_empty())),
         _ => false,
     }
+}
+
+/// `repo copy --to NAME` (also a `copy` job's `to = "NAME"`): the location,
+/// credentials and endpoint of repository `NAME` of the config file, where
+/// the command line (or the environment) does not give them.
+pub(super) fn resolve_destination(cli: &mut Cli) -> Result<()> {
+    let Command::Copy(a) = &mut cli.command else {
+        return Ok(());
+    };
+    if !is_name(&a.to) {
+        return Ok(());
+    }
+    let Some(path) = Config::locate(cli.config.as_deref()) else {
+        return Ok(());
+    };
+    let config = Config::load(&path)?;
+    let Some(section) = config.repository(&a.to) else {
+        return Ok(());
+    };
+    let text = |key: &str| -> Result<Option<String>> {
+        match section.get(key) {
+            None => Ok(None),
+            Some(e) => match &e.value {
+                Value::Str(s) => Ok(Some(s.clone())),
+                other => Err(mistake(
+                    &config.path,
+                    e.line,
+                    format!(
+                        "key `{key}` in {}: give a string, not {}",
+                        section.title(),
+                        other.type_name()
+                    ),
+                )
+                .into()),
+            },
+        }
+    };
+    const KEYS: [&str; 6] = [
+        "location",
+        "password-file",
+        "password-command",
+        "key-file",
+        "s3-endpoint",
+        "ca-cert",
+    ];
+    if let Some(e) = section
+        .entries
+        .iter()
+        .find(|e| !KEYS.contains(&e.key.as_str()))
+    {
+        anyhow::bail!(mistake(
+            &config.path,
+            e.line,
+            format!(
+                "key `{}` in {} does not apply to a copy's destination, which takes {}",
+                e.key,
+                section.title(),
+                KEYS.join(", ")
+            )
+        ));
+    }
+    let Some(location) = text("location")? else {
+        anyhow::bail!(mistake(
+            &config.path,
+            section.line,
+            format!("{} needs `location = \"...\"`", section.title())
+        ));
+    };
+    a.to = location;
+    let credential_given = a.to_password_file.is_some()
+        || a.to_password_command.is_some()
+        || a.to_key_file.is_some()
+        || std::env::var_os("REPO_TO_PASSWORD").is_some_and(|v| !v.is_empty());
+    if !credential_given {
+        a.to_password_file = text("password-file")?.map(Into::into);
+        a.to_password_command = text("password-command")?;
+        a.to_key_file = text("key-file")?.map(Into::into);
+    }
+    if cli.s3_endpoint.is_none() {
+        cli.s3_endpoint = text("s3-endpoint")?;
+    }
+    if cli.ca_cert.is_none() {
+        cli.ca_cert = text("ca-cert")?.map(Into::into);
+    }
+    Ok(())
 }

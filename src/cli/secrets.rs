@@ -172,10 +172,62 @@ fn read_key_file(file: &Path) -> Result<Credentials> {
     })
 }
 
+/// Where one repository's password may come from.
+struct Sources<'a> {
+    file: Option<&'a Path>,
+    command: Option<&'a str>,
+    /// The variable holding the password itself (`REPO_PASSWORD`).
+    env: &'a str,
+    /// How the flags are called in messages (`--password-file`, ...), by
+    /// their variables.
+    names: &'a str,
+    prompt: &'a str,
+}
+
 /// Finds the password: environment, file, command, then a terminal prompt.
 fn password(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+    password_from(
+        &Sources {
+            file: cli.password_file.as_deref(),
+            command: cli.password_command.as_deref(),
+            env: "REPO_PASSWORD",
+            names: "REPO_PASSWORD, REPO_PASSWORD_FILE or REPO_PASSWORD_COMMAND",
+            prompt: "repository password: ",
+        },
+        confirm,
+    )
+}
+
+/// The credentials of `repo copy`'s destination: `--to-key-file`, else
+/// the password from `--to-password-file`, `--to-password-command`,
+/// `REPO_TO_PASSWORD` or a prompt.
+pub(super) fn destination_credentials(a: &repo::commands::copy::Args) -> Result<Credentials> {
+    if let Some(file) = &a.to_key_file {
+        if a.to_password_file.is_some() || a.to_password_command.is_some() {
+            bail!(repo::Error::Usage(
+                "both --to-key-file and a destination password file or command are given; use \
+                 only one"
+                    .into()
+            ));
+        }
+        return read_key_file(file);
+    }
+    let pw = password_from(
+        &Sources {
+            file: a.to_password_file.as_deref(),
+            command: a.to_password_command.as_deref(),
+            env: "REPO_TO_PASSWORD",
+            names: "REPO_TO_PASSWORD, --to-password-file, --to-password-command or --to-key-file",
+            prompt: "destination repository password: ",
+        },
+        false,
+    )?;
+    Ok(Credentials::Password(pw))
+}
+
+fn password_from(src: &Sources, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
     // Explicit sources win over REPO_PASSWORD, as in restic; two explicit ones are ambiguous.
-    match (&cli.password_file, &cli.password_command) {
+    match (src.file, src.command) {
         (Some(_), Some(_)) => bail!(repo::Error::Usage(
             "both a password file and a password command are given; use only one".into()
         )),
@@ -183,21 +235,21 @@ fn password(cli: &Cli, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
         (None, Some(c)) => return run_password_command(c),
         (None, None) => {}
     }
-    if let Some(p) = std::env::var_os("REPO_PASSWORD") {
+    if let Some(p) = std::env::var_os(src.env) {
         return Ok(Zeroizing::new(
             std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec(),
         ));
     }
     if !std::io::stdin().is_terminal() {
-        bail!(repo::Error::NoCredential(
-            "no password given: set REPO_PASSWORD, REPO_PASSWORD_FILE or REPO_PASSWORD_COMMAND, or run on a terminal to be asked".into()
-        ));
+        bail!(repo::Error::NoCredential(format!(
+            "no password given: set {}, or run on a terminal to be asked",
+            src.names
+        )));
     }
     let no_tty = |e: std::io::Error| {
         repo::Error::NoCredential(format!("cannot read the password from the terminal: {e}"))
     };
-    let first =
-        Zeroizing::new(rpassword::prompt_password("repository password: ").map_err(no_tty)?);
+    let first = Zeroizing::new(rpassword::prompt_password(src.prompt).map_err(no_tty)?);
     if confirm {
         let again = Zeroizing::new(
             rpassword::prompt_password("enter the password again: ").map_err(no_tty)?,

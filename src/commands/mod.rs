@@ -4,6 +4,7 @@
 pub mod cat;
 pub mod check;
 pub mod common;
+pub mod copy;
 pub mod create;
 pub mod diff;
 pub mod dump;

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 pub mod plain;

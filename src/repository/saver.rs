@@ -60,11 +60,26 @@ impl<'a> BlobSaver<'a> {
         in_flight: usize,
         work: impl FnOnce(&BlobSaver<'a>) -> Result<R>,
     ) -> Result<(R, SaveStats)> {
+        Self::run_indexing(repo, index, dry_run, in_flight, PACKS_PER_INDEX, work)
+    }
+
+    /// [`BlobSaver::run`], writing an index object every `per_index`
+    /// stored packs: 1 for a copy, so that an interrupted one finds nearly
+    /// everything it sent indexed and sends it no more.
+    pub(crate) fn run_indexing<R>(
+        repo: &'a Repository,
+        index: &'a MemIndex,
+        dry_run: bool,
+        in_flight: usize,
+        per_index: usize,
+        work: impl FnOnce(&BlobSaver<'a>) -> Result<R>,
+    ) -> Result<(R, SaveStats)> {
         let (tx, rx) = sync_channel::<Sealed>(in_flight.max(1));
         let failed = Arc::new(Mutex::new(None));
         let failed_up = failed.clone();
         std::thread::scope(|scope| {
-            let uploader = scope.spawn(move || upload_loop(repo, rx, dry_run, &failed_up));
+            let uploader =
+                scope.spawn(move || upload_loop(repo, rx, dry_run, per_index, &failed_up));
             let saver = BlobSaver {
                 repo,
                 index,
@@ -188,6 +203,8 @@ const MAX_UPLOADS: usize = 4;
 struct Uploads {
     /// Stored packs not yet listed in an index object.
     pending: Mutex<Vec<IndexPack>>,
+    /// Packs per index object.
+    per_index: usize,
     stored: AtomicU64,
     first_error: Mutex<Option<Error>>,
 }
@@ -199,9 +216,13 @@ fn upload_loop(
     repo: &Repository,
     rx: std::sync::mpsc::Receiver<Sealed>,
     dry_run: bool,
+    per_index: usize,
     failed: &Mutex<Option<String>>,
 ) -> Result<u64> {
-    let uploads = Uploads::default();
+    let uploads = Uploads {
+        per_index: per_index.max(1),
+        ..Uploads::default()
+    };
     let rx = Mutex::new(rx);
     let threads = repo.storage().connections().clamp(1, MAX_UPLOADS);
     std::thread::scope(|scope| {
@@ -277,7 +298,7 @@ fn upload_worker(
                 size,
                 blobs: sealed.blobs,
             });
-            (pending.len() >= PACKS_PER_INDEX).then(|| std::mem::take(&mut *pending))
+            (pending.len() >= uploads.per_index).then(|| std::mem::take(&mut *pending))
         };
         if let Some(batch) = batch
             && !dry_run

@@ -9,6 +9,7 @@ mod backends;
 mod basics;
 mod cache;
 mod code_map;
+mod copy;
 mod faults;
 mod ftp;
 mod fuzz_regressions;

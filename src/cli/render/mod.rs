@@ -3,6 +3,7 @@
 
 mod admin;
 mod backup;
+mod copy;
 mod listing;
 mod maintenance;
 

@@ -80,21 +80,18 @@ impl Setup {
     }
 }
 
-/// The config of the issue, with the test servers: a local and an S3
-/// repository, backups to both, retention, a check, and a mirror to FTP.
-#[test]
-fn the_jobs_of_a_config_file_run_end_to_end() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (Some(s3), Some(ftp)) = (server("REPO_TEST_S3_URL"), server("REPO_TEST_FTP_URL")) else {
-        return;
-    };
-    let s = Setup::new(tmp.path());
-    let home = tmp.path().join("home");
-    simple_tree(&home, 71);
-    write_file(&home.join("me/.cache/junk"), b"cached junk");
-    let photos = tmp.path().join("photos");
-    simple_tree(&photos, 72);
-    let (local, offsite) = (s.path("r1"), unique_url(&s3, "jobs"));
+/// The config of issue 15 with the test servers: repositories `local` (a
+/// folder) and `offsite` (S3, opened by a key file), jobs home, db,
+/// retention, offsite (a copy), verify (a check) and photos (a mirror to FTP).
+fn write_issue_config(
+    s: &Setup,
+    offsite: &str,
+    home: &Path,
+    photos: &Path,
+    photo_url: &str,
+    dump: &Path,
+) {
+    let (local, offsite) = (s.path("r1"), offsite.to_string());
     s.init(&local);
     s.init(&offsite);
     let key = s.path("offsite.key");
@@ -110,7 +107,6 @@ fn the_jobs_of_a_config_file_run_end_to_end() {
     ]);
     run(export).success();
     let endpoint = std::env::var("REPO_S3_ENDPOINT").unwrap();
-    let photo_url = unique_url(&ftp, "photos");
     s.write(&format!(
         r#"
 [repositories.local]
@@ -129,10 +125,11 @@ paths = ["{home}"]
 exclude = ["**/.cache"]
 tags = ["daily"]
 
-[jobs.home-offsite]
+[jobs.db]
 kind = "backup"
-repository = "offsite"
-paths = ["{home}"]
+repository = "local"
+stdin-from-command = "cat '{dump}'"
+stdin-filename = "app.sql"
 
 [jobs.retention]
 kind = "forget"
@@ -140,6 +137,11 @@ repository = "local"
 keep-daily = 7
 keep-weekly = 5
 prune = true
+
+[jobs.offsite]
+kind = "copy"
+repository = "local"
+to = "offsite"
 
 [jobs.verify]
 kind = "check"
@@ -154,21 +156,79 @@ compare = "attr+"
         pass = s.path("pass"),
         home = home.display(),
         photos = photos.display(),
+        dump = dump.display(),
     ));
+}
+
+/// The config of the issue, with the test servers: a local and an S3
+/// repository, backups to both, retention, a check, and a mirror to FTP.
+#[test]
+fn the_jobs_of_a_config_file_run_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(s3), Some(ftp)) = (server("REPO_TEST_S3_URL"), server("REPO_TEST_FTP_URL")) else {
+        return;
+    };
+    let s = Setup::new(tmp.path());
+    let home = tmp.path().join("home");
+    simple_tree(&home, 71);
+    write_file(&home.join("me/.cache/junk"), b"cached junk");
+    let photos = tmp.path().join("photos");
+    simple_tree(&photos, 72);
+    let dump = tmp.path().join("app.sql");
+    crate::support::write_random(&dump, 1_500_000, 76);
+    let photo_url = unique_url(&ftp, "photos");
+    write_issue_config(
+        &s,
+        &unique_url(&s3, "jobs"),
+        &home,
+        &photos,
+        &photo_url,
+        &dump,
+    );
     let listed = s.run(&["run", "--list"]);
     listed.success();
-    for job in ["home", "home-offsite", "retention", "verify", "photos"] {
+    for job in ["home", "db", "retention", "offsite", "verify", "photos"] {
         listed.stdout_has(job);
     }
     let r = s.run(&["run"]);
     r.success();
-    assert_eq!(r.stdout.matches(" ok").count(), 5, "{r}");
-    // Both repositories hold their snapshot; the file's settings opened them.
+    assert_eq!(r.stdout.matches(" ok").count(), 6, "{r}");
+    // Both repositories hold the snapshots; the file's settings opened them.
     let local_snaps = s.snapshots("local");
-    assert_eq!(local_snaps.len(), 1);
+    assert_eq!(local_snaps.len(), 2);
     assert_eq!(local_snaps[0]["tags"], serde_json::json!(["daily"]));
-    assert_eq!(s.snapshots("offsite").len(), 1);
-    let ls = s.run(&["-r", "local", "ls", "latest"]);
+    assert_eq!(s.snapshots("offsite").len(), 2);
+    // The copies restore identical from the offsite repository.
+    let out = tmp.path().join("restored");
+    let home_copy = s.snapshots("offsite")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.run(&[
+        "-r",
+        "offsite",
+        "restore",
+        &home_copy,
+        "--target",
+        out.to_str().unwrap(),
+    ])
+    .success();
+    std::fs::remove_dir_all(home.join("me/.cache")).unwrap(); // excluded
+    let restored = out.join(home.strip_prefix("/").unwrap());
+    assert_same_tree(&home, &restored, Cmp::content_only());
+    let db = s.run(&["-r", "offsite", "dump", "latest", "/app.sql"]);
+    db.success();
+    assert!(
+        db.stdout_bytes == std::fs::read(&dump).unwrap(),
+        "the db dump, byte for byte"
+    );
+    // A second run of the copy job copies nothing.
+    let again = s.run(&["run", "offsite", "--json"]);
+    again.success();
+    assert_eq!(again.json()["copied"], serde_json::json!([]), "{again}");
+    assert_eq!(s.snapshots("offsite").len(), 2);
+    let home_id = local_snaps[0]["id"].as_str().unwrap().to_string();
+    let ls = s.run(&["-r", "local", "ls", &home_id]);
     ls.success();
     assert!(!ls.stdout.contains(".cache"), "excluded: {ls}");
     // The mirror on the FTP server is a readable copy of the folder.
@@ -181,11 +241,13 @@ compare = "attr+"
     assert_same_tree(&photos, &back, Cmp::content_only());
     // --dry-run passes through: nothing new is written.
     write_file(&home.join("new-file"), b"new");
-    s.run(&["run", "--dry-run", "home"]).success();
-    assert_eq!(s.snapshots("local").len(), 1);
-    // One job by name.
-    s.run(&["run", "home"]).success();
+    s.run(&["run", "--dry-run", "home", "offsite"]).success();
     assert_eq!(s.snapshots("local").len(), 2);
+    assert_eq!(s.snapshots("offsite").len(), 2);
+    // Jobs by name: the new snapshot, then only it is copied.
+    s.run(&["run", "home", "offsite"]).success();
+    assert_eq!(s.snapshots("local").len(), 3);
+    assert_eq!(s.snapshots("offsite").len(), 3);
 }
 
 #[test]

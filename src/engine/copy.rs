@@ -1,0 +1,172 @@
+//! `copy`: snapshots of one repository into another, every tree and data
+//! blob decrypted from the source and saved under the destination's keys.
+//!
+//! Blob ids are keyed by each repository's own id key, so a blob gets a new
+//! id in the destination and every tree that names it is rewritten. Chunks
+//! are copied as they are (no re-chunking): two copies of the same data
+//! deduplicate with each other, but not with the destination's own
+//! backups, which cut chunks with its own keyed gear table.
+//!
+//! A copied snapshot records the source snapshot's `original` id (its own
+//! id if it has none), so a snapshot already copied is recognised and
+//! skipped, and nightly runs copy only what is new. Each snapshot is saved
+//! only after its packs and index objects are stored, and the saver writes
+//! an index object after every pack, so a copy killed midway resumes
+//! without sending again what reached the destination, but for packs
+//! stored in the instant before their index object.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::index::MemIndex;
+use crate::format::pack::BlobKind;
+use crate::format::snapshot::Snapshot;
+use crate::format::tree::{ChunkRef, Tree};
+use crate::id::{BlobId, SnapshotId};
+use crate::repository::Repository;
+use crate::repository::saver::BlobSaver;
+
+/// One snapshot copied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Copied {
+    pub source: String,
+    /// The copy's id; `None` on a dry run.
+    pub copy: Option<String>,
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub paths: Vec<String>,
+}
+
+/// One snapshot the destination already had.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub source: String,
+    pub copy: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CopyReport {
+    pub copied: Vec<Copied>,
+    pub skipped: Vec<Skipped>,
+    pub blobs_new: u64,
+    pub bytes_new: u64,
+    pub bytes_stored: u64,
+}
+
+/// Source blob id to destination blob id, for everything copied so far in
+/// this run: data shared by two snapshots is read and sent once.
+#[derive(Default)]
+struct Translated {
+    trees: HashMap<BlobId, BlobId>,
+    data: HashMap<BlobId, BlobId>,
+}
+
+/// Copies `wanted` (oldest first) from `src` into `dst`.
+pub(crate) fn copy(
+    src: (&Repository, &MemIndex),
+    dst: (&Repository, &MemIndex),
+    wanted: Vec<(SnapshotId, Snapshot)>,
+    dry_run: bool,
+    cancel: &AtomicBool,
+) -> Result<CopyReport> {
+    let (dst_repo, dst_index) = dst;
+    // Which originals the destination holds, and under which id.
+    let mut there: HashMap<SnapshotId, SnapshotId> = dst_repo
+        .snapshots()?
+        .into_iter()
+        .map(|(id, s)| (s.original.unwrap_or(id), id))
+        .collect();
+    let mut report = CopyReport::default();
+    let mut done = Translated::default();
+    for (id, snap) in wanted {
+        let original = snap.original.unwrap_or(id);
+        if let Some(copy) = there.get(&original) {
+            report.skipped.push(Skipped {
+                source: id.to_hex(),
+                copy: copy.to_hex(),
+            });
+            continue;
+        }
+        let (root, stats) = BlobSaver::run_indexing(dst_repo, dst_index, dry_run, 2, 1, |saver| {
+            let mut c = Copier {
+                src,
+                saver,
+                done: &mut done,
+                cancel,
+            };
+            c.tree(&snap.tree)
+        })?;
+        report.blobs_new += stats.blobs_new;
+        report.bytes_new += stats.bytes_new;
+        report.bytes_stored += stats.bytes_stored;
+        let parent = snap.parent.and_then(|p| there.get(&p).copied());
+        let copy = Snapshot {
+            tree: root,
+            original: Some(original),
+            parent,
+            ..snap.clone()
+        };
+        let new = if dry_run {
+            None
+        } else {
+            let new = dst_repo.save_snapshot(&copy)?;
+            there.insert(original, new);
+            Some(new.to_hex())
+        };
+        report.copied.push(Copied {
+            source: id.to_hex(),
+            copy: new,
+            time: snap.time,
+            paths: snap.paths.clone(),
+        });
+    }
+    Ok(report)
+}
+
+struct Copier<'s, 'a> {
+    src: (&'s Repository, &'s MemIndex),
+    saver: &'s BlobSaver<'a>,
+    done: &'s mut Translated,
+    cancel: &'s AtomicBool,
+}
+
+impl Copier<'_, '_> {
+    /// Copies tree `id` and everything below it; returns its new id.
+    fn tree(&mut self, id: &BlobId) -> Result<BlobId> {
+        if let Some(t) = self.done.trees.get(id) {
+            return Ok(*t);
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        let (repo, index) = self.src;
+        let mut tree = repo.load_tree(index, id)?;
+        for node in &mut tree.nodes {
+            for chunk in &mut node.content {
+                *chunk = self.chunk(chunk)?;
+            }
+            if let Some(sub) = node.subtree {
+                node.subtree = Some(self.tree(&sub)?);
+            }
+        }
+        let (new, _) = self.saver.save(BlobKind::Tree, &Tree::encode(&tree))?;
+        self.done.trees.insert(*id, new);
+        Ok(new)
+    }
+
+    fn chunk(&mut self, c: &ChunkRef) -> Result<ChunkRef> {
+        if let Some(id) = self.done.data.get(&c.id) {
+            return Ok(ChunkRef {
+                id: *id,
+                len: c.len,
+            });
+        }
+        let (repo, index) = self.src;
+        let data = repo.load_blob(index, BlobKind::Data, &c.id)?;
+        let (id, _) = self.saver.save(BlobKind::Data, &data)?;
+        self.done.data.insert(c.id, id);
+        Ok(ChunkRef { id, len: c.len })
+    }
+}
