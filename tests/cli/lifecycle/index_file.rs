@@ -47,6 +47,20 @@ fn kept_file(t: &TestRepo) -> PathBuf {
     dirs[0].join("blob-index")
 }
 
+/// `restore latest` into `<test>/<name>` gives back `src`.
+fn restores_as(t: &TestRepo, src: &Path, name: &str) {
+    let target = t.join(name);
+    with_file(
+        t,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    crate::support::assert_same_tree(
+        src,
+        &target.join(src.strip_prefix("/").unwrap()),
+        Cmp::content_only(),
+    );
+}
+
 /// Which file is there: replaced files get a new inode.
 fn identity(p: &Path) -> (u64, i64, i64) {
     let m = fs::metadata(p).unwrap();
@@ -79,14 +93,7 @@ fn every_command_works_on_a_kept_index_file_and_rebuilds_a_bad_one() {
     assert_eq!(summary["bytes_read"].as_u64(), Some(0), "{again}");
     assert!(summary["data_added"].as_u64().unwrap() < 1024, "{again}");
 
-    let target = t.join("restore");
-    let target_arg = target.to_str().unwrap();
-    with_file(&t, &["restore", "latest", "--target", target_arg]);
-    crate::support::assert_same_tree(
-        &src,
-        &target.join(src.strip_prefix("/").unwrap()),
-        Cmp::content_only(),
-    );
+    restores_as(&t, &src, "restore");
     let check = with_file(&t, &["check", "--read-data", "--json"]).json();
     assert_eq!(
         check["errors"].as_array().map(Vec::len),
@@ -111,16 +118,7 @@ fn every_command_works_on_a_kept_index_file_and_rebuilds_a_bad_one() {
     let ls = with_file(&t, &["ls", "latest"]);
     assert!(!ls.stderr.contains("rebuilding"), "{ls}");
     assert_ne!(fs::read(&file).unwrap(), before, "the stale file was kept");
-    let target2 = t.join("restore2");
-    with_file(
-        &t,
-        &["restore", "latest", "--target", target2.to_str().unwrap()],
-    );
-    crate::support::assert_same_tree(
-        &src,
-        &target2.join(src.strip_prefix("/").unwrap()),
-        Cmp::content_only(),
-    );
+    restores_as(&t, &src, "restore2");
 }
 
 /// A copied repository folder has the same id, so the same kept file: a
@@ -158,16 +156,7 @@ fn a_copied_repository_does_not_trust_the_other_copys_file() {
     );
     let check = with_file(&t, &["check", "--read-data", "--json"]).json();
     assert_eq!(check["errors"], Value::Array(vec![]), "{check:#}");
-    let target = t.join("restored");
-    with_file(
-        &t,
-        &["restore", "latest", "--target", target.to_str().unwrap()],
-    );
-    crate::support::assert_same_tree(
-        &new,
-        &target.join(new.strip_prefix("/").unwrap()),
-        Cmp::content_only(),
-    );
+    restores_as(&t, &new, "restored");
 }
 
 /// A repository small enough for memory (the default limit) leaves nothing
