@@ -189,3 +189,26 @@ fn only_a_large_local_index_touches_the_cache() {
         .stderr_has("is not a directory");
     assert_eq!(r.stderr.matches("not keeping").count(), 1, "{r}");
 }
+
+/// A kept file in a directory that is not the user's own (someone could
+/// have planted it) is neither read nor replaced: one warning, and the
+/// index is built in a temporary file.
+#[test]
+fn a_kept_file_in_another_users_directory_is_not_used() {
+    if !crate::support::is_root() {
+        return;
+    }
+    let t = TestRepo::new();
+    t.ok(["init"]);
+    let src = t.join("src");
+    simple_tree(&src, 4);
+    with_file(&t, &["create", src.to_str().unwrap()]);
+    with_file(&t, &["ls", "latest"]);
+    let file = kept_file(&t);
+    let kept = identity(&file);
+    std::os::unix::fs::chown(file.parent().unwrap(), Some(65534), Some(65534)).unwrap();
+    let r = with_file(&t, &["ls", "latest"]);
+    r.stdout_has("a.txt").stderr_has("belongs to another user");
+    assert_eq!(r.stderr.matches("not keeping").count(), 1, "{r}");
+    assert_eq!(identity(&file), kept, "the file was replaced");
+}
