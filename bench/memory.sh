@@ -10,11 +10,12 @@
 # wall time (/usr/bin/time) of an unchanged backup, a restore of one
 # directory and `check` (opened with a key file, no argon2id), with this
 # tree's release build:
-#   - "file built": no index directory, the index file is built in an
-#     anonymous temporary file on every run;
-#   - "file kept": REPO_TEST_INDEX_DIR, the file is built once (first run,
-#     not shown) and reused;
-# and with BIN (e.g. the release binary of the commit before) if given.
+#   - "file built": --no-cache, the index file is built in an anonymous
+#     temporary file on every run;
+#   - "file kept": the cache root in DIR (as by default in ~/.cache/repo),
+#     where the file is built once (first run, not shown) and reused;
+# and with BIN (e.g. the release binary of the commit before) if given,
+# with the same cache root.
 # Prints bytes per indexed blob: index objects on storage, the index file,
 # peak RSS. Needs about 3 GB of disk per 20 million blobs in DIR
 # (default /var/tmp).
@@ -59,28 +60,27 @@ measure() {
     printf '%-28s %-9s %8.1f MiB %8.2f s\n' "$label" "$step" "$(echo "${out% *} / 1024" | bc -l)" "${out#* }"
 }
 steps() {
-    local label=$1 bin=$2
-    step=backup measure "$label" "$bin" create "$work/corpus"
+    local label=$1 bin=$2; shift 2
+    step=backup measure "$label" "$bin" create "$@" "$work/corpus"
     rm -rf "$work/target"
-    step=restore measure "$label" "$bin" restore "latest:$work/corpus/$sub" --target "$work/target"
-    step=check measure "$label" "$bin" check
+    step=restore measure "$label" "$bin" restore "$@" "latest:$work/corpus/$sub" --target "$work/target"
+    step=check measure "$label" "$bin" check "$@"
 }
 
 echo "repository: $BLOBS synthetic data blobs + one snapshot of $(find "$work/corpus" -type f | wc -l) files"
 objects=$(du -sb "$work/repo/index" | cut -f1)
 printf 'index objects on storage: %d bytes, %.1f per blob\n' "$objects" "$(echo "$objects / $BLOBS" | bc -l)"
-steps "after, file built" "$NEW"
-export REPO_TEST_INDEX_DIR=$work/idx
-mkdir -p "$REPO_TEST_INDEX_DIR"
+steps "after, file built" "$NEW" --no-cache
+export REPO_CACHE_DIR=$work/cache
 "$NEW" -r "$work/repo" ls latest -q >/dev/null
 steps "after, file kept" "$NEW"
-if [ -f "$REPO_TEST_INDEX_DIR/blob-index" ]; then
-    file=$(stat -c %s "$REPO_TEST_INDEX_DIR/blob-index")
+kept=$(find "$REPO_CACHE_DIR" -name blob-index -type f 2>/dev/null | head -1)
+if [ -n "$kept" ]; then
+    file=$(stat -c %s "$kept")
     printf 'index file: %d bytes, %.1f per blob\n' "$file" "$(echo "$file / $BLOBS" | bc -l)"
 else
     echo "index file: none (the index fits the in-memory limit)"
 fi
-unset REPO_TEST_INDEX_DIR
 if [ -n "$BEFORE" ]; then
     steps "before ($(basename "$BEFORE"))" "$BEFORE"
 fi

@@ -72,8 +72,9 @@ pub(super) struct Cli {
         hide_default_value = true
     )]
     pub(super) connections: usize,
-    /// Keep the local cache of remote repositories in DIR (default
-    /// $XDG_CACHE_HOME/repo, else ~/.cache/repo).
+    /// Keep the local cache of remote repositories (and a large local
+    /// repository's index file) in DIR (default $XDG_CACHE_HOME/repo, else
+    /// ~/.cache/repo).
     #[arg(
         long,
         env = "REPO_CACHE_DIR",
@@ -82,7 +83,8 @@ pub(super) struct Cli {
         value_parser = path_or_empty()
     )]
     pub(super) cache_dir: Option<PathBuf>,
-    /// Use no local cache: every object is read from the repository.
+    /// Use no local cache: every object is read from the repository, and a
+    /// large index's file is built again on every run.
     #[arg(long, global = true)]
     pub(super) no_cache: bool,
     /// Read named repositories and jobs from FILE (default

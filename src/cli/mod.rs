@@ -157,7 +157,8 @@ pub fn main() -> Result<u8> {
     })
 }
 
-/// Where the cache of remote repositories lives: `--cache-dir`, else
+/// Where the cache of remote repositories (and of large local indexes'
+/// files) lives: `--cache-dir`, else
 /// `$XDG_CACHE_HOME/repo`, else `~/.cache/repo`; none with `--no-cache` or
 /// without a home directory.
 fn cache_root(cli: &Cli) -> Option<std::path::PathBuf> {

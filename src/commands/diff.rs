@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::Context;
 use crate::engine::diff::{self, Diff};
 use crate::error::Result;
+use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -22,6 +23,8 @@ pub struct Report {
     pub snapshot2: String,
     #[serde(flatten)]
     pub diff: Diff,
+    /// Requests and bytes this command moved, and the cache's hits and misses.
+    pub storage: StatsReport,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
@@ -38,5 +41,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         snapshot1: id1.to_hex(),
         snapshot2: id2.to_hex(),
         diff: d,
+        storage: repo.storage_stats(),
     })
 }

@@ -9,6 +9,7 @@ use super::Context;
 use crate::engine::dump::{self, DumpStats};
 use crate::error::{Error, Result};
 use crate::format::tree::NodeKind;
+use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -27,6 +28,8 @@ pub struct Report {
     pub format: &'static str,
     #[serde(flatten)]
     pub stats: DumpStats,
+    /// Requests and bytes this command moved, and the cache's hits and misses.
+    pub storage: StatsReport,
 }
 
 pub fn run(ctx: &Context, args: &Args, out: &mut dyn Write) -> Result<Report> {
@@ -63,5 +66,6 @@ pub fn run(ctx: &Context, args: &Args, out: &mut dyn Write) -> Result<Report> {
         path: at.to_string_lossy().into_owned(),
         format,
         stats,
+        storage: repo.storage_stats(),
     })
 }

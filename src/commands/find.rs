@@ -13,6 +13,7 @@ use crate::format::tree::{Node, Tree};
 use crate::id::{BlobId, SnapshotId};
 use crate::local::filter::Excludes;
 use crate::repository::{Step, Visitor, Walker};
+use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -39,6 +40,8 @@ pub struct Report {
     /// The snapshots searched (full ids), oldest first.
     pub snapshots: Vec<String>,
     pub matches: Vec<Match>,
+    /// Requests and bytes this command moved, and the cache's hits and misses.
+    pub storage: StatsReport,
 }
 
 /// Collects the nodes of one snapshot whose path matches.
@@ -90,5 +93,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         patterns: args.patterns.clone(),
         snapshots: chosen.drain(..).map(|(id, _)| id.to_hex()).collect(),
         matches,
+        storage: repo.storage_stats(),
     })
 }

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::format::index::MemIndex;
 use crate::format::tree::{Node, NodeKind};
 use crate::repository::{Repository, Step, Walker};
+use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -29,6 +30,8 @@ pub struct Args {
 pub struct Report {
     pub snapshot: String,
     pub entries: Vec<Entry>,
+    /// Requests and bytes this command moved, and the cache's hits and misses.
+    pub storage: StatsReport,
 }
 
 /// The entries below `dir` (at `at`), in tree order; below
@@ -86,5 +89,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     Ok(Report {
         snapshot: sid.to_hex(),
         entries,
+        storage: repo.storage_stats(),
     })
 }

@@ -36,7 +36,8 @@ use crate::storage::Location;
 pub struct Context<'a> {
     pub location: Location,
     pub credentials: Credentials,
-    /// Root of the local cache of remote repositories; `None` for none.
+    /// Root of the local cache of remote repositories (and of a large local
+    /// repository's index file); `None` for none.
     pub cache: Option<std::path::PathBuf>,
     pub progress: &'a dyn Progress,
     pub cancel: &'a AtomicBool,

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::format::retention::{GroupBy, GroupKey};
 use crate::format::snapshot::Snapshot;
 use crate::repository::ObjectKind;
+use crate::storage::StatsReport;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -49,11 +50,21 @@ pub struct Entry {
     pub snapshot: Snapshot,
 }
 
-/// The listing: flat, or with `--group-by` in groups (the JSON is the bare
-/// list either way).
+/// The listing, and what reading it cost. The JSON is the bare listing (as
+/// restic's), so the cost is not in it: the CLI shows it with `-v`.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct Report {
+    pub listing: Listing,
+    /// Requests and bytes this command moved, and the cache's hits and misses.
+    #[serde(skip)]
+    pub storage: StatsReport,
+}
+
+/// Flat, or with `--group-by` in groups (the JSON is the bare list either way).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-pub enum Report {
+pub enum Listing {
     List(Vec<Entry>),
     Groups(Vec<Group>),
 }
@@ -76,8 +87,11 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             snapshot: s,
         })
         .collect();
-    Ok(match args.group_by {
-        Some(by) => Report::Groups(group(list, by)),
-        None => Report::List(list),
+    Ok(Report {
+        listing: match args.group_by {
+            Some(by) => Listing::Groups(group(list, by)),
+            None => Listing::List(list),
+        },
+        storage: repo.storage_stats(),
     })
 }

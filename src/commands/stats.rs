@@ -6,6 +6,7 @@ use super::Context;
 use crate::engine::stats::{self, SnapshotStats};
 use crate::error::Result;
 use crate::id::BlobId;
+use crate::storage::StatsReport;
 
 /// Which figures the text output leads with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -39,6 +40,8 @@ pub struct Report {
     pub repository_packs: usize,
     pub repository_pack_bytes: u64,
     pub repository_index_objects: usize,
+    /// Requests and bytes this command moved, and the cache's hits and misses.
+    pub storage: StatsReport,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
@@ -55,5 +58,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         repository_packs: packs.len(),
         repository_pack_bytes: packs.iter().map(|l| l.size).sum(),
         repository_index_objects: files.len(),
+        storage: repo.storage_stats(),
     })
 }

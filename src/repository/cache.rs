@@ -13,6 +13,10 @@
 //!
 //! A cache failure never fails a command: it is reported once and the
 //! command goes on reading the repository.
+//!
+//! A local repository needs no copies of its objects, but a large index's
+//! file (`index`) takes long to build: [`IndexHome`] keeps only that file,
+//! in the same place.
 
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -63,22 +67,10 @@ impl Cache {
     /// a directory on the way is not one this user owns (a link, or someone
     /// else's): the caller then runs without a cache.
     pub(crate) fn open(root: &Path, id: &RepoId, refresh: bool) -> Result<Cache, String> {
-        let root = &own_link_target(root);
-        let hex = id.to_hex();
-        let dir = root.join(&hex);
-        make_dir(root)?;
-        let tag = root.join(TAG_NAME);
-        if fs::symlink_metadata(&tag).is_err() {
-            fs::write(&tag, TAG).map_err(|e| format!("cannot write {}: {e}", tag.display()))?;
-        }
-        make_dir(&dir)?;
+        let dir = repo_dir(root, id)?;
         for sub in ["keys", "index", "snapshots", "data"] {
             make_dir(&dir.join(sub))?;
         }
-        let used = dir.join(USED);
-        fs::write(&used, chrono::Utc::now().to_rfc3339())
-            .map_err(|e| format!("cannot write {}: {e}", used.display()))?;
-        remove_unused(root, &hex);
         Ok(Cache {
             dir,
             hits: AtomicU64::new(0),
@@ -211,6 +203,70 @@ impl Cache {
             }
         }
     }
+}
+
+/// Where a local repository keeps its index file between runs: the
+/// directory of its id under the cache root, as a remote repository's cache
+/// (SPEC §17), holding nothing else. A local repository needs no copies of
+/// its objects, and a small one has no index file: the directory is only
+/// made when a file is written, so most repositories leave no trace here.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexHome {
+    root: PathBuf,
+    id: RepoId,
+}
+
+impl IndexHome {
+    pub(crate) fn new(root: &Path, id: RepoId) -> IndexHome {
+        IndexHome {
+            root: root.to_path_buf(),
+            id,
+        }
+    }
+
+    /// The directory, if it holds a file named `name` already: checked as
+    /// [`IndexHome::prepare`] checks it, and marked used.
+    pub(crate) fn existing(&self, name: &str) -> Option<PathBuf> {
+        let dir = own_link_target(&self.root).join(self.id.to_hex());
+        fs::symlink_metadata(dir.join(name)).ok()?;
+        self.prepare()
+    }
+
+    /// Makes the directory (a tagged root, this user's own, see
+    /// [`Cache::open`]) for a file about to be written, or says once why
+    /// not: the file is then built in a temporary one on every run.
+    pub(crate) fn prepare(&self) -> Option<PathBuf> {
+        match repo_dir(&self.root, &self.id) {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                crate::error::warnings::warn(format!(
+                    "not keeping the index file in the cache: {e}; it is built again on every \
+                     run: pass --cache-dir DIR with a directory of your own, or --no-cache"
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// Makes (if missing) the tagged cache root and the directory of
+/// repository `id` in it, marks that one used, and removes caches of
+/// repositories unused for [`UNUSED_DAYS`].
+fn repo_dir(root: &Path, id: &RepoId) -> Result<PathBuf, String> {
+    let root = &own_link_target(root);
+    let hex = id.to_hex();
+    let dir = root.join(&hex);
+    make_dir(root)?;
+    let tag = root.join(TAG_NAME);
+    if fs::symlink_metadata(&tag).is_err() {
+        fs::write(&tag, TAG).map_err(|e| format!("cannot write {}: {e}", tag.display()))?;
+    }
+    make_dir(&dir)?;
+    let used = dir.join(USED);
+    fs::write(&used, chrono::Utc::now().to_rfc3339())
+        .map_err(|e| format!("cannot write {}: {e}", used.display()))?;
+    remove_unused(root, &hex);
+    Ok(dir)
 }
 
 /// Creates `dir` (and missing parents) private to this user, and checks

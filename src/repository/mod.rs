@@ -90,6 +90,8 @@ pub struct Repository {
     held: Arc<std::sync::Mutex<Option<Arc<lock::Held>>>>,
     /// The local cache of a remote repository, if one is used.
     cache: Option<Arc<treepacks::TreePacks>>,
+    /// Where a local repository keeps its index file, if it grows one.
+    index_home: Option<cache::IndexHome>,
 }
 
 /// The cache of repository `id` under `root`, or `None` with a warning
@@ -165,7 +167,8 @@ impl Repository {
 
     /// Opens and unlocks the repository at `location`, using the cache under
     /// `cache_root` (see [`cache`]) from the first key object on. A local
-    /// repository needs none, and `None` (`--no-cache`) means none; a cache
+    /// repository needs none: only a large index's file is kept there
+    /// ([`cache::IndexHome`]). `None` (`--no-cache`) means none; a cache
     /// that cannot be opened is reported and the command goes on without.
     pub fn open_cached(
         location: &Location,
@@ -205,6 +208,10 @@ impl Repository {
         let cache = cache_root
             .filter(|_| !matches!(location, Location::Local(_)))
             .and_then(|root| open_cache(root, &stored.config.id, usage));
+        // Commands that judge the repository build the index from it.
+        let index_home = cache_root
+            .filter(|_| matches!(location, Location::Local(_)) && usage == CacheUse::Read)
+            .map(|root| cache::IndexHome::new(root, stored.config.id));
         let (master, key_id) = match credentials {
             Credentials::Password(password) => {
                 let listed = keys
@@ -251,6 +258,7 @@ impl Repository {
         }
         let mut repo = Self::assemble(storage, stored.config, keys, key_id)?;
         repo.cache = cache.map(|c| Arc::new(treepacks::TreePacks::new(repo.storage.clone(), c)));
+        repo.index_home = index_home;
         Ok(repo)
     }
 
@@ -328,6 +336,7 @@ impl Repository {
             chunker: Arc::new(chunker),
             held: Arc::default(),
             cache: None,
+            index_home: None,
         })
     }
 

@@ -293,3 +293,60 @@ fn a_backup_leaves_out_its_own_cache() {
     let listing = a.run(&["ls", "latest"]).success().stdout.clone();
     assert!(!listing.contains(".cache/repo"), "{listing}");
 }
+
+/// Every read command reports what it cost, as create does: with `--json`
+/// in its report (`snapshots`, whose JSON is the bare list, and `dump`,
+/// whose stdout is the data, on stderr with `-v`), with `-v` as a line.
+/// Warm, the cache answers everything; cold, it misses.
+#[test]
+fn read_commands_report_requests_and_cache_hits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((a, _, src)) = backed_up(tmp.path(), 48) else {
+        return;
+    };
+    std::fs::write(src.join("a.txt"), b"changed for diff").unwrap();
+    a.run(&["create", src.to_str().unwrap()]).success();
+    a.run(&["ls", "latest"]).success();
+    let ids: Vec<String> = a
+        .run(&["snapshots", "--json"])
+        .success()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let warm_ls = storage(a.run(&["ls", "latest", "--json"]).success());
+    for args in [
+        vec!["ls", "latest", "--json"],
+        vec!["find", "a.txt", "--json"],
+        vec!["diff", &ids[0], &ids[1], "--json"],
+        vec!["stats", "--json"],
+    ] {
+        let s = storage(a.run(&args).success());
+        assert!(s["requests"].as_u64().unwrap() > 0, "{args:?}: {s}");
+        assert!(s["cache_hits"].as_u64().unwrap() > 0, "{args:?}: {s}");
+        assert_eq!(s["cache_misses"], 0, "{args:?}: {s}");
+    }
+    for args in [vec!["snapshots", "-v"], vec!["snapshots", "-v", "--json"]] {
+        a.run(&args)
+            .success()
+            .stderr_has("Storage: ")
+            .stderr_has(" hits, 0 misses");
+    }
+    a.run(&["find", "a.txt", "-v"])
+        .success()
+        .stdout_has("Storage: ");
+    let dump = a.run(&["dump", "latest", &format!("{}/a.txt", src.display()), "-v"]);
+    assert_eq!(dump.success().stdout, "changed for diff");
+    dump.stderr_has("Storage: ");
+
+    // Cold (a new machine): everything missed, fetched, more bytes moved.
+    std::fs::remove_dir_all(&a.cache).unwrap();
+    let cold = storage(a.run(&["ls", "latest", "--json"]).success());
+    assert!(cold["cache_misses"].as_u64().unwrap() > 0, "{cold}");
+    assert!(
+        cold["bytes_received"].as_u64() > warm_ls["bytes_received"].as_u64(),
+        "cold {cold} warm {warm_ls}"
+    );
+}

@@ -141,7 +141,7 @@ impl Render for tag::Report {
 impl Render for stats::Report {
     type Args = stats::Args;
 
-    fn text(&self, _: &stats::Args, _: &View) -> Result<()> {
+    fn text(&self, _: &stats::Args, v: &View) -> Result<()> {
         let s = &self.stats;
         println!("Snapshots:       {}", s.snapshots);
         match self.mode {
@@ -176,6 +176,7 @@ impl Render for stats::Report {
             human_bytes(self.repository_pack_bytes),
             self.repository_index_objects
         );
+        v.say_storage(&self.storage);
         Ok(())
     }
 }

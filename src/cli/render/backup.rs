@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 
 use repo::commands::{create, dump, human_bytes, restore};
 
-use super::{Render, View, storage_line};
+use super::{Render, View};
 use crate::cli::exit;
 use crate::cli::text::{escape_bytes, short};
 
@@ -34,9 +34,7 @@ impl Render for create::Report {
             s.duration_secs,
             human_bytes(s.bytes_read)
         );
-        if v.verbose > 0 {
-            println!("{}", storage_line(&self.storage));
-        }
+        v.say_storage(&self.storage);
         match (&self.snapshot, self.dry_run) {
             (Some(id), _) => println!(
                 "snapshot {} saved{}",
@@ -100,9 +98,7 @@ impl Render for restore::Report {
                 self.counts.deleted, self.counts.archived, self.target
             );
         }
-        if v.verbose > 0 {
-            println!("{}", storage_line(&self.storage));
-        }
+        v.say_storage(&self.storage);
         Ok(())
     }
 
@@ -142,6 +138,7 @@ impl Render for dump::Report {
                 human_bytes(self.stats.bytes)
             );
         }
+        v.note_storage(&self.storage, false);
         if self.stats.skipped > 0 {
             eprintln!(
                 "note: {} socket(s) left out: tar cannot hold them",

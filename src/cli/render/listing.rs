@@ -17,11 +17,17 @@ impl Render for snapshots::Report {
     const TEXT_WHEN_QUIET: bool = true;
 
     fn text(&self, _: &snapshots::Args, _: &View) -> Result<()> {
-        match self {
-            snapshots::Report::List(list) => snapshot_table(list),
-            snapshots::Report::Groups(groups) => snapshot_groups(groups),
+        match &self.listing {
+            snapshots::Listing::List(list) => snapshot_table(list),
+            snapshots::Listing::Groups(groups) => snapshot_groups(groups),
         }
         Ok(())
+    }
+
+    /// The JSON is the bare listing: the cost goes to stderr in any format.
+    fn outcome(&self, v: &View) -> Result<u8> {
+        v.note_storage(&self.storage, false);
+        Ok(crate::cli::exit::OK)
     }
 }
 
@@ -129,12 +135,17 @@ impl Render for ls::Report {
         }
         Ok(())
     }
+
+    fn outcome(&self, v: &View) -> Result<u8> {
+        v.note_storage(&self.storage, true);
+        Ok(crate::cli::exit::OK)
+    }
 }
 
 impl Render for find::Report {
     type Args = find::Args;
 
-    fn text(&self, _: &find::Args, _: &View) -> Result<()> {
+    fn text(&self, _: &find::Args, v: &View) -> Result<()> {
         let mut current = "";
         for m in &self.matches {
             if m.snapshot != current {
@@ -159,6 +170,7 @@ impl Render for find::Report {
             hit.len(),
             self.snapshots.len()
         );
+        v.say_storage(&self.storage);
         Ok(())
     }
 }
@@ -166,7 +178,7 @@ impl Render for find::Report {
 impl Render for diff::Report {
     type Args = diff::Args;
 
-    fn text(&self, _: &diff::Args, _: &View) -> Result<()> {
+    fn text(&self, _: &diff::Args, v: &View) -> Result<()> {
         println!(
             "comparing snapshot {} to {}:",
             short(&self.snapshot1),
@@ -202,6 +214,7 @@ impl Render for diff::Report {
             "Metadata: {} entries changed only in metadata; {} identical subtrees skipped",
             d.metadata_only, d.identical_subtrees
         );
+        v.say_storage(&self.storage);
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use repo::engine::check::CheckReport;
 use repo::engine::check::repair::{RepairIndexReport, RepairSnapshotsReport};
 use repo::engine::prune::PruneReport;
 
-use super::{Render, View, print_json, storage_line};
+use super::{Render, View, print_json};
 use crate::cli::exit;
 use crate::cli::text::{escape, escape_controls, local_time, short};
 
@@ -28,9 +28,7 @@ impl Render for CheckReport {
             self.packs_read,
             human_bytes(self.bytes_read)
         ));
-        if v.verbose > 0 {
-            v.say(storage_line(&self.storage));
-        }
+        v.say_storage(&self.storage);
         for n in &self.notices {
             if v.verbose > 0 {
                 eprintln!(

@@ -30,6 +30,23 @@ impl View {
             println!("{line}");
         }
     }
+
+    /// With `-v`, what the command cost ([`storage_line`]) on stdout, after
+    /// a report that is read by people.
+    pub fn say_storage(&self, s: &repo::storage::StatsReport) {
+        if self.verbose > 0 {
+            self.say(storage_line(s));
+        }
+    }
+
+    /// With `-v`, what the command cost on stderr, for commands whose stdout
+    /// is the listing or the data asked for (`ls`, `snapshots`, `dump`);
+    /// not again with `--json` where the report holds it (`in_json`).
+    pub fn note_storage(&self, s: &repo::storage::StatsReport, in_json: bool) {
+        if self.verbose > 0 && !(self.json && in_json) {
+            eprintln!("{}", storage_line(s));
+        }
+    }
 }
 
 /// How a command's report is shown.

@@ -19,6 +19,7 @@ use crate::format::index::table::{PACK_SIZE, pack_record};
 use crate::format::index::{FileTables, IndexFile, MemIndex};
 use crate::format::pack::BlobKind;
 use crate::id::IndexId;
+use crate::repository::cache::IndexHome;
 
 /// Entries an index holds in memory before it moves to a file: 1 Mi
 /// entries, 44 MiB (about 90 MiB at the peak while its arrays grow).
@@ -28,6 +29,8 @@ pub(crate) const DEFAULT_LIMIT: usize = 1 << 20;
 pub(crate) struct IndexBuilder {
     limit: usize,
     dir: Option<PathBuf>,
+    /// Where `dir` is made when a file is first written, if it is not given.
+    home: Option<IndexHome>,
     repo: [u8; 32],
     mem: MemIndex,
     sources: Vec<IndexId>,
@@ -59,11 +62,19 @@ impl IndexBuilder {
         IndexBuilder {
             limit: limit.max(1),
             dir: dir.map(Path::to_path_buf),
+            home: None,
             repo,
             mem,
             sources,
             spilled: None,
         }
+    }
+
+    /// Without a directory, the file goes to `home`, made when the index
+    /// first outgrows memory (a local repository's; see `cache::IndexHome`).
+    pub(crate) fn made_in(mut self, home: Option<IndexHome>) -> Self {
+        self.home = home;
+        self
     }
 
     /// Adds one index object.
@@ -141,6 +152,9 @@ impl IndexBuilder {
     /// Starts writing out: a kept base becomes the first run of each table
     /// and the first pack records, so its pack numbers stay valid.
     fn start(&mut self) -> Result<Spilled> {
+        if self.dir.is_none() {
+            self.dir = self.home.take().and_then(|h| h.prepare());
+        }
         let dir = self.dir.as_deref();
         let mut s = Spilled {
             data: Vec::new(),

@@ -1,6 +1,6 @@
 //! Loading the index: every index object, one batch at a time, into one
-//! [`MemIndex`] whose memory stays bounded (see `build`), optionally kept
-//! as a file in an index directory between runs (see `open`).
+//! [`MemIndex`] whose memory stays bounded (see `build`), kept as a file
+//! in the cache between runs when it grows large (see `open`).
 
 mod build;
 mod open;
@@ -8,13 +8,14 @@ mod runs;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 
 pub(crate) use build::IndexBuilder;
 
 use super::Repository;
+use super::cache::IndexHome;
 use crate::error::{Error, Result};
 use crate::format::index::{IndexFile, MemIndex};
 use crate::id::IndexId;
@@ -43,14 +44,14 @@ impl Repository {
     /// repair index` brings it back. Code that deletes or rewrites on the
     /// strength of the index uses [`Repository::load_index_strict`].
     pub fn load_index(&self) -> Result<MemIndex> {
-        let index = self.load_index_in(self.index_dir().as_deref(), false)?;
+        let index = self.load_index_kept(false)?;
         self.forget_unindexed_packs(&index);
         Ok(index)
     }
 
     /// Like [`Repository::load_index`], but a damaged index object is an error.
     pub(crate) fn load_index_strict(&self) -> Result<MemIndex> {
-        let index = self.load_index_in(self.index_dir().as_deref(), true)?;
+        let index = self.load_index_kept(true)?;
         self.forget_unindexed_packs(&index);
         Ok(index)
     }
@@ -65,24 +66,31 @@ impl Repository {
         }
     }
 
-    /// Where the index file is kept between runs: the repository's cache
-    /// (`cache::Cache::dir`; none when it is refreshed), else `REPO_TEST_INDEX_DIR` (tests and
-    /// `bench/memory.sh` on a local repository, which has no cache); without
-    /// either a large index lives in an anonymous temporary file that
+    /// Where the index file is kept between runs: the directory that holds
+    /// one now, and for a local repository where one would be made
+    /// (`cache::IndexHome`). A remote repository's cache directory holds it
+    /// (none when the cache is refreshed: commands that judge the
+    /// repository read it, not what was kept). Without either, or with
+    /// `--no-cache`, a large index lives in an anonymous temporary file that
     /// vanishes on exit.
-    fn index_dir(&self) -> Option<PathBuf> {
-        match self.cache() {
-            // Commands that judge the repository read it, not what was kept.
-            Some(c) if c.refreshing() => None,
-            Some(c) => Some(c.dir().to_path_buf()),
-            None => std::env::var_os("REPO_TEST_INDEX_DIR").map(PathBuf::from),
+    fn index_dir(&self) -> (Option<PathBuf>, Option<&IndexHome>) {
+        match (self.cache(), &self.index_home) {
+            (Some(c), _) if c.refreshing() => (None, None),
+            (Some(c), _) => (Some(c.dir().to_path_buf()), None),
+            (None, Some(h)) => (h.existing(write::FILE_NAME), Some(h)),
+            (None, None) => (None, None),
         }
     }
 
-    /// Loads the index, keeping its file in `dir` if it grows large. A file
-    /// already there is reused if it is whole and was built from index
-    /// objects that all still exist; only newer index objects are then read.
-    pub(crate) fn load_index_in(&self, dir: Option<&Path>, strict: bool) -> Result<MemIndex> {
+    /// Loads the index, keeping its file (see [`Repository::index_dir`]) if
+    /// it grows large. A file already there is reused if it is whole and
+    /// was built from index objects that all still exist; only newer index
+    /// objects are then read. A copy of the repository's folder has the
+    /// same id, so the same file: its index objects name what each copy
+    /// holds, and a file naming one the other copy lacks is rebuilt.
+    fn load_index_kept(&self, strict: bool) -> Result<MemIndex> {
+        let (dir, home) = self.index_dir();
+        let dir = dir.as_deref();
         let listed: BTreeSet<IndexId> = self.list_index_ids()?.into_iter().collect();
         let repo = self.config().id.0;
         let base = dir.and_then(|d| {
@@ -107,7 +115,7 @@ impl Repository {
             .flat_map(|b| b.sources.iter().copied())
             .collect();
         let todo: Vec<IndexId> = listed.difference(&known).copied().collect();
-        let mut b = IndexBuilder::new(repo, memory_limit(), dir, base);
+        let mut b = IndexBuilder::new(repo, memory_limit(), dir, base).made_in(home.cloned());
         self.each_index_object(&todo, |id, loaded| match loaded {
             Ok(f) => b.add(id, &f),
             Err(e) if !strict => {
