@@ -53,7 +53,6 @@ pub(super) struct Settings {
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Features {
     pub mlst: bool,
-    pub size: bool,
     pub mdtm: bool,
 }
 
@@ -86,6 +85,9 @@ pub(super) struct Pool {
     force_list: AtomicBool,
     /// Control connections opened so far, including replacements for broken ones.
     opened: AtomicU64,
+    /// Set by the first operation, which starts logging in the other connections.
+    warmed: AtomicBool,
+    max_connections: usize,
 }
 
 /// One operation's view of its connection.
@@ -133,6 +135,8 @@ impl Pool {
             pasv_only: AtomicBool::new(false),
             force_list: AtomicBool::new(false),
             opened: AtomicU64::new(0),
+            warmed: AtomicBool::new(false),
+            max_connections,
         }
     }
 
@@ -172,7 +176,7 @@ impl Pool {
 
     /// Like [`Pool::run`], but on the calling thread, for the synchronous API.
     pub(super) fn run_sync<T>(
-        &self,
+        self: &Arc<Self>,
         op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
     ) -> Result<T, FtpError> {
         let _permit = futures::executor::block_on(self.permits.acquire())
@@ -187,11 +191,47 @@ impl Pool {
         }
     }
 
+    /// Logs in the pool's other connections in the background, all at once, when the first
+    /// operation starts. A login costs five or six round trips (banner, USER, PASS, TYPE, OPTS,
+    /// FEAT); without this, each operation that first runs concurrently with others pays them in
+    /// turn, and over a wide-area link that is most of a short command's time.
+    ///
+    /// Each login holds a permit, so the pool never has more than `max_connections`
+    /// connections; an operation that finds none idle waits for the login already under way
+    /// rather than starting another. A failed login is dropped silently: the operation that
+    /// needs a connection then logs in itself and reports the error. Plain threads, not
+    /// tokio's blocking pool, so that a process ending meanwhile does not wait for them.
+    fn warm_up(self: &Arc<Self>) {
+        if self.warmed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        for _ in 1..self.max_connections {
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                break;
+            };
+            let pool = Arc::clone(self);
+            let login = move || {
+                let _permit = permit;
+                if let Ok(conn) = pool.connect() {
+                    pool.checkin(conn);
+                }
+            };
+            if std::thread::Builder::new()
+                .name("repo-ftp-login".into())
+                .spawn(login)
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+
     /// The retry loop: up to `1 + BACKOFF.len()` attempts, each on a checked connection.
     fn run_blocking<T>(
-        &self,
+        self: &Arc<Self>,
         mut op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
     ) -> Result<T, FtpError> {
+        self.warm_up();
         let mut reply_lost = false;
         let mut fresh = false;
         let mut attempt = 0;
@@ -335,7 +375,6 @@ impl Pool {
                 let has = |name: &str| f.keys().any(|k| k.eq_ignore_ascii_case(name));
                 Features {
                     mlst: has("MLST"),
-                    size: has("SIZE"),
                     mdtm: has("MDTM"),
                 }
             });
