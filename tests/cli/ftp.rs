@@ -603,3 +603,21 @@ async fn size_limited_reads() {
         assert!(got.bytes().await.unwrap().is_empty(), "{}", server.name);
     }
 }
+
+/// Names are UTF-8 on the wire: the servers announce UTF8 in FEAT, so no `OPTS UTF8 ON` is
+/// sent, and non-ASCII names must still round-trip (mirror and sync store any file name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_names() {
+    for server in servers() {
+        let store = store_in(&server, "utf8", 2);
+        let path = Path::from("données/naïve 名前.txt");
+        store
+            .put(&path, PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        let got = get_bytes(&store, &path).await;
+        assert_eq!(got.unwrap().as_ref(), b"x", "{}", server.name);
+        let listed = sorted_listing(&store, None).await;
+        assert_eq!(listed, [(path.to_string(), 1)], "{}", server.name);
+    }
+}

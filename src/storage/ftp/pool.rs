@@ -54,6 +54,8 @@ pub(super) struct Settings {
 pub(super) struct Features {
     pub mlst: bool,
     pub mdtm: bool,
+    /// UTF-8 path names (RFC 2640).
+    pub utf8: bool,
 }
 
 /// A logged-in control connection.
@@ -65,11 +67,44 @@ pub(super) struct Conn {
     answered: Instant,
 }
 
-/// A connection the server answered this recently is reused without a
-/// `NOOP` first: no server times a session out within seconds, and over a
-/// wide-area link the check would cost a round trip per operation. If it
-/// died anyway, the operation fails on it and is retried on a new one.
-const TRUSTED_IDLE: Duration = Duration::from_secs(2);
+/// A connection the server answered this recently is reused without a `NOOP` first, if it
+/// shows no sign of having been closed (see [`idle_state`], which costs no round trip): no
+/// server times a session out within seconds, and over a wide-area link the check would cost a
+/// round trip per operation. Longer idle, a firewall or NAT gateway may have forgotten the
+/// connection silently, and a failing `NOOP` is better than a failing first command, whose
+/// outcome would be unknown. If one died anyway, the operation fails on it and is retried on a
+/// new one.
+const TRUSTED_IDLE: Duration = Duration::from_secs(30);
+
+/// What an idle control connection has received since its last reply.
+#[derive(Debug, PartialEq, Eq)]
+enum Idle {
+    /// Nothing: as far as we can tell without asking, the session is alive.
+    Quiet,
+    /// The server closed it (end of stream or an error): unusable.
+    Closed,
+    /// Bytes nobody asked for, such as a 421 before the server closes an idle session (or a
+    /// late TLS record): only a `NOOP` tells whether it still works.
+    Talking,
+}
+
+/// Looks at the control socket without reading from it or waiting.
+fn idle_state(ftp: &Control) -> Idle {
+    let socket = ftp.get_ref();
+    if socket.set_nonblocking(true).is_err() {
+        return Idle::Closed;
+    }
+    let mut byte = [0u8; 1];
+    let state = match socket.peek(&mut byte) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Idle::Quiet,
+        Ok(0) | Err(_) => Idle::Closed,
+        Ok(_) => Idle::Talking,
+    };
+    if socket.set_nonblocking(false).is_err() {
+        return Idle::Closed;
+    }
+    state
+}
 
 /// A bounded set of connections to one server.
 pub(super) struct Pool {
@@ -290,13 +325,17 @@ impl Pool {
             let Some(mut conn) = idle else {
                 return self.connect();
             };
-            if conn.answered.elapsed() < TRUSTED_IDLE {
-                return Ok(conn);
-            }
-            // A failed NOOP means the server timed the session out or closed it (some do after
-            // a download the client stopped early); the connection is dropped, the next tried.
-            if conn.ftp.noop().is_ok() {
-                return Ok(conn);
+            // A closed connection or a failed NOOP means the server timed the session out or
+            // closed it (some do after a download the client stopped early); the connection is
+            // dropped, the next tried.
+            match idle_state(&conn.ftp) {
+                Idle::Closed => continue,
+                Idle::Quiet if conn.answered.elapsed() < TRUSTED_IDLE => return Ok(conn),
+                Idle::Quiet | Idle::Talking => {
+                    if conn.ftp.noop().is_ok() {
+                        return Ok(conn);
+                    }
+                }
             }
         }
     }
@@ -367,19 +406,27 @@ impl Pool {
                 path: String::new(),
                 source,
             })?;
-        // Object names are UTF-8; servers that do not know the option use it anyway or refuse
-        // it harmlessly, so the reply does not matter.
-        let _ = ftp.opts("UTF8", Some("ON"));
-        if self.features.get().is_none() {
-            let features = ftp.feat().map(|f| {
-                let has = |name: &str| f.keys().any(|k| k.eq_ignore_ascii_case(name));
-                Features {
-                    mlst: has("MLST"),
-                    mdtm: has("MDTM"),
-                }
-            });
-            // A server without FEAT supports none of the optional commands we would use.
-            let _ = self.features.set(features.unwrap_or_default());
+        let features = match self.features.get() {
+            Some(features) => *features,
+            None => {
+                let features = ftp.feat().map(|f| {
+                    let has = |name: &str| f.keys().any(|k| k.eq_ignore_ascii_case(name));
+                    Features {
+                        mlst: has("MLST"),
+                        mdtm: has("MDTM"),
+                        utf8: has("UTF8"),
+                    }
+                });
+                // A server without FEAT supports none of the optional commands we would use.
+                *self.features.get_or_init(|| features.unwrap_or_default())
+            }
+        };
+        // Object names are UTF-8. A server that announces UTF8 uses it for path names (RFC
+        // 2640), so asking costs a round trip per login for nothing; others are asked, and those
+        // that do not know the option use it anyway or refuse it harmlessly, so the reply does
+        // not matter.
+        if !features.utf8 {
+            let _ = ftp.opts("UTF8", Some("ON"));
         }
         Ok(Conn {
             ftp,
