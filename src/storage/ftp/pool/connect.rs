@@ -57,9 +57,9 @@ fn socket_state(socket: &TcpStream) -> Idle {
 
 impl Pool {
     /// Logs in the pool's other connections in the background, all at once, when the first
-    /// operation starts. A login costs five or six round trips (banner, USER, PASS, TYPE, OPTS,
-    /// FEAT); without this, each operation that first runs concurrently with others pays them in
-    /// turn, and over a wide-area link that is most of a short command's time.
+    /// operation starts. A login costs about five round trips (banner, USER, PASS, TYPE, and
+    /// FEAT or OPTS); without this, each operation that first runs concurrently with others
+    /// pays them in turn, and over a wide-area link that is most of a short command's time.
     ///
     /// Each login holds a permit, so the pool never has more than `max_connections`
     /// connections; an operation that finds none idle waits for the login already under way
