@@ -137,7 +137,7 @@ impl Storage {
         }
         let path = StorePath::from(key);
         // The FTP store fetches a whole object before handing it over, so
-        // it is told the limit and reads nothing of a larger object.
+        // it is told the limit and stops a larger object at limit + 1 bytes.
         let mut opts = object_store::GetOptions::default();
         if let Backend::Ftp(_) = self.backend {
             opts.extensions.insert(ftp::SizeLimit(limit));
@@ -184,9 +184,14 @@ impl Storage {
             return Ok(bytes);
         }
         let path = StorePath::from(key);
+        let mut opts = object_store::GetOptions::default().with_range(Some(offset..offset + len));
+        // Only the bytes are needed: the FTP store then skips its stat.
+        if let Backend::Ftp(_) = self.backend {
+            opts.extensions.insert(ftp::SizeLimit(len));
+        }
         let bytes = self
             .rt
-            .block_on(self.store.get_range(&path, offset..offset + len))
+            .block_on(async { self.store.get_opts(&path, opts).await?.bytes().await })
             .map_err(|e| {
                 // A range past the end means the object is shorter than its
                 // reader knows it to be: damage, not a storage failure.

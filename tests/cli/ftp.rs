@@ -541,3 +541,83 @@ async fn wrong_password_fails_without_leaking_it() {
         assert!(!format!("{store:?} {store}").contains("wrong-pw"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_operation_logs_in_the_whole_pool() {
+    for server in servers() {
+        let store = Arc::new(store_in(&server, "warmup", 3));
+        let path = Path::from("obj");
+        store
+            .put(&path, random_bytes(1000, 5).into())
+            .await
+            .unwrap();
+        // The other two connections log in meanwhile, not when operations first need them.
+        let mut waited = 0;
+        while store.connections_opened() < 3 && waited < 200 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        assert_eq!(store.connections_opened(), 3, "{}", server.name);
+        let reads: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, path) = (Arc::clone(&store), path.clone());
+                tokio::spawn(async move { get_bytes(&store, &path).await })
+            })
+            .collect();
+        for read in reads {
+            assert_eq!(read.await.unwrap().unwrap().len(), 1000, "{}", server.name);
+        }
+        // Three operations at once ran on the connections already logged in.
+        assert_eq!(store.connections_opened(), 3, "{}", server.name);
+    }
+}
+
+/// Reads with a `SizeLimit`, as the repository makes them: no stat first (so no modification
+/// time), the object's size when it is over the limit, and no data then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limited_reads() {
+    use repo::storage::ftp::SizeLimit;
+    let limited = |limit: u64| {
+        let mut opts = GetOptions::new();
+        opts.extensions.insert(SizeLimit(limit));
+        opts
+    };
+    for server in servers() {
+        let store = store_in(&server, "limit", 2);
+        let data = random_bytes(100_000, 9);
+        let path = Path::from("index/obj");
+        store.put(&path, data.clone().into()).await.unwrap();
+        let got = store.get_opts(&path, limited(100_000)).await.unwrap();
+        assert_eq!(got.meta.size, 100_000, "{}", server.name);
+        assert_eq!(got.meta.last_modified, chrono::DateTime::UNIX_EPOCH);
+        assert!(got.bytes().await.unwrap().as_ref() == data.as_slice());
+        let over = store.get_opts(&path, limited(99_999)).await.unwrap();
+        assert_eq!(over.meta.size, 100_000, "{}", server.name);
+        assert!(over.bytes().await.unwrap().is_empty());
+        let missing = store.get_opts(&Path::from("index/none"), limited(10)).await;
+        assert!(is_not_found(&missing), "{}: {missing:?}", server.name);
+        // The connection is still in step after the early stop.
+        let empty = Path::from("empty");
+        store.put(&empty, PutPayload::new()).await.unwrap();
+        let got = store.get_opts(&empty, limited(0)).await.unwrap();
+        assert!(got.bytes().await.unwrap().is_empty(), "{}", server.name);
+    }
+}
+
+/// Names are UTF-8 on the wire: the servers announce UTF8 in FEAT, so no `OPTS UTF8 ON` is
+/// sent, and non-ASCII names must still round-trip (mirror and sync store any file name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_names() {
+    for server in servers() {
+        let store = store_in(&server, "utf8", 2);
+        let path = Path::from("données/naïve 名前.txt");
+        store
+            .put(&path, PutPayload::from_static(b"x"))
+            .await
+            .unwrap();
+        let got = get_bytes(&store, &path).await;
+        assert_eq!(got.unwrap().as_ref(), b"x", "{}", server.name);
+        let listed = sorted_listing(&store, None).await;
+        assert_eq!(listed, [(path.to_string(), 1)], "{}", server.name);
+    }
+}

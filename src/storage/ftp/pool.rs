@@ -1,35 +1,28 @@
 //! Pooled FTP control connections, retries and error classification.
 //!
 //! FTP allows one transfer per control connection, so parallelism needs several logged-in
-//! connections. The pool hands each operation one connection for its whole duration (an upload
-//! is STOR + RNFR + RNTO on the same session), checks idle connections with `NOOP` before reuse
-//! because servers silently drop idle sessions, and retries transient failures with exponential
-//! backoff, replacing connections that failed.
+//! connections. The pool logs them all in when first used (see `connect.rs`), hands each
+//! operation one connection for its whole duration (an upload is STOR + RNFR + RNTO on the same
+//! session), checks idle connections before reuse because servers drop idle sessions, and
+//! retries transient failures with exponential backoff, replacing connections that failed.
 
-use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use suppaftp::rustls::ClientConfig;
-use suppaftp::rustls::client::Resumption;
-use suppaftp::types::{FileType, Response};
-use suppaftp::{FtpResult, Mode, RustlsConnector, RustlsFtpStream};
+use suppaftp::types::Response;
+use suppaftp::{FtpResult, Mode, RustlsFtpStream};
 use tokio::sync::Semaphore;
 
 use super::FtpError;
 
+mod connect;
+use connect::{Idle, idle_state};
+
 /// A control connection; plain connections simply never use the TLS type.
 type Control = RustlsFtpStream;
 
-/// Limit for establishing a TCP connection, control or data.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Read and write timeout on every socket, so a stalled server surfaces as a (retried) error
-/// instead of hanging a worker thread forever.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
-/// TLS sessions remembered per control connection for resuming on its data connections.
-const SESSION_CACHE_SIZE: usize = 8;
 /// Waits before the 2nd, 3rd and 4th attempt of an operation that failed transiently.
 const BACKOFF: [Duration; 3] = [
     Duration::from_millis(100),
@@ -53,8 +46,9 @@ pub(super) struct Settings {
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Features {
     pub mlst: bool,
-    pub size: bool,
     pub mdtm: bool,
+    /// UTF-8 path names (RFC 2640).
+    pub utf8: bool,
 }
 
 /// A logged-in control connection.
@@ -66,11 +60,14 @@ pub(super) struct Conn {
     answered: Instant,
 }
 
-/// A connection the server answered this recently is reused without a
-/// `NOOP` first: no server times a session out within seconds, and over a
-/// wide-area link the check would cost a round trip per operation. If it
-/// died anyway, the operation fails on it and is retried on a new one.
-const TRUSTED_IDLE: Duration = Duration::from_secs(2);
+/// A connection the server answered this recently is reused without a `NOOP` first, if it
+/// shows no sign of having been closed (see [`idle_state`], which costs no round trip): no
+/// server times a session out within seconds, and over a wide-area link the check would cost a
+/// round trip per operation. Longer idle, a firewall or NAT gateway may have forgotten the
+/// connection silently, and a failing `NOOP` is better than a failing first command, whose
+/// outcome would be unknown. If one died anyway, the operation fails on it and is retried on a
+/// new one.
+const TRUSTED_IDLE: Duration = Duration::from_secs(30);
 
 /// A bounded set of connections to one server.
 pub(super) struct Pool {
@@ -86,6 +83,9 @@ pub(super) struct Pool {
     force_list: AtomicBool,
     /// Control connections opened so far, including replacements for broken ones.
     opened: AtomicU64,
+    /// Set by the first operation, which starts logging in the other connections.
+    warmed: AtomicBool,
+    max_connections: usize,
 }
 
 /// One operation's view of its connection.
@@ -133,6 +133,8 @@ impl Pool {
             pasv_only: AtomicBool::new(false),
             force_list: AtomicBool::new(false),
             opened: AtomicU64::new(0),
+            warmed: AtomicBool::new(false),
+            max_connections,
         }
     }
 
@@ -172,7 +174,7 @@ impl Pool {
 
     /// Like [`Pool::run`], but on the calling thread, for the synchronous API.
     pub(super) fn run_sync<T>(
-        &self,
+        self: &Arc<Self>,
         op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
     ) -> Result<T, FtpError> {
         let _permit = futures::executor::block_on(self.permits.acquire())
@@ -189,9 +191,10 @@ impl Pool {
 
     /// The retry loop: up to `1 + BACKOFF.len()` attempts, each on a checked connection.
     fn run_blocking<T>(
-        &self,
+        self: &Arc<Self>,
         mut op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
     ) -> Result<T, FtpError> {
+        self.warm_up();
         let mut reply_lost = false;
         let mut fresh = false;
         let mut attempt = 0;
@@ -250,13 +253,17 @@ impl Pool {
             let Some(mut conn) = idle else {
                 return self.connect();
             };
-            if conn.answered.elapsed() < TRUSTED_IDLE {
-                return Ok(conn);
-            }
-            // A failed NOOP means the server timed the session out or closed it (some do after
-            // a download the client stopped early); the connection is dropped, the next tried.
-            if conn.ftp.noop().is_ok() {
-                return Ok(conn);
+            // A closed connection or a failed NOOP means the server timed the session out or
+            // closed it (some do after a download the client stopped early); the connection is
+            // dropped, the next tried.
+            match idle_state(&conn.ftp) {
+                Idle::Closed => continue,
+                Idle::Quiet if conn.answered.elapsed() < TRUSTED_IDLE => return Ok(conn),
+                Idle::Quiet | Idle::Talking => {
+                    if conn.ftp.noop().is_ok() {
+                        return Ok(conn);
+                    }
+                }
             }
         }
     }
@@ -267,86 +274,6 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(conn);
-    }
-
-    /// Connects, secures (for FTPS), logs in and prepares a new control connection.
-    fn connect(&self) -> Result<Conn, FtpError> {
-        let s = &self.settings;
-        self.opened.fetch_add(1, Ordering::Relaxed);
-        let connect_error = |source| FtpError::Connect {
-            server: Arc::clone(&s.server),
-            source,
-        };
-        let stream = open_tcp(&s.host, s.port)
-            .map_err(|e| connect_error(suppaftp::FtpError::ConnectionError(e)))?;
-        let mut ftp = Control::connect_with_stream(stream)
-            .map_err(connect_error)?
-            .passive_stream_builder(|addr| {
-                data_tcp(addr).map_err(suppaftp::FtpError::ConnectionError)
-            });
-        // Use the control connection's address for PASV data connections: servers behind NAT
-        // announce private addresses, and a server must not steer us to a third host anyway.
-        ftp.set_passive_nat_workaround(true);
-        let epsv = !self.pasv_only.load(Ordering::Relaxed);
-        ftp.set_mode(if epsv {
-            Mode::ExtendedPassive
-        } else {
-            Mode::Passive
-        });
-        if let Some(tls) = &s.tls {
-            // Servers such as ProFTPD and vsftpd (by default) accept a data connection only if
-            // it resumes the TLS session of its own control connection. A session cache shared
-            // by the whole pool would offer tickets of other control connections, so each
-            // connection gets a cache of its own.
-            //
-            // rustls uses a TLS 1.3 ticket only once, and OpenSSL-based servers issue a new one
-            // on a data connection only if they write to it: downloads replace their ticket,
-            // uploads use one up. Once a connection has run out, such servers refuse the data
-            // connection with 425, which discards this connection; the retry logs in afresh
-            // and gets new tickets.
-            let mut config = ClientConfig::clone(tls);
-            config.resumption = Resumption::in_memory_sessions(SESSION_CACHE_SIZE);
-            ftp = ftp
-                .into_secure(RustlsConnector::from(Arc::new(config)), &s.host)
-                .map_err(|source| FtpError::Tls {
-                    server: Arc::clone(&s.server),
-                    source,
-                })?;
-        }
-        ftp.login(s.user.as_str(), s.password.as_str())
-            .map_err(|source| FtpError::Login {
-                server: Arc::clone(&s.server),
-                source,
-            })?;
-        // Binary mode: in the default ASCII mode servers may rewrite line endings and refuse
-        // REST and SIZE.
-        ftp.transfer_type(FileType::Binary)
-            .map_err(|source| FtpError::Command {
-                server: Arc::clone(&s.server),
-                op: "TYPE I",
-                path: String::new(),
-                source,
-            })?;
-        // Object names are UTF-8; servers that do not know the option use it anyway or refuse
-        // it harmlessly, so the reply does not matter.
-        let _ = ftp.opts("UTF8", Some("ON"));
-        if self.features.get().is_none() {
-            let features = ftp.feat().map(|f| {
-                let has = |name: &str| f.keys().any(|k| k.eq_ignore_ascii_case(name));
-                Features {
-                    mlst: has("MLST"),
-                    size: has("SIZE"),
-                    mdtm: has("MDTM"),
-                }
-            });
-            // A server without FEAT supports none of the optional commands we would use.
-            let _ = self.features.set(features.unwrap_or_default());
-        }
-        Ok(Conn {
-            ftp,
-            epsv,
-            answered: Instant::now(),
-        })
     }
 }
 
@@ -513,39 +440,10 @@ fn classify_protocol(err: &suppaftp::FtpError) -> Class {
     }
 }
 
-/// Connects to the first reachable address of `host:port`.
-fn open_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
-    let mut last_error = None;
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(stream) => {
-                configure(&stream)?;
-                return Ok(stream);
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
-    }))
-}
-
-/// Opens a passive-mode data connection with the same timeouts as the control connection.
-fn data_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-    configure(&stream)?;
-    Ok(stream)
-}
-
-fn configure(stream: &TcpStream) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    stream.set_nodelay(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
     use suppaftp::Status;
 
     fn reply(status: Status, body: &str) -> suppaftp::FtpError {

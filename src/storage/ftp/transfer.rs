@@ -1,5 +1,5 @@
 //! Moving object bytes over a data connection: uploads (temporary name,
-//! size check, rename into place) and downloads of whole objects or ranges.
+//! rename into place) and downloads of whole objects or ranges.
 
 use std::io::{Read, Write};
 use std::ops::Range;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectMeta, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectMeta, PutPayload};
 
 use super::FtpError;
 use super::commands::{
@@ -28,11 +28,14 @@ fn store(s: &mut Session<'_>, remote: &str, payload: &PutPayload) -> Result<(), 
     if let Err(e) = transfer.flush() {
         return Err(s.error("STOR", remote, suppaftp::FtpError::ConnectionError(e)));
     }
-    // finish() closes the data connection and reads the 226 that confirms the file is stored.
+    // finish() closes the data connection and reads the 226 that confirms the file is stored:
+    // the server saw our end of the data connection after the last byte, and one that cannot
+    // store everything says so instead (full disk: pyftpdlib 426, ProFTPD 451). So no SIZE
+    // follows, a round trip saved per upload.
     transfer.finish().map_err(|e| s.error("STOR", remote, e))
 }
 
-/// The object upload: temp file, optional size check, rename into place.
+/// The object upload: temp file, rename into place.
 pub(super) fn upload(
     s: &mut Session<'_>,
     remote: &str,
@@ -52,31 +55,12 @@ pub(super) fn upload(
         }
         other => other?,
     }
-    let result = verify_size(s, &temp, payload.content_length() as u64)
-        .and_then(|()| move_into_place(s, &temp, remote, !create));
+    let result = move_into_place(s, &temp, remote, !create);
     if result.is_err() {
         // Best effort: a leftover temporary file is hidden from listings anyway.
         let _ = s.command("DELE", &temp, |ftp| ftp.rm(&temp));
     }
     result
-}
-
-/// Checks the stored size when the server supports SIZE, catching truncated uploads.
-fn verify_size(s: &mut Session<'_>, remote: &str, expected: u64) -> Result<(), FtpError> {
-    if !s.features().size {
-        return Ok(());
-    }
-    let actual = s.command("SIZE", remote, |ftp| ftp.size(remote))? as u64;
-    if actual == expected {
-        Ok(())
-    } else {
-        Err(FtpError::SizeMismatch {
-            server: Arc::clone(s.server()),
-            path: remote.to_string(),
-            expected,
-            actual,
-        })
-    }
 }
 
 /// Downloads `range` of `remote`; `to_end` says the range ends at the end of the file.
@@ -87,16 +71,42 @@ pub(super) fn retrieve(
     to_end: bool,
 ) -> Result<Bytes, FtpError> {
     let len = range.end - range.start;
-    let offset = usize::try_from(range.start).map_err(|_| FtpError::Range {
+    // To the end: one byte more than the stat said is enough to know the
+    // file is not what it claimed, and a lying server cannot fill memory.
+    let cap = if to_end { len + 1 } else { len };
+    let data = download(s, remote, range.start, cap, len)?;
+    let actual = data.len() as u64;
+    if actual != len {
+        return Err(FtpError::SizeMismatch {
+            server: Arc::clone(s.server()),
+            path: remote.to_string(),
+            expected: len,
+            actual,
+        });
+    }
+    Ok(Bytes::from(data))
+}
+
+/// Downloads at most `cap` bytes of `remote` from `offset`, reserving `expected` bytes.
+///
+/// Fewer than `cap` bytes means the server sent the whole rest of the file, which its 226 must
+/// confirm (a 426 says the transfer broke). At `cap` bytes the download stops early.
+fn download(
+    s: &mut Session<'_>,
+    remote: &str,
+    offset: u64,
+    cap: u64,
+    expected: u64,
+) -> Result<Vec<u8>, FtpError> {
+    let too_large = |message: &str| FtpError::Range {
         server: Arc::clone(s.server()),
         path: remote.to_string(),
-        message: "offset too large for this platform".into(),
-    })?;
-    let capacity = usize::try_from(len).map_err(|_| FtpError::Range {
-        server: Arc::clone(s.server()),
-        path: remote.to_string(),
-        message: "range too large for this platform".into(),
-    })?;
+        message: message.into(),
+    };
+    let offset =
+        usize::try_from(offset).map_err(|_| too_large("offset too large for this platform"))?;
+    let capacity =
+        usize::try_from(expected).map_err(|_| too_large("range too large for this platform"))?;
     let mut transfer = match s.data_command("RETR", remote, |ftp| {
         // REST must directly precede RETR; suppaftp sends it then, and again on an EPSV retry.
         // A read from the start needs none (a round trip saved per object).
@@ -110,18 +120,10 @@ pub(super) fn retrieve(
         Err(e) => return Err(e),
     };
     let mut data = Vec::with_capacity(capacity);
-    // To the end: one byte more than the stat said is enough to know the
-    // file is not what it claimed, and a lying server cannot fill memory.
-    let read = if to_end {
-        (&mut transfer).take(len + 1).read_to_end(&mut data)
-    } else {
-        (&mut transfer).take(len).read_to_end(&mut data)
-    };
-    if let Err(e) = read {
+    if let Err(e) = (&mut transfer).take(cap).read_to_end(&mut data) {
         return Err(s.error("RETR", remote, suppaftp::FtpError::ConnectionError(e)));
     }
-    let actual = data.len() as u64;
-    if actual < len || (to_end && actual == len) {
+    if (data.len() as u64) < cap {
         // The server sent everything it had: its 226 (or 426) tells whether that is the file.
         transfer.finish().map_err(|e| s.error("RETR", remote, e))?;
     } else {
@@ -134,21 +136,22 @@ pub(super) fn retrieve(
             Err(_) => s.discard_connection(),
         }
     }
-    if actual != len {
-        return Err(FtpError::SizeMismatch {
-            server: Arc::clone(s.server()),
-            path: remote.to_string(),
-            expected: len,
-            actual,
-        });
-    }
-    Ok(Bytes::from(data))
+    Ok(data)
 }
 
 /// Passed in a read's `GetOptions::extensions`: the most bytes the caller
-/// will take. A larger object is not read at all (its size, from the stat
-/// every read makes first, is returned with no data), so a planted huge
-/// object costs no transfer and no extra round trip.
+/// will take, and a promise that it needs no metadata but the size.
+///
+/// Such a read of a whole object or of a bounded range (with no HEAD or
+/// precondition) skips the stat other reads make first, a round trip saved
+/// per object: it downloads at most `limit + 1` bytes (a range: its
+/// length), and the server's 226 after the end of the data proves the
+/// object complete. Its metadata then has no modification time (the Unix
+/// epoch) and the size seen: exact when the read reached the end of the
+/// object, else the end of the range. A whole object over the limit is cut
+/// off after `limit + 1` bytes and returned with no data and its size (from
+/// a stat, made only then), so a planted huge object costs no more than the
+/// caller allows.
 #[derive(Debug, Clone, Copy)]
 pub struct SizeLimit(pub u64);
 
@@ -166,6 +169,9 @@ pub(super) fn fetch(
     remote: &str,
     options: &GetOptions,
 ) -> Result<object_store::Result<Fetched>, FtpError> {
+    if let Some(read) = unstated_read(options) {
+        return fetch_unstated(s, location, remote, read).map(Ok);
+    }
     let stat = stat_file(s, remote)?.ok_or_else(|| not_found(s, remote))?;
     let meta = ObjectMeta {
         location: location.clone(),
@@ -181,11 +187,7 @@ pub(super) fn fetch(
     if let Some(SizeLimit(limit)) = options.extensions.get::<SizeLimit>()
         && stat.size > *limit
     {
-        return Ok(Ok(Fetched {
-            meta,
-            range: 0..0,
-            data: Bytes::new(),
-        }));
+        return Ok(Ok(over_limit(meta)));
     }
     let range = match &options.range {
         None => 0..stat.size,
@@ -207,4 +209,80 @@ pub(super) fn fetch(
         retrieve(s, remote, range.clone(), range.end == stat.size)?
     };
     Ok(Ok(Fetched { meta, range, data }))
+}
+
+/// A read that may skip the stat (see [`SizeLimit`]): no HEAD, no preconditions, and a whole
+/// object or a non-empty bounded range no longer than the limit.
+fn unstated_read(options: &GetOptions) -> Option<Unstated> {
+    let SizeLimit(limit) = *options.extensions.get::<SizeLimit>()?;
+    let plain = !options.head
+        && options.if_match.is_none()
+        && options.if_none_match.is_none()
+        && options.if_modified_since.is_none()
+        && options.if_unmodified_since.is_none();
+    match &options.range {
+        _ if !plain => None,
+        None => Some(Unstated::Whole { limit }),
+        Some(GetRange::Bounded(r)) if r.start < r.end && r.end - r.start <= limit => {
+            Some(Unstated::Range(r.clone()))
+        }
+        Some(_) => None,
+    }
+}
+
+/// What a read without a stat downloads.
+enum Unstated {
+    /// The whole object, if it has at most `limit` bytes.
+    Whole { limit: u64 },
+    /// These bytes, or those up to the end of a shorter object.
+    Range(Range<u64>),
+}
+
+/// A read with RETR alone (see [`SizeLimit`]).
+fn fetch_unstated(
+    s: &mut Session<'_>,
+    location: &Path,
+    remote: &str,
+    read: Unstated,
+) -> Result<Fetched, FtpError> {
+    let (offset, cap) = match &read {
+        Unstated::Whole { limit } => (0, limit.saturating_add(1)),
+        Unstated::Range(r) => (r.start, r.end - r.start),
+    };
+    let expected = if matches!(read, Unstated::Range(_)) {
+        cap
+    } else {
+        0
+    };
+    let data = download(s, remote, offset, cap, expected)?;
+    let got = data.len() as u64;
+    let mut meta = ObjectMeta {
+        location: location.clone(),
+        last_modified: DateTime::<Utc>::UNIX_EPOCH,
+        // Exact when the read reached the end, else all that is known.
+        size: offset + got,
+        e_tag: None,
+        version: None,
+    };
+    if matches!(read, Unstated::Range(_)) || got < cap {
+        return Ok(Fetched {
+            meta,
+            range: offset..offset + got,
+            data: Bytes::from(data),
+        });
+    }
+    // Too large: its real size for the caller's message, if the server still says it. The
+    // connection may be gone after the early stop, so a failed stat is no error here.
+    let stat = stat_file(s, remote).ok().flatten();
+    meta.size = stat.map_or(cap, |stat| stat.size.max(cap));
+    Ok(over_limit(meta))
+}
+
+/// The answer to a read of an object over the caller's limit: its metadata, no data.
+fn over_limit(meta: ObjectMeta) -> Fetched {
+    Fetched {
+        meta,
+        range: 0..0,
+        data: Bytes::new(),
+    }
 }
