@@ -66,8 +66,8 @@ impl Config {
     pub(super) fn load(path: &Path) -> repo::Result<Config> {
         let text = read(path)?;
         let config = parse::parse(path, &text)?;
-        if config.holds_secret() {
-            refuse_if_readable(path)?;
+        if let Some((section, entry)) = config.secret() {
+            refuse_if_readable(path, section, entry)?;
         }
         Ok(config)
     }
@@ -82,14 +82,14 @@ impl Config {
         self.jobs.iter().find(|s| s.name == name)
     }
 
-    /// Whether some value is a secret (a password inside a URL): then the
-    /// file must be as private as a key file.
-    fn holds_secret(&self) -> bool {
+    /// The first value that is a secret (a password inside a URL), with its
+    /// section: then the file must be as private as a key file.
+    fn secret(&self) -> Option<(&Section, &Entry)> {
         self.repositories
             .iter()
             .chain(&self.jobs)
-            .flat_map(|s| &s.entries)
-            .any(|e| e.value.strings().any(url_has_password))
+            .flat_map(|s| s.entries.iter().map(move |e| (s, e)))
+            .find(|(_, e)| e.value.strings().any(url_has_password))
     }
 }
 
@@ -125,9 +125,9 @@ fn read(path: &Path) -> repo::Result<String> {
     Ok(text)
 }
 
-/// Refuses a file holding a secret that group or others may read, as key
-/// files are refused.
-fn refuse_if_readable(path: &Path) -> repo::Result<()> {
+/// Refuses a file holding a secret (`entry` of `section`) that group or
+/// others may read, as key files are refused.
+fn refuse_if_readable(path: &Path, section: &Section, entry: &Entry) -> repo::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let md = std::fs::metadata(path).map_err(|e| {
         repo::Error::Usage(format!(
@@ -137,12 +137,18 @@ fn refuse_if_readable(path: &Path) -> repo::Result<()> {
     })?;
     let mode = md.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(repo::Error::Usage(format!(
-            "{}: it holds a password (in a URL) and its mode is {mode:04o}, so others may read \
-             it; run `chmod 600 {}`, or move the password to a password file",
-            path.display(),
-            path.display()
-        )));
+        return Err(mistake(
+            path,
+            entry.line,
+            format!(
+                "key `{}` in {} holds a password (in a URL), and the file's mode is {mode:04o}, \
+                 so others may read it; run `chmod 600 {}`, or move the password to a password \
+                 file",
+                entry.key,
+                section.title(),
+                path.display()
+            ),
+        ));
     }
     Ok(())
 }

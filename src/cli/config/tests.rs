@@ -71,7 +71,11 @@ fn passwords_in_urls_are_secrets() {
     assert!(!url_has_password("s3://bucket/path"));
     assert!(!url_has_password("/home/me:odd@name"));
     let c = parsed("[jobs.p]\nkind = \"mirror\"\ndestination = \"ftp://me:pw@nas/p\"\n").unwrap();
-    assert!(c.holds_secret());
+    let (section, entry) = c.secret().unwrap();
+    assert_eq!(
+        (section.name.as_str(), entry.key.as_str(), entry.line),
+        ("p", "destination", 3)
+    );
     let c = parsed("[jobs.p]\nkind = \"mirror\"\ndestination = \"ftp://me@nas/p\"\n").unwrap();
-    assert!(!c.holds_secret());
+    assert!(c.secret().is_none());
 }

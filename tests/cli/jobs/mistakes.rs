@@ -114,7 +114,9 @@ fn a_file_others_can_read_may_not_hold_a_password() {
     s.chmod(0o640);
     let r = s.run(&["run", "--list"]);
     r.code(2);
-    r.stderr_has("chmod 600");
+    r.stderr_has("chmod 600")
+        .stderr_has(&format!("{}:4:", s.config.display()))
+        .stderr_has("key `destination` in [jobs.photos]");
     assert!(
         !r.stderr.contains("secret"),
         "the password is not shown: {r}"
