@@ -116,7 +116,7 @@ const FAMILIES: [(&str, &str); 6] = [
 /// that failed keeps its last success, so "no success for two days" alerts
 /// work for every job whichever ran last.
 pub(super) fn write_metrics(path: &Path, runs: &[Metric]) -> std::io::Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let old = read_old(path);
     // (family, job) -> sample line.
     let mut samples: BTreeMap<(String, String), String> = old
         .lines()
@@ -158,8 +158,41 @@ pub(super) fn write_metrics(path: &Path, runs: &[Metric]) -> std::io::Result<()>
         }
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    // The folder may be one others can write (a collector's textfile
+    // folder): whatever sits at the temporary name (a leftover, or a link
+    // planted to make us overwrite another file) goes, and the file is
+    // created anew, never opened through a link.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Largest previous metrics file whose lines are kept: thousands of jobs.
+const MAX_OLD_METRICS: u64 = 4 << 20;
+
+/// The previous metrics file, if any; a larger one (or a link to a device
+/// planted in its place) is not read beyond [`MAX_OLD_METRICS`] and starts
+/// afresh.
+fn read_old(path: &Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_OLD_METRICS + 1).read_to_string(&mut text));
+    if read.is_err() || text.len() as u64 > MAX_OLD_METRICS {
+        return String::new();
+    }
+    text
 }
 
 /// The value of metric `name` for run `r`, if it has one.
@@ -195,4 +228,37 @@ fn label(s: &str) -> String {
 /// A warning on stderr, as the library's are shown.
 pub(super) fn warn(m: &str) {
     eprintln!("warning: {}", super::text::escape(m));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metric(job: &str) -> Metric {
+        Metric {
+            job: job.into(),
+            kind: "backup".into(),
+            start: SystemTime::now(),
+            secs: 1.0,
+            code: 0,
+            report: None,
+        }
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let file = dir.path().join("repo.prom");
+        let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_metrics(&file, &[metric("home")]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .contains("job=\"home\"")
+        );
+    }
 }
