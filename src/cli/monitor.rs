@@ -123,7 +123,7 @@ pub(super) fn write_metrics(path: &Path, runs: &[Metric]) -> std::io::Result<()>
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (name, rest) = l.split_once('{')?;
-            let job = rest.strip_prefix("job=\"")?.split('"').next()?;
+            let job = escaped_label(rest.strip_prefix("job=\"")?)?;
             Some(((name.to_string(), job.to_string()), l.to_string()))
         })
         .collect();
@@ -218,6 +218,21 @@ fn value(name: &str, r: &Metric) -> Option<String> {
     })
 }
 
+/// The escaped label value at the start of `s`, up to its closing quote
+/// (a quote not escaped by a backslash), as [`label`] wrote it.
+fn escaped_label(s: &str) -> Option<&str> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(&s[..i]),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A label value escaped for the text format.
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -260,5 +275,20 @@ mod tests {
                 .unwrap()
                 .contains("job=\"home\"")
         );
+    }
+
+    #[test]
+    fn a_job_name_with_a_quote_keeps_one_line_per_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("repo.prom");
+        let name = "say \"hi\", kind=\"x\"";
+        write_metrics(&file, &[metric(name)]).unwrap();
+        write_metrics(&file, &[metric(name), metric("other")]).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let codes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("repo_job_exit_code{"))
+            .collect();
+        assert_eq!(codes.len(), 2, "{text}");
     }
 }
