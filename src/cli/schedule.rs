@@ -74,6 +74,8 @@ pub(super) fn run(args: &ScheduleArgs, config_flag: Option<&Path>) -> Result<u8>
             known.join(", ")
         )));
     }
+    one_line("--on-calendar", &args.on_calendar)?;
+    one_line("--randomized-delay", &args.randomized_delay)?;
     check_calendar(&args.on_calendar)?;
     let exe = std::env::current_exe()?;
     let command = [
@@ -143,6 +145,19 @@ fn check_name(job: &str) -> Result<()> {
         bail!(repo::Error::Usage(format!(
             "job name `{job}` cannot name a systemd unit: use letters, digits, `-`, `_` and `.` \
              (rename the [jobs.{job}] section)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a value holding a line break or another control character: in
+/// a unit file it would start a setting of its own (`Unit=` another
+/// service, say).
+fn one_line(flag: &str, value: &str) -> Result<()> {
+    if value.chars().any(char::is_control) {
+        bail!(repo::Error::Usage(format!(
+            "{flag} {value:?} holds a line break or another control character, which a unit \
+             file cannot hold; give it on one line"
         )));
     }
     Ok(())
@@ -244,6 +259,8 @@ fn cron_line(spec: &str, command: &str) -> String {
         "monthly" => Some("0 0 1 * *".to_string()),
         other => time(other.trim_start_matches("*-*-* ")),
     };
+    // cron turns an unescaped `%` of the command into a line break.
+    let command = command.replace('%', "\\%");
     match when {
         Some(w) => format!("{w} {command}"),
         None => format!("0 3 * * * {command}    # adapt the time: cron cannot say {spec:?}"),

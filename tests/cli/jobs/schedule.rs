@@ -106,3 +106,37 @@ fn a_job_is_scheduled_listed_and_removed() {
         .code(2)
         .stderr_has("not scheduled");
 }
+
+#[test]
+fn odd_schedule_values_cannot_break_the_units_or_the_crontab_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A config file in a folder whose name cron would cut at `%`.
+    let dir = tmp.path().join("50%off");
+    std::fs::create_dir(&dir).unwrap();
+    let s = Setup::new(&dir);
+    s.write(&format!(
+        "[jobs.home]\nkind = \"check\"\nrepository = \"{}\"\n",
+        s.path("r1")
+    ));
+    let xdg = tmp.path().join("xdg");
+    let cmd = |args: &[&str]| {
+        let mut c = s.cmd(args);
+        c.env("XDG_CONFIG_HOME", &xdg);
+        c
+    };
+    // A newline would add a line of its own to the timer (here: start
+    // another unit).
+    run(cmd(&[
+        "schedule",
+        "home",
+        "--user",
+        "--randomized-delay",
+        "10min\nUnit=other.service",
+    ]))
+    .code(2)
+    .stderr_has("randomized-delay");
+    assert!(!xdg.join("systemd/user").exists());
+    // cron turns an unescaped `%` into a newline.
+    let printed = run(cmd(&["schedule", "home", "--user", "--print"]));
+    printed.success().stdout_has("50\\%off");
+}
