@@ -465,9 +465,12 @@ fn repository_of(
         ));
     };
     match config.repository(name) {
-        // The job's own keys win over its repository's.
+        // The job's own keys win over its repository's; a job that says how
+        // to unlock says it instead of all of the repository's ways.
         Some(section) => named::repository_args(&config.path, section, &|k| {
-            named::given(matches, k) || job.get(k).is_some()
+            let credential = named::CREDENTIALS.contains(&k)
+                && named::CREDENTIALS.iter().any(|c| job.get(c).is_some());
+            named::given(matches, k) || job.get(k).is_some() || credential
         }),
         None if named::is_name(name) => anyhow::bail!(mistake(
             &config.path,

@@ -15,7 +15,7 @@ use super::config::{Config, Section, Target, section_args};
 /// Flags that choose how the repository is unlocked: given any one of them
 /// (or `REPO_PASSWORD`), the file's are all left out, so that a password
 /// given now never meets the file's key file.
-const CREDENTIALS: [&str; 3] = ["password-file", "password-command", "key-file"];
+pub(super) const CREDENTIALS: [&str; 3] = ["password-file", "password-command", "key-file"];
 
 /// Parses the command line, putting in the settings of a repository named
 /// by `-r` from the config file.

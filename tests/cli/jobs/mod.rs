@@ -265,3 +265,21 @@ fn the_command_line_and_the_environment_win_over_the_file() {
         .env("REPO_PASSWORD", "job-password");
     run(c).code(10);
 }
+
+/// A job's own way of unlocking wins over its repository's as a whole, as
+/// the command line's does: a password file never meets the section's key
+/// file.
+#[test]
+fn a_jobs_password_file_replaces_its_repositorys_key_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    s.write(&format!(
+        "[repositories.local]\nlocation = \"{}\"\nkey-file = \"{}\"\n\n\
+         [jobs.verify]\nkind = \"check\"\nrepository = \"local\"\npassword-file = \"{}\"\n",
+        s.path("r1"),
+        s.path("elsewhere.key"),
+        s.path("pass")
+    ));
+    s.run(&["run", "verify"]).success();
+}
