@@ -28,6 +28,13 @@ pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
     let Some(path) = Config::locate(cli.config.as_deref()) else {
         return Ok((cli, matches));
     };
+    // A default file this user may not read (the system's, private to
+    // root because it holds a password) is another user's, not a mistake
+    // of theirs: NAME is then a folder, as without a config file.
+    let denied = |e: std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    if cli.config.is_none() && std::fs::File::open(&path).is_err_and(denied) {
+        return Ok((cli, matches));
+    }
     let config = Config::load(&path)?;
     let Some(section) = config.repository(&name) else {
         return Ok((cli, matches));

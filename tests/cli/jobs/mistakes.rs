@@ -128,3 +128,39 @@ fn a_file_others_can_read_may_not_hold_a_password() {
     s.chmod(0o644);
     s.run(&["run", "--list"]).success();
 }
+
+/// The system's config file is private to root when it holds a password
+/// (as required): another user's `-r NAME` (a folder of that name) must
+/// not fail on it, that user has no config file of their own.
+#[test]
+fn a_default_config_the_user_cannot_read_is_not_theirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let xdg = tmp.path().join("xdg");
+    let file = xdg.join("repo/repo.toml");
+    crate::support::write_file(&file, b"[repositories.r1]\nlocation = \"/x\"\n");
+    for p in [tmp.path(), &xdg, &xdg.join("repo")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads any file: run as nobody then.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    let bin = crate::support::BIN;
+    let mut c = if root {
+        let mut c = crate::support::clean_command("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        crate::support::clean_command(bin)
+    };
+    c.args(["-r", "not-here", "snapshots"])
+        .current_dir(tmp.path())
+        .env("XDG_CONFIG_HOME", &xdg)
+        .env("REPO_PASSWORD", "pw")
+        .env("REPO_CACHE_DIR", tmp.path().join("cache"));
+    // No repository there (10), not a config file it may not read (2).
+    crate::support::run(c).code(10);
+}
