@@ -411,8 +411,10 @@ fn job_cli(
     let own = section_args(&Cli::command(), &target, job, file, JOB_KEYS, &given)?;
     argv.extend(own.globals);
     argv.push(kind.command.into());
+    // (Once: a job may be a dry run of its own, `dry-run = true`.)
+    let own_dry_run = own.command.iter().any(|a| a == "--dry-run");
     argv.extend(own.command);
-    if dry_run && kind.dry_run {
+    if dry_run && kind.dry_run && !own_dry_run {
         argv.push("--dry-run".into());
     }
     if kind.assume_yes && job.get("yes").is_none() {

@@ -283,3 +283,23 @@ fn a_jobs_password_file_replaces_its_repositorys_key_file() {
     ));
     s.run(&["run", "verify"]).success();
 }
+
+/// `repo run --dry-run` over a job that is a dry run of its own: one
+/// `--dry-run`, not a usage error for giving it twice.
+#[test]
+fn a_dry_run_job_runs_under_run_dry_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    let src = tmp.path().join("src");
+    simple_tree(&src, 74);
+    s.init(&s.path("r1"));
+    s.write(&format!(
+        "[jobs.try]\nkind = \"backup\"\nrepository = \"{}\"\npassword-file = \"{}\"\n\
+         dry-run = true\npaths = [\"{}\"]\n",
+        s.path("r1"),
+        s.path("pass"),
+        src.display()
+    ));
+    s.run(&["run", "--dry-run"]).success();
+    s.run(&["run"]).success();
+}
