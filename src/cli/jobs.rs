@@ -109,6 +109,34 @@ const JOB_KEYS: &[&str] = &[
     "on-failure",
 ];
 
+/// Refuses a job whose own keys (not flags, so not checked by clap) have
+/// the wrong type, before any job runs: `stop-on-failure = "true"` would
+/// otherwise be ignored and `on-success = true` run `sh -c true`.
+fn own_keys_typed(config: &Config, job: &Section) -> Result<()> {
+    for entry in &job.entries {
+        let (want, ok) = match entry.key.as_str() {
+            "stop-on-failure" => ("true or false", matches!(entry.value, Value::Bool(_))),
+            "ping-url" | "on-success" | "on-failure" => {
+                ("a string", matches!(entry.value, Value::Str(_)))
+            }
+            _ => continue,
+        };
+        if !ok {
+            anyhow::bail!(mistake(
+                &config.path,
+                entry.line,
+                format!(
+                    "key `{}` in {}: give {want}, not {}",
+                    entry.key,
+                    job.title(),
+                    entry.value.type_name()
+                )
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How one job ended.
 struct Outcome {
     name: String,
@@ -139,6 +167,9 @@ pub(super) fn run(
         return Ok(exit::OK);
     }
     let jobs = select(&config, &args.jobs)?;
+    for job in &jobs {
+        own_keys_typed(&config, job)?;
+    }
     let passthrough = command_line_globals(matches);
     let mut outcomes = Vec::new();
     let mut metrics = Vec::new();

@@ -164,3 +164,34 @@ fn a_default_config_the_user_cannot_read_is_not_theirs() {
     // No repository there (10), not a config file it may not read (2).
     crate::support::run(c).code(10);
 }
+
+/// `repo run`'s own keys are checked like the flags: a quoted `"true"`
+/// must not silently let the jobs go on after a failure.
+#[test]
+fn a_jobs_own_keys_of_the_wrong_type_are_mistakes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    let job = |body: &str| {
+        format!(
+            "[jobs.home]\nkind = \"check\"\nrepository = \"{}\"\n{body}",
+            s.path("no-such-repo")
+        )
+    };
+    // Lines: 1 [jobs.home], 2 kind, 3 repository, 4 the key.
+    refused(
+        &s,
+        &job("stop-on-failure = \"true\"\n"),
+        &["run"],
+        4,
+        &["key `stop-on-failure`", "[jobs.home]", "true or false"],
+    );
+    for key in ["ping-url", "on-success", "on-failure"] {
+        refused(
+            &s,
+            &job(&format!("{key} = true\n")),
+            &["run"],
+            4,
+            &[&format!("key `{key}`"), "string"],
+        );
+    }
+}
