@@ -178,8 +178,11 @@ pub(super) fn run(
             break;
         }
         let (outcome, metric) = run_job(&config, job, args, &passthrough, cli, matches, run_one);
-        let stop = job.get("stop-on-failure").map(|e| &e.value) == Some(&Value::Bool(true))
-            || config.stop_on_failure;
+        // The job's own setting, else the top of the file's.
+        let stop = match job.get("stop-on-failure").map(|e| &e.value) {
+            Some(Value::Bool(b)) => *b,
+            _ => config.stop_on_failure,
+        };
         let code = outcome.code;
         outcomes.push(outcome);
         metrics.push(metric);

@@ -303,3 +303,24 @@ fn a_dry_run_job_runs_under_run_dry_run() {
     s.run(&["run", "--dry-run"]).success();
     s.run(&["run"]).success();
 }
+
+/// A job's own `stop-on-failure = false` wins over the top of the file's.
+#[test]
+fn a_jobs_own_stop_on_failure_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    s.write(&format!(
+        "stop-on-failure = true\n\n\
+         [jobs.optional]\nkind = \"check\"\nrepository = \"{}\"\npassword-file = \"{}\"\n\
+         stop-on-failure = false\n\n\
+         [jobs.main]\nkind = \"check\"\nrepository = \"{}\"\npassword-file = \"{}\"\n",
+        s.path("no-such-repo"),
+        s.path("pass"),
+        s.path("r1"),
+        s.path("pass")
+    ));
+    let r = s.run(&["run"]);
+    r.code(10);
+    assert!(!r.stdout.contains("not run"), "{r}");
+}
