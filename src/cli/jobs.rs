@@ -12,7 +12,7 @@ use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::args::Cli;
 use super::capture;
-use super::config::{Config, Section, Target, Value, mistake, section_args};
+use super::config::{Config, Section, Target, Value, clap_mistake, mistake, section_args};
 use super::exit;
 use super::monitor;
 use super::named;
@@ -455,23 +455,9 @@ fn job_cli(
         argv.push("--yes".into());
     }
     argv.extend(own.positionals);
-    let parsed = Cli::command().try_get_matches_from(&argv).map_err(|e| {
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ");
-        let entry = job
-            .entries
-            .iter()
-            .find(|en| text.contains(&format!("--{}", en.key)));
-        mistake(
-            file,
-            entry.map_or(job.line, |en| en.line),
-            format!("{}: {first}", job.title()),
-        )
-    })?;
+    let parsed = Cli::command()
+        .try_get_matches_from(&argv)
+        .map_err(|e| clap_mistake(file, job, &e))?;
     let mut cli = Cli::from_arg_matches(&parsed)?;
     super::normalize(&mut cli);
     Ok(cli)

@@ -10,7 +10,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use super::args::Cli;
-use super::config::{Config, Section, Target, section_args};
+use super::config::{Config, Section, Target, clap_mistake, section_args};
 
 /// Flags that choose how the repository is unlocked: given any one of them
 /// (or `REPO_PASSWORD`), the file's are all left out, so that a password
@@ -43,7 +43,9 @@ pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
     let mut full = vec![argv.first().cloned().unwrap_or_else(|| "repo".into())];
     full.extend(globals);
     full.extend(argv.into_iter().skip(1));
-    let matches = Cli::command().get_matches_from(&full);
+    let matches = Cli::command()
+        .try_get_matches_from(&full)
+        .map_err(|e| clap_mistake(&config.path, section, &e))?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     cli.repo = Some(location);
     Ok((cli, matches))

@@ -36,6 +36,26 @@ pub(super) fn mistake(path: &Path, line: usize, what: impl std::fmt::Display) ->
     repo::Error::Usage(format!("{}:{line}: {what}", path.display()))
 }
 
+/// What clap refused in the arguments `section` stands for, as a mistake
+/// at the line of the key it names (else of the section).
+pub(super) fn clap_mistake(path: &Path, section: &Section, e: &clap::Error) -> repo::Error {
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let entry = section
+        .entries
+        .iter()
+        .find(|en| text.contains(&format!("--{}", en.key)));
+    mistake(
+        path,
+        entry.map_or(section.line, |en| en.line),
+        format!("{}: {first}", section.title()),
+    )
+}
+
 impl Config {
     /// The file to read: `explicit` (`--config`, `REPO_CONFIG`), else the
     /// user's `$XDG_CONFIG_HOME/repo/repo.toml` (`~/.config/...`), else

@@ -195,3 +195,21 @@ fn a_jobs_own_keys_of_the_wrong_type_are_mistakes() {
         );
     }
 }
+
+/// A repository section's value clap refuses, met through `-r NAME`, is
+/// pointed at like every other mistake.
+#[test]
+fn a_bad_value_in_a_repository_section_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    refused(
+        &s,
+        &format!(
+            "[repositories.local]\nlocation = \"{}\"\nconnections = \"many\"\n",
+            s.path("r1")
+        ),
+        &["-r", "local", "snapshots"],
+        3,
+        &["[repositories.local]", "--connections"],
+    );
+}
