@@ -86,6 +86,7 @@ impl Config {
     pub(super) fn load(path: &Path) -> repo::Result<Config> {
         let text = read(path)?;
         let config = parse::parse(path, &text)?;
+        refuse_if_others_may_write(path)?;
         if config.holds_secret() {
             refuse_if_readable(path)?;
         }
@@ -143,6 +144,39 @@ fn read(path: &Path) -> repo::Result<String> {
         return Err(bad(&format!("it is larger than {MAX_CONFIG_LEN} bytes")));
     }
     Ok(text)
+}
+
+/// Refuses a file that group or others may change, or that belongs to
+/// another user (root aside), as ssh refuses its config: the file names
+/// commands to run (hooks, `password-command`), by root under a system
+/// timer.
+fn refuse_if_others_may_write(path: &Path) -> repo::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = std::fs::metadata(path).map_err(|e| {
+        repo::Error::Usage(format!(
+            "cannot read the config file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(repo::Error::Usage(format!(
+            "{}: its mode is {mode:04o}, so others may change the commands it runs; run \
+             `chmod go-w {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if md.uid() != me && md.uid() != 0 {
+        return Err(repo::Error::Usage(format!(
+            "{}: it belongs to user {}, who may change the commands it runs as you; use a \
+             file of your own (or root's)",
+            path.display(),
+            md.uid()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a file holding a secret that group or others may read, as key

@@ -213,3 +213,20 @@ fn a_bad_value_in_a_repository_section_names_file_and_line() {
         &["[repositories.local]", "--connections"],
     );
 }
+
+/// The file names commands run as its user (hooks, password-command), by
+/// root under a system timer: nobody else may be able to change it.
+#[test]
+fn a_file_others_can_write_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.write("[jobs.photos]\nkind = \"mirror\"\nsource = \"/tmp/a\"\ndestination = \"/tmp/b\"\non-success = \"true\"\n");
+    for mode in [0o666, 0o620] {
+        s.chmod(mode);
+        let r = s.run(&["run", "--list"]);
+        r.code(2);
+        r.stderr_has("chmod go-w");
+    }
+    s.chmod(0o644);
+    s.run(&["run", "--list"]).success();
+}
