@@ -86,9 +86,15 @@ impl Config {
     pub(super) fn load(path: &Path) -> repo::Result<Config> {
         let text = read(path)?;
         let config = parse::parse(path, &text)?;
-        refuse_if_others_may_write(path)?;
+        let md = std::fs::metadata(path).map_err(|e| {
+            repo::Error::Usage(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        refuse_if_others_may_write(path, &md)?;
         if config.holds_secret() {
-            refuse_if_readable(path)?;
+            refuse_if_readable(path, &md)?;
         }
         Ok(config)
     }
@@ -150,14 +156,8 @@ fn read(path: &Path) -> repo::Result<String> {
 /// another user (root aside), as ssh refuses its config: the file names
 /// commands to run (hooks, `password-command`), by root under a system
 /// timer.
-fn refuse_if_others_may_write(path: &Path) -> repo::Result<()> {
+fn refuse_if_others_may_write(path: &Path, md: &std::fs::Metadata) -> repo::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let md = std::fs::metadata(path).map_err(|e| {
-        repo::Error::Usage(format!(
-            "cannot read the config file {}: {e}",
-            path.display()
-        ))
-    })?;
     let mode = md.permissions().mode() & 0o777;
     if mode & 0o022 != 0 {
         return Err(repo::Error::Usage(format!(
@@ -181,14 +181,8 @@ fn refuse_if_others_may_write(path: &Path) -> repo::Result<()> {
 
 /// Refuses a file holding a secret that group or others may read, as key
 /// files are refused.
-fn refuse_if_readable(path: &Path) -> repo::Result<()> {
+fn refuse_if_readable(path: &Path, md: &std::fs::Metadata) -> repo::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let md = std::fs::metadata(path).map_err(|e| {
-        repo::Error::Usage(format!(
-            "cannot read the config file {}: {e}",
-            path.display()
-        ))
-    })?;
     let mode = md.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(repo::Error::Usage(format!(
