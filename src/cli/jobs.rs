@@ -330,23 +330,8 @@ fn list(config: &Config) {
             "{:<16} {:<7} {}",
             job.name,
             kind_name(job),
-            hide_password(&on)
+            monitor::hide_password(&on)
         );
-    }
-}
-
-/// `s` with the password of a URL (`ftp://me:secret@host`) left out.
-fn hide_password(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_string();
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{name}:***@{host}{}", &rest[end..])
-        }
-        _ => s.to_string(),
     }
 }
 

@@ -22,7 +22,9 @@ pub(super) fn ping(url: &str, suffix: &str, body: Option<String>) {
         .build()
     {
         Ok(c) => c,
-        Err(e) => return warn(&format!("cannot ping {target}: {e}")),
+        Err(e) => {
+            return warn(&format!("cannot ping {}: {e}", hide_password(&target)));
+        }
     };
     let sent = match body {
         Some(b) => client.post(&target).body(b).send(),
@@ -30,9 +32,27 @@ pub(super) fn ping(url: &str, suffix: &str, body: Option<String>) {
     };
     match sent.and_then(|r| r.error_for_status()) {
         Ok(_) => {}
+        // (The URL may hold a password; the warning goes to the journal.)
         Err(e) => warn(&format!(
-            "the ping to {target} failed ({e}); the job's outcome is unchanged: check ping-url"
+            "the ping to {} failed ({}); the job's outcome is unchanged: check ping-url",
+            hide_password(&target),
+            e.without_url()
         )),
+    }
+}
+
+/// `s` with the password of a URL (`ftp://me:secret@host`) left out.
+pub(super) fn hide_password(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{}", &rest[end..])
+        }
+        _ => s.to_string(),
     }
 }
 

@@ -230,3 +230,21 @@ fn a_file_others_can_write_is_refused() {
     s.chmod(0o644);
     s.run(&["run", "--list"]).success();
 }
+
+/// A ping URL may carry a password (basic auth): a failed ping's warning
+/// goes to the journal, and must not show it.
+#[test]
+fn a_failed_pings_warning_hides_the_urls_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    crate::support::write_file(&tmp.path().join("a/f"), b"x");
+    s.write(&format!(
+        "[jobs.copy]\nkind = \"mirror\"\nsource = \"{}\"\ndestination = \"{}\"\n\
+         ping-url = \"http://me:s3cret@127.0.0.1:1/ping\"\n",
+        s.path("a"),
+        s.path("b")
+    ));
+    let r = s.run(&["run"]);
+    r.success().stderr_has("ping").stderr_has("me:***@");
+    assert!(!r.stderr.contains("s3cret"), "{r}");
+}
