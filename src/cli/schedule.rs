@@ -272,6 +272,15 @@ fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// Whether the calling user's systemd instance runs without a login
+/// (`loginctl enable-linger`), so that `--user` timers fire while logged out.
+fn lingering() -> bool {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .is_some_and(|u| Path::new("/var/lib/systemd/linger").join(u.name).exists())
+}
+
 fn systemctl(user: bool, args: &[&str]) -> Result<()> {
     let mut c = std::process::Command::new("systemctl");
     if user {
@@ -310,6 +319,12 @@ fn install(
             "enabled {timer_name}: `systemctl{scope} list-timers` shows the next run, \
              `journalctl{scope} -u {PREFIX}{job}.service` the output"
         );
+        if user && !lingering() {
+            println!(
+                "note: your timers run only while you are logged in; `loginctl enable-linger` \
+                 runs them always"
+            );
+        }
     } else {
         println!(
             "systemd is not running here, so nothing was enabled; to run the job from cron \
