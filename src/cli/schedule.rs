@@ -83,6 +83,8 @@ pub(super) fn run(args: &ScheduleArgs, config_flag: Option<&Path>) -> Result<u8>
         "--config".as_ref(),
         config_path.as_os_str(),
         "run".as_ref(),
+        // A job may be named like a flag (`-n`).
+        "--".as_ref(),
         job.as_ref(),
     ];
     let exec = command

@@ -71,14 +71,14 @@ fn a_job_is_scheduled_listed_and_removed() {
     for line in [
         "Nice=19",
         "IOSchedulingClass=idle",
-        "\"run\" \"home\"",
+        "\"run\" \"--\" \"home\"",
         "\"--config\"",
     ] {
         assert!(service_text.contains(line), "{service_text}");
     }
     verified(&[&service, &timer]);
     if !Path::new("/run/systemd/system").is_dir() {
-        r.stdout_has("crontab -e").stdout_has("'run' 'home'");
+        r.stdout_has("crontab -e").stdout_has("'run' '--' 'home'");
     }
     run(cmd(&["schedule", "--list", "--user"]))
         .success()
@@ -139,4 +139,29 @@ fn odd_schedule_values_cannot_break_the_units_or_the_crontab_line() {
     // cron turns an unescaped `%` into a newline.
     let printed = run(cmd(&["schedule", "home", "--user", "--print"]));
     printed.success().stdout_has("50\\%off");
+}
+
+/// A job whose name looks like a flag is still the job the timer runs
+/// (`[jobs."-n"]` must not make every run a dry run of all jobs).
+#[test]
+fn a_job_named_like_a_flag_is_run_as_that_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    crate::support::write_file(&tmp.path().join("a/f"), b"x");
+    s.write(&format!(
+        "[jobs.\"-n\"]\nkind = \"mirror\"\nsource = \"{}\"\ndestination = \"{}\"\n",
+        s.path("a"),
+        s.path("b")
+    ));
+    let mut c = s.cmd(&["schedule", "--user", "--print", "--", "-n"]);
+    c.env("XDG_CONFIG_HOME", tmp.path().join("xdg"));
+    let printed = run(c);
+    printed.success();
+    // Run what cron would: the crontab line less its five time fields.
+    let line = printed.stdout.lines().last().unwrap();
+    let command: String = line.splitn(6, ' ').nth(5).unwrap().to_string();
+    let mut sh = crate::support::clean_command("sh");
+    sh.args(["-c", &command]);
+    run(sh).success();
+    assert!(tmp.path().join("b/f").exists(), "the job ran: {printed}");
 }
