@@ -25,14 +25,16 @@ pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
     let Some(name) = cli.repo.clone().filter(|r| is_name(r)) else {
         return Ok((cli, matches));
     };
-    let Some(path) = Config::locate(cli.config.as_deref()) else {
+    // `REPO_CONFIG=` (empty) is not given, as `main` will normalize it.
+    let explicit = cli.config.as_deref().filter(|p| !p.as_os_str().is_empty());
+    let Some(path) = Config::locate(explicit) else {
         return Ok((cli, matches));
     };
     // A default file this user may not read (the system's, private to
     // root because it holds a password) is another user's, not a mistake
     // of theirs: NAME is then a folder, as without a config file.
     let denied = |e: std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
-    if cli.config.is_none() && std::fs::File::open(&path).is_err_and(denied) {
+    if explicit.is_none() && std::fs::File::open(&path).is_err_and(denied) {
         return Ok((cli, matches));
     }
     let config = Config::load(&path)?;

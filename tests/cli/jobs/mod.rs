@@ -324,3 +324,30 @@ fn a_jobs_own_stop_on_failure_wins() {
     r.code(10);
     assert!(!r.stdout.contains("not run"), "{r}");
 }
+
+/// `REPO_CONFIG=` (set but empty, as an environment file may leave it)
+/// means "not given", as `REPO_KEY_FILE=` does: the default file is read,
+/// and commands without a config work.
+#[test]
+fn an_empty_repo_config_means_the_default_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    let xdg = tmp.path().join("xdg");
+    write_file(
+        &xdg.join("repo/repo.toml"),
+        format!(
+            "[repositories.local]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
+            s.path("r1"),
+            s.path("pass")
+        )
+        .as_bytes(),
+    );
+    let mut c = s.cmd(&["-r", "local", "snapshots"]);
+    c.env("REPO_CONFIG", "").env("XDG_CONFIG_HOME", &xdg);
+    run(c).success();
+    let mut c = s.cmd(&["-r", &s.path("r1"), "snapshots"]);
+    c.env("REPO_CONFIG", "")
+        .env("REPO_PASSWORD", "job-password");
+    run(c).success();
+}
