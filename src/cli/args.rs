@@ -89,7 +89,13 @@ pub(super) struct Cli {
     pub(super) no_cache: bool,
     /// Read named repositories and jobs from FILE (default
     /// $XDG_CONFIG_HOME/repo/repo.toml, else /etc/repo/repo.toml).
-    #[arg(long, env = "REPO_CONFIG", global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        env = "REPO_CONFIG",
+        global = true,
+        value_name = "FILE",
+        value_parser = path_or_empty()
+    )]
     pub(super) config: Option<PathBuf>,
     /// Print the result as JSON on stdout.
     #[arg(long, global = true)]

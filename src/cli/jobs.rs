@@ -12,7 +12,7 @@ use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
 use super::args::Cli;
 use super::capture;
-use super::config::{Config, Section, Target, Value, mistake, section_args};
+use super::config::{Config, Section, Target, Value, clap_mistake, mistake, section_args};
 use super::exit;
 use super::monitor;
 use super::named;
@@ -117,6 +117,34 @@ const JOB_KEYS: &[&str] = &[
     "on-failure",
 ];
 
+/// Refuses a job whose own keys (not flags, so not checked by clap) have
+/// the wrong type, before any job runs: `stop-on-failure = "true"` would
+/// otherwise be ignored and `on-success = true` run `sh -c true`.
+fn own_keys_typed(config: &Config, job: &Section) -> Result<()> {
+    for entry in &job.entries {
+        let (want, ok) = match entry.key.as_str() {
+            "stop-on-failure" => ("true or false", matches!(entry.value, Value::Bool(_))),
+            "ping-url" | "on-success" | "on-failure" => {
+                ("a string", matches!(entry.value, Value::Str(_)))
+            }
+            _ => continue,
+        };
+        if !ok {
+            anyhow::bail!(mistake(
+                &config.path,
+                entry.line,
+                format!(
+                    "key `{}` in {}: give {want}, not {}",
+                    entry.key,
+                    job.title(),
+                    entry.value.type_name()
+                )
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How one job ended.
 struct Outcome {
     name: String,
@@ -147,6 +175,9 @@ pub(super) fn run(
         return Ok(exit::OK);
     }
     let jobs = select(&config, &args.jobs)?;
+    for job in &jobs {
+        own_keys_typed(&config, job)?;
+    }
     let passthrough = command_line_globals(matches);
     let mut outcomes = Vec::new();
     let mut metrics = Vec::new();
@@ -155,8 +186,11 @@ pub(super) fn run(
             break;
         }
         let (outcome, metric) = run_job(&config, job, args, &passthrough, cli, matches, run_one);
-        let stop = job.get("stop-on-failure").map(|e| &e.value) == Some(&Value::Bool(true))
-            || config.stop_on_failure;
+        // The job's own setting, else the top of the file's.
+        let stop = match job.get("stop-on-failure").map(|e| &e.value) {
+            Some(Value::Bool(b)) => *b,
+            _ => config.stop_on_failure,
+        };
         let code = outcome.code;
         outcomes.push(outcome);
         metrics.push(metric);
@@ -304,23 +338,8 @@ fn list(config: &Config) {
             "{:<16} {:<7} {}",
             job.name,
             kind_name(job),
-            hide_password(&on)
+            monitor::hide_password(&on)
         );
-    }
-}
-
-/// `s` with the password of a URL (`ftp://me:secret@host`) left out.
-fn hide_password(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_string();
-    };
-    let end = rest.find('/').unwrap_or(rest.len());
-    match rest[..end].rsplit_once('@') {
-        Some((user, host)) if user.contains(':') => {
-            let name = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{name}:***@{host}{}", &rest[end..])
-        }
-        _ => s.to_string(),
     }
 }
 
@@ -419,31 +438,19 @@ fn job_cli(
     let own = section_args(&Cli::command(), &target, job, file, JOB_KEYS, &given)?;
     argv.extend(own.globals);
     argv.push(kind.command.into());
+    // (Once: a job may be a dry run of its own, `dry-run = true`.)
+    let own_dry_run = own.command.iter().any(|a| a == "--dry-run");
     argv.extend(own.command);
-    if dry_run && kind.dry_run {
+    if dry_run && kind.dry_run && !own_dry_run {
         argv.push("--dry-run".into());
     }
     if kind.assume_yes && job.get("yes").is_none() {
         argv.push("--yes".into());
     }
     argv.extend(own.positionals);
-    let parsed = Cli::command().try_get_matches_from(&argv).map_err(|e| {
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches("error: ");
-        let entry = job
-            .entries
-            .iter()
-            .find(|en| text.contains(&format!("--{}", en.key)));
-        mistake(
-            file,
-            entry.map_or(job.line, |en| en.line),
-            format!("{}: {first}", job.title()),
-        )
-    })?;
+    let parsed = Cli::command()
+        .try_get_matches_from(&argv)
+        .map_err(|e| clap_mistake(file, job, &e))?;
     let mut cli = Cli::from_arg_matches(&parsed)?;
     super::normalize(&mut cli);
     named::resolve_destination(&mut cli)?;
@@ -474,9 +481,12 @@ fn repository_of(
         ));
     };
     match config.repository(name) {
-        // The job's own keys win over its repository's.
+        // The job's own keys win over its repository's; a job that says how
+        // to unlock says it instead of all of the repository's ways.
         Some(section) => named::repository_args(&config.path, section, &|k| {
-            named::given(matches, k) || job.get(k).is_some()
+            let credential = named::CREDENTIALS.contains(&k)
+                && named::CREDENTIALS.iter().any(|c| job.get(c).is_some());
+            named::given(matches, k) || job.get(k).is_some() || credential
         }),
         None if named::is_name(name) => anyhow::bail!(mistake(
             &config.path,

@@ -22,7 +22,9 @@ pub(super) fn ping(url: &str, suffix: &str, body: Option<String>) {
         .build()
     {
         Ok(c) => c,
-        Err(e) => return warn(&format!("cannot ping {target}: {e}")),
+        Err(e) => {
+            return warn(&format!("cannot ping {}: {e}", hide_password(&target)));
+        }
     };
     let sent = match body {
         Some(b) => client.post(&target).body(b).send(),
@@ -30,9 +32,27 @@ pub(super) fn ping(url: &str, suffix: &str, body: Option<String>) {
     };
     match sent.and_then(|r| r.error_for_status()) {
         Ok(_) => {}
+        // (The URL may hold a password; the warning goes to the journal.)
         Err(e) => warn(&format!(
-            "the ping to {target} failed ({e}); the job's outcome is unchanged: check ping-url"
+            "the ping to {} failed ({}); the job's outcome is unchanged: check ping-url",
+            hide_password(&target),
+            e.without_url()
         )),
+    }
+}
+
+/// `s` with the password of a URL (`ftp://me:secret@host`) left out.
+pub(super) fn hide_password(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{}", &rest[end..])
+        }
+        _ => s.to_string(),
     }
 }
 
@@ -116,14 +136,14 @@ const FAMILIES: [(&str, &str); 6] = [
 /// that failed keeps its last success, so "no success for two days" alerts
 /// work for every job whichever ran last.
 pub(super) fn write_metrics(path: &Path, runs: &[Metric]) -> std::io::Result<()> {
-    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let old = read_old(path);
     // (family, job) -> sample line.
     let mut samples: BTreeMap<(String, String), String> = old
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let (name, rest) = l.split_once('{')?;
-            let job = rest.strip_prefix("job=\"")?.split('"').next()?;
+            let job = escaped_label(rest.strip_prefix("job=\"")?)?;
             Some(((name.to_string(), job.to_string()), l.to_string()))
         })
         .collect();
@@ -158,8 +178,41 @@ pub(super) fn write_metrics(path: &Path, runs: &[Metric]) -> std::io::Result<()>
         }
     }
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    // The folder may be one others can write (a collector's textfile
+    // folder): whatever sits at the temporary name (a leftover, or a link
+    // planted to make us overwrite another file) goes, and the file is
+    // created anew, never opened through a link.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Largest previous metrics file whose lines are kept: thousands of jobs.
+const MAX_OLD_METRICS: u64 = 4 << 20;
+
+/// The previous metrics file, if any; a larger one (or a link to a device
+/// planted in its place) is not read beyond [`MAX_OLD_METRICS`] and starts
+/// afresh.
+fn read_old(path: &Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_OLD_METRICS + 1).read_to_string(&mut text));
+    if read.is_err() || text.len() as u64 > MAX_OLD_METRICS {
+        return String::new();
+    }
+    text
 }
 
 /// The value of metric `name` for run `r`, if it has one.
@@ -185,6 +238,21 @@ fn value(name: &str, r: &Metric) -> Option<String> {
     })
 }
 
+/// The escaped label value at the start of `s`, up to its closing quote
+/// (a quote not escaped by a backslash), as [`label`] wrote it.
+fn escaped_label(s: &str) -> Option<&str> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(&s[..i]),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// A label value escaped for the text format.
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -195,4 +263,52 @@ fn label(s: &str) -> String {
 /// A warning on stderr, as the library's are shown.
 pub(super) fn warn(m: &str) {
     eprintln!("warning: {}", super::text::escape(m));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metric(job: &str) -> Metric {
+        Metric {
+            job: job.into(),
+            kind: "backup".into(),
+            start: SystemTime::now(),
+            secs: 1.0,
+            code: 0,
+            report: None,
+        }
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let file = dir.path().join("repo.prom");
+        let tmp = file.with_extension(format!("tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_metrics(&file, &[metric("home")]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .contains("job=\"home\"")
+        );
+    }
+
+    #[test]
+    fn a_job_name_with_a_quote_keeps_one_line_per_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("repo.prom");
+        let name = "say \"hi\", kind=\"x\"";
+        write_metrics(&file, &[metric(name)]).unwrap();
+        write_metrics(&file, &[metric(name), metric("other")]).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let codes: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("repo_job_exit_code{"))
+            .collect();
+        assert_eq!(codes.len(), 2, "{text}");
+    }
 }

@@ -10,12 +10,12 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use super::args::{Cli, Command};
-use super::config::{Config, Section, Target, Value, mistake, section_args};
+use super::config::{Config, Section, Target, Value, clap_mistake, mistake, section_args};
 
 /// Flags that choose how the repository is unlocked: given any one of them
 /// (or `REPO_PASSWORD`), the file's are all left out, so that a password
 /// given now never meets the file's key file.
-const CREDENTIALS: [&str; 3] = ["password-file", "password-command", "key-file"];
+pub(super) const CREDENTIALS: [&str; 3] = ["password-file", "password-command", "key-file"];
 
 /// Parses the command line, putting in the settings of a repository named
 /// by `-r` from the config file.
@@ -25,9 +25,18 @@ pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
     let Some(name) = cli.repo.clone().filter(|r| is_name(r)) else {
         return Ok((cli, matches));
     };
-    let Some(path) = Config::locate(cli.config.as_deref()) else {
+    // `REPO_CONFIG=` (empty) is not given, as `main` will normalize it.
+    let explicit = cli.config.as_deref().filter(|p| !p.as_os_str().is_empty());
+    let Some(path) = Config::locate(explicit) else {
         return Ok((cli, matches));
     };
+    // A default file this user may not read (the system's, private to
+    // root because it holds a password) is another user's, not a mistake
+    // of theirs: NAME is then a folder, as without a config file.
+    let denied = |e: std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    if explicit.is_none() && std::fs::File::open(&path).is_err_and(denied) {
+        return Ok((cli, matches));
+    }
     let config = Config::load(&path)?;
     let Some(section) = config.repository(&name) else {
         return Ok((cli, matches));
@@ -36,7 +45,9 @@ pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
     let mut full = vec![argv.first().cloned().unwrap_or_else(|| "repo".into())];
     full.extend(globals);
     full.extend(argv.into_iter().skip(1));
-    let matches = Cli::command().get_matches_from(&full);
+    let matches = Cli::command()
+        .try_get_matches_from(&full)
+        .map_err(|e| clap_mistake(&config.path, section, &e))?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     cli.repo = Some(location);
     Ok((cli, matches))

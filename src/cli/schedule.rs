@@ -74,6 +74,8 @@ pub(super) fn run(args: &ScheduleArgs, config_flag: Option<&Path>) -> Result<u8>
             known.join(", ")
         )));
     }
+    one_line("--on-calendar", &args.on_calendar)?;
+    one_line("--randomized-delay", &args.randomized_delay)?;
     check_calendar(&args.on_calendar)?;
     let exe = std::env::current_exe()?;
     let command = [
@@ -81,6 +83,8 @@ pub(super) fn run(args: &ScheduleArgs, config_flag: Option<&Path>) -> Result<u8>
         "--config".as_ref(),
         config_path.as_os_str(),
         "run".as_ref(),
+        // A job may be named like a flag (`-n`).
+        "--".as_ref(),
         job.as_ref(),
     ];
     let exec = command
@@ -143,6 +147,19 @@ fn check_name(job: &str) -> Result<()> {
         bail!(repo::Error::Usage(format!(
             "job name `{job}` cannot name a systemd unit: use letters, digits, `-`, `_` and `.` \
              (rename the [jobs.{job}] section)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a value holding a line break or another control character: in
+/// a unit file it would start a setting of its own (`Unit=` another
+/// service, say).
+fn one_line(flag: &str, value: &str) -> Result<()> {
+    if value.chars().any(char::is_control) {
+        bail!(repo::Error::Usage(format!(
+            "{flag} {value:?} holds a line break or another control character, which a unit \
+             file cannot hold; give it on one line"
         )));
     }
     Ok(())
@@ -244,6 +261,8 @@ fn cron_line(spec: &str, command: &str) -> String {
         "monthly" => Some("0 0 1 * *".to_string()),
         other => time(other.trim_start_matches("*-*-* ")),
     };
+    // cron turns an unescaped `%` of the command into a line break.
+    let command = command.replace('%', "\\%");
     match when {
         Some(w) => format!("{w} {command}"),
         None => format!("0 3 * * * {command}    # adapt the time: cron cannot say {spec:?}"),
@@ -253,6 +272,15 @@ fn cron_line(spec: &str, command: &str) -> String {
 /// Whether systemd runs this machine (as `sd_booted()` tells).
 fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
+}
+
+/// Whether the calling user's systemd instance runs without a login
+/// (`loginctl enable-linger`), so that `--user` timers fire while logged out.
+fn lingering() -> bool {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .is_some_and(|u| Path::new("/var/lib/systemd/linger").join(u.name).exists())
 }
 
 fn systemctl(user: bool, args: &[&str]) -> Result<()> {
@@ -293,6 +321,12 @@ fn install(
             "enabled {timer_name}: `systemctl{scope} list-timers` shows the next run, \
              `journalctl{scope} -u {PREFIX}{job}.service` the output"
         );
+        if user && !lingering() {
+            println!(
+                "note: your timers run only while you are logged in; `loginctl enable-linger` \
+                 runs them always"
+            );
+        }
     } else {
         println!(
             "systemd is not running here, so nothing was enabled; to run the job from cron \

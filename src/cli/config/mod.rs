@@ -36,6 +36,26 @@ pub(super) fn mistake(path: &Path, line: usize, what: impl std::fmt::Display) ->
     repo::Error::Usage(format!("{}:{line}: {what}", path.display()))
 }
 
+/// What clap refused in the arguments `section` stands for, as a mistake
+/// at the line of the key it names (else of the section).
+pub(super) fn clap_mistake(path: &Path, section: &Section, e: &clap::Error) -> repo::Error {
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let entry = section
+        .entries
+        .iter()
+        .find(|en| text.contains(&format!("--{}", en.key)));
+    mistake(
+        path,
+        entry.map_or(section.line, |en| en.line),
+        format!("{}: {first}", section.title()),
+    )
+}
+
 impl Config {
     /// The file to read: `explicit` (`--config`, `REPO_CONFIG`), else the
     /// user's `$XDG_CONFIG_HOME/repo/repo.toml` (`~/.config/...`), else
@@ -66,8 +86,15 @@ impl Config {
     pub(super) fn load(path: &Path) -> repo::Result<Config> {
         let text = read(path)?;
         let config = parse::parse(path, &text)?;
+        let md = std::fs::metadata(path).map_err(|e| {
+            repo::Error::Usage(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        refuse_if_others_may_write(path, &md)?;
         if let Some((section, entry)) = config.secret() {
-            refuse_if_readable(path, section, entry)?;
+            refuse_if_readable(path, &md, section, entry)?;
         }
         Ok(config)
     }
@@ -125,16 +152,42 @@ fn read(path: &Path) -> repo::Result<String> {
     Ok(text)
 }
 
+/// Refuses a file that group or others may change, or that belongs to
+/// another user (root aside), as ssh refuses its config: the file names
+/// commands to run (hooks, `password-command`), by root under a system
+/// timer.
+fn refuse_if_others_may_write(path: &Path, md: &std::fs::Metadata) -> repo::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = md.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(repo::Error::Usage(format!(
+            "{}: its mode is {mode:04o}, so others may change the commands it runs; run \
+             `chmod go-w {}`",
+            path.display(),
+            path.display()
+        )));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if md.uid() != me && md.uid() != 0 {
+        return Err(repo::Error::Usage(format!(
+            "{}: it belongs to user {}, who may change the commands it runs as you; use a \
+             file of your own (or root's)",
+            path.display(),
+            md.uid()
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a file holding a secret (`entry` of `section`) that group or
 /// others may read, as key files are refused.
-fn refuse_if_readable(path: &Path, section: &Section, entry: &Entry) -> repo::Result<()> {
+fn refuse_if_readable(
+    path: &Path,
+    md: &std::fs::Metadata,
+    section: &Section,
+    entry: &Entry,
+) -> repo::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let md = std::fs::metadata(path).map_err(|e| {
-        repo::Error::Usage(format!(
-            "cannot read the config file {}: {e}",
-            path.display()
-        ))
-    })?;
     let mode = md.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(mistake(

@@ -2,7 +2,7 @@
 //! index and snapshot write that the lock is still provably held.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -30,8 +30,9 @@ pub(super) struct HeldState {
     /// The last failed refresh, for the message once the window runs out.
     pub(super) last_error: Option<String>,
     /// When a check made right after an object was written last found the
-    /// newest lock object present (the instant it asked): see [`Moment`].
-    pub(super) seen_after_write: Option<DateTime<Utc>>,
+    /// newest lock object present (the instant it asked, by the wall clock
+    /// and by the monotonic one): see [`Moment`].
+    pub(super) seen_after_write: Option<(DateTime<Utc>, Instant)>,
 }
 
 /// Where a check of the lock stands relative to the write it guards.
@@ -48,8 +49,9 @@ pub(crate) enum Moment {
 }
 
 /// How old a check after one write may be and still count as the check
-/// before the next. Wall-clock time, which goes on while a machine sleeps,
-/// so a suspension between the two writes forces a new request.
+/// before the next, by the wall clock (which goes on while a machine
+/// sleeps, so a suspension between the two writes forces a new request)
+/// and by the monotonic clock (so does a wall clock set back meanwhile).
 const REUSE_PROOF: Duration = Duration::from_secs(1);
 
 impl Held {
@@ -122,7 +124,7 @@ pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str, moment: Mome
         return Ok(());
     }
     let key = ObjectKind::Lock.key(&st.current);
-    let asked = Utc::now();
+    let asked = (Utc::now(), Instant::now());
     if repo.storage().size(&key)?.is_none() {
         st.broken = Some(format!(
             "its lock object {key} was removed by another process (`repo unlock --remove-all`?)"
@@ -140,10 +142,14 @@ pub(crate) fn verify(repo: &Repository, held: &Held, purpose: &str, moment: Mome
     Ok(())
 }
 
-/// Whether `t` is less than [`REUSE_PROOF`] ago (and not in the future).
-fn recent(t: DateTime<Utc>) -> bool {
-    Utc::now()
+/// Whether a check is less than [`REUSE_PROOF`] old by both clocks: the
+/// wall clock (`t`, not in the future) goes on while the machine sleeps but
+/// may be set back; the monotonic one (`at`) is never set back but stops
+/// while the machine sleeps.
+fn recent((t, at): (DateTime<Utc>, Instant)) -> bool {
+    let wall = Utc::now()
         .signed_duration_since(t)
         .to_std()
-        .is_ok_and(|age| age < REUSE_PROOF)
+        .is_ok_and(|age| age < REUSE_PROOF);
+    wall && at.elapsed() < REUSE_PROOF
 }

@@ -491,7 +491,10 @@ mod tests {
         assert_eq!(second, 2);
         // A check older than a second (a suspension) does not count.
         repo.save_object(ObjectKind::Index, b"third").unwrap();
-        g.held.state().seen_after_write = Some(Utc::now() - chrono::Duration::seconds(2));
+        g.held.state().seen_after_write = Some((
+            Utc::now() - chrono::Duration::seconds(2),
+            std::time::Instant::now(),
+        ));
         let late = requests(&repo, || {
             repo.save_object(ObjectKind::Index, b"fourth").unwrap();
         });
@@ -509,6 +512,25 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::LockLost { .. }), "{e}");
         assert_eq!(repo.list_ids(ObjectKind::Snapshot).unwrap(), snapshots);
+    }
+
+    #[test]
+    fn a_check_is_not_reused_after_the_wall_clock_jumped_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path());
+        let g = lock(&repo, false, "create").unwrap();
+        repo.save_object(ObjectKind::Index, b"first").unwrap();
+        // Two seconds went by while the wall clock was set back by two:
+        // by the wall clock the check after the write is fresh, it is not.
+        {
+            let mut st = g.held.state();
+            let (_, at) = st.seen_after_write.unwrap();
+            st.seen_after_write = Some((Utc::now(), at - std::time::Duration::from_secs(2)));
+        }
+        let n = requests(&repo, || {
+            repo.save_object(ObjectKind::Index, b"second").unwrap();
+        });
+        assert_eq!(n, 3, "check, write, check");
     }
 
     #[test]

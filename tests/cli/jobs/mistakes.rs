@@ -130,3 +130,123 @@ fn a_file_others_can_read_may_not_hold_a_password() {
     s.chmod(0o644);
     s.run(&["run", "--list"]).success();
 }
+
+/// The system's config file is private to root when it holds a password
+/// (as required): another user's `-r NAME` (a folder of that name) must
+/// not fail on it, that user has no config file of their own.
+#[test]
+fn a_default_config_the_user_cannot_read_is_not_theirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let xdg = tmp.path().join("xdg");
+    let file = xdg.join("repo/repo.toml");
+    crate::support::write_file(&file, b"[repositories.r1]\nlocation = \"/x\"\n");
+    for p in [tmp.path(), &xdg, &xdg.join("repo")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads any file: run as nobody then.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    let bin = crate::support::BIN;
+    let mut c = if root {
+        let mut c = crate::support::clean_command("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        crate::support::clean_command(bin)
+    };
+    c.args(["-r", "not-here", "snapshots"])
+        .current_dir(tmp.path())
+        .env("XDG_CONFIG_HOME", &xdg)
+        .env("REPO_PASSWORD", "pw")
+        .env("REPO_CACHE_DIR", tmp.path().join("cache"));
+    // No repository there (10), not a config file it may not read (2).
+    crate::support::run(c).code(10);
+}
+
+/// `repo run`'s own keys are checked like the flags: a quoted `"true"`
+/// must not silently let the jobs go on after a failure.
+#[test]
+fn a_jobs_own_keys_of_the_wrong_type_are_mistakes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    let job = |body: &str| {
+        format!(
+            "[jobs.home]\nkind = \"check\"\nrepository = \"{}\"\n{body}",
+            s.path("no-such-repo")
+        )
+    };
+    // Lines: 1 [jobs.home], 2 kind, 3 repository, 4 the key.
+    refused(
+        &s,
+        &job("stop-on-failure = \"true\"\n"),
+        &["run"],
+        4,
+        &["key `stop-on-failure`", "[jobs.home]", "true or false"],
+    );
+    for key in ["ping-url", "on-success", "on-failure"] {
+        refused(
+            &s,
+            &job(&format!("{key} = true\n")),
+            &["run"],
+            4,
+            &[&format!("key `{key}`"), "string"],
+        );
+    }
+}
+
+/// A repository section's value clap refuses, met through `-r NAME`, is
+/// pointed at like every other mistake.
+#[test]
+fn a_bad_value_in_a_repository_section_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    refused(
+        &s,
+        &format!(
+            "[repositories.local]\nlocation = \"{}\"\nconnections = \"many\"\n",
+            s.path("r1")
+        ),
+        &["-r", "local", "snapshots"],
+        3,
+        &["[repositories.local]", "--connections"],
+    );
+}
+
+/// The file names commands run as its user (hooks, password-command), by
+/// root under a system timer: nobody else may be able to change it.
+#[test]
+fn a_file_others_can_write_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.write("[jobs.photos]\nkind = \"mirror\"\nsource = \"/tmp/a\"\ndestination = \"/tmp/b\"\non-success = \"true\"\n");
+    for mode in [0o666, 0o620] {
+        s.chmod(mode);
+        let r = s.run(&["run", "--list"]);
+        r.code(2);
+        r.stderr_has("chmod go-w");
+    }
+    s.chmod(0o644);
+    s.run(&["run", "--list"]).success();
+}
+
+/// A ping URL may carry a password (basic auth): a failed ping's warning
+/// goes to the journal, and must not show it.
+#[test]
+fn a_failed_pings_warning_hides_the_urls_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    crate::support::write_file(&tmp.path().join("a/f"), b"x");
+    s.write(&format!(
+        "[jobs.copy]\nkind = \"mirror\"\nsource = \"{}\"\ndestination = \"{}\"\n\
+         ping-url = \"http://me:s3cret@127.0.0.1:1/ping\"\n",
+        s.path("a"),
+        s.path("b")
+    ));
+    let r = s.run(&["run"]);
+    r.success().stderr_has("ping").stderr_has("me:***@");
+    assert!(!r.stderr.contains("s3cret"), "{r}");
+}

@@ -370,3 +370,89 @@ tags = ["broken"]
         "byte for byte"
     );
 }
+
+/// A job's own way of unlocking wins over its repository's as a whole, as
+/// the command line's does: a password file never meets the section's key
+/// file.
+#[test]
+fn a_jobs_password_file_replaces_its_repositorys_key_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    s.write(&format!(
+        "[repositories.local]\nlocation = \"{}\"\nkey-file = \"{}\"\n\n\
+         [jobs.verify]\nkind = \"check\"\nrepository = \"local\"\npassword-file = \"{}\"\n",
+        s.path("r1"),
+        s.path("elsewhere.key"),
+        s.path("pass")
+    ));
+    s.run(&["run", "verify"]).success();
+}
+
+/// `repo run --dry-run` over a job that is a dry run of its own: one
+/// `--dry-run`, not a usage error for giving it twice.
+#[test]
+fn a_dry_run_job_runs_under_run_dry_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    let src = tmp.path().join("src");
+    simple_tree(&src, 74);
+    s.init(&s.path("r1"));
+    s.write(&format!(
+        "[jobs.try]\nkind = \"backup\"\nrepository = \"{}\"\npassword-file = \"{}\"\n\
+         dry-run = true\npaths = [\"{}\"]\n",
+        s.path("r1"),
+        s.path("pass"),
+        src.display()
+    ));
+    s.run(&["run", "--dry-run"]).success();
+    s.run(&["run"]).success();
+}
+
+/// A job's own `stop-on-failure = false` wins over the top of the file's.
+#[test]
+fn a_jobs_own_stop_on_failure_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    s.write(&format!(
+        "stop-on-failure = true\n\n\
+         [jobs.optional]\nkind = \"check\"\nrepository = \"{}\"\npassword-file = \"{}\"\n\
+         stop-on-failure = false\n\n\
+         [jobs.main]\nkind = \"check\"\nrepository = \"{}\"\npassword-file = \"{}\"\n",
+        s.path("no-such-repo"),
+        s.path("pass"),
+        s.path("r1"),
+        s.path("pass")
+    ));
+    let r = s.run(&["run"]);
+    r.code(10);
+    assert!(!r.stdout.contains("not run"), "{r}");
+}
+
+/// `REPO_CONFIG=` (set but empty, as an environment file may leave it)
+/// means "not given", as `REPO_KEY_FILE=` does: the default file is read,
+/// and commands without a config work.
+#[test]
+fn an_empty_repo_config_means_the_default_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Setup::new(tmp.path());
+    s.init(&s.path("r1"));
+    let xdg = tmp.path().join("xdg");
+    write_file(
+        &xdg.join("repo/repo.toml"),
+        format!(
+            "[repositories.local]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
+            s.path("r1"),
+            s.path("pass")
+        )
+        .as_bytes(),
+    );
+    let mut c = s.cmd(&["-r", "local", "snapshots"]);
+    c.env("REPO_CONFIG", "").env("XDG_CONFIG_HOME", &xdg);
+    run(c).success();
+    let mut c = s.cmd(&["-r", &s.path("r1"), "snapshots"]);
+    c.env("REPO_CONFIG", "")
+        .env("REPO_PASSWORD", "job-password");
+    run(c).success();
+}
