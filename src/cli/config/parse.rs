@@ -111,7 +111,7 @@ pub(super) fn parse(path: &Path, text: &str) -> repo::Result<Config> {
                 }
             }
             "metrics-file" => match item.as_str() {
-                Some(p) => config.metrics_file = Some(p.into()),
+                Some(p) => config.metrics_file = Some(anchor(path, p).into()),
                 None => {
                     return Err(mistake(path, at, "`metrics-file` takes a file name"));
                 }
@@ -201,9 +201,15 @@ fn entries(
             )
         };
         let value = item.as_value().ok_or_else(wrong)?;
+        let value = value_of(value).ok_or_else(wrong)?;
         out.push(Entry {
             key: key.to_string(),
-            value: value_of(value).ok_or_else(wrong)?,
+            value: if PATH_KEYS.contains(&key) {
+                // `repository` and `to` may name a repository instead.
+                anchored(path, value, matches!(key, "repository" | "to"))
+            } else {
+                value
+            },
             line,
         });
     }
@@ -227,6 +233,51 @@ fn value_of(v: &toml_edit::Value) -> Option<Value> {
         ),
         V::Datetime(_) | V::InlineTable(_) => return None,
     })
+}
+
+/// Keys whose values are files or folders (or locations, which may be).
+/// A relative one is taken relative to the config file's folder, not to
+/// wherever `repo` runs: under a systemd timer that is `/`, and a file
+/// that worked on a terminal would fail at night.
+const PATH_KEYS: &[&str] = &[
+    "location",
+    "repository",
+    "to",
+    "paths",
+    "source",
+    "destination",
+    "password-file",
+    "key-file",
+    "exclude-file",
+    "cache-dir",
+    "ca-cert",
+    "to-password-file",
+    "to-key-file",
+];
+
+/// `v` with relative paths taken from the config file's folder; with
+/// `names`, a bare word stays as it is (a repository's name; `./name` is
+/// the folder).
+fn anchored(file: &Path, v: Value, names: bool) -> Value {
+    match v {
+        Value::Str(s) if names && !s.contains('/') && !s.starts_with('.') => Value::Str(s),
+        Value::Str(s) => Value::Str(anchor(file, &s)),
+        Value::List(l) => Value::List(l.into_iter().map(|v| anchored(file, v, names)).collect()),
+        other => other,
+    }
+}
+
+/// `value` relative to the folder of config file `file`, if it is a
+/// relative path (not absolute, not a URL, not empty).
+fn anchor(file: &Path, value: &str) -> String {
+    if value.is_empty() || value.starts_with('/') || value.contains("://") {
+        return value.to_string();
+    }
+    let dir = std::path::absolute(file)
+        .ok()
+        .and_then(|f| f.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    dir.join(value).to_string_lossy().into_owned()
 }
 
 /// The 1-based line of byte offset `at`.

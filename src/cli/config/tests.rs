@@ -79,3 +79,45 @@ fn passwords_in_urls_are_secrets() {
     let c = parsed("[jobs.p]\nkind = \"mirror\"\ndestination = \"ftp://me@nas/p\"\n").unwrap();
     assert!(c.secret().is_none());
 }
+
+#[test]
+fn relative_paths_are_taken_from_the_config_files_folder() {
+    let c = parsed(
+        "metrics-file = \"m/repo.prom\"\n[repositories.r]\nlocation = \"./r1\"\n\
+         password-file = \"keys/r1.pass\"\n[jobs.a]\nkind = \"backup\"\nrepository = \"r\"\n\
+         paths = [\"docs\", \"/abs\", \"s3://b/p\"]\ntags = [\"a/b\"]\n",
+    )
+    .unwrap();
+    let r = c.repository("r").unwrap();
+    assert_eq!(
+        r.get("location").unwrap().value,
+        Value::Str("/etc/repo/./r1".into())
+    );
+    assert_eq!(
+        r.get("password-file").unwrap().value,
+        Value::Str("/etc/repo/keys/r1.pass".into())
+    );
+    let a = c.job("a").unwrap();
+    assert_eq!(
+        a.get("repository").unwrap().value,
+        Value::Str("r".into()),
+        "a name"
+    );
+    assert_eq!(
+        a.get("paths").unwrap().value,
+        Value::List(vec![
+            Value::Str("/etc/repo/docs".into()),
+            Value::Str("/abs".into()),
+            Value::Str("s3://b/p".into())
+        ])
+    );
+    assert_eq!(
+        a.get("tags").unwrap().value,
+        Value::List(vec![Value::Str("a/b".into())]),
+        "not a path"
+    );
+    assert_eq!(
+        c.metrics_file.unwrap(),
+        std::path::PathBuf::from("/etc/repo/m/repo.prom")
+    );
+}
