@@ -16,6 +16,7 @@ use super::config::{Config, Section, Target, Value, clap_mistake, mistake, secti
 use super::exit;
 use super::monitor;
 use super::named;
+use super::text::escape;
 
 /// `repo run`'s own arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -227,7 +228,7 @@ fn run_job(
     let ping = setting("ping-url").filter(|_| !args.dry_run);
     let kind = kind_name(job);
     if !cli.quiet && !cli.json {
-        eprintln!("== job {} ({kind})", job.name);
+        eprintln!("== job {} ({})", escape(&job.name), escape(&kind));
     }
     if let Some(url) = &ping {
         monitor::ping(url, "/start", None);
@@ -300,8 +301,8 @@ fn summary(outcomes: &[Outcome], jobs: &[&Section], cli: &Cli) {
         lines.push(match outcomes.iter().find(|o| o.name == job.name) {
             Some(o) => format!(
                 "job {:<16} {:<7} {:>7.1}s  {}",
-                o.name,
-                o.kind,
+                escape(&o.name),
+                escape(&o.kind),
                 o.secs,
                 match o.code {
                     exit::OK => "ok".to_string(),
@@ -311,8 +312,8 @@ fn summary(outcomes: &[Outcome], jobs: &[&Section], cli: &Cli) {
             ),
             None => format!(
                 "job {:<16} {:<7}          not run",
-                job.name,
-                kind_name(job)
+                escape(&job.name),
+                escape(&kind_name(job))
             ),
         });
     }

@@ -77,6 +77,9 @@ pub(super) fn hook(command: &str, job: &str, kind: &str, code: u8, c: &Captured)
         .env("REPO_JOB", job)
         .env("REPO_JOB_KIND", kind)
         .env("REPO_JOB_EXIT_CODE", code.to_string())
+        // A hook is told how the job went, not how to open repositories.
+        .env_remove("REPO_PASSWORD")
+        .env_remove("REPO_TO_PASSWORD")
         .stdin(std::process::Stdio::piped())
         .spawn()
     {

@@ -294,7 +294,7 @@ paths = ["{src}"]
         1,
         "stopped after the failure: {r}"
     );
-    // A warning (exit 3) is not a failure, but is the worst when alone.
+    // The good job alone succeeds.
     s.run(&["run", "fine"]).success();
 }
 

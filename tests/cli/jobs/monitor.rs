@@ -145,7 +145,7 @@ repository = "{missing}"
 password-file = "{pass}"
 paths = ["{src}"]
 ping-url = "{bad}"
-on-failure = "cat > {d}/failure.json; echo $REPO_JOB $REPO_JOB_EXIT_CODE > {d}/code"
+on-failure = "cat > {d}/failure.json; echo $REPO_JOB $REPO_JOB_EXIT_CODE ${{REPO_PASSWORD:-unset}} > {d}/code"
 "#,
         metrics = metrics.display(),
         r1 = s.path("r1"),
@@ -161,7 +161,11 @@ on-failure = "cat > {d}/failure.json; echo $REPO_JOB $REPO_JOB_EXIT_CODE > {d}/c
     assert!(rx.requests().is_empty(), "{:?}", rx.requests());
     assert!(!metrics.exists());
 
-    s.run(&["run"]).code(10);
+    // The password in the environment opens the repositories, and is not
+    // handed on to hooks.
+    let mut all = s.cmd(&["run"]);
+    all.env("REPO_PASSWORD", "job-password");
+    crate::support::run(all).code(10);
     let reqs = rx.requests();
     let paths: Vec<(&str, &str)> = reqs
         .iter()
@@ -187,7 +191,8 @@ on-failure = "cat > {d}/failure.json; echo $REPO_JOB $REPO_JOB_EXIT_CODE > {d}/c
     assert_eq!(report["summary"]["files_new"], files as u64);
     assert_eq!(
         std::fs::read_to_string(dir.join("code")).unwrap(),
-        "bad 10\n"
+        "bad 10 unset\n",
+        "no password reaches a hook"
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("failure.json")).unwrap(),
