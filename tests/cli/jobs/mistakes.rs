@@ -19,11 +19,7 @@ fn each_mistake_names_file_line_and_key() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Setup::new(tmp.path());
     s.init(&s.path("r1"));
-    let repo = format!(
-        "[repositories.local]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
-        s.path("r1"),
-        s.path("pass")
-    );
+    let repo = s.local_section();
     let job = |body: &str| {
         format!("{repo}\n[jobs.home]\nkind = \"backup\"\nrepository = \"local\"\n{body}")
     };

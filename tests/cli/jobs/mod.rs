@@ -72,6 +72,15 @@ impl Setup {
         run(c).success();
     }
 
+    /// `[repositories.local]`: the folder `r1`, opened by the password file.
+    fn local_section(&self) -> String {
+        format!(
+            "[repositories.local]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
+            self.path("r1"),
+            self.path("pass")
+        )
+    }
+
     /// Snapshots of repository `name` from the file, as JSON.
     fn snapshots(&self, name: &str) -> Vec<serde_json::Value> {
         let r = self.run(&["-r", name, "snapshots", "--json"]);
@@ -258,11 +267,7 @@ fn a_failing_job_does_not_stop_the_others_unless_asked() {
     simple_tree(&src, 73);
     s.init(&s.path("r1"));
     let jobs = format!(
-        r#"
-[repositories.local]
-location = "{local}"
-password-file = "{pass}"
-
+        r#"{local}
 [jobs.broken]
 kind = "backup"
 repository = "{missing}"
@@ -274,7 +279,7 @@ kind = "backup"
 repository = "local"
 paths = ["{src}"]
 "#,
-        local = s.path("r1"),
+        local = s.local_section(),
         pass = s.path("pass"),
         missing = s.path("no-such-repo"),
         src = src.display(),
@@ -336,11 +341,7 @@ fn a_job_backs_up_what_a_command_prints() {
     let dump = tmp.path().join("dump.sql");
     crate::support::write_random(&dump, 2_000_000, 75);
     s.write(&format!(
-        r#"
-[repositories.local]
-location = "{local}"
-password-file = "{pass}"
-
+        r#"{local}
 [jobs.db]
 kind = "backup"
 repository = "local"
@@ -354,8 +355,7 @@ stdin-from-command = "echo partial; echo 'pg_dump: connection refused' >&2; exit
 stdin-filename = "app.sql"
 tags = ["broken"]
 "#,
-        local = s.path("r1"),
-        pass = s.path("pass"),
+        local = s.local_section(),
         dump = dump.display(),
     ));
     let r = s.run(&["run"]);
@@ -439,15 +439,7 @@ fn an_empty_repo_config_means_the_default_file() {
     let s = Setup::new(tmp.path());
     s.init(&s.path("r1"));
     let xdg = tmp.path().join("xdg");
-    write_file(
-        &xdg.join("repo/repo.toml"),
-        format!(
-            "[repositories.local]\nlocation = \"{}\"\npassword-file = \"{}\"\n",
-            s.path("r1"),
-            s.path("pass")
-        )
-        .as_bytes(),
-    );
+    write_file(&xdg.join("repo/repo.toml"), s.local_section().as_bytes());
     let mut c = s.cmd(&["-r", "local", "snapshots"]);
     c.env("REPO_CONFIG", "").env("XDG_CONFIG_HOME", &xdg);
     run(c).success();
