@@ -454,7 +454,7 @@ fn job_cli(
         .map_err(|e| clap_mistake(file, job, &e))?;
     let mut cli = Cli::from_arg_matches(&parsed)?;
     super::normalize(&mut cli);
-    named::resolve_destination(&mut cli)?;
+    named::resolve_destination(&mut cli, Some(config))?;
     Ok(cli)
 }
 

@@ -111,7 +111,7 @@ fn normalize(cli: &mut Cli) {
 pub fn main() -> Result<u8> {
     let (mut cli, matches) = named::parse(std::env::args_os().collect())?;
     normalize(&mut cli);
-    named::resolve_destination(&mut cli)?;
+    named::resolve_destination(&mut cli, None)?;
     repo::error::warnings::set_sink(|m| eprintln!("warning: {}", escape(m)));
     // Repository objects (key objects above all) and restore scratch files are
     // private to the user; restored entries get their recorded modes afterwards.

@@ -25,19 +25,9 @@ pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
     let Some(name) = cli.repo.clone().filter(|r| is_name(r)) else {
         return Ok((cli, matches));
     };
-    // `REPO_CONFIG=` (empty) is not given, as `main` will normalize it.
-    let explicit = cli.config.as_deref().filter(|p| !p.as_os_str().is_empty());
-    let Some(path) = Config::locate(explicit) else {
+    let Some(config) = config_for_names(cli.config.as_deref())? else {
         return Ok((cli, matches));
     };
-    // A default file this user may not read (the system's, private to
-    // root because it holds a password) is another user's, not a mistake
-    // of theirs: NAME is then a folder, as without a config file.
-    let denied = |e: std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
-    if explicit.is_none() && std::fs::File::open(&path).is_err_and(denied) {
-        return Ok((cli, matches));
-    }
-    let config = Config::load(&path)?;
     let Some(section) = config.repository(&name) else {
         return Ok((cli, matches));
     };
@@ -51,6 +41,24 @@ pub(super) fn parse(argv: Vec<OsString>) -> Result<(Cli, ArgMatches)> {
     let mut cli = Cli::from_arg_matches(&matches)?;
     cli.repo = Some(location);
     Ok((cli, matches))
+}
+
+/// The config file in which `-r NAME` and `--to NAME` look names up, if
+/// there is one this user may read.
+fn config_for_names(flag: Option<&std::path::Path>) -> Result<Option<Config>> {
+    // `REPO_CONFIG=` (empty) is not given, as `main` will normalize it.
+    let explicit = flag.filter(|p| !p.as_os_str().is_empty());
+    let Some(path) = Config::locate(explicit) else {
+        return Ok(None);
+    };
+    // A default file this user may not read (the system's, private to
+    // root because it holds a password) is another user's, not a mistake
+    // of theirs: NAME is then a folder, as without a config file.
+    let denied = |e: std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    if explicit.is_none() && std::fs::File::open(&path).is_err_and(denied) {
+        return Ok(None);
+    }
+    Ok(Some(Config::load(&path)?))
 }
 
 /// Whether `-r` names a repository of the config file rather than a
@@ -118,18 +126,26 @@ fn source_given(matches: &ArgMatches, key: &str) -> bool {
 
 /// `repo copy --to NAME` (also a `copy` job's `to = "NAME"`): the location,
 /// credentials and endpoint of repository `NAME` of the config file, where
-/// the command line (or the environment) does not give them.
-pub(super) fn resolve_destination(cli: &mut Cli) -> Result<()> {
+/// the command line (or the environment) does not give them. `loaded`:
+/// the config file when the caller has read it already (`repo run`).
+pub(super) fn resolve_destination(cli: &mut Cli, loaded: Option<&Config>) -> Result<()> {
     let Command::Copy(a) = &mut cli.command else {
         return Ok(());
     };
     if !is_name(&a.to) {
         return Ok(());
     }
-    let Some(path) = Config::locate(cli.config.as_deref()) else {
-        return Ok(());
+    let read;
+    let config = match loaded {
+        Some(c) => c,
+        None => match config_for_names(cli.config.as_deref())? {
+            Some(c) => {
+                read = c;
+                &read
+            }
+            None => return Ok(()),
+        },
     };
-    let config = Config::load(&path)?;
     let Some(section) = config.repository(&a.to) else {
         return Ok(());
     };

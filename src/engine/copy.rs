@@ -150,7 +150,11 @@ struct Copier<'s, 'a> {
 }
 
 impl Copier<'_, '_> {
-    /// Copies tree `id` and everything below it; returns its new id.
+    /// Copies tree `id` and everything below it; returns its new id. Each
+    /// tree is read a second time here (after [`Copier::gather`]) rather
+    /// than kept from the first read: from the cache or a local disk that
+    /// costs a decode, while keeping them would hold a whole snapshot's
+    /// trees in memory.
     fn tree(&mut self, id: &BlobId) -> Result<BlobId> {
         if let Some(t) = self.done.trees.get(id) {
             return Ok(*t);
@@ -243,18 +247,16 @@ impl Copier<'_, '_> {
         Ok(())
     }
 
-    fn chunk(&mut self, c: &ChunkRef) -> Result<ChunkRef> {
-        if let Some(id) = self.done.data.get(&c.id) {
-            return Ok(ChunkRef {
-                id: *id,
-                len: c.len,
-            });
-        }
-        let (repo, index) = self.src;
-        let data = repo.load_blob(index, BlobKind::Data, &c.id)?;
-        let (id, _) = self.saver.save(BlobKind::Data, &data)?;
-        self.done.data.insert(c.id, id);
-        Ok(ChunkRef { id, len: c.len })
+    /// Chunk `c` as copied by [`Copier::data_below`], which copied every
+    /// chunk below the tree being rewritten.
+    fn chunk(&self, c: &ChunkRef) -> Result<ChunkRef> {
+        let id = self.done.data.get(&c.id).ok_or_else(|| {
+            Error::Internal(format!("data blob {} was not copied before its tree", c.id))
+        })?;
+        Ok(ChunkRef {
+            id: *id,
+            len: c.len,
+        })
     }
 }
 

@@ -147,20 +147,27 @@ fn a_default_config_the_user_cannot_read_is_not_theirs() {
         m.uid() == 0
     });
     let bin = crate::support::BIN;
-    let mut c = if root {
-        let mut c = crate::support::clean_command("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
-        c
-    } else {
-        crate::support::clean_command(bin)
-    };
-    c.args(["-r", "not-here", "snapshots"])
-        .current_dir(tmp.path())
-        .env("XDG_CONFIG_HOME", &xdg)
-        .env("REPO_PASSWORD", "pw")
-        .env("REPO_CACHE_DIR", tmp.path().join("cache"));
-    // No repository there (10), not a config file it may not read (2).
-    crate::support::run(c).code(10);
+    // `-r NAME` and `copy --to NAME` alike.
+    for args in [
+        ["-r", "not-here", "snapshots", ""],
+        ["-r", "./not-here", "copy", "--to=not-there"],
+    ] {
+        let mut c = if root {
+            let mut c = crate::support::clean_command("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+            c
+        } else {
+            crate::support::clean_command(bin)
+        };
+        c.args(args.iter().filter(|a| !a.is_empty()))
+            .current_dir(tmp.path())
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env("REPO_PASSWORD", "pw")
+            .env("REPO_TO_PASSWORD", "pw")
+            .env("REPO_CACHE_DIR", tmp.path().join("cache"));
+        // No repository there (10), not a config file it may not read (2).
+        crate::support::run(c).code(10);
+    }
 }
 
 /// `repo run`'s own keys are checked like the flags: a quoted `"true"`
