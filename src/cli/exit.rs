@@ -65,6 +65,7 @@ fn for_error(err: &anyhow::Error) -> u8 {
         Some(Error::Locked { .. }) => 11,
         Some(Error::WrongPassword { .. } | Error::KeyFile { .. }) => 12,
         Some(Error::NoCredential(_)) => 13,
+        Some(Error::AppendOnly { .. }) => 14,
         Some(Error::Usage(_)) => 2,
         Some(Error::Interrupted) => 130,
         _ => 1,

@@ -164,7 +164,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     let _lock = if args.dry_run {
         None
     } else {
-        Some(lock::lock(&repo, true, "forget")?)
+        Some(lock::lock_to_change(&repo, true, "forget")?)
     };
 
     let mut groups = Vec::new();

@@ -236,7 +236,7 @@ pub fn run(ctx: &Context, args: &Args, new_password: Option<&[u8]>) -> Result<Re
             })
         }
         Action::Passwd(_) => {
-            let _lock = lock::lock(&repo, true, "key passwd")?;
+            let _lock = lock::lock_to_change(&repo, true, "key passwd")?;
             let id = add(&repo, &master(ctx, &repo)?, need()?)?;
             let old = repo.key_id().to_hex();
             repo.delete_key(repo.key_id())?;
@@ -254,7 +254,7 @@ pub fn run(ctx: &Context, args: &Args, new_password: Option<&[u8]>) -> Result<Re
             })
         }
         Action::Remove { id } => {
-            let _lock = lock::lock(&repo, true, "key remove")?;
+            let _lock = lock::lock_to_change(&repo, true, "key remove")?;
             Ok(Report {
                 removed: Some(remove(&repo, id)?),
                 ..Default::default()

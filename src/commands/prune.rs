@@ -21,7 +21,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<PruneReport> {
     check_max_unused(args.max_unused)?;
     let repo = ctx.open()?;
     // A dry run changes nothing, so it only needs what readers need.
-    let _lock = lock::lock(&repo, !args.dry_run, "prune")?;
+    let _lock = lock::lock_to_change(&repo, !args.dry_run, "prune")?;
     prune::prune(
         &repo,
         &PruneOptions {

@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
     match &args.what {
         What::Index { dry_run } => {
             let repo = ctx.open_uncached()?;
-            let _lock = lock::lock(&repo, !dry_run, "repair index")?;
+            let _lock = lock::lock_to_change(&repo, !dry_run, "repair index")?;
             repair::repair_index(&repo, *dry_run).map(Report::Index)
         }
         What::Snapshots {
@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             read_data,
         } => {
             let repo = ctx.open_uncached()?;
-            let _lock = lock::lock(&repo, !dry_run, "repair snapshots")?;
+            let _lock = lock::lock_to_change(&repo, !dry_run, "repair snapshots")?;
             let targets = if snapshots.is_empty() {
                 repo.snapshots()?
             } else {

@@ -85,7 +85,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         ));
     }
     let repo = ctx.open()?;
-    let _lock = lock::lock(&repo, true, "tag")?;
+    let _lock = lock::lock_to_change(&repo, true, "tag")?;
     let mut targets: Vec<(SnapshotId, Snapshot)> = Vec::new();
     for s in &args.snapshots {
         let found = repo.find_snapshot(s)?;

@@ -46,6 +46,18 @@ pub enum Error {
     /// The lock this process held lapsed (it was suspended past the stale
     /// period, cut off from storage, or its lock was removed), so data it
     /// relies on may have been pruned: it writes nothing more.
+    /// Maintenance on storage that refuses deletes (an append-only server):
+    /// refused before anything changed (exit 14).
+    #[error(
+        "`repo {command}` deletes or rewrites objects, but the storage at {location} refuses to delete them (an append-only server, or a storage policy), so nothing was changed. Maintenance runs where the repository is stored: on the server, against the repository's folder there (for example `repo {command} -r /srv/repos/{name}`); clients of an append-only server only add and read backups"
+    )]
+    AppendOnly {
+        command: String,
+        location: String,
+        /// The repository's last path component, for the example.
+        name: String,
+    },
+
     #[error(
         "`{command}` stopped before {purpose}: it no longer provably holds its repository lock: {reason}. {advice}"
     )]

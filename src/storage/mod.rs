@@ -390,6 +390,28 @@ impl Storage {
         }
     }
 
+    /// Whether the storage refuses to delete objects other than locks: an
+    /// append-only server (`rest-server --append-only`, `rclone serve restic
+    /// --append-only`) or a storage policy. Maintenance asks before it
+    /// changes anything, so it can refuse whole instead of failing half way.
+    /// The probe deletes a random snapshot name that never existed, which
+    /// such servers refuse before they look whether it exists; elsewhere it
+    /// is a harmless "not found".
+    pub(crate) fn refuses_deletes(&self) -> Result<bool> {
+        let mut name = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut name);
+        let key = format!("snapshots/{}", hex::encode(name));
+        let r = self
+            .rt
+            .block_on(self.store.delete(&StorePath::from(key.as_str())));
+        self.count(0, 0);
+        match r {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(object_store::Error::PermissionDenied { .. }) => Ok(true),
+            Err(e) => Err(self.err("delete", &key, e)),
+        }
+    }
+
     /// Removes an object; removing a missing object is not an error.
     pub(crate) fn delete(&self, key: &str) -> Result<()> {
         self.forget(key);

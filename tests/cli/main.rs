@@ -5,6 +5,7 @@
 //! home of every shared helper.
 
 mod adversarial;
+mod append_only;
 mod backends;
 mod basics;
 mod cache;

@@ -153,6 +153,34 @@ fn remove_listed(repo: &Repository, all: bool, locks: Locks) -> Result<Vec<Strin
     Ok(removed)
 }
 
+/// Takes the lock of a command that may delete or rewrite objects (forget,
+/// prune, tag, key passwd, key remove, repair): exclusive unless it is a
+/// dry run. Before an exclusive one it asks the storage whether it deletes
+/// at all, so that against an append-only server the command is refused
+/// before it writes anything, even its lock ([`Error::AppendOnly`]).
+pub(crate) fn lock_to_change(
+    repo: &Repository,
+    exclusive: bool,
+    command: &str,
+) -> Result<LockGuard> {
+    if exclusive && repo.storage().refuses_deletes()? {
+        let location = repo.storage().location().to_string();
+        let name = location
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty() && !n.contains(':'))
+            .unwrap_or("host1")
+            .to_string();
+        return Err(Error::AppendOnly {
+            command: command.to_string(),
+            location,
+            name,
+        });
+    }
+    lock(repo, exclusive, command)
+}
+
 /// Takes a lock, failing with [`Error::Locked`] if a conflicting live lock
 /// exists. Until the guard is dropped, `repo` (and its clones) check the
 /// lock before writing index and snapshot objects.
