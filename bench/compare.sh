@@ -17,7 +17,7 @@
 # Results: a table on stdout and, in --out (default bench/results/DATE-SIZE),
 # results.csv, results.json, table.md, meta.json and per-step logs.
 #
-# bench/compare.sh --remote s3|ftp --rtt MS [...]: repo, restic and rustic
+# bench/compare.sh --remote s3|ftp|rest --rtt MS [...]: repo, restic and rustic
 # against a delayed S3 or FTP server instead (bench/remote.sh, which see).
 # shellcheck disable=SC2016,SC2054  # sh -c '...$1' and borg's zstd,3 are intended
 set -euo pipefail

