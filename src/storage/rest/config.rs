@@ -173,6 +173,6 @@ mod tests {
         assert!(e.contains("without a user") && !e.contains(":pw"), "{e}");
         let e = p("https://me:pw@[::1/x").unwrap_err().to_string();
         assert!(e.contains("invalid") && !e.contains("pw"), "{e}");
-        assert!(p("http:///x").is_err());
+        assert!(p("http://").is_err());
     }
 }
