@@ -10,6 +10,7 @@ use crate::support::{Background, Cmp, assert_same_tree, restored, wait_until, wr
 
 /// A tree big enough that a backup is still uploading when it is killed.
 fn big_tree(root: &std::path::Path, seed: u64) {
+    std::fs::create_dir_all(root).unwrap();
     for i in 0..12 {
         write_random(&root.join(format!("part{i}.bin")), 2 << 20, seed * 100 + i);
     }

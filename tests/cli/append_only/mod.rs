@@ -160,13 +160,15 @@ fn clients_add_and_read_but_maintenance_is_refused_before_it_changes_anything() 
         &["snapshots"],
         &["ls", "latest"],
         &["find", "c.txt"],
-        &["diff", "latest~1", "latest"],
         &["prune", "--dry-run"],
         &["forget", "--keep-last", "1", "--dry-run"],
         &["repair", "index", "--dry-run"],
     ] {
         s.run(&path, args).success();
     }
+    let snaps = s.run(&path, &["--json", "snapshots"]).success().json();
+    let id = |i: usize| snaps[i]["id"].as_str().unwrap().to_string();
+    s.run(&path, &["diff", &id(0), &id(1)]).success().stdout_has("a.txt");
     let dump = s.run(
         &path,
         &["dump", "latest", &format!("{}/a.txt", src.display())],
@@ -200,7 +202,8 @@ fn clients_add_and_read_but_maintenance_is_refused_before_it_changes_anything() 
     }
 
     // The operator prunes on the server, and clients go on.
-    s.operator(&path, &["forget", "--keep-last", "1"]).success();
+    s.operator(&path, &["forget", "--keep-last", "1", "--group-by", "host"])
+        .success();
     s.operator(&path, &["prune"]).success();
     s.run(&path, &["check", "--read-data"]).success();
     let snaps = s.run(&path, &["--json", "snapshots"]).success().json();
