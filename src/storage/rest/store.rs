@@ -9,7 +9,7 @@ use object_store::{
 };
 use reqwest::{Method, StatusCode};
 
-use super::http::{Answer, Call, V2, generic};
+use super::http::{Answer, Call, V2, chain, declared_length, generic};
 use super::{RestStore, keys};
 
 #[async_trait]
@@ -121,7 +121,7 @@ impl ObjectStore for RestStore {
                 s => self.http.status_error(s, &call),
             });
         }
-        let length = answer.response.content_length();
+        let length = declared_length(&answer.response);
         let (size, want) = match &range {
             Some(r) => (r.end, Some(r.end - r.start)),
             None => (length.unwrap_or(0), None),
@@ -266,10 +266,7 @@ impl RestStore {
                 keys::MAX_LISTING >> 20
             ))
         };
-        if response
-            .content_length()
-            .is_some_and(|n| n > keys::MAX_LISTING as u64)
-        {
+        if declared_length(&response).is_some_and(|n| n > keys::MAX_LISTING as u64) {
             return Err(too_big());
         }
         let mut body = Vec::new();
@@ -277,7 +274,7 @@ impl RestStore {
             generic(format!(
                 "GET {}: {}",
                 self.http.shown(&path),
-                e.without_url()
+                chain(&e.without_url())
             ))
         })? {
             if body.len() + chunk.len() > keys::MAX_LISTING {
@@ -305,7 +302,8 @@ fn body_stream(
         .bytes_stream()
         .map(move |part| {
             let _held = &permit;
-            let part = part.map_err(|e| generic(format!("GET {shown}: {}", e.without_url())))?;
+            let part =
+                part.map_err(|e| generic(format!("GET {shown}: {}", chain(&e.without_url()))))?;
             seen += part.len() as u64;
             match want {
                 Some(w) if seen > w => Err(generic(format!(
