@@ -115,6 +115,36 @@ fn shown(out: &Run) -> String {
     format!("{}{}", out.stdout, out.stderr)
 }
 
+/// Responses lost after the server carried out a POST or DELETE: the
+/// retries find the object stored (403 "exists" from an append-only server)
+/// or gone (404), and every command still succeeds.
+#[test]
+fn lost_responses_are_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("served");
+    std::fs::create_dir_all(&root).unwrap();
+    let (_server, url, lost_file) = hostile("lossy", root.to_str().unwrap(), tmp.path());
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.bin"), random_bytes(1 << 20, 5)).unwrap();
+    run(repo_cmd(&url, &["init"])).success();
+    run(repo_cmd(&url, &["create", "-q", src.to_str().unwrap()])).success();
+    let snaps = run(repo_cmd(&url, &["snapshots", "--json"]))
+        .success()
+        .json();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    run(repo_cmd(&url, &["check", "--read-data"])).success();
+    // config, key, pack(s), index, snapshot and lock POSTs, lock DELETEs.
+    assert!(sent(&lost_file) >= 8, "too few responses were lost");
+    assert!(
+        std::fs::read_dir(root.join("locks"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "a lock was left behind"
+    );
+}
+
 #[test]
 fn server_password_never_appears() {
     let tmp = tempfile::tempdir().unwrap();

@@ -9,6 +9,9 @@ misbehaves on purpose in one way, chosen by MODE:
   endless-config     GET /config streams bytes forever (chunked, no length)
   declared-config    GET and HEAD /config announce an 8 GiB Content-Length
   short-range        ranged GETs of data/ answer one byte fewer than asked
+  lossy              append-only (POST of an existing object: 403), and the first
+                     POST and DELETE of each object are carried out but their
+                     response is lost (the connection closes unanswered)
 
 usage: hostile_rest.py MODE REPO_DIR SENT_FILE
 Prints the port on its first stdout line; writes the bytes it sent in the
@@ -20,6 +23,7 @@ import os
 import sys
 
 MODE, ROOT, SENT_FILE = sys.argv[1], sys.argv[2], sys.argv[3]
+LOST = set()
 TYPES = ("data", "keys", "locks", "snapshots", "index")
 
 
@@ -127,22 +131,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.plain(200, body)
 
 
+    def lose(self, what):
+        """True (and the connection closes unanswered) the first time only."""
+        if MODE != "lossy" or what in LOST:
+            return False
+        LOST.add(what)
+        with open(SENT_FILE, "w") as f:
+            f.write(str(len(LOST)))
+        self.close_connection = True
+        return True
+
     def do_POST(self):
         local = local_path(self.path.split("?")[0])
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if local is None:
             return self.plain(200 if self.path.startswith("/?create") else 400, b"")
+        if MODE == "lossy" and os.path.exists(local):
+            return self.plain(403, b"exists")
         os.makedirs(os.path.dirname(local), exist_ok=True)
         with open(local, "wb") as f:
             f.write(body)
-        self.plain(200, b"")
+        if not self.lose("POST " + self.path):
+            self.plain(200, b"")
 
     def do_DELETE(self):
         local = local_path(self.path)
         if local is None or not os.path.isfile(local):
             return self.plain(404, b"not found")
         os.remove(local)
-        self.plain(200, b"")
+        if not self.lose("DELETE " + self.path):
+            self.plain(200, b"")
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
