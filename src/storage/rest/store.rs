@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 
 use super::http::{Answer, Call, V2, chain, declared_length, generic};
 use super::{RestStore, keys};
+use crate::storage::delete_each::{DeleteOne, delete_each};
 
 #[async_trait]
 impl ObjectStore for RestStore {
@@ -156,18 +157,7 @@ impl ObjectStore for RestStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let store = self.clone();
-        locations
-            .map(move |location| {
-                let store = store.clone();
-                async move {
-                    let location = location?;
-                    store.delete_one(location.as_ref()).await?;
-                    Ok(location)
-                }
-            })
-            .buffered(self.http.config().connections())
-            .boxed()
+        delete_each(self, locations, self.http.config().connections())
     }
 
     /// Lists the protocol's directories below `prefix` as our keys.
@@ -211,8 +201,10 @@ impl ObjectStore for RestStore {
     }
 }
 
-impl RestStore {
-    async fn delete_one(&self, key: &str) -> object_store::Result<()> {
+#[async_trait]
+impl DeleteOne for RestStore {
+    async fn delete_one(&self, location: &Path) -> object_store::Result<()> {
+        let key = location.as_ref();
         let path = self.path_for(key, false)?;
         let call = Call::new(Method::DELETE, &path, key);
         let answer = self.http.send(&call).await?;
@@ -221,7 +213,9 @@ impl RestStore {
             s => Err(self.http.status_error(s, &call)),
         }
     }
+}
 
+impl RestStore {
     /// Every object below `prefix` (empty: the whole repository).
     async fn list_keys(&self, prefix: &str) -> object_store::Result<Vec<ObjectMeta>> {
         let mut found = Vec::new();
