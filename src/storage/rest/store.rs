@@ -100,6 +100,17 @@ impl ObjectStore for RestStore {
                 });
             }
         };
+        if range.as_ref().is_some_and(|r| r.start >= r.end) {
+            // `Range: bytes=N-M` cannot ask for nothing: answer without asking.
+            let r = range.unwrap_or_default();
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(stream::empty().boxed()),
+                meta: meta(location.clone(), r.end),
+                range: r,
+                attributes: Default::default(),
+                extensions: Default::default(),
+            });
+        }
         let method = if options.head {
             Method::HEAD
         } else {
@@ -135,17 +146,10 @@ impl ObjectStore for RestStore {
                 self.http.shown(&path)
             )));
         }
-        let meta = ObjectMeta {
-            location: location.clone(),
-            last_modified: Default::default(),
-            size,
-            e_tag: None,
-            version: None,
-        };
         Ok(GetResult {
             payload: GetResultPayload::Stream(body_stream(answer, want, self.http.shown(&path))),
             range: range.unwrap_or(0..size),
-            meta,
+            meta: meta(location.clone(), size),
             attributes: Default::default(),
             extensions: Default::default(),
         })
@@ -231,13 +235,7 @@ impl RestStore {
         Ok(found
             .into_iter()
             .filter(|(k, _)| prefix.is_empty() || k.starts_with(&under))
-            .map(|(key, size)| ObjectMeta {
-                location: Path::from(key),
-                last_modified: Default::default(),
-                size,
-                e_tag: None,
-                version: None,
-            })
+            .map(|(key, size)| meta(Path::from(key), size))
             .collect())
     }
 
@@ -278,6 +276,17 @@ impl RestStore {
         }
         keys::parse_listing(kind, &body)
             .map_err(|e| generic(format!("{}: {e}", self.http.shown(&path))))
+    }
+}
+
+/// What the protocol tells of an object: its size (no time, no tag).
+fn meta(location: Path, size: u64) -> ObjectMeta {
+    ObjectMeta {
+        location,
+        last_modified: Default::default(),
+        size,
+        e_tag: None,
+        version: None,
     }
 }
 
