@@ -117,7 +117,8 @@ fn shown(out: &Run) -> String {
 
 /// Responses lost after the server carried out a POST or DELETE: the
 /// retries find the object stored (403 "exists" from an append-only server)
-/// or gone (404), and every command still succeeds.
+/// or gone (404); a first GET answered 503 is retried; every command still
+/// succeeds.
 #[test]
 fn lost_responses_are_retried() {
     let tmp = tempfile::tempdir().unwrap();
@@ -136,6 +137,15 @@ fn lost_responses_are_retried() {
     run(repo_cmd(&url, &["check", "--read-data"])).success();
     // config, key, pack(s), index, snapshot and lock POSTs, lock DELETEs.
     assert!(sent(&lost_file) >= 8, "too few responses were lost");
+    let snapshot = snaps[0]["id"].as_str().unwrap();
+    let out = tmp.path().join("out");
+    let mut c = repo_cmd(&url, &["--no-cache", "restore", snapshot, "--target"]);
+    c.arg(&out);
+    run(c).success();
+    assert_eq!(
+        std::fs::read(out.join(src.strip_prefix("/").unwrap()).join("a.bin")).unwrap(),
+        random_bytes(1 << 20, 5)
+    );
     assert!(
         std::fs::read_dir(root.join("locks"))
             .unwrap()

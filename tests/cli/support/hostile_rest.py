@@ -9,9 +9,10 @@ misbehaves on purpose in one way, chosen by MODE:
   endless-config     GET /config streams bytes forever (chunked, no length)
   declared-config    GET and HEAD /config announce an 8 GiB Content-Length
   short-range        ranged GETs of data/ answer one byte fewer than asked
-  lossy              append-only (POST of an existing object: 403), and the first
+  lossy              append-only (POST of an existing object: 403), the first
                      POST and DELETE of each object are carried out but their
-                     response is lost (the connection closes unanswered)
+                     response is lost (the connection closes unanswered), and
+                     the first GET of each object answers 503
 
 usage: hostile_rest.py MODE REPO_DIR SENT_FILE
 Prints the port on its first stdout line; writes the bytes it sent in the
@@ -115,6 +116,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         local = local_path(path)
         if local is None or not os.path.isfile(local):
             return self.plain(404, b"not found")
+        if MODE == "lossy" and self.command == "GET" and "GET " + path not in LOST:
+            LOST.add("GET " + path)
+            return self.plain(503, b"try again")
         with open(local, "rb") as f:
             body = f.read()
         rng = self.headers.get("Range")
