@@ -33,20 +33,8 @@ PROFTPD_UID=2121
 PROFTPD_GID=2121
 
 log() { printf '[ftp-servers] %s\n' "$*" >&2; }
-
-alive() { # alive PIDFILE
-    [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
-}
-
-free_port() {
-    python3 - <<'EOF'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
-EOF
-}
+# shellcheck source=scripts/test-servers-lib.sh
+. "$(dirname "$0")/test-servers-lib.sh"
 
 # A free port range of $1 consecutive ports (for ProFTPD's PassivePorts).
 free_port_range() {
@@ -119,27 +107,7 @@ install_deps() {
     command -v openssl >/dev/null || { apt-get update -qq; apt-get install -y -qq openssl >/dev/null; }
 }
 
-make_certs() {
-    local d=$STATE/tls
-    [[ -s $d/ca.pem && -s $d/server.pem && -s $d/server.key ]] && return 0
-    log "creating a test CA and a server certificate for 127.0.0.1/localhost"
-    mkdir -p "$d"
-    openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 \
-        -keyout "$d/ca.key" -out "$d/ca.pem" -subj "/CN=repo FTP test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    openssl req -new -newkey rsa:2048 -nodes -sha256 \
-        -keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=localhost" 2>/dev/null
-    cat >"$d/server.ext" <<'EOF'
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost
-EOF
-    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
-        -CAcreateserial -days 3650 -sha256 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
-    chmod 644 "$d"/*.pem "$d"/*.key
-}
+make_certs() { make_test_certs "$STATE/tls" "repo FTP test CA"; }
 
 write_pyftpd_script() {
     cat >"$STATE/pyftpd.py" <<'EOF'

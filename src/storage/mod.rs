@@ -8,6 +8,7 @@
 
 pub mod awsconf;
 mod backend;
+mod delete_each;
 mod errors;
 pub mod ftp;
 mod local;

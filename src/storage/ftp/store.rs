@@ -19,6 +19,7 @@ use super::error::not_implemented;
 use super::listing::Kind;
 use super::transfer::{Fetched, fetch, retrieve, upload};
 use super::{FtpError, FtpStore, Listed};
+use crate::storage::delete_each::{DeleteOne, delete_each};
 
 #[async_trait]
 impl ObjectStore for FtpStore {
@@ -104,18 +105,7 @@ impl ObjectStore for FtpStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let store = self.clone();
-        locations
-            .map(move |location| {
-                let store = store.clone();
-                async move {
-                    let location = location?;
-                    store.delete_object(&location).await?;
-                    Ok(location)
-                }
-            })
-            .buffered(self.inner.max_connections)
-            .boxed()
+        delete_each(self, locations, self.inner.max_connections)
     }
 
     /// Walks the directory tree below `prefix`, listing up to `max_connections` directories at a
@@ -217,6 +207,13 @@ impl ObjectStore for FtpStore {
         self.run(move |s| rename_file(s, &src, &dst, create))
             .await
             .map_err(|e| from_to_error(e, from, to))
+    }
+}
+
+#[async_trait]
+impl DeleteOne for FtpStore {
+    async fn delete_one(&self, location: &Path) -> object_store::Result<()> {
+        self.delete_object(location).await
     }
 }
 

@@ -197,6 +197,18 @@ impl Http {
     }
 }
 
+/// The Content-Length header. Not reqwest's `content_length()`: that is
+/// the body's length, and a HEAD response has no body.
+pub(super) fn declared_length(response: &Response) -> Option<u64> {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 pub(super) fn generic(message: String) -> object_store::Error {
     object_store::Error::Generic {
         store: "REST",
@@ -205,7 +217,7 @@ pub(super) fn generic(message: String) -> object_store::Error {
 }
 
 /// An error and its causes on one line ("connection refused" is a cause).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

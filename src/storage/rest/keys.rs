@@ -24,7 +24,10 @@ pub(super) fn rest_path(key: &str) -> Option<String> {
     match parts.as_slice() {
         ["config"] => Some("config".into()),
         ["data", shard, name]
-            if valid_name(name) && shard.len() == 2 && name.starts_with(shard) =>
+            if valid_name(name)
+                && shard.len() == 2
+                && name.len() > 2
+                && name.starts_with(shard) =>
         {
             Some(format!("data/{name}"))
         }
@@ -114,6 +117,7 @@ mod tests {
         for unexpressible in [
             "locks/exclusive/holder",
             "data/cd/abcd",
+            "data/ab/ab",
             format!("data/{id}").as_str(),
             "keys/../config",
             "keys/.hidden",

@@ -67,12 +67,14 @@ impl RestStore {
         let answer = self.http.send(&call).await?;
         match answer.response.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => Ok(Some(answer.response.content_length().ok_or_else(|| {
-                http::generic(format!(
-                    "HEAD {}: the server sent no Content-Length",
-                    self.http.shown(path)
-                ))
-            })?)),
+            s if s.is_success() => Ok(Some(http::declared_length(&answer.response).ok_or_else(
+                || {
+                    http::generic(format!(
+                        "HEAD {}: the server sent no valid Content-Length",
+                        self.http.shown(path)
+                    ))
+                },
+            )?)),
             s => Err(self.http.status_error(s, &call)),
         }
     }

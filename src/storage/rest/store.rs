@@ -9,8 +9,9 @@ use object_store::{
 };
 use reqwest::{Method, StatusCode};
 
-use super::http::{Answer, Call, V2, generic};
+use super::http::{Answer, Call, V2, chain, declared_length, generic};
 use super::{RestStore, keys};
+use crate::storage::delete_each::{DeleteOne, delete_each};
 
 #[async_trait]
 impl ObjectStore for RestStore {
@@ -99,6 +100,17 @@ impl ObjectStore for RestStore {
                 });
             }
         };
+        if range.as_ref().is_some_and(|r| r.start >= r.end) {
+            // `Range: bytes=N-M` cannot ask for nothing: answer without asking.
+            let r = range.unwrap_or_default();
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(stream::empty().boxed()),
+                meta: meta(location.clone(), r.end),
+                range: r,
+                attributes: Default::default(),
+                extensions: Default::default(),
+            });
+        }
         let method = if options.head {
             Method::HEAD
         } else {
@@ -121,7 +133,7 @@ impl ObjectStore for RestStore {
                 s => self.http.status_error(s, &call),
             });
         }
-        let length = answer.response.content_length();
+        let length = declared_length(&answer.response);
         let (size, want) = match &range {
             Some(r) => (r.end, Some(r.end - r.start)),
             None => (length.unwrap_or(0), None),
@@ -134,17 +146,10 @@ impl ObjectStore for RestStore {
                 self.http.shown(&path)
             )));
         }
-        let meta = ObjectMeta {
-            location: location.clone(),
-            last_modified: Default::default(),
-            size,
-            e_tag: None,
-            version: None,
-        };
         Ok(GetResult {
             payload: GetResultPayload::Stream(body_stream(answer, want, self.http.shown(&path))),
             range: range.unwrap_or(0..size),
-            meta,
+            meta: meta(location.clone(), size),
             attributes: Default::default(),
             extensions: Default::default(),
         })
@@ -156,18 +161,7 @@ impl ObjectStore for RestStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let store = self.clone();
-        locations
-            .map(move |location| {
-                let store = store.clone();
-                async move {
-                    let location = location?;
-                    store.delete_one(location.as_ref()).await?;
-                    Ok(location)
-                }
-            })
-            .buffered(self.http.config().connections())
-            .boxed()
+        delete_each(self, locations, self.http.config().connections())
     }
 
     /// Lists the protocol's directories below `prefix` as our keys.
@@ -211,8 +205,10 @@ impl ObjectStore for RestStore {
     }
 }
 
-impl RestStore {
-    async fn delete_one(&self, key: &str) -> object_store::Result<()> {
+#[async_trait]
+impl DeleteOne for RestStore {
+    async fn delete_one(&self, location: &Path) -> object_store::Result<()> {
+        let key = location.as_ref();
         let path = self.path_for(key, false)?;
         let call = Call::new(Method::DELETE, &path, key);
         let answer = self.http.send(&call).await?;
@@ -221,7 +217,9 @@ impl RestStore {
             s => Err(self.http.status_error(s, &call)),
         }
     }
+}
 
+impl RestStore {
     /// Every object below `prefix` (empty: the whole repository).
     async fn list_keys(&self, prefix: &str) -> object_store::Result<Vec<ObjectMeta>> {
         let mut found = Vec::new();
@@ -237,13 +235,7 @@ impl RestStore {
         Ok(found
             .into_iter()
             .filter(|(k, _)| prefix.is_empty() || k.starts_with(&under))
-            .map(|(key, size)| ObjectMeta {
-                location: Path::from(key),
-                last_modified: Default::default(),
-                size,
-                e_tag: None,
-                version: None,
-            })
+            .map(|(key, size)| meta(Path::from(key), size))
             .collect())
     }
 
@@ -266,10 +258,7 @@ impl RestStore {
                 keys::MAX_LISTING >> 20
             ))
         };
-        if response
-            .content_length()
-            .is_some_and(|n| n > keys::MAX_LISTING as u64)
-        {
+        if declared_length(&response).is_some_and(|n| n > keys::MAX_LISTING as u64) {
             return Err(too_big());
         }
         let mut body = Vec::new();
@@ -277,7 +266,7 @@ impl RestStore {
             generic(format!(
                 "GET {}: {}",
                 self.http.shown(&path),
-                e.without_url()
+                chain(&e.without_url())
             ))
         })? {
             if body.len() + chunk.len() > keys::MAX_LISTING {
@@ -287,6 +276,17 @@ impl RestStore {
         }
         keys::parse_listing(kind, &body)
             .map_err(|e| generic(format!("{}: {e}", self.http.shown(&path))))
+    }
+}
+
+/// What the protocol tells of an object: its size (no time, no tag).
+fn meta(location: Path, size: u64) -> ObjectMeta {
+    ObjectMeta {
+        location,
+        last_modified: Default::default(),
+        size,
+        e_tag: None,
+        version: None,
     }
 }
 
@@ -305,7 +305,8 @@ fn body_stream(
         .bytes_stream()
         .map(move |part| {
             let _held = &permit;
-            let part = part.map_err(|e| generic(format!("GET {shown}: {}", e.without_url())))?;
+            let part =
+                part.map_err(|e| generic(format!("GET {shown}: {}", chain(&e.without_url()))))?;
             seen += part.len() as u64;
             match want {
                 Some(w) if seen > w => Err(generic(format!(
