@@ -1,0 +1,256 @@
+//! Passive data connections and the transfers on them (RETR, STOR, MLSD, LIST).
+//!
+//! A transfer costs a round trip for the passive reply (the data connection's port) and one for
+//! the transfer command's. RFC 959 servers take a transfer command before the data connection
+//! exists and wait for it, so once the server has shown it knows the passive command, that and
+//! the transfer command (with `REST` before it) go out together: one round trip. Not before: a
+//! server that does not know `EPSV` would wait for a data connection forever.
+//!
+//! Small uploads on plain FTP write their bytes without waiting for the server's `150`, which
+//! would cost another round trip: the data connection is open, and a server that refuses the
+//! `STOR` never reads them (they fit in the socket buffers, so writing cannot block). The `226`
+//! after the last byte still decides whether the object was stored.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, TlsConnector};
+
+use super::login::data_tcp;
+use super::{Control, Stream, code};
+
+/// How long closing an upload over TLS waits for the server's end of the connection.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest line of a listing; servers send a few hundred bytes at most.
+const MAX_LISTING_LINE: u64 = 64 * 1024;
+
+/// How the data connection's port is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::storage::ftp) enum Passive {
+    /// RFC 2428, the server's port only.
+    Epsv,
+    /// RFC 959; the announced address is ignored for the control connection's (servers behind
+    /// NAT announce private ones, and a server must not steer us to a third host anyway).
+    Pasv,
+}
+
+/// Which part of opening a transfer failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::storage::ftp) enum Step {
+    Passive,
+    Command,
+}
+
+/// An open data connection. [`Control::finish`] closes it and reads the server's verdict; one
+/// dropped instead leaves its connection owing replies, so the pool drops that too.
+pub(in crate::storage::ftp) struct Transfer {
+    data: Stream,
+    written: bool,
+    /// The transfer command's `150` is still unread (an early upload).
+    early: bool,
+}
+
+impl Control {
+    /// Opens a data connection for `commands`, the transfer command last (`REST` before it).
+    /// `pipelined`: send them with the passive command (see the module comment). `early`: on
+    /// plain FTP, return before the transfer command's `150` arrives, to write at once.
+    pub(in crate::storage::ftp) fn open(
+        &mut self,
+        mode: Passive,
+        pipelined: bool,
+        commands: &[&str],
+        early: bool,
+    ) -> Result<Transfer, (Step, FtpError)> {
+        let passive = |e| (Step::Passive, e);
+        let command = |e| (Step::Command, e);
+        let mut batch = vec![if mode == Passive::Epsv {
+            "EPSV"
+        } else {
+            "PASV"
+        }];
+        if pipelined {
+            batch.extend(commands);
+        }
+        self.send(&batch).map_err(passive)?;
+        let reply = self.reply().map_err(passive)?;
+        let Some(addr) = self.passive_address(mode, &reply) else {
+            if pipelined {
+                self.settle(commands.len());
+            }
+            return Err(passive(FtpError::UnexpectedResponse(reply)));
+        };
+        if !pipelined {
+            self.send(commands).map_err(command)?;
+        }
+        let tcp = match data_tcp(addr) {
+            Ok(tcp) => tcp,
+            // The server may have refused the command already and closed the port.
+            Err(e) => return Err(command(self.refusal(commands.len(), e))),
+        };
+        for _ in 1..commands.len() {
+            let reply = self.reply().map_err(command)?;
+            if code(&reply) != 350 {
+                // The transfer command would start from the wrong place.
+                self.settle(1);
+                return Err(command(FtpError::UnexpectedResponse(reply)));
+            }
+        }
+        let early = early && self.tls.is_none();
+        if !early {
+            self.preliminary().map_err(command)?;
+        }
+        let data = self.secure_data(tcp).map_err(|e| command(self.fail(e)))?;
+        Ok(Transfer {
+            data,
+            written: false,
+            early,
+        })
+    }
+
+    /// Closes the data connection and reads the server's word on the transfer: `226` (or
+    /// `250`) after the last byte, anything else an error.
+    pub(in crate::storage::ftp) fn finish(&mut self, transfer: Transfer) -> FtpResult<()> {
+        let Transfer {
+            data,
+            written,
+            early,
+        } = transfer;
+        // After an upload over TLS the server may have sent data never read (TLS 1.3 session
+        // tickets); closing a socket with unread data sends a reset, which can reach the server
+        // before our close_notify and fail the upload with a 426.
+        let drain = (written && matches!(data, DataStream::Ssl(_)))
+            .then(|| data.get_ref().try_clone().ok())
+            .flatten();
+        drop(data);
+        if let Some(socket) = drain {
+            drain_until_eof(&socket);
+        }
+        if early {
+            self.preliminary()?;
+        }
+        self.expect(&[226, 250]).map(drop)
+    }
+
+    /// The transfer command's `150` (or `125`); its completion reply is owed from then on.
+    fn preliminary(&mut self) -> FtpResult<()> {
+        self.expect(&[150, 125])?;
+        self.owed += 1;
+        Ok(())
+    }
+
+    /// After the data connection failed: the reply to the transfer command (and those before
+    /// it), which is the better error if the server refused. Else the connection is out of step.
+    fn refusal(&mut self, count: usize, connect: io::Error) -> FtpError {
+        let mut last = None;
+        for _ in 0..count {
+            match self.reply() {
+                Ok(reply) if !(100..200).contains(&code(&reply)) => last = Some(reply),
+                _ => break,
+            }
+        }
+        match last {
+            Some(reply) if code(&reply) >= 400 && self.owed == 0 => {
+                FtpError::UnexpectedResponse(reply)
+            }
+            _ => self.fail(FtpError::ConnectionError(connect)),
+        }
+    }
+
+    /// The data connection's address: the port from the reply, the control connection's host.
+    fn passive_address(
+        &self,
+        mode: Passive,
+        reply: &suppaftp::types::Response,
+    ) -> Option<SocketAddr> {
+        let text = String::from_utf8_lossy(&reply.body);
+        let inner = text.split_once('(')?.1.split_once(')')?.0;
+        let port = match mode {
+            Passive::Epsv if code(reply) == 229 => {
+                inner.strip_prefix("|||")?.strip_suffix('|')?.parse().ok()?
+            }
+            Passive::Pasv if code(reply) == 227 => {
+                let numbers: Vec<u8> = inner
+                    .split(',')
+                    .map(|n| n.trim().parse().ok())
+                    .collect::<Option<_>>()?;
+                let [_, _, _, _, high, low] = numbers[..] else {
+                    return None;
+                };
+                u16::from(high) << 8 | u16::from(low)
+            }
+            _ => return None,
+        };
+        let mut addr = self.socket().peer_addr().ok()?;
+        addr.set_port(port);
+        Some(addr)
+    }
+
+    /// The data connection as a stream, over TLS on FTPS (resuming the control connection's
+    /// session, as servers such as ProFTPD require).
+    fn secure_data(&self, tcp: TcpStream) -> FtpResult<Stream> {
+        match &self.tls {
+            None => Ok(DataStream::Tcp(tcp)),
+            Some((config, host)) => {
+                let stream = RustlsConnector::from(Arc::clone(config)).connect(host, tcp)?;
+                Ok(DataStream::Ssl(Box::new(stream)))
+            }
+        }
+    }
+}
+
+impl Transfer {
+    /// The lines of a listing, `\r\n` removed, decoded leniently.
+    pub(in crate::storage::ftp) fn lines(&mut self) -> io::Result<Vec<String>> {
+        let mut reader = BufReader::new(self);
+        let mut lines = Vec::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(MAX_LISTING_LINE)
+                .read_until(b'\n', &mut line)?;
+            if read == 0 {
+                return Ok(lines);
+            }
+            if line.last() != Some(&b'\n') && read as u64 == MAX_LISTING_LINE {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a listing line over 64 KiB",
+                ));
+            }
+            let text = String::from_utf8_lossy(&line);
+            lines.push(text.trim_end_matches(['\r', '\n']).to_string());
+        }
+    }
+}
+
+impl Read for Transfer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.data.read(buf)
+    }
+}
+
+impl Write for Transfer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written = true;
+        self.data.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.data.flush()
+    }
+}
+
+/// Half-closes `socket` and reads until the server closes its side, so that closing it does not
+/// reset the connection. Best effort: gives up after [`DRAIN_TIMEOUT`] without data.
+fn drain_until_eof(mut socket: &TcpStream) {
+    if socket.shutdown(Shutdown::Write).is_err()
+        || socket.set_read_timeout(Some(DRAIN_TIMEOUT)).is_err()
+    {
+        return;
+    }
+    let mut buf = [0u8; 1024];
+    while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
+}
