@@ -181,19 +181,24 @@ pub(super) fn list_dir(s: &mut Session<'_>, dir: &str) -> Result<Vec<Entry>, Ftp
         .collect())
 }
 
-/// Creates every missing directory of `dir`, outermost first.
+/// Creates every missing directory of `dir`, outermost first, in one round trip: the server
+/// carries out the MKDs in order, each whatever became of the one before.
 ///
 /// MKD of an existing directory fails with a 5xx reply like many other problems, so failures are
 /// ignored here; the command that needed the directory reports the real error.
 pub(super) fn make_dirs(s: &mut Session<'_>, dir: &str) -> Result<(), FtpError> {
-    for path in ancestors_top_down(dir) {
-        match s.command("MKD", path, |ftp| ftp.mkdir(path)) {
-            Ok(()) => {}
-            Err(e) if e.reply_code().is_some() => {}
-            Err(e) => return Err(e),
-        }
+    let commands: Vec<String> = ancestors_top_down(dir)
+        .iter()
+        .map(|path| format!("MKD {path}"))
+        .collect();
+    if commands.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let batch: Vec<&str> = commands.iter().map(String::as_str).collect();
+    s.command("MKD", dir, |ftp| {
+        ftp.send(&batch)?;
+        batch.iter().try_for_each(|_| ftp.reply().map(drop))
+    })
 }
 
 pub(super) fn create_dir_exclusive(s: &mut Session<'_>, remote: &str) -> Result<bool, FtpError> {
