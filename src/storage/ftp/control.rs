@@ -76,6 +76,7 @@ impl Control {
     /// Nothing is sent if a command contains a line break, which would smuggle in another
     /// command (object names come from callers).
     pub(super) fn send(&mut self, commands: &[&str]) -> FtpResult<()> {
+        self.in_step()?;
         let mut batch = Vec::new();
         for command in commands {
             if command.contains(['\r', '\n', '\0']) {
@@ -95,6 +96,7 @@ impl Control {
 
     /// Reads the next reply, whatever its code.
     pub(super) fn reply(&mut self) -> FtpResult<Response> {
+        self.in_step()?;
         match read_reply(&mut self.reader) {
             Ok(reply) => {
                 self.owed = self.owed.saturating_sub(1);
@@ -132,6 +134,16 @@ impl Control {
                 }
             }
         }
+    }
+
+    /// Fails once the connection is out of step: a reply read now might answer another command.
+    fn in_step(&self) -> FtpResult<()> {
+        if self.broken {
+            return Err(FtpError::ConnectionError(io::Error::other(
+                "the control connection is out of step after an unexpected reply",
+            )));
+        }
+        Ok(())
     }
 
     /// Marks the connection out of step, passing `e` on.

@@ -16,6 +16,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use suppaftp::types::Response;
 use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, TlsConnector};
 
 use super::login::data_tcp;
@@ -159,31 +160,9 @@ impl Control {
     }
 
     /// The data connection's address: the port from the reply, the control connection's host.
-    fn passive_address(
-        &self,
-        mode: Passive,
-        reply: &suppaftp::types::Response,
-    ) -> Option<SocketAddr> {
-        let text = String::from_utf8_lossy(&reply.body);
-        let inner = text.split_once('(')?.1.split_once(')')?.0;
-        let port = match mode {
-            Passive::Epsv if code(reply) == 229 => {
-                inner.strip_prefix("|||")?.strip_suffix('|')?.parse().ok()?
-            }
-            Passive::Pasv if code(reply) == 227 => {
-                let numbers: Vec<u8> = inner
-                    .split(',')
-                    .map(|n| n.trim().parse().ok())
-                    .collect::<Option<_>>()?;
-                let [_, _, _, _, high, low] = numbers[..] else {
-                    return None;
-                };
-                u16::from(high) << 8 | u16::from(low)
-            }
-            _ => return None,
-        };
+    fn passive_address(&self, mode: Passive, reply: &Response) -> Option<SocketAddr> {
         let mut addr = self.socket().peer_addr().ok()?;
-        addr.set_port(port);
+        addr.set_port(passive_port(mode, reply)?);
         Some(addr)
     }
 
@@ -243,6 +222,24 @@ impl Write for Transfer {
     }
 }
 
+/// The port of a `229 ... (|||port|)` or `227 ... (h1,h2,h3,h4,p1,p2)` reply.
+fn passive_port(mode: Passive, reply: &Response) -> Option<u16> {
+    let text = String::from_utf8_lossy(&reply.body);
+    let inner = text.split_once('(')?.1.split_once(')')?.0;
+    match (mode, code(reply)) {
+        (Passive::Epsv, 229) => inner.strip_prefix("|||")?.strip_suffix('|')?.parse().ok(),
+        (Passive::Pasv, 227) => {
+            let numbers: Option<Vec<u8>> =
+                inner.split(',').map(|n| n.trim().parse().ok()).collect();
+            let [_, _, _, _, high, low] = numbers?[..] else {
+                return None;
+            };
+            Some(u16::from(high) << 8 | u16::from(low))
+        }
+        _ => None,
+    }
+}
+
 /// Half-closes `socket` and reads until the server closes its side, so that closing it does not
 /// reset the connection. Best effort: gives up after [`DRAIN_TIMEOUT`] without data.
 fn drain_until_eof(mut socket: &TcpStream) {
@@ -253,4 +250,47 @@ fn drain_until_eof(mut socket: &TcpStream) {
     }
     let mut buf = [0u8; 1024];
     while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use suppaftp::Status;
+
+    fn reply(code: u32, text: &str) -> Response {
+        Response::new(
+            Status::from(code),
+            format!("{code} {text}\r\n").into_bytes(),
+        )
+    }
+
+    #[test]
+    fn passive_ports_from_replies() {
+        let epsv = reply(229, "Entering Extended Passive Mode (|||6446|)");
+        assert_eq!(passive_port(Passive::Epsv, &epsv), Some(6446));
+        let pasv = reply(227, "Entering Passive Mode (10,0,0,7,25,10).");
+        assert_eq!(passive_port(Passive::Pasv, &pasv), Some(25 * 256 + 10));
+        for (mode, bad) in [
+            (
+                Passive::Pasv,
+                reply(227, "Entering Passive Mode (10,0,0,7,256,10)"),
+            ),
+            (
+                Passive::Pasv,
+                reply(227, "Entering Passive Mode (10,0,7,25,10)"),
+            ),
+            (Passive::Pasv, reply(227, "no address")),
+            (Passive::Epsv, reply(229, "(|||99999|)")),
+            (Passive::Epsv, reply(229, "(|||6446)")),
+            (Passive::Epsv, reply(200, "(|||6446|)")),
+            (Passive::Pasv, epsv.clone()),
+        ] {
+            assert_eq!(
+                passive_port(mode, &bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(&bad.body)
+            );
+        }
+    }
 }
