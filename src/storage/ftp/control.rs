@@ -21,12 +21,14 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use suppaftp::rustls::ClientConfig;
 use suppaftp::types::Response;
 use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, Status, TlsConnector};
 
+use data::Ready;
 pub(super) use data::{Passive, Step, Transfer};
 pub(super) use login::{Login, Stage};
 
@@ -58,12 +60,16 @@ pub(super) struct Control {
     /// The TLS configuration and server name for data connections, on FTPS.
     tls: Option<(Arc<ClientConfig>, String)>,
     counters: Arc<Counters>,
+    /// A passive command sent ahead for the next transfer (when), its reply not read yet.
+    arming: Option<(Passive, Instant)>,
+    /// The data port that reply announced (see `data.rs`).
+    ready: Option<Ready>,
 }
 
 impl Control {
     /// Whether the connection can run another operation: every reply read, all of them fitting.
     pub(super) fn reusable(&self) -> bool {
-        self.owed == 0 && !self.broken
+        self.owed == usize::from(self.arming.is_some()) && !self.broken
     }
 
     /// The control socket, to look at an idle connection's state without a round trip.
@@ -76,6 +82,13 @@ impl Control {
     /// Nothing is sent if a command contains a line break, which would smuggle in another
     /// command (object names come from callers).
     pub(super) fn send(&mut self, commands: &[&str]) -> FtpResult<()> {
+        self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
+        self.write(commands)
+    }
+
+    /// [`Control::send`] without counting a round trip: for commands whose replies are read
+    /// with those of later ones.
+    fn write(&mut self, commands: &[&str]) -> FtpResult<()> {
         self.in_step()?;
         let mut batch = Vec::new();
         for command in commands {
@@ -86,7 +99,6 @@ impl Control {
             batch.extend_from_slice(b"\r\n");
         }
         self.owed += commands.len();
-        self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
         let count = commands.len() as u64;
         self.counters.commands.fetch_add(count, Ordering::Relaxed);
         let stream = self.reader.get_mut();
@@ -96,6 +108,12 @@ impl Control {
 
     /// Reads the next reply, whatever its code.
     pub(super) fn reply(&mut self) -> FtpResult<Response> {
+        self.absorb()?;
+        self.read()
+    }
+
+    /// Reads the next reply off the connection.
+    fn read(&mut self) -> FtpResult<Response> {
         self.in_step()?;
         match read_reply(&mut self.reader) {
             Ok(reply) => {

@@ -272,7 +272,11 @@ impl Pool {
             };
             // A closed connection or a failed NOOP means the server timed the session out or
             // closed it (some do after a download the client stopped early); the connection is
-            // dropped, the next tried.
+            // dropped, the next tried. So is one holding a data port opened long ago, which the
+            // server may close any moment with a reply nobody asked for.
+            if conn.ftp.absorb().is_err() || conn.ftp.stale() {
+                continue;
+            }
             match idle_state(conn.ftp.socket()) {
                 Idle::Closed => continue,
                 Idle::Quiet if conn.answered.elapsed() < TRUSTED_IDLE => return Ok(conn),

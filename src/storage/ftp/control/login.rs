@@ -56,6 +56,8 @@ impl Login<'_> {
             broken: false,
             tls: None,
             counters: Arc::clone(&self.counters),
+            arming: None,
+            ready: None,
         };
         control.expect(&[220]).map_err(at(Stage::Connect))?;
         let mut batch = Vec::new();

@@ -62,7 +62,8 @@ impl Session<'_> {
         }
     }
 
-    /// Closes a transfer's data connection and reads the server's verdict.
+    /// Closes a transfer's data connection and reads the server's verdict; then asks for the
+    /// next transfer's data port (see [`Control::arm`](crate::storage::ftp::control::Control::arm)).
     pub(in crate::storage::ftp) fn finish(
         &mut self,
         op: &'static str,
@@ -72,7 +73,16 @@ impl Session<'_> {
         self.conn
             .ftp
             .finish(transfer)
-            .map_err(|e| self.error(op, path, e))
+            .map_err(|e| self.error(op, path, e))?;
+        let mode = if self.conn.epsv {
+            Passive::Epsv
+        } else {
+            Passive::Pasv
+        };
+        if self.pool.proven(mode).load(Ordering::Relaxed) {
+            self.conn.ftp.arm(mode);
+        }
+        Ok(())
     }
 
     /// The lines of a listing command (`MLSD`, `LIST`).
