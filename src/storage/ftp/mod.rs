@@ -13,7 +13,8 @@
 //! * **One transfer per connection.** A small pool of logged-in control connections provides
 //!   parallelism; see `pool.rs` for checking, retries and backoff.
 //! * **Few round trips.** Commands whose replies the next ones do not depend on go out together
-//!   (see `control.rs`): a download or a listing is one round trip plus the data connection, an
+//!   (see `control.rs`), and after each transfer the next one's data port is asked for at once
+//!   (`control/data.rs`): a download or a listing is one round trip plus the data connection, an
 //!   upload two (STOR, then RNFR + RNTO), a login two after TCP.
 //! * **Blocking client.** The control connections are blocking sockets (suppaftp's TLS and data
 //!   stream types) used from tokio's blocking thread pool.
