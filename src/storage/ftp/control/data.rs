@@ -40,7 +40,7 @@ pub(super) struct Ready {
     sent: Instant,
 }
 
-fn passive_command(mode: Passive) -> &'static str {
+pub(super) fn passive_command(mode: Passive) -> &'static str {
     match mode {
         Passive::Epsv => "EPSV",
         Passive::Pasv => "PASV",

@@ -1,15 +1,17 @@
 //! Opening a control connection: TCP, the greeting, explicit TLS, and the login in one round
-//! trip (`PBSZ`, `PROT`, `USER`, `PASS`, `TYPE I` and `FEAT` or `OPTS UTF8` sent together).
+//! trip (`PBSZ`, `PROT`, `USER`, `PASS`, `TYPE I`, `FEAT` or `OPTS UTF8`, and `EPSV` or `PASV`
+//! for the first transfer, sent together).
 
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use suppaftp::rustls::ClientConfig;
 use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, TlsConnector};
 
-use super::{Control, Counters, code};
+use super::data::passive_command;
+use super::{Control, Counters, Passive, code};
 use crate::storage::ftp::pool::Features;
 
 /// Limit for establishing a TCP connection, control or data.
@@ -38,6 +40,8 @@ pub(in crate::storage::ftp) struct Login<'a> {
     pub tls: Option<Arc<ClientConfig>>,
     /// The server's features if an earlier connection asked already, else `FEAT` is sent.
     pub features: Option<Features>,
+    /// Asks for a data port with the login, for the first transfer (see [`Control::arm`]).
+    pub arm: Passive,
     pub counters: Arc<Counters>,
 }
 
@@ -76,12 +80,14 @@ impl Login<'_> {
             Some(f) if !f.utf8 => batch.push("OPTS UTF8 ON".to_string()),
             Some(_) => {}
         }
+        batch.push(passive_command(self.arm).to_string());
         let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
         let first = if self.tls.is_some() {
             Stage::Tls
         } else {
             Stage::Login
         };
+        let sent = Instant::now();
         control.send(&batch).map_err(at(first))?;
         if self.tls.is_some() {
             control.expect(&[200]).map_err(at(Stage::Tls))?;
@@ -92,20 +98,18 @@ impl Login<'_> {
         // REST and SIZE.
         control.expect(&[200]).map_err(at(Stage::Binary))?;
         let features = match self.features {
-            Some(features) => {
-                if !features.utf8 {
-                    control.reply().map_err(at(Stage::Login))?;
-                }
+            Some(features) if !features.utf8 => {
+                control.reply().map_err(at(Stage::Login))?;
                 features
             }
-            None => {
-                let features = control.features().map_err(at(Stage::Login))?;
-                if !features.utf8 {
-                    let _ = control.command("OPTS UTF8 ON", &[200]);
-                }
-                features
-            }
+            Some(features) => features,
+            None => control.features().map_err(at(Stage::Login))?,
         };
+        // The passive command's reply is next, read with the next command's.
+        control.arming = Some((self.arm, sent));
+        if self.features.is_none() && !features.utf8 {
+            let _ = control.command("OPTS UTF8 ON", &[200]);
+        }
         if !control.reusable() {
             return Err((Stage::Login, FtpError::BadResponse));
         }

@@ -11,7 +11,7 @@ use suppaftp::rustls::ClientConfig;
 use suppaftp::rustls::client::Resumption;
 
 use super::{Conn, FtpError, Pool};
-use crate::storage::ftp::control::{Login, Stage};
+use crate::storage::ftp::control::{Login, Passive, Stage};
 /// TLS sessions remembered per control connection for resuming on its data connections.
 const SESSION_CACHE_SIZE: usize = 8;
 
@@ -111,6 +111,7 @@ impl Pool {
                 Arc::new(config)
             }),
             features: self.features.get().copied(),
+            arm: if epsv { Passive::Epsv } else { Passive::Pasv },
             counters: Arc::clone(&self.counters),
         };
         let (ftp, features) = login.run().map_err(|(stage, source)| {
