@@ -621,3 +621,44 @@ async fn non_ascii_names() {
         assert_eq!(listed, [(path.to_string(), 1)], "{}", server.name);
     }
 }
+
+/// Commands go out together where no reply is needed to write the next (see
+/// `src/storage/ftp/control.rs`). Once the first transfer has shown the server's passive mode,
+/// an upload is two round trips (EPSV + STOR, then RNFR + RNTO), a download, a ranged read and a
+/// listing one each; one command at a time they were five, two, three and two. Counted by the
+/// client: the batches of commands it sent and waited on, and the commands in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_per_operation() {
+    use repo::storage::ftp::SizeLimit;
+    for server in servers() {
+        let store = store_in(&server, "round-trips", 1);
+        let (a, b) = (Path::from("d/a"), Path::from("d/b"));
+        // Logs in, learns the passive mode, creates d/.
+        store.put(&a, random_bytes(1000, 1).into()).await.unwrap();
+        let opened = store.connections_opened();
+        let mut last = store.round_trips();
+        let mut step = |what: &str, round_trips: u64, commands: u64| {
+            let now = store.round_trips();
+            let spent = (now.0 - last.0, now.1 - last.1);
+            assert_eq!(spent, (round_trips, commands), "{}: {what}", server.name);
+            last = now;
+        };
+        // Downloads first: over TLS, ProFTPD hands out a new session ticket for the next data
+        // connection only on those (an upload spends one; see pool/connect.rs).
+        let mut limited = GetOptions::new();
+        limited.extensions.insert(SizeLimit(1000));
+        let got = store.get_opts(&a, limited.clone()).await.unwrap();
+        assert_eq!(got.bytes().await.unwrap().len(), 1000, "{}", server.name);
+        step("download", 1, 2);
+        limited.range = Some(GetRange::Bounded(10..20));
+        let got = store.get_opts(&a, limited).await.unwrap();
+        assert_eq!(got.bytes().await.unwrap().len(), 10, "{}", server.name);
+        step("ranged read", 1, 3);
+        let listed = store.list_with_delimiter(Some(&Path::from("d"))).await;
+        assert_eq!(listed.unwrap().objects.len(), 1, "{}", server.name);
+        step("listing", 1, 2);
+        store.put(&b, random_bytes(1000, 2).into()).await.unwrap();
+        step("upload", 2, 4);
+        assert_eq!(store.connections_opened(), opened, "{}", server.name);
+    }
+}

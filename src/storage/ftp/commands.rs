@@ -6,12 +6,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use suppaftp::Status;
-
 use super::FtpError;
 use super::listing::{self, Entry, Kind};
 use super::pool::Session;
+use chrono::{DateTime, Utc};
 
 /// `"/a/b/"` → `"/a/b"`, `"/"` → `"/"`, `""` → `""` (the login directory).
 pub(super) fn normalize_root(root: &str) -> String {
@@ -100,7 +98,7 @@ pub(super) struct FileStat {
 pub(super) fn stat_file(s: &mut Session<'_>, remote: &str) -> Result<Option<FileStat>, FtpError> {
     let features = s.features();
     if features.mlst {
-        return match s.command("MLST", remote, |ftp| ftp.mlst(Some(remote))) {
+        return match s.command("MLST", remote, |ftp| ftp.mlst(remote)) {
             Ok(line) => {
                 let entry = listing::parse_mlsx(&line)
                     .ok_or_else(|| s.error("MLST", remote, suppaftp::FtpError::BadResponse))?;
@@ -115,13 +113,13 @@ pub(super) fn stat_file(s: &mut Session<'_>, remote: &str) -> Result<Option<File
     }
     // SIZE fails with 550 for directories too, which is what a file lookup wants.
     let size = match s.command("SIZE", remote, |ftp| ftp.size(remote)) {
-        Ok(size) => size as u64,
+        Ok(size) => size,
         Err(e) if refused_with(&e, &[550]) => return Ok(None),
         Err(e) => return Err(e),
     };
     let modified = if features.mdtm {
         match s.command("MDTM", remote, |ftp| ftp.mdtm(remote)) {
-            Ok(t) => Some(t.and_utc()),
+            Ok(t) => Some(t),
             Err(e) if refused_permanently(&e) => None,
             Err(e) => return Err(e),
         }
@@ -139,7 +137,7 @@ pub(super) fn stat_kind(s: &mut Session<'_>, remote: &str) -> Result<Option<Kind
         return Ok(Some(Kind::Dir));
     }
     if s.features().mlst {
-        return match s.command("MLST", remote, |ftp| ftp.mlst(Some(remote))) {
+        return match s.command("MLST", remote, |ftp| ftp.mlst(remote)) {
             Ok(line) => Ok(listing::parse_mlsx(&line).map(|e| e.kind)),
             Err(e) if refused_with(&e, &[550]) => Ok(None),
             Err(e) => Err(e),
@@ -160,13 +158,11 @@ pub(super) fn list_dir(s: &mut Session<'_>, dir: &str) -> Result<Vec<Entry>, Ftp
     } else {
         ("LIST", listing::parse_list)
     };
-    let lines = match s.data_command(op, dir, |ftp| {
-        if mlsd {
-            ftp.mlsd(dir_arg(dir))
-        } else {
-            ftp.list(dir_arg(dir))
-        }
-    }) {
+    let command = match dir_arg(dir) {
+        Some(dir) => format!("{op} {dir}"),
+        None => op.to_string(),
+    };
+    let lines = match s.listing(op, dir, &command) {
         Ok(lines) => lines,
         // Servers disagree on how to say "no such directory" (550, 450, pyftpdlib's 501 for
         // MLSD); these codes also mean other things, so look before calling it empty.
@@ -185,19 +181,24 @@ pub(super) fn list_dir(s: &mut Session<'_>, dir: &str) -> Result<Vec<Entry>, Ftp
         .collect())
 }
 
-/// Creates every missing directory of `dir`, outermost first.
+/// Creates every missing directory of `dir`, outermost first, in one round trip: the server
+/// carries out the MKDs in order, each whatever became of the one before.
 ///
 /// MKD of an existing directory fails with a 5xx reply like many other problems, so failures are
 /// ignored here; the command that needed the directory reports the real error.
 pub(super) fn make_dirs(s: &mut Session<'_>, dir: &str) -> Result<(), FtpError> {
-    for path in ancestors_top_down(dir) {
-        match s.command("MKD", path, |ftp| ftp.mkdir(path)) {
-            Ok(()) => {}
-            Err(e) if e.reply_code().is_some() => {}
-            Err(e) => return Err(e),
-        }
+    let commands: Vec<String> = ancestors_top_down(dir)
+        .iter()
+        .map(|path| format!("MKD {path}"))
+        .collect();
+    if commands.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let batch: Vec<&str> = commands.iter().map(String::as_str).collect();
+    s.command("MKD", dir, |ftp| {
+        ftp.send(&batch)?;
+        batch.iter().try_for_each(|_| ftp.reply().map(drop))
+    })
 }
 
 pub(super) fn create_dir_exclusive(s: &mut Session<'_>, remote: &str) -> Result<bool, FtpError> {
@@ -259,17 +260,21 @@ fn gone_unless_there(
     }
 }
 
-/// RNFR + RNTO as separate commands, so an error names the step that failed.
+/// RNFR + RNTO, sent together (one round trip); an error names the step that failed.
 fn rnfr_rnto(s: &mut Session<'_>, from: &str, to: &str) -> Result<(), FtpError> {
-    s.command("RNFR", from, |ftp| {
-        ftp.custom_command(format!("RNFR {from}"), &[Status::RequestFilePending])
-    })?;
-    s.command("RNTO", to, |ftp| {
-        ftp.custom_command(
-            format!("RNTO {to}"),
-            &[Status::RequestedFileActionOk, Status::CommandOk],
-        )
-    })?;
+    let (rnfr, rnto) = (format!("RNFR {from}"), format!("RNTO {to}"));
+    s.command("RNFR", from, |ftp| ftp.send(&[&rnfr, &rnto]))?;
+    let renamed = s.command("RNFR", from, |ftp| ftp.expect(&[350]));
+    if renamed.is_err() {
+        // RNTO without a pending RNFR must be refused too ("bad sequence"); if it is not, the
+        // connection is out of step and dropped.
+        s.command("RNTO", to, |ftp| {
+            ftp.settle(1);
+            Ok(())
+        })?;
+        return renamed.map(drop);
+    }
+    s.command("RNTO", to, |ftp| ftp.expect(&[250, 200]))?;
     Ok(())
 }
 

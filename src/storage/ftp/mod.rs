@@ -12,17 +12,24 @@
 //!   which the server performs atomically.
 //! * **One transfer per connection.** A small pool of logged-in control connections provides
 //!   parallelism; see `pool.rs` for checking, retries and backoff.
-//! * **Blocking client.** suppaftp's synchronous API runs in tokio's blocking thread pool.
+//! * **Few round trips.** Commands whose replies the next ones do not depend on go out together
+//!   (see `control.rs`), and after each transfer the next one's data port is asked for at once
+//!   (`control/data.rs`): a download or a listing is one round trip plus the data connection, an
+//!   upload two (STOR, then RNFR + RNTO), a login two after TCP.
+//! * **Blocking client.** The control connections are blocking sockets (suppaftp's TLS and data
+//!   stream types) used from tokio's blocking thread pool.
 //!
 //! Every error message names the server as `ftp://user@host:port/root` and the remote path; the
 //! password never appears in messages or `Debug` output.
 //!
-//! The parts: `config` (URL, credentials, TLS), `error`, `pool` (connections, retries, backoff),
-//! `commands` (the command sequences behind each operation), `transfer` (STOR and RETR),
+//! The parts: `config` (URL, credentials, TLS), `error`, `control` (the control connection,
+//! several commands per round trip), `pool` (connections, retries, backoff), `commands` (the
+//! command sequences behind each operation), `transfer` (STOR and RETR),
 //! `listing` (MLSD and LIST parsing), `store` (the `ObjectStore` impl) and, here, the store type.
 
 mod commands;
 mod config;
+mod control;
 mod error;
 mod listing;
 mod pool;
@@ -129,6 +136,12 @@ impl FtpStore {
     /// or timed-out sessions; a diagnostic for connection churn.
     pub fn connections_opened(&self) -> u64 {
         self.inner.pool.connections_opened()
+    }
+
+    /// Round trips to the server so far (batches of commands sent, each followed by a wait for
+    /// replies), and the commands sent in them: a diagnostic for latency.
+    pub fn round_trips(&self) -> (u64, u64) {
+        self.inner.pool.round_trips()
     }
 
     /// Testing aid: list directories with `LIST` even if the server supports `MLSD`, to exercise

@@ -10,18 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use suppaftp::FtpResult;
 use suppaftp::rustls::ClientConfig;
 use suppaftp::types::Response;
-use suppaftp::{FtpResult, Mode, RustlsFtpStream};
 use tokio::sync::Semaphore;
 
 use super::FtpError;
+use super::control::{Control, Counters};
 
 mod connect;
+mod passive;
 use connect::{Idle, idle_state};
-
-/// A control connection; plain connections simply never use the TLS type.
-type Control = RustlsFtpStream;
 
 /// Waits before the 2nd, 3rd and 4th attempt of an operation that failed transiently.
 const BACKOFF: [Duration; 3] = [
@@ -79,6 +78,12 @@ pub(super) struct Pool {
     features: OnceLock<Features>,
     /// Set once the server rejected EPSV, so later connections go straight to PASV.
     pasv_only: AtomicBool,
+    /// Set once the server answered EPSV (PASV) with a port: from then on transfer commands
+    /// are sent together with it (see `control/data.rs`).
+    epsv_proven: AtomicBool,
+    pasv_proven: AtomicBool,
+    /// Round trips and commands of all connections.
+    counters: Arc<Counters>,
     /// Testing aid: list with `LIST` even when `MLSD` is available.
     force_list: AtomicBool,
     /// Control connections opened so far, including replacements for broken ones.
@@ -131,6 +136,9 @@ impl Pool {
             permits: Arc::new(Semaphore::new(max_connections)),
             features: OnceLock::new(),
             pasv_only: AtomicBool::new(false),
+            epsv_proven: AtomicBool::new(false),
+            pasv_proven: AtomicBool::new(false),
+            counters: Arc::default(),
             force_list: AtomicBool::new(false),
             opened: AtomicU64::new(0),
             warmed: AtomicBool::new(false),
@@ -140,6 +148,15 @@ impl Pool {
 
     pub(super) fn connections_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Command batches sent so far, each a round trip, and the commands in them.
+    pub(super) fn round_trips(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (
+            c.round_trips.load(Ordering::Relaxed),
+            c.commands.load(Ordering::Relaxed),
+        )
     }
 
     pub(super) fn server(&self) -> &Arc<str> {
@@ -213,13 +230,13 @@ impl Pool {
                     let discard = session.discard;
                     match result {
                         Ok(value) => {
-                            if !discard {
+                            if !discard && conn.ftp.reusable() {
                                 self.checkin(conn);
                             }
                             return Ok(value);
                         }
                         Err(err) => {
-                            if !(discard || classify(&err).discard) {
+                            if !(discard || classify(&err).discard) && conn.ftp.reusable() {
                                 self.checkin(conn);
                             }
                             (err, true)
@@ -255,8 +272,12 @@ impl Pool {
             };
             // A closed connection or a failed NOOP means the server timed the session out or
             // closed it (some do after a download the client stopped early); the connection is
-            // dropped, the next tried.
-            match idle_state(&conn.ftp) {
+            // dropped, the next tried. So is one holding a data port opened long ago, which the
+            // server may close any moment with a reply nobody asked for.
+            if conn.ftp.absorb().is_err() || conn.ftp.stale() {
+                continue;
+            }
+            match idle_state(conn.ftp.socket()) {
                 Idle::Closed => continue,
                 Idle::Quiet if conn.answered.elapsed() < TRUSTED_IDLE => return Ok(conn),
                 Idle::Quiet | Idle::Talking => {
@@ -304,42 +325,6 @@ impl Session<'_> {
         f: impl FnOnce(&mut Control) -> FtpResult<T>,
     ) -> Result<T, FtpError> {
         f(&mut self.conn.ftp).map_err(|source| self.error(op, path, source))
-    }
-
-    /// Runs a command that opens a data connection, falling back from EPSV to PASV.
-    ///
-    /// `f` may run twice, so it must (re)issue everything the transfer needs, such as `REST`.
-    pub(super) fn data_command<T>(
-        &mut self,
-        op: &'static str,
-        path: &str,
-        mut f: impl FnMut(&mut Control) -> FtpResult<T>,
-    ) -> Result<T, FtpError> {
-        use suppaftp::FtpError::UnexpectedResponse;
-        let first = match f(&mut self.conn.ftp) {
-            // EPSV (RFC 2428) is not universal; a server that does not know it answers 500-502.
-            // But so do servers refusing the transfer command itself (pyftpdlib: 501 for MLSD
-            // of a missing directory), and suppaftp does not say which command failed.
-            Err(UnexpectedResponse(r)) if self.conn.epsv && matches!(reply_code(&r), 500..=502) => {
-                r
-            }
-            other => return other.map_err(|source| self.error(op, path, source)),
-        };
-        // So try PASV: if that changes the outcome, EPSV was the problem.
-        self.conn.ftp.set_mode(Mode::Passive);
-        let second = f(&mut self.conn.ftp);
-        match &second {
-            Err(UnexpectedResponse(r)) if reply_code(r) == reply_code(&first) => {
-                self.conn.ftp.set_mode(Mode::ExtendedPassive);
-            }
-            Ok(_) | Err(UnexpectedResponse(_)) => {
-                self.conn.epsv = false;
-                self.pool.pasv_only.store(true, Ordering::Relaxed);
-            }
-            // A broken connection says nothing about EPSV; it is discarded anyway.
-            Err(_) => {}
-        }
-        second.map_err(|source| self.error(op, path, source))
     }
 
     pub(super) fn error(

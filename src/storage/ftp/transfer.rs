@@ -17,22 +17,26 @@ use super::commands::{
 };
 use super::pool::Session;
 
+/// Uploads of at most this many bytes are written before the server's `150` on plain FTP (see
+/// `control/data.rs`): far below the socket buffers, so writing never waits for the server.
+const EARLY_WRITE: u64 = 32 * 1024;
+
 /// STOR of the whole payload to `remote`.
 fn store(s: &mut Session<'_>, remote: &str, payload: &PutPayload) -> Result<(), FtpError> {
-    let mut transfer = s.data_command("STOR", remote, |ftp| ftp.put_with_stream(remote))?;
-    for chunk in payload {
-        if let Err(e) = transfer.write_all(chunk) {
-            return Err(s.error("STOR", remote, suppaftp::FtpError::ConnectionError(e)));
-        }
-    }
-    if let Err(e) = transfer.flush() {
-        return Err(s.error("STOR", remote, suppaftp::FtpError::ConnectionError(e)));
-    }
-    // finish() closes the data connection and reads the 226 that confirms the file is stored:
-    // the server saw our end of the data connection after the last byte, and one that cannot
-    // store everything says so instead (full disk: pyftpdlib 426, ProFTPD 451). So no SIZE
-    // follows, a round trip saved per upload.
-    transfer.finish().map_err(|e| s.error("STOR", remote, e))
+    let early = payload.content_length() as u64 <= EARLY_WRITE;
+    let stor = format!("STOR {remote}");
+    let mut transfer = s.transfer("STOR", remote, &[&stor], early)?;
+    let written = payload
+        .iter()
+        .try_for_each(|chunk| transfer.write_all(chunk))
+        .and_then(|()| transfer.flush());
+    // Closing the data connection and reading the 226 that confirms the file is stored: the
+    // server saw our end of the data connection after the last byte, and one that cannot store
+    // everything says so instead (full disk: pyftpdlib 426, ProFTPD 451). So no SIZE follows, a
+    // round trip saved per upload. The server's reply comes first also after a failed write:
+    // a refused STOR explains it.
+    s.finish("STOR", remote, transfer)?;
+    written.map_err(|e| s.error("STOR", remote, suppaftp::FtpError::ConnectionError(e)))
 }
 
 /// The object upload: temp file, rename into place.
@@ -107,14 +111,15 @@ fn download(
         usize::try_from(offset).map_err(|_| too_large("offset too large for this platform"))?;
     let capacity =
         usize::try_from(expected).map_err(|_| too_large("range too large for this platform"))?;
-    let mut transfer = match s.data_command("RETR", remote, |ftp| {
-        // REST must directly precede RETR; suppaftp sends it then, and again on an EPSV retry.
-        // A read from the start needs none (a round trip saved per object).
-        if offset > 0 {
-            ftp.resume_transfer(offset)?;
-        }
-        ftp.retr_as_stream(remote)
-    }) {
+    // REST directly precedes RETR; a read from the start needs none.
+    let rest = format!("REST {offset}");
+    let retr = format!("RETR {remote}");
+    let commands: &[&str] = if offset > 0 {
+        &[&rest, &retr]
+    } else {
+        &[&retr]
+    };
+    let mut transfer = match s.transfer("RETR", remote, commands, false) {
         Ok(transfer) => transfer,
         Err(e) if refused_with(&e, &[550]) => return Err(not_found(s, remote)),
         Err(e) => return Err(e),
@@ -125,14 +130,15 @@ fn download(
     }
     if (data.len() as u64) < cap {
         // The server sent everything it had: its 226 (or 426) tells whether that is the file.
-        transfer.finish().map_err(|e| s.error("RETR", remote, e))?;
+        s.finish("RETR", remote, transfer)?;
     } else {
         // Enough read. Closing the data connection early makes the server answer 426 or 451
         // (or 226 if it had already sent everything). Any reply is fine. No reply at all means
         // it dropped the control connection too (ProFTPD may, over TLS): keep the data, drop
         // the connection.
-        match transfer.finish() {
-            Ok(()) | Err(suppaftp::FtpError::UnexpectedResponse(_)) => {}
+        match s.finish("RETR", remote, transfer) {
+            Ok(()) => {}
+            Err(e) if e.reply_code().is_some() => {}
             Err(_) => s.discard_connection(),
         }
     }

@@ -2,23 +2,16 @@
 //! ahead of need, and telling without a round trip whether an idle one was closed.
 
 use std::io;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use suppaftp::rustls::ClientConfig;
 use suppaftp::rustls::client::Resumption;
-use suppaftp::types::FileType;
-use suppaftp::{Mode, RustlsConnector};
 
-use super::{Conn, Control, Features, FtpError, Pool};
-
-/// Limit for establishing a TCP connection, control or data.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Read and write timeout on every socket, so a stalled server surfaces as a (retried) error
-/// instead of hanging a worker thread forever.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+use super::{Conn, FtpError, Pool};
+use crate::storage::ftp::control::{Login, Passive, Stage};
 /// TLS sessions remembered per control connection for resuming on its data connections.
 const SESSION_CACHE_SIZE: usize = 8;
 
@@ -35,8 +28,8 @@ pub(super) enum Idle {
 }
 
 /// Looks at an idle control connection's socket without reading from it or waiting.
-pub(super) fn idle_state(ftp: &Control) -> Idle {
-    socket_state(&ftp.get_ref())
+pub(super) fn idle_state(socket: &TcpStream) -> Idle {
+    socket_state(socket)
 }
 
 fn socket_state(socket: &TcpStream) -> Idle {
@@ -57,8 +50,8 @@ fn socket_state(socket: &TcpStream) -> Idle {
 
 impl Pool {
     /// Logs in the pool's other connections in the background, all at once, when the first
-    /// operation starts. A login costs about five round trips (banner, USER, PASS, TYPE, and
-    /// FEAT or OPTS); without this, each operation that first runs concurrently with others
+    /// operation starts. A login costs three round trips (TCP, greeting, and the login
+    /// commands together; five with TLS); without this, each operation that first runs concurrently with others
     /// pays them in turn, and over a wide-area link that is most of a short command's time.
     ///
     /// Each login holds a permit, so the pool never has more than `max_connections`
@@ -95,27 +88,13 @@ impl Pool {
     pub(super) fn connect(&self) -> Result<Conn, FtpError> {
         let s = &self.settings;
         self.opened.fetch_add(1, Ordering::Relaxed);
-        let connect_error = |source| FtpError::Connect {
-            server: Arc::clone(&s.server),
-            source,
-        };
-        let stream = open_tcp(&s.host, s.port)
-            .map_err(|e| connect_error(suppaftp::FtpError::ConnectionError(e)))?;
-        let mut ftp = Control::connect_with_stream(stream)
-            .map_err(connect_error)?
-            .passive_stream_builder(|addr| {
-                data_tcp(addr).map_err(suppaftp::FtpError::ConnectionError)
-            });
-        // Use the control connection's address for PASV data connections: servers behind NAT
-        // announce private addresses, and a server must not steer us to a third host anyway.
-        ftp.set_passive_nat_workaround(true);
+        // A connection made while EPSV is not known to fail tries it (see `passive.rs`).
         let epsv = !self.pasv_only.load(Ordering::Relaxed);
-        ftp.set_mode(if epsv {
-            Mode::ExtendedPassive
-        } else {
-            Mode::Passive
-        });
-        if let Some(tls) = &s.tls {
+        let login = Login {
+            host: &s.host,
+            port: s.port,
+            user: &s.user,
+            password: &s.password,
             // Servers such as ProFTPD and vsftpd (by default) accept a data connection only if
             // it resumes the TLS session of its own control connection. A session cache shared
             // by the whole pool would offer tickets of other control connections, so each
@@ -126,51 +105,30 @@ impl Pool {
             // uploads use one up. Once a connection has run out, such servers refuse the data
             // connection with 425, which discards this connection; the retry logs in afresh
             // and gets new tickets.
-            let mut config = ClientConfig::clone(tls);
-            config.resumption = Resumption::in_memory_sessions(SESSION_CACHE_SIZE);
-            ftp = ftp
-                .into_secure(RustlsConnector::from(Arc::new(config)), &s.host)
-                .map_err(|source| FtpError::Tls {
-                    server: Arc::clone(&s.server),
-                    source,
-                })?;
-        }
-        ftp.login(s.user.as_str(), s.password.as_str())
-            .map_err(|source| FtpError::Login {
-                server: Arc::clone(&s.server),
-                source,
-            })?;
-        // Binary mode: in the default ASCII mode servers may rewrite line endings and refuse
-        // REST and SIZE.
-        ftp.transfer_type(FileType::Binary)
-            .map_err(|source| FtpError::Command {
-                server: Arc::clone(&s.server),
-                op: "TYPE I",
-                path: String::new(),
-                source,
-            })?;
-        let features = match self.features.get() {
-            Some(features) => *features,
-            None => {
-                let features = ftp.feat().map(|f| {
-                    let has = |name: &str| f.keys().any(|k| k.eq_ignore_ascii_case(name));
-                    Features {
-                        mlst: has("MLST"),
-                        mdtm: has("MDTM"),
-                        utf8: has("UTF8"),
-                    }
-                });
-                // A server without FEAT supports none of the optional commands we would use.
-                *self.features.get_or_init(|| features.unwrap_or_default())
-            }
+            tls: s.tls.as_ref().map(|tls| {
+                let mut config = ClientConfig::clone(tls);
+                config.resumption = Resumption::in_memory_sessions(SESSION_CACHE_SIZE);
+                Arc::new(config)
+            }),
+            features: self.features.get().copied(),
+            arm: if epsv { Passive::Epsv } else { Passive::Pasv },
+            counters: Arc::clone(&self.counters),
         };
-        // Object names are UTF-8. A server that announces UTF8 uses it for path names (RFC
-        // 2640), so asking costs a round trip per login for nothing; others are asked, and those
-        // that do not know the option use it anyway or refuse it harmlessly, so the reply does
-        // not matter.
-        if !features.utf8 {
-            let _ = ftp.opts("UTF8", Some("ON"));
-        }
+        let (ftp, features) = login.run().map_err(|(stage, source)| {
+            let server = Arc::clone(&s.server);
+            match stage {
+                Stage::Connect => FtpError::Connect { server, source },
+                Stage::Tls => FtpError::Tls { server, source },
+                Stage::Login => FtpError::Login { server, source },
+                Stage::Binary => FtpError::Command {
+                    server,
+                    op: "TYPE I",
+                    path: String::new(),
+                    source,
+                },
+            }
+        })?;
+        self.features.get_or_init(|| features);
         Ok(Conn {
             ftp,
             epsv,
@@ -179,41 +137,12 @@ impl Pool {
     }
 }
 
-/// Connects to the first reachable address of `host:port`.
-fn open_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
-    let mut last_error = None;
-    for addr in (host, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(stream) => {
-                configure(&stream)?;
-                return Ok(stream);
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
-    }))
-}
-
-/// Opens a passive-mode data connection with the same timeouts as the control connection.
-fn data_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
-    configure(&stream)?;
-    Ok(stream)
-}
-
-fn configure(stream: &TcpStream) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    stream.set_nodelay(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::net::TcpListener;
+    use std::time::Duration;
 
     #[test]
     fn socket_state_tells_quiet_talking_and_closed() {

@@ -1,0 +1,196 @@
+//! Opening a control connection: TCP, the greeting, explicit TLS, and the login in one round
+//! trip (`PBSZ`, `PROT`, `USER`, `PASS`, `TYPE I`, `FEAT` or `OPTS UTF8`, and `EPSV` or `PASV`
+//! for the first transfer, sent together).
+
+use std::io::{self, BufReader};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use suppaftp::rustls::ClientConfig;
+use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, TlsConnector};
+
+use super::data::passive_command;
+use super::{Control, Counters, Passive, code};
+use crate::storage::ftp::pool::Features;
+
+/// Limit for establishing a TCP connection, control or data.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Read and write timeout on every socket, so a stalled server surfaces as a (retried) error
+/// instead of hanging a worker thread forever.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where a login failed; the pool reports and retries each differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::storage::ftp) enum Stage {
+    Connect,
+    Tls,
+    Login,
+    /// `TYPE I` refused.
+    Binary,
+}
+
+/// What a login needs.
+pub(in crate::storage::ftp) struct Login<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub user: &'a str,
+    pub password: &'a str,
+    /// Explicit TLS (`AUTH TLS`, then `PBSZ 0`/`PROT P`) with this configuration when set.
+    pub tls: Option<Arc<ClientConfig>>,
+    /// The server's features if an earlier connection asked already, else `FEAT` is sent.
+    pub features: Option<Features>,
+    /// Asks for a data port with the login, for the first transfer (see [`Control::arm`]).
+    pub arm: Passive,
+    pub counters: Arc<Counters>,
+}
+
+impl Login<'_> {
+    /// Connects and logs in: three round trips on plain FTP (TCP, greeting, login), five on
+    /// FTPS (plus `AUTH TLS` and the handshake). A server that does not announce UTF8 is asked
+    /// to use it (RFC 2640); one that does not know the option uses it anyway or refuses
+    /// harmlessly, so that reply does not matter.
+    pub(in crate::storage::ftp) fn run(self) -> Result<(Control, Features), (Stage, FtpError)> {
+        let at = |stage| move |e| (stage, e);
+        let tcp = open_tcp(self.host, self.port)
+            .map_err(|e| (Stage::Connect, FtpError::ConnectionError(e)))?;
+        let mut control = Control {
+            reader: BufReader::new(DataStream::Tcp(tcp)),
+            owed: 1,
+            broken: false,
+            tls: None,
+            counters: Arc::clone(&self.counters),
+            arming: None,
+            ready: None,
+        };
+        control.expect(&[220]).map_err(at(Stage::Connect))?;
+        let mut batch = Vec::new();
+        if let Some(tls) = &self.tls {
+            control
+                .command("AUTH TLS", &[234])
+                .map_err(at(Stage::Tls))?;
+            control = control.secure(tls, self.host).map_err(at(Stage::Tls))?;
+            batch.extend(["PBSZ 0".to_string(), "PROT P".to_string()]);
+        }
+        batch.push(format!("USER {}", self.user));
+        batch.push(format!("PASS {}", self.password));
+        batch.push("TYPE I".to_string());
+        match self.features {
+            None => batch.push("FEAT".to_string()),
+            Some(f) if !f.utf8 => batch.push("OPTS UTF8 ON".to_string()),
+            Some(_) => {}
+        }
+        batch.push(passive_command(self.arm).to_string());
+        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+        let first = if self.tls.is_some() {
+            Stage::Tls
+        } else {
+            Stage::Login
+        };
+        let sent = Instant::now();
+        control.send(&batch).map_err(at(first))?;
+        if self.tls.is_some() {
+            control.expect(&[200]).map_err(at(Stage::Tls))?;
+            control.expect(&[200]).map_err(at(Stage::Tls))?;
+        }
+        control.authenticate().map_err(at(Stage::Login))?;
+        // Binary mode: in the default ASCII mode servers may rewrite line endings and refuse
+        // REST and SIZE.
+        control.expect(&[200]).map_err(at(Stage::Binary))?;
+        let features = match self.features {
+            Some(features) if !features.utf8 => {
+                control.reply().map_err(at(Stage::Login))?;
+                features
+            }
+            Some(features) => features,
+            None => control.features().map_err(at(Stage::Login))?,
+        };
+        // The passive command's reply is next, read with the next command's.
+        control.arming = Some((self.arm, sent));
+        if self.features.is_none() && !features.utf8 {
+            let _ = control.command("OPTS UTF8 ON", &[200]);
+        }
+        if !control.reusable() {
+            return Err((Stage::Login, FtpError::BadResponse));
+        }
+        Ok((control, features))
+    }
+}
+
+impl Control {
+    /// Continues over TLS after the server's `234`.
+    fn secure(self, tls: &Arc<ClientConfig>, host: &str) -> FtpResult<Control> {
+        // Anything the server sent after its 234 would be plaintext it should not have sent.
+        if !self.reader.buffer().is_empty() {
+            return Err(FtpError::BadResponse);
+        }
+        let tcp = self.reader.into_inner().into_tcp_stream()?;
+        let stream = RustlsConnector::from(Arc::clone(tls)).connect(host, tcp)?;
+        Ok(Control {
+            reader: BufReader::new(DataStream::Ssl(Box::new(stream))),
+            tls: Some((Arc::clone(tls), host.to_string())),
+            ..self
+        })
+    }
+
+    /// The replies to `USER` and `PASS`: 331 then 230 (or 202), or 230 at once, when the
+    /// server answers the needless `PASS` with anything.
+    fn authenticate(&mut self) -> FtpResult<()> {
+        let user = self.expect(&[230, 232, 331])?;
+        if code(&user) == 331 {
+            self.expect(&[230, 202])?;
+        } else {
+            self.reply()?;
+        }
+        Ok(())
+    }
+
+    /// The reply to `FEAT`; a server without it supports none of the optional commands.
+    fn features(&mut self) -> FtpResult<Features> {
+        let reply = self.reply()?;
+        if code(&reply) != 211 {
+            return Ok(Features::default());
+        }
+        let text = String::from_utf8_lossy(&reply.body);
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(' ')?.split_whitespace().next())
+            .collect();
+        let has = |name: &str| names.iter().any(|n| n.eq_ignore_ascii_case(name));
+        Ok(Features {
+            mlst: has("MLST"),
+            mdtm: has("MDTM"),
+            utf8: has("UTF8"),
+        })
+    }
+}
+
+/// Connects to the first reachable address of `host:port`.
+pub(in crate::storage::ftp) fn open_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last_error = None;
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                configure(&stream)?;
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address"))
+    }))
+}
+
+/// Opens a passive-mode data connection with the same timeouts as the control connection.
+pub(super) fn data_tcp(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    configure(&stream)?;
+    Ok(stream)
+}
+
+fn configure(stream: &TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_nodelay(true)
+}
