@@ -17,6 +17,9 @@
 //!    ones while a lock stale only by age exists: a suspended backup may
 //!    still index them).
 //!
+//! With S3 object lock, packs that may still be locked are kept as they
+//! are in step 3 (see [`locked`]).
+//!
 //! Prune may itself be suspended past the stale period while a backup
 //! starts and relies on what prune planned to delete, so it proves its lock
 //! still held before steps 6 and 7 (SPEC.md §10.1).
@@ -29,6 +32,7 @@
 //! process abruptly between steps so tests can prove it.
 
 mod apply;
+mod locked;
 mod mark;
 mod plan;
 
@@ -87,8 +91,15 @@ pub struct PruneReport {
     pub packs_unindexed_kept: usize,
     /// That grace period, in seconds.
     pub unindexed_grace_secs: u64,
-    /// Packs left as they are.
+    /// Packs left as they are (those kept for their lock included).
     pub packs_kept: usize,
+    /// Packs S3 object lock may still protect, kept rather than deleted or
+    /// repacked (a delete would only hide them; see [`locked`]), and their bytes.
+    pub locked_kept: usize,
+    pub locked_kept_bytes: u64,
+    /// When the last of them is free to go (RFC 3339, UTC): a prune after
+    /// then removes them.
+    pub locked_until: Option<String>,
     /// Blobs copied into new packs and their stored bytes.
     pub blobs_repacked: u64,
     pub bytes_repacked: u64,

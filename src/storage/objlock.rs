@@ -1,0 +1,280 @@
+//! S3 object lock: every object but lock files is written with COMPLIANCE
+//! retention, so that nobody holding this machine's credentials (nor the
+//! bucket's owner) can destroy it before the retention ends.
+//!
+//! object_store 0.14.2 has no retention field, so the writes go through a
+//! second client, the *lock writer*, whose default headers carry the lock
+//! mode and retain-until date; default headers are signed on writes but not
+//! on listings, so this client only ever writes. Its date is fixed when it
+//! is built, so it is rebuilt every [`refresh`]: an object written at any
+//! time stays locked for at least the period, at most [`refresh`] longer.
+//! The bucket check, which object_store has no call for, is a request
+//! signed with object_store's own [`Signer`].
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use object_store::signer::{Method, SignedUrlOptions, Signer};
+use object_store::{HeaderMap, HeaderValue, ObjectStore};
+
+use super::{Location, Storage, s3};
+use crate::error::{Error, Result};
+
+/// Test hook: `REPO_TEST_OBJECT_LOCK_SECS=N` locks objects for N seconds
+/// instead of the configured days, so a test can watch a lock expire.
+const SECS_ENV: &str = "REPO_TEST_OBJECT_LOCK_SECS";
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// How long objects written now are locked, for a config's `object_lock_days`.
+pub(crate) fn period(days: u32) -> Duration {
+    std::env::var(SECS_ENV)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(u64::from(days) * 86400))
+}
+
+/// How long the lock writer keeps one retain-until date: an hour, or the
+/// whole period when that is shorter (tests).
+fn refresh(period: Duration) -> Duration {
+    period.min(HOUR)
+}
+
+/// How long after its storage modification time an object written with
+/// `period` may still be locked: the period, the writer's [`refresh`], and
+/// as much again for the difference between this machine's clock (which
+/// sets the date) and the server's (which sets the modification time).
+pub(crate) fn hold(period: Duration) -> Duration {
+    period + refresh(period) * 2
+}
+
+/// The client that writes locked objects, rebuilt as its date ages.
+pub(super) struct LockWriter {
+    bucket: String,
+    prefix: String,
+    endpoint: Option<String>,
+    period: Duration,
+    current: Mutex<(SystemTime, Arc<dyn ObjectStore>)>,
+}
+
+impl LockWriter {
+    fn new(bucket: &str, prefix: &str, endpoint: Option<&str>, period: Duration) -> Result<Self> {
+        let now = SystemTime::now();
+        let mut w = LockWriter {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            endpoint: endpoint.map(String::from),
+            period,
+            current: Mutex::new((now, Arc::new(object_store::memory::InMemory::new()))),
+        };
+        let store = w.build(now)?;
+        w.current = Mutex::new((now, store));
+        Ok(w)
+    }
+
+    /// A client whose retain-until date is at least the period from now.
+    fn store(&self) -> Result<Arc<dyn ObjectStore>> {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let now = SystemTime::now();
+        let age = now.duration_since(cur.0).unwrap_or(Duration::MAX);
+        if age >= refresh(self.period) {
+            *cur = (now, self.build(now)?);
+        }
+        Ok(cur.1.clone())
+    }
+
+    /// A client that locks what it writes until `now` + period + [`refresh`].
+    fn build(&self, now: SystemTime) -> Result<Arc<dyn ObjectStore>> {
+        let until = chrono::DateTime::<chrono::Utc>::from(now + self.period + refresh(self.period));
+        let date = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-object-lock-mode",
+            HeaderValue::from_static("COMPLIANCE"),
+        );
+        let value = HeaderValue::from_str(&date).map_err(|e| Error::Internal(e.to_string()))?;
+        h.insert("x-amz-object-lock-retain-until-date", value);
+        let client = s3::client(
+            &self.bucket,
+            &self.prefix,
+            self.endpoint.as_deref(),
+            Some(h),
+        )?;
+        Ok(s3::with_prefix(client, &self.prefix))
+    }
+}
+
+impl Storage {
+    /// Writes every object but lock files locked for `days` from now on
+    /// (see the module docs). Only S3 locks objects: elsewhere (a copy of a
+    /// locked repository on disk, say) this warns and writes as usual.
+    pub(crate) fn set_object_lock(&mut self, days: u32) -> Result<()> {
+        let Location::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            ..
+        } = &self.location
+        else {
+            if !matches!(self.location, Location::Memory(_)) {
+                crate::error::warnings::warn(format!(
+                    "the repository's config asks for S3 object lock, which {} cannot give: \
+                     what this command writes there is not locked",
+                    self.location
+                ));
+            }
+            return Ok(());
+        };
+        let w = LockWriter::new(bucket, prefix, endpoint.as_deref(), period(days))?;
+        self.objlock = Some(w);
+        Ok(())
+    }
+
+    /// How long after its modification time an object may still be locked;
+    /// `None` when this storage writes nothing locked.
+    pub(crate) fn object_lock_hold(&self) -> Option<Duration> {
+        self.objlock.as_ref().map(|w| hold(w.period))
+    }
+
+    /// The client that writes `key`: the lock writer for all but lock files.
+    pub(super) fn writer(&self, key: &str) -> Result<Arc<dyn ObjectStore>> {
+        match &self.objlock {
+            Some(w) if !key.starts_with("locks/") => w.store(),
+            _ => Ok(self.store.clone()),
+        }
+    }
+
+    /// Checks that the bucket can lock objects (`init --object-lock`): S3
+    /// only, and the bucket must have been created with object lock, which
+    /// cannot be turned on later for an existing unversioned bucket.
+    pub(crate) fn check_object_lock(&self) -> Result<()> {
+        check_lockable(&self.location)?;
+        let Location::S3 {
+            bucket, endpoint, ..
+        } = &self.location
+        else {
+            return Ok(());
+        };
+        let (status, body) = self
+            .rt
+            .block_on(bucket_lock_config(bucket, endpoint.as_deref()))
+            .map_err(|e| Error::Storage {
+                op: "read the object lock configuration of",
+                key: format!("s3://{bucket}"),
+                message: e.to_string(),
+            })?;
+        self.count(0, 0);
+        judge_lock_config(bucket, status, &body)
+    }
+}
+
+/// Refuses `init --object-lock` on storage other than S3, before anything
+/// (even a directory) is made there.
+pub(crate) fn check_lockable(location: &Location) -> Result<()> {
+    if matches!(location, Location::S3 { .. }) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "--object-lock needs S3 storage (s3://BUCKET/PREFIX) whose bucket has object lock; \
+         {location} cannot lock objects. For other storage, protect backups with an \
+         append-only server instead"
+    )))
+}
+
+/// GET `/?object-lock` of `bucket`, signed by object_store: status and body.
+async fn bucket_lock_config(
+    bucket: &str,
+    endpoint: Option<&str>,
+) -> object_store::Result<(u16, String)> {
+    use object_store::client::{HttpConnector, HttpRequest, HttpRequestBody, ReqwestConnector};
+    let client = s3::client(bucket, "", endpoint, None).map_err(|e| generic(e.to_string()))?;
+    let opts = SignedUrlOptions::default().with_query([("object-lock", "")]);
+    let path = object_store::path::Path::from("");
+    let url = client
+        .signed_url_opts(Method::GET, &path, Duration::from_secs(300), &opts)
+        .await?;
+    let http =
+        ReqwestConnector::default().connect(&s3::options(s3::endpoint(endpoint).as_deref()))?;
+    let mut req = HttpRequest::new(HttpRequestBody::empty());
+    *req.uri_mut() = url.as_str().parse().map_err(|e| generic(format!("{e}")))?;
+    let resp = http
+        .execute(req)
+        .await
+        .map_err(|e| generic(e.to_string()))?;
+    let status = resp.status().as_u16();
+    // The answer is a short XML document: reading stops after 64 KiB, so
+    // a server sending something huge costs no memory.
+    let mut stream = resp.into_body().bytes_stream();
+    let mut body = Vec::new();
+    while body.len() < 64 * 1024
+        && let Some(part) = futures::StreamExt::next(&mut stream).await
+    {
+        body.extend_from_slice(&part.map_err(|e| generic(e.to_string()))?);
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn generic(message: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "S3",
+        source: message.into(),
+    }
+}
+
+/// What the bucket's answer to GET `?object-lock` means for `init`.
+fn judge_lock_config(bucket: &str, status: u16, body: &str) -> Result<()> {
+    let enabled = body.contains("<ObjectLockEnabled>Enabled</ObjectLockEnabled>");
+    if status == 200 && enabled {
+        return Ok(());
+    }
+    if status == 200 || status == 404 {
+        return Err(Error::Usage(format!(
+            "bucket {bucket} has no object lock, so nothing written there could be locked. \
+             Object lock can only be turned on when a bucket is created: create a new one with \
+             `aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket` and init \
+             the repository there"
+        )));
+    }
+    let excerpt: String = body.chars().take(300).collect();
+    Err(Error::Storage {
+        op: "read the object lock configuration of",
+        key: format!("s3://{bucket}"),
+        message: format!(
+            "the server answered HTTP {status}: {excerpt}; check the credentials may call \
+             s3:GetBucketObjectLockConfiguration"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_covers_period_refresh_and_clock_skew() {
+        assert_eq!(hold(Duration::from_secs(5)), Duration::from_secs(15));
+        let day = Duration::from_secs(86400);
+        assert_eq!(hold(day), day + HOUR * 2);
+    }
+
+    #[test]
+    fn lock_config_answers() {
+        let on = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled>\
+                  </ObjectLockConfiguration>";
+        assert!(judge_lock_config("b", 200, on).is_ok());
+        let missing = "<Error><Code>ObjectLockConfigurationNotFoundError</Code></Error>";
+        let e = judge_lock_config("b", 404, missing)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--object-lock-enabled-for-bucket"), "{e}");
+        assert!(matches!(
+            judge_lock_config("b", 200, "<ObjectLockConfiguration/>"),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(
+            judge_lock_config("b", 403, "<Error>AccessDenied</Error>"),
+            Err(Error::Storage { .. })
+        ));
+    }
+}
