@@ -165,10 +165,7 @@ fn prune_keeps_packs_while_locked_and_removes_them_after() {
         .filter(|m| m["key"].as_str().unwrap().starts_with("data/"))
         .collect();
     assert!(hidden.is_empty(), "packs deleted while locked: {hidden:?}");
-    let until = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
-    let wait = (until.timestamp() as f64 - now_secs()).max(0.0) + 1.5;
-    assert!(wait < 30.0, "a {secs} s lock holds until {until}");
-    std::thread::sleep(Duration::from_secs_f64(wait));
+    sleep_past(&until);
     let report = repo(&url, &["--json", "prune"], Some(secs))
         .success()
         .json();
@@ -176,4 +173,66 @@ fn prune_keeps_packs_while_locked_and_removes_them_after() {
     assert_eq!(report["packs_removed"].as_u64(), Some(before), "{report}");
     assert_eq!(report["packs_after"], 0, "{report}");
     repo(&url, &["check"], Some(secs)).success();
+}
+
+/// The latest version of each key under `dir/`, with its lock.
+fn latest(url: &str, dir: &str) -> Vec<Value> {
+    versions(url)
+        .into_iter()
+        .filter(|v| v["latest"] == true && v["key"].as_str().unwrap().starts_with(dir))
+        .collect()
+}
+
+/// Waits until `rfc3339` has passed (and a little more), at most 40 s.
+fn sleep_past(rfc3339: &str) {
+    let until = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+    let wait = (until.timestamp() as f64 - now_secs()).max(0.0) + 1.5;
+    assert!(wait < 40.0, "locked until {until}");
+    std::thread::sleep(Duration::from_secs_f64(wait));
+}
+
+#[test]
+fn prune_extends_the_locks_of_what_snapshots_use_and_only_those() {
+    let secs = 4;
+    let Some((url, _src)) = locked_repo("extend", Some(secs)) else {
+        return;
+    };
+    // Older than the hold (4 s + 2 × 4 s): judged by write time alone,
+    // every lock has ended.
+    std::thread::sleep(Duration::from_secs(13));
+    let report = repo(&url, &["--json", "prune"], Some(secs))
+        .success()
+        .json();
+    let packs = report["packs_before"].as_u64().unwrap();
+    // Packs, the index, the snapshot, the key and the config.
+    assert!(
+        report["locks_extended"].as_u64().unwrap() >= packs + 4,
+        "{report}"
+    );
+    for dir in ["config", "data/", "index/", "keys/", "snapshots/"] {
+        for v in latest(&url, dir) {
+            let until = v["until"].as_f64().unwrap();
+            assert!(until >= now_secs() + secs as f64 - 2.0, "not extended: {v}");
+        }
+    }
+    let extended: Vec<Value> = latest(&url, "data/");
+    // Nothing uses the packs any more, but their extended locks hold: prune
+    // asks each pack and keeps them, and does not extend them again.
+    let r = repo(&url, &["--json", "forget", "latest", "--prune"], Some(secs));
+    let report = r.success().json()["prune"].clone();
+    assert_eq!(report["locked_kept"].as_u64(), Some(packs), "{report}");
+    assert_eq!(report["packs_removed"], 0, "{report}");
+    let again: Vec<Value> = latest(&url, "data/");
+    let untils = |vs: &[Value]| vs.iter().map(|v| v["until"].clone()).collect::<Vec<_>>();
+    assert_eq!(
+        untils(&extended),
+        untils(&again),
+        "unused packs' locks extended"
+    );
+    sleep_past(report["locked_until"].as_str().unwrap());
+    let report = repo(&url, &["--json", "prune"], Some(secs))
+        .success()
+        .json();
+    assert_eq!(report["packs_removed"].as_u64(), Some(packs), "{report}");
+    assert_eq!(report["packs_after"], 0, "{report}");
 }

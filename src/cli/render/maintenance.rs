@@ -153,6 +153,12 @@ fn prune_text(r: &PruneReport) {
             human_bytes(r.locked_kept_bytes)
         );
     }
+    if r.locks_extended > 0 {
+        println!(
+            "object lock: extended for {} object(s) written more than half the lock period ago",
+            r.locks_extended
+        );
+    }
     if r.blobs_repacked > 0 {
         println!(
             "repack: {} blobs ({}) {}copied{}",

@@ -4,8 +4,10 @@
 //! locked object behind a delete marker, and the object stays stored (and
 //! billed) until its lock ends. So prune does not try: a pack written less
 //! than the lock's hold ago (judged by its modification time in the
-//! listing, no request per pack) is kept as it is, neither deleted nor
-//! repacked, and counted in the report; a later prune removes it. Index and
+//! listing, no request), or an older one whose own retention (one request
+//! per such pack, as maintenance may have extended it) is not over yet, is
+//! kept as it is, neither deleted nor repacked, and counted in the report;
+//! a later prune removes it. Index and
 //! snapshot objects are not kept this way: they must leave the listing (a
 //! superseded index would name deleted packs), and the delete marker is
 //! what hides them while their locked version stays for recovery.
@@ -25,36 +27,62 @@ use super::plan::Fate;
 pub(super) struct Locked(HashMap<PackId, i64>);
 
 impl Locked {
-    pub(super) fn find(repo: &Repository) -> Result<Locked> {
+    /// The packs prune would delete (`fate` not kept, or in no index) that
+    /// may still be locked: young ones by their listed modification time,
+    /// older ones (whose lock maintenance may have extended) by asking
+    /// each pack.
+    pub(super) fn find(
+        repo: &Repository,
+        g: &Gathered,
+        fate: &BTreeMap<PackId, Fate>,
+    ) -> Result<Locked> {
         let Some(hold) = repo.object_lock_hold() else {
             return Ok(Locked(HashMap::new()));
         };
         let hold = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
         let now = chrono::Utc::now().timestamp_millis();
-        Ok(Locked(
-            repo.list_packs_modified()?
-                .into_iter()
-                .map(|p| (p.id, p.modified_ms.saturating_add(hold)))
-                .filter(|(_, until)| *until > now)
-                .collect(),
-        ))
+        let mut locked: HashMap<PackId, i64> = repo
+            .list_packs_modified()?
+            .into_iter()
+            .map(|p| (p.id, p.modified_ms.saturating_add(hold)))
+            .filter(|(_, until)| *until > now)
+            .collect();
+        let older: Vec<PackId> = fate
+            .iter()
+            .filter(|(_, f)| **f != Fate::Keep)
+            .map(|(id, _)| id)
+            .chain(g.stored.keys().filter(|id| !g.indexed.contains_key(id)))
+            .filter(|id| g.stored.contains_key(id) && !locked.contains_key(id))
+            .copied()
+            .collect();
+        if !older.is_empty() {
+            let asked = repo.pack_locks_until(&older)?;
+            locked.extend(asked.into_iter().filter(|(_, until)| *until > now));
+        }
+        Ok(Locked(locked))
     }
 
     /// Keeps the locked packs prune would remove or repack; a pack with
     /// another size than indexed holds no usable copy and goes anyway.
+    /// Returns those no snapshot needs, whose locks must not be extended.
     pub(super) fn keep(
         &self,
         g: &Gathered,
         fate: &mut BTreeMap<PackId, Fate>,
         report: &mut PruneReport,
-    ) {
+    ) -> Vec<PackId> {
+        let mut unused = Vec::new();
         for (id, f) in fate.iter_mut() {
             let usable = g.indexed.get(id).map(|p| p.size) == g.stored.get(id).copied();
             if *f != Fate::Keep && usable && self.0.contains_key(id) {
+                if *f == Fate::Remove {
+                    unused.push(*id);
+                }
                 *f = Fate::Keep;
                 self.count(id, g, report);
             }
         }
+        unused
     }
 
     /// Takes the locked packs out of the unindexed ones to delete; returns them.

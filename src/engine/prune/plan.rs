@@ -30,6 +30,9 @@ pub(super) struct Plan {
     pub unindexed: Vec<PackId>,
     /// Packs on storage in no index kept because they may still be locked.
     pub locked_unindexed: Vec<PackId>,
+    /// Packs no snapshot needs, kept only until their lock ends: their
+    /// locks are not extended.
+    pub expiring: Vec<PackId>,
     /// Packs whose chosen copies are copied into new packs.
     pub repack: Vec<PackId>,
 }
@@ -48,8 +51,8 @@ impl Plan {
     ) -> Result<Plan> {
         let (chosen, needed) = choose(g, used)?;
         let mut fate = classify(g, &chosen, &needed, max_unused_percent, report);
-        let locked = Locked::find(repo)?;
-        locked.keep(g, &mut fate, report);
+        let locked = Locked::find(repo, g, &fate)?;
+        let mut expiring = locked.keep(g, &mut fate, report);
         let count = |f: Fate| fate.values().filter(|&&x| x == f).count();
         report.packs_removed = count(Fate::Remove);
         report.packs_repacked = count(Fate::Repack);
@@ -67,6 +70,7 @@ impl Plan {
             report.packs_unindexed_kept = before - unindexed.len();
         }
         let locked_unindexed = locked.keep_unindexed(g, &mut unindexed, report);
+        expiring.extend(&locked_unindexed);
         report.packs_unindexed = unindexed.len();
         let repack: Vec<PackId> = fate
             .iter()
@@ -78,6 +82,7 @@ impl Plan {
             fate,
             unindexed,
             locked_unindexed,
+            expiring,
             repack,
         })
     }

@@ -14,11 +14,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use object_store::signer::{Method, SignedUrlOptions, Signer};
+use object_store::signer::Method;
 use object_store::{HeaderMap, HeaderValue, ObjectStore};
 
 use super::{Location, Storage, s3};
 use crate::error::{Error, Result};
+use signed::Requests;
+
+mod retention;
+mod signed;
 
 /// Test hook: `REPO_TEST_OBJECT_LOCK_SECS=N` locks objects for N seconds
 /// instead of the configured days, so a test can watch a lock expire.
@@ -56,6 +60,8 @@ pub(super) struct LockWriter {
     endpoint: Option<String>,
     period: Duration,
     current: Mutex<(SystemTime, Arc<dyn ObjectStore>)>,
+    /// For the calls object_store has none for (retention of one object).
+    requests: Requests,
 }
 
 impl LockWriter {
@@ -67,6 +73,7 @@ impl LockWriter {
             endpoint: endpoint.map(String::from),
             period,
             current: Mutex::new((now, Arc::new(object_store::memory::InMemory::new()))),
+            requests: requests(bucket, endpoint)?,
         };
         let store = w.build(now)?;
         w.current = Mutex::new((now, store));
@@ -84,10 +91,25 @@ impl LockWriter {
         Ok(cur.1.clone())
     }
 
-    /// A client that locks what it writes until `now` + period + [`refresh`].
-    fn build(&self, now: SystemTime) -> Result<Arc<dyn ObjectStore>> {
+    /// The retain-until date of what is written at `now`: the period and
+    /// [`refresh`] later, RFC 3339.
+    fn until(&self, now: SystemTime) -> String {
         let until = chrono::DateTime::<chrono::Utc>::from(now + self.period + refresh(self.period));
-        let date = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+
+    /// `key`'s key in the bucket.
+    fn bucket_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix.trim_end_matches('/'))
+        }
+    }
+
+    /// A client that locks what it writes until [`LockWriter::until`].
+    fn build(&self, now: SystemTime) -> Result<Arc<dyn ObjectStore>> {
+        let date = self.until(now);
         let mut h = HeaderMap::new();
         h.insert(
             "x-amz-object-lock-mode",
@@ -156,9 +178,10 @@ impl Storage {
         else {
             return Ok(());
         };
+        let requests = requests(bucket, endpoint.as_deref())?;
         let (status, body) = self
             .rt
-            .block_on(bucket_lock_config(bucket, endpoint.as_deref()))
+            .block_on(requests.send(Method::GET, "", &[("object-lock", "")], &[], Vec::new()))
             .map_err(|e| Error::Storage {
                 op: "read the object lock configuration of",
                 key: format!("s3://{bucket}"),
@@ -182,44 +205,15 @@ pub(crate) fn check_lockable(location: &Location) -> Result<()> {
     )))
 }
 
-/// GET `/?object-lock` of `bucket`, signed by object_store: status and body.
-async fn bucket_lock_config(
-    bucket: &str,
-    endpoint: Option<&str>,
-) -> object_store::Result<(u16, String)> {
-    use object_store::client::{HttpConnector, HttpRequest, HttpRequestBody, ReqwestConnector};
-    let client = s3::client(bucket, "", endpoint, None).map_err(|e| generic(e.to_string()))?;
-    let opts = SignedUrlOptions::default().with_query([("object-lock", "")]);
-    let path = object_store::path::Path::from("");
-    let url = client
-        .signed_url_opts(Method::GET, &path, Duration::from_secs(300), &opts)
-        .await?;
-    let http =
-        ReqwestConnector::default().connect(&s3::options(s3::endpoint(endpoint).as_deref()))?;
-    let mut req = HttpRequest::new(HttpRequestBody::empty());
-    *req.uri_mut() = url.as_str().parse().map_err(|e| generic(format!("{e}")))?;
-    let resp = http
-        .execute(req)
-        .await
-        .map_err(|e| generic(e.to_string()))?;
-    let status = resp.status().as_u16();
-    // The answer is a short XML document: reading stops after 64 KiB, so
-    // a server sending something huge costs no memory.
-    let mut stream = resp.into_body().bytes_stream();
-    let mut body = Vec::new();
-    while body.len() < 64 * 1024
-        && let Some(part) = futures::StreamExt::next(&mut stream).await
-    {
-        body.extend_from_slice(&part.map_err(|e| generic(e.to_string()))?);
-    }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn generic(message: String) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "S3",
-        source: message.into(),
-    }
+/// Signed requests to `bucket`, for the calls object_store has none for.
+fn requests(bucket: &str, endpoint: Option<&str>) -> Result<Requests> {
+    let client = s3::client(bucket, "", endpoint, None)?;
+    let options = s3::options(s3::endpoint(endpoint).as_deref());
+    Requests::new(client, &options).map_err(|e| Error::Storage {
+        op: "connect to",
+        key: format!("s3://{bucket}"),
+        message: e.to_string(),
+    })
 }
 
 /// What the bucket's answer to GET `?object-lock` means for `init`.
