@@ -76,58 +76,28 @@ impl Storage {
 
 /// GET `key?retention`: the retain-until date, `None` without a lock.
 async fn read_until(w: &LockWriter, key: &str) -> Result<Option<i64>> {
-    let bucket_key = w.bucket_key(key);
-    let (status, answer) = w
-        .requests
-        .send(
-            Method::GET,
-            &bucket_key,
-            &[("retention", "")],
-            &[],
-            Vec::new(),
-        )
-        .await
-        .map_err(|e| failed("read the object lock of", key, e.to_string()))?;
+    let op = "read the object lock of";
+    let (status, answer) = retention(w, key, op, Method::GET, None).await?;
     match status {
         200 => {
             let date = element(&answer, "RetainUntilDate").unwrap_or_default();
-            let until = chrono::DateTime::parse_from_rfc3339(date.trim()).map_err(|e| {
-                failed(
-                    "read the object lock of",
-                    key,
-                    format!("date {date:?}: {e}"),
-                )
-            })?;
+            let until = chrono::DateTime::parse_from_rfc3339(date.trim())
+                .map_err(|e| failed(op, key, format!("date {date:?}: {e}")))?;
             let skew = i64::try_from(refresh(w.period).as_millis()).unwrap_or(i64::MAX);
             Ok(Some(until.timestamp_millis().saturating_add(skew)))
         }
         // No lock configured on it, or the object is gone.
         404 => Ok(None),
-        _ => Err(failed(
-            "read the object lock of",
-            key,
-            http(status, &answer),
-        )),
+        _ => Err(failed(op, key, http(status, &answer))),
     }
 }
 
 /// PUT `key?retention`: COMPLIANCE until `until`. A lock can only be made
 /// longer, so a run racing another (or a clock behind) cannot shorten one.
 async fn extend(w: &LockWriter, key: &str, until: &str) -> Result<()> {
+    let op = "extend the object lock of";
     let body = retention_body(until);
-    let md5 = content_md5(&body);
-    let bucket_key = w.bucket_key(key);
-    let (status, answer) = w
-        .requests
-        .send(
-            Method::PUT,
-            &bucket_key,
-            &[("retention", "")],
-            &[("content-md5", md5)],
-            body,
-        )
-        .await
-        .map_err(|e| failed("extend the object lock of", key, e.to_string()))?;
+    let (status, answer) = retention(w, key, op, Method::PUT, Some(body)).await?;
     match status {
         200 | 204 => Ok(()),
         // Deleted meanwhile (only by us: we hold the exclusive lock), or its
@@ -139,6 +109,27 @@ async fn extend(w: &LockWriter, key: &str, until: &str) -> Result<()> {
             http(status, &answer),
         )),
     }
+}
+
+/// Sends `method` to `key?retention`, with `body` (and its `Content-MD5`).
+async fn retention(
+    w: &LockWriter,
+    key: &str,
+    op: &'static str,
+    method: Method,
+    body: Option<Vec<u8>>,
+) -> Result<(u16, String)> {
+    let md5 = body.as_deref().map(|b| ("content-md5", content_md5(b)));
+    w.requests
+        .send(
+            method,
+            &w.bucket_key(key),
+            &[("retention", "")],
+            md5.as_slice(),
+            body.unwrap_or_default(),
+        )
+        .await
+        .map_err(|e| failed(op, key, e.to_string()))
 }
 
 fn http(status: u16, answer: &str) -> String {
