@@ -6,10 +6,12 @@
 //! second client, the *lock writer*, whose default headers carry the lock
 //! mode and retain-until date; default headers are signed on writes but not
 //! on listings, so this client only ever writes. Its date is fixed when it
-//! is built, so it is rebuilt every [`refresh`]: an object written at any
-//! time stays locked for at least the period, at most [`refresh`] longer.
-//! The bucket check, which object_store has no call for, is a request
-//! signed with object_store's own [`Signer`].
+//! is built, so it is rebuilt every half [`refresh`]: an object written at
+//! any time stays locked for at least the period (and half a refresh for
+//! the upload), at most [`refresh`] longer.
+//! The bucket check and an object's retention, which object_store has no
+//! call for, are requests signed with object_store's own signer
+//! ([`signed`]); maintenance extends locks of old objects ([`retention`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -59,36 +61,40 @@ pub(super) struct LockWriter {
     prefix: String,
     endpoint: Option<String>,
     period: Duration,
-    current: Mutex<(SystemTime, Arc<dyn ObjectStore>)>,
+    /// The client in use and when its date was set.
+    current: Mutex<Option<(SystemTime, Arc<dyn ObjectStore>)>>,
     /// For the calls object_store has none for (retention of one object).
     requests: Requests,
 }
 
 impl LockWriter {
     fn new(bucket: &str, prefix: &str, endpoint: Option<&str>, period: Duration) -> Result<Self> {
-        let now = SystemTime::now();
-        let mut w = LockWriter {
+        let w = LockWriter {
             bucket: bucket.into(),
             prefix: prefix.into(),
             endpoint: endpoint.map(String::from),
             period,
-            current: Mutex::new((now, Arc::new(object_store::memory::InMemory::new()))),
+            current: Mutex::new(None),
             requests: requests(bucket, endpoint)?,
         };
-        let store = w.build(now)?;
-        w.current = Mutex::new((now, store));
+        w.store()?;
         Ok(w)
     }
 
-    /// A client whose retain-until date is at least the period from now.
+    /// A client whose retain-until date is at least the period and half a
+    /// [`refresh`] from now: an upload may take up to half an hour and its
+    /// object still stays locked for the whole period after it lands.
     fn store(&self) -> Result<Arc<dyn ObjectStore>> {
         let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
-        let age = now.duration_since(cur.0).unwrap_or(Duration::MAX);
-        if age >= refresh(self.period) {
-            *cur = (now, self.build(now)?);
+        if let Some((built, store)) = cur.as_ref()
+            && now.duration_since(*built).unwrap_or(Duration::MAX) < refresh(self.period) / 2
+        {
+            return Ok(store.clone());
         }
-        Ok(cur.1.clone())
+        let store = self.build(now)?;
+        *cur = Some((now, store.clone()));
+        Ok(store)
     }
 
     /// The retain-until date of what is written at `now`: the period and
