@@ -165,6 +165,8 @@ fn prune_keeps_packs_while_locked_and_removes_them_after() {
         .filter(|m| m["key"].as_str().unwrap().starts_with("data/"))
         .collect();
     assert!(hidden.is_empty(), "packs deleted while locked: {hidden:?}");
+    // The kept packs are indexed as before: the repository is consistent.
+    repo(&url, &["check", "--read-data"], Some(secs)).success();
     sleep_past(&until);
     let report = repo(&url, &["--json", "prune"], Some(secs))
         .success()
