@@ -6,6 +6,7 @@ pub mod index;
 pub mod loader;
 pub mod lock;
 pub mod objects;
+mod objlock;
 pub mod saver;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -330,17 +331,6 @@ impl Repository {
         })
     }
 
-    /// `days` if `init --object-lock` accepts it.
-    fn lock_days(days: u32) -> Result<u32> {
-        let max = crate::format::config::MAX_OBJECT_LOCK_DAYS;
-        if !(1..=max).contains(&days) {
-            return Err(Error::Usage(format!(
-                "--object-lock {days} is out of range: give 1 to {max} days"
-            )));
-        }
-        Ok(days)
-    }
-
     fn assemble(
         mut storage: Storage,
         config: Config,
@@ -388,40 +378,6 @@ impl Repository {
 
     /// Only `repository/` moves bytes: everything else goes through typed
     /// objects, the loader and the walker.
-    /// How long after its modification time an object may still be held by
-    /// S3 object lock; `None` when this repository writes nothing locked.
-    pub(crate) fn object_lock_hold(&self) -> Option<std::time::Duration> {
-        self.storage.object_lock_hold()
-    }
-
-    /// Until when (ms since the epoch, clocks allowed for) each of `packs`
-    /// may still be locked, as the objects themselves say: a lock extended by
-    /// maintenance outlives what the write time suggests. Packs without a
-    /// lock are left out.
-    pub(crate) fn pack_locks_until(
-        &self,
-        packs: &[crate::id::PackId],
-    ) -> Result<std::collections::HashMap<crate::id::PackId, i64>> {
-        let keys = packs.iter().map(objects::pack_key).collect();
-        Ok(self
-            .storage
-            .object_locks_until(keys)?
-            .into_iter()
-            .filter_map(|(key, until)| {
-                let id = crate::id::PackId::from_hex(&objects::id_from_key(&key)?)?;
-                Some((id, until?))
-            })
-            .collect())
-    }
-
-    /// Extends the S3 object lock of every object (but locks and the
-    /// `expiring` packs, which nothing needs) written more than half a period
-    /// ago to a full period from now; returns how many.
-    pub(crate) fn extend_object_locks(&self, expiring: &[crate::id::PackId]) -> Result<usize> {
-        let skip = expiring.iter().map(objects::pack_key).collect();
-        self.storage.extend_object_locks(&skip)
-    }
-
     pub(in crate::repository) fn storage(&self) -> &Storage {
         &self.storage
     }
