@@ -18,8 +18,9 @@ use repo::commands::{
     after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable or changed, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 129 hung up, 130 interrupted, 141 output closed."
 )]
 pub(super) struct Cli {
-    /// Repository location: a directory, file:///path, s3://, ftp:// or
-    /// ftps:// URL, or the name of a repository in the config file.
+    /// Repository location: a directory, file:///path, s3://, ftp://,
+    /// ftps:// or rest:https:// URL, or the name of a repository in the
+    /// config file.
     #[arg(
         short = 'r',
         long = "repo",
@@ -59,10 +60,10 @@ pub(super) struct Cli {
     /// S3 endpoint for self-hosted servers (MinIO, Ceph, Garage, SeaweedFS...).
     #[arg(long, env = "REPO_S3_ENDPOINT", global = true, value_name = "URL")]
     pub(super) s3_endpoint: Option<String>,
-    /// Extra CA certificate (PEM) to trust for FTPS.
+    /// Extra CA certificate (PEM) to trust for FTPS and HTTPS REST servers.
     #[arg(long, env = "REPO_CA_CERT", global = true, value_name = "FILE")]
     pub(super) ca_cert: Option<PathBuf>,
-    /// Parallel transfers to remote storage (default 8 for S3, 4 for FTP).
+    /// Parallel transfers to remote storage (default 8 for S3 and REST, 4 for FTP).
     #[arg(
         long,
         env = "REPO_CONNECTIONS",

@@ -86,18 +86,20 @@ fn status_is_sigpipe(status: &std::process::ExitStatus) -> bool {
     status.signal() == Some(libc::SIGPIPE) || status.code() == Some(128 + libc::SIGPIPE)
 }
 
-/// The FTP server password when neither the URL nor ~/.netrc has it.
+/// The FTP or REST server password when neither the URL nor ~/.netrc has
+/// it: from REPO_FTP_PASSWORD / REPO_REST_PASSWORD, else a prompt.
 pub(super) fn ftp_password(location: &Location) -> Result<String> {
-    if let Ok(p) = std::env::var("REPO_FTP_PASSWORD") {
+    let (var, kind) = location.password_env();
+    if let Ok(p) = std::env::var(var) {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
         bail!(repo::Error::Usage(format!(
-            "no FTP password for {location}: put it in ~/.netrc, set REPO_FTP_PASSWORD, or run on a terminal to be asked"
+            "no {kind} password for {location}: put it in ~/.netrc, set {var}, or run on a terminal to be asked"
         )));
     }
-    rpassword::prompt_password(format!("FTP password for {location}: "))
-        .context("cannot read the FTP password")
+    rpassword::prompt_password(format!("{kind} password for {location}: "))
+        .with_context(|| format!("cannot read the {kind} password"))
 }
 
 /// A key file when one is named (REPO_PASSWORD is then not used), else the password.

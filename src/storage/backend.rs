@@ -11,7 +11,7 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 
 use super::local::LocalFs;
-use super::{Location, ftp, s3};
+use super::{Location, ftp, rest, s3};
 use crate::error::{Error, Result};
 
 pub(super) enum Backend {
@@ -21,6 +21,8 @@ pub(super) enum Backend {
     S3,
     /// An FTP or FTPS server; the store again, for what FTP does differently.
     Ftp(ftp::FtpStore),
+    /// A restic REST server: no conditional create, so no claim (SPEC.md §10).
+    Rest(rest::RestStore),
     /// This process's memory (tests): object_store does everything.
     Memory,
 }
@@ -50,6 +52,15 @@ pub(super) fn connect(
             })?;
             (Arc::new(store.clone()), Backend::Ftp(store))
         }
+        Location::Rest(cfg) => {
+            let store =
+                rest::RestStore::new((**cfg).clone()).map_err(|message| Error::Storage {
+                    op: "connect to",
+                    key: location.to_string(),
+                    message,
+                })?;
+            (Arc::new(store.clone()), Backend::Rest(store))
+        }
         Location::Memory(m) => (m.store(), Backend::Memory),
     })
 }
@@ -60,6 +71,7 @@ pub(super) fn connections(location: &Location) -> usize {
         Location::Local(_) | Location::Memory(_) => rayon::current_num_threads(),
         Location::S3 { connections, .. } => *connections,
         Location::Ftp(c) => c.max_connections.max(1),
+        Location::Rest(c) => c.connections(),
     }
 }
 

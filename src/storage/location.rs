@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::ftp::FtpConfig;
+use super::rest::RestConfig;
 use crate::error::{Error, Result};
 
 /// Settings that apply to remote backends, from flags and the environment.
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 pub struct BackendOptions {
     /// S3 endpoint for self-hosted servers (`--s3-endpoint`, `REPO_S3_ENDPOINT`).
     pub s3_endpoint: Option<String>,
-    /// Extra trusted CA certificate (PEM) for FTPS servers with a private CA.
+    /// Extra trusted CA certificate (PEM) for FTPS and HTTPS REST servers with a private CA.
     pub ca_cert: Option<PathBuf>,
     /// Parallel transfers; 0 picks a default per backend.
     pub connections: usize,
@@ -32,6 +33,8 @@ pub enum Location {
     },
     /// A directory on an FTP or FTPS server.
     Ftp(Box<FtpConfig>),
+    /// A repository on a restic REST server (protocol v2).
+    Rest(Box<RestConfig>),
     /// Objects held in this process's memory (see [`Memory`]); never parsed
     /// from a URL, so users cannot name it.
     Memory(Memory),
@@ -72,13 +75,16 @@ fn bad(s: &str, part: &str, hint: &str) -> Error {
 }
 
 impl Location {
-    /// Parses a path, `file:///path`, `s3://bucket/prefix`, `ftp://user@host[:port]/path`
-    /// or `ftps://…`.
+    /// Parses a path, `file:///path`, `s3://bucket/prefix`, `ftp://user@host[:port]/path`,
+    /// `ftps://…` or `rest:http(s)://[user@]host:port/path`.
     pub fn parse(s: &str, opts: &BackendOptions) -> Result<Self> {
         if s.is_empty() {
             return Err(Error::Usage(
                 "no repository given: pass -r/--repo or set REPO_REPOSITORY".into(),
             ));
+        }
+        if let Some(url) = s.strip_prefix("rest:") {
+            return rest(s, url, opts);
         }
         let Some((scheme, rest)) = s.split_once("://") else {
             return local(s);
@@ -146,7 +152,8 @@ impl Location {
             other => Err(bad(
                 s,
                 &format!("scheme {other:?} is not supported"),
-                "use a path, file:///path, s3://bucket/prefix, ftp://user@host/path or ftps://user@host/path",
+                "use a path, file:///path, s3://bucket/prefix, ftp://user@host/path, ftps://user@host/path \
+                 or rest:https://user@host:8000/path",
             )),
         }
     }
@@ -162,17 +169,58 @@ impl Location {
         })
     }
 
-    /// FTP needs a password that neither the URL nor ~/.netrc gave.
+    /// FTP or REST needs a password that neither the URL nor ~/.netrc gave.
     pub fn needs_password(&self) -> bool {
-        matches!(self, Location::Ftp(c) if c.password.is_empty() && c.user != "anonymous")
-    }
-
-    /// Supplies the FTP password (from a prompt).
-    pub fn set_password(&mut self, password: String) {
-        if let Location::Ftp(c) = self {
-            c.password = password;
+        match self {
+            Location::Ftp(c) => c.password.is_empty() && c.user != "anonymous",
+            Location::Rest(c) => c.needs_password(),
+            _ => false,
         }
     }
+
+    /// The environment variable that may hold the server password of a
+    /// location that [needs one](Location::needs_password), and the kind of
+    /// server for a prompt.
+    pub fn password_env(&self) -> (&'static str, &'static str) {
+        match self {
+            Location::Rest(_) => ("REPO_REST_PASSWORD", "REST server"),
+            _ => ("REPO_FTP_PASSWORD", "FTP"),
+        }
+    }
+
+    /// Supplies the FTP or REST password (from the environment or a prompt).
+    pub fn set_password(&mut self, password: String) {
+        match self {
+            Location::Ftp(c) => c.password = password,
+            Location::Rest(c) => c.set_password(password),
+            _ => {}
+        }
+    }
+
+    /// Whether plain folders (mirror, sync) can live here: not on a REST
+    /// server, which holds repositories only.
+    pub fn holds_plain_files(&self) -> bool {
+        !matches!(self, Location::Rest(_))
+    }
+}
+
+/// A `rest:` location: the password from the URL, else ~/.netrc.
+fn rest(s: &str, url: &str, opts: &BackendOptions) -> Result<Location> {
+    let mut cfg = RestConfig::from_url(s, url)?;
+    if cfg.needs_password()
+        && let Some(p) = super::netrc::password(cfg.host(), cfg.user())
+    {
+        cfg.set_password(p);
+    }
+    if opts.connections > 0 {
+        cfg.set_connections(opts.connections);
+    }
+    if let Some(ca) = &opts.ca_cert {
+        cfg.set_ca_cert_pem(
+            std::fs::read(ca).map_err(|e| Error::io("read CA certificate", ca, e))?,
+        );
+    }
+    Ok(Location::Rest(Box::new(cfg)))
 }
 
 fn local(s: &str) -> Result<Location> {
@@ -194,6 +242,7 @@ impl fmt::Display for Location {
             Location::Local(p) => write!(f, "{}", p.display()),
             Location::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
             Location::Ftp(c) => write!(f, "{c}"),
+            Location::Rest(c) => write!(f, "{c}"),
             Location::Memory(m) => write!(f, "memory:{}", m.id),
         }
     }
@@ -230,6 +279,15 @@ mod tests {
         };
         assert!(Location::parse("s3://b/p", &bad_ep).is_err());
         assert!(p("memory:1").is_ok_and(|l| matches!(l, Location::Local(_))));
+        let r = p("rest:https://me:secret@127.0.0.1:8000/r").unwrap();
+        assert_eq!(r.to_string(), "rest:https://me@127.0.0.1:8000/r");
+        assert!(!r.needs_password() && !r.holds_plain_files());
+        assert!(
+            p("rest:ftp://h/x")
+                .unwrap_err()
+                .to_string()
+                .contains("scheme")
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod location;
 pub mod netrc;
 mod objlock;
 mod openfiles;
+pub mod rest;
 mod s3;
 mod stats;
 
@@ -69,6 +70,11 @@ impl Storage {
             .build()
             .map_err(|e| Error::io("start the storage runtime for", location.to_string(), e))?;
         let (store, backend) = backend::connect(location, create)?;
+        if create && let Backend::Rest(rest) = &backend {
+            rt.block_on(rest.create_repository()).map_err(|e| {
+                errors::from_store(location, "create the repository at", "?create=true", e)
+            })?;
+        }
         Ok(Storage {
             store,
             backend,
@@ -266,6 +272,14 @@ impl Storage {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.err("create", key, e)),
         }
+    }
+
+    /// Whether [`Storage::claim`] works here: a REST server has no
+    /// conditional create, so exclusive lockers there rely on the listing
+    /// after writing their own lock (SPEC.md §10), which its read-after-write
+    /// consistent listings make sound.
+    pub(crate) fn can_claim(&self) -> bool {
+        !matches!(self.backend, Backend::Rest(_))
     }
 
     /// Atomically claims `dir` and stores `bytes` as `dir/name`; `false` if

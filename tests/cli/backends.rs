@@ -1,5 +1,6 @@
 //! Conformance suite: the same end-to-end scenario against every backend —
-//! local disk, S3 (SeaweedFS) and FTP/FTPS (pyftpdlib and ProFTPD) — with
+//! local disk, S3 (SeaweedFS), FTP/FTPS (pyftpdlib and ProFTPD) and restic
+//! REST over HTTP and HTTPS (`rclone serve restic`) — with
 //! an independent client checking what ends up on the server, and fault
 //! tests that stop the server in the middle of a backup.
 //!
@@ -14,20 +15,20 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     Background, Cmp, Run, assert_same_tree, clean_command, random_bytes, repo_command, run, server,
-    trust_test_ca, unique_url,
+    trust_test_ca_for, unique_url,
 };
 
 const PASSWORD: &str = "conformance-password";
 const MARKER: &str = "PLAINTEXT-MARKER-c0ffee";
 
-/// The binary against `url` with the password (and the FTPS test CA).
+/// The binary against `url` with the password (and the FTPS or REST test CA).
 fn repo_cmd(url: &str, args: &[&str]) -> Command {
     let mut c = repo_command();
     c.args(args)
         .arg("-r")
         .arg(url)
         .env("REPO_PASSWORD", PASSWORD);
-    trust_test_ca(&mut c);
+    trust_test_ca_for(&mut c, url);
     c
 }
 
@@ -73,7 +74,7 @@ fn independent_listing(url: &str) -> (std::collections::BTreeMap<String, u64>, V
     );
     let mut c =
         clean_command(std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into()));
-    trust_test_ca(c.arg(script).arg(url).arg(MARKER));
+    trust_test_ca_for(c.arg(script).arg(url).arg(MARKER), url);
     let v = run(c).success().json();
     let objects = v["objects"]
         .as_object()
@@ -193,7 +194,8 @@ fn conformance(url: &str, independent: bool) {
     }
 }
 
-/// An exclusive lock (claimed with a conditional create, MKD on FTP) keeps out
+/// An exclusive lock (claimed with a conditional create, MKD on FTP; on
+/// REST by writing its lock, then listing) keeps out
 /// shared and exclusive users; once its holder is killed it is stale, a new
 /// exclusive locker replaces it and `unlock` cleans up.
 fn exclusive_lock_scenario(url: &str) {
@@ -266,12 +268,26 @@ fn ftps_proftpd() {
 }
 
 #[test]
+fn rest_http() {
+    conformance_on("REPO_TEST_REST_URL", true);
+}
+
+#[test]
+fn rest_https() {
+    conformance_on("REPO_TEST_RESTS_URL", true);
+}
+
+#[test]
 fn malformed_urls_name_the_wrong_part() {
     for (url, part) in [
         ("s3:///prefix", "bucket"),
         ("ftp://", "host"),
         ("gopher://x/y", "gopher"),
         ("file://relative", "absolute"),
+        ("rest:ftp://h/x", "scheme"),
+        ("rest:https://", "host"),
+        ("rest:https://h/x?create=true", "query"),
+        ("rest:https://:secret@h/x", "without a user"),
     ] {
         let out = repo(url, &["snapshots"]);
         out.code(2);

@@ -33,6 +33,11 @@ impl Side {
                 }
                 Ok(Side::Local(path.clone()))
             }
+            _ if !location.holds_plain_files() => Err(Error::Usage(format!(
+                "{location} is a REST server, which holds repositories only, not plain folders; \
+                 mirror and sync work with folders, s3://, ftp:// and ftps:// (back up to the \
+                 REST server with `repo create` instead)"
+            ))),
             _ => Ok(Side::Remote(Box::new(Storage::open(location, true)?))),
         }
     }

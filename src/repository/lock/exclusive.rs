@@ -8,7 +8,8 @@ use crate::repository::objects::ObjectKind;
 
 /// Where exclusive lockers claim the repository with a conditional create
 /// (MKD on FTP). Shared lockers never claim: they see exclusive holders
-/// through their ordinary lock objects.
+/// through their ordinary lock objects. Where storage has no conditional
+/// create (`Storage::can_claim`, false on REST) nobody claims.
 pub(crate) const CLAIM_DIR: &str = "locks/exclusive";
 pub(crate) const CLAIM_NAME: &str = "holder";
 

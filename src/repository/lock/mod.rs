@@ -193,11 +193,14 @@ pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<
         return Err(Error::Locked { detail });
     }
     let info = LockInfo::new(exclusive, command);
-    if exclusive {
+    // Without conditional create (REST) there is no claim: the listing
+    // after our write is the whole exclusion (SPEC.md §10).
+    let claimed = exclusive && repo.storage().can_claim();
+    if claimed {
         claim(repo, &info)?;
     }
     let release_claim = || {
-        if exclusive {
+        if claimed {
             let _ = repo.storage().release(CLAIM_DIR, CLAIM_NAME);
         }
     };
@@ -240,7 +243,7 @@ pub(crate) fn lock(repo: &Repository, exclusive: bool, command: &str) -> Result<
     let stop = Arc::new((Mutex::new(false), Condvar::new()));
     Ok(LockGuard {
         repo: repo.clone(),
-        claimed: exclusive,
+        claimed,
         nonce: info.nonce.clone(),
         held,
         stop,

@@ -56,3 +56,12 @@ pub fn trust_test_ca(cmd: &mut Command) -> &mut Command {
     }
     cmd
 }
+
+/// Makes `cmd` trust the test CA of the server at `url`: the REST servers'
+/// (`REPO_TEST_REST_CA`) for `rest:` URLs, else the FTPS servers'.
+pub fn trust_test_ca_for<'a>(cmd: &'a mut Command, url: &str) -> &'a mut Command {
+    match std::env::var_os("REPO_TEST_REST_CA") {
+        Some(ca) if url.starts_with("rest:") => cmd.env("REPO_CA_CERT", ca),
+        _ => trust_test_ca(cmd),
+    }
+}

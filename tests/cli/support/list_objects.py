@@ -1,16 +1,19 @@
-"""Independent client: lists a repository's objects on S3 (boto3) or FTP (ftplib)
-and reports each key, its size and whether a marker string occurs in it.
+"""Independent client: lists a repository's objects on S3 (boto3), FTP (ftplib) or a
+restic REST server (urllib, protocol v2) and reports each key, its size and whether a
+marker string occurs in it.
 
 usage: list_objects.py URL MARKER   (S3 credentials/endpoint from the AWS_* and
-REPO_S3_ENDPOINT environment; FTPS trusts REPO_CA_CERT)
+REPO_S3_ENDPOINT environment; FTPS and HTTPS trust REPO_CA_CERT)
 Prints JSON: {"objects": {"key": size, ...}, "marker_in": ["key", ...]}
 """
+import base64
 import ftplib
 import json
 import os
 import ssl
 import sys
 import urllib.parse
+import urllib.request
 
 
 def s3_objects(url):
@@ -63,9 +66,45 @@ def ftp_objects(url):
     ftp.quit()
 
 
+def rest_objects(url):
+    u = urllib.parse.urlparse(url[len("rest:"):])
+    base = f"{u.scheme}://{u.hostname}:{u.port}{u.path.rstrip('/')}/"
+    headers = {}
+    if u.username:
+        pair = f"{urllib.parse.unquote(u.username)}:{urllib.parse.unquote(u.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    ctx = ssl.create_default_context(cafile=os.environ.get("REPO_CA_CERT"))
+
+    def get(path, accept=None):
+        h = dict(headers, **({"Accept": accept} if accept else {}))
+        req = urllib.request.Request(base + path, headers=h)
+        try:
+            with urllib.request.urlopen(req, context=ctx if u.scheme == "https" else None) as r:
+                return r.read()
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise
+
+    config = get("config")
+    if config is not None:
+        yield "config", config
+    for kind in ("data", "keys", "locks", "snapshots", "index"):
+        listing = get(kind + "/", "application/vnd.x.restic.rest.v2")
+        for entry in json.loads(listing or b"[]"):
+            name = entry["name"]
+            key = f"data/{name[:2]}/{name}" if kind == "data" else f"{kind}/{name}"
+            yield key, get(f"{kind}/{name}")
+
+
 def main():
     url, marker = sys.argv[1], sys.argv[2].encode()
-    source = s3_objects(url) if url.startswith("s3://") else ftp_objects(url)
+    if url.startswith("s3://"):
+        source = s3_objects(url)
+    elif url.startswith("rest:"):
+        source = rest_objects(url)
+    else:
+        source = ftp_objects(url)
     objects, marked = {}, []
     for key, body in source:
         objects[key] = len(body)
