@@ -22,6 +22,12 @@ pub struct Args {
     /// and fault injection see many packs with little data.
     #[arg(long, default_value_t = crate::format::config::DEFAULT_PACK_SIZE, hide = true)]
     pub pack_size: u32,
+    /// Lock every object but lock files for DAYS days with S3 object lock
+    /// (COMPLIANCE mode): nobody, not even with this machine's credentials
+    /// or the bucket owner's, can delete or overwrite them before then. S3
+    /// only; the bucket must have been created with object lock.
+    #[arg(long, value_name = "DAYS")]
+    pub object_lock: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -29,6 +35,9 @@ pub struct Report {
     pub id: String,
     pub location: String,
     pub key: String,
+    /// Days every object is locked for, if object lock is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_lock_days: Option<u32>,
 }
 
 pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
@@ -39,6 +48,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
             max: args.chunk_max,
         },
         pack_size: Some(args.pack_size),
+        object_lock_days: args.object_lock,
         ..Default::default()
     };
     let Credentials::Password(password) = &ctx.credentials else {
@@ -53,5 +63,6 @@ pub fn run(ctx: &Context, args: &Args) -> Result<Report> {
         id: repo.config().id.to_hex(),
         location: ctx.location.to_string(),
         key: repo.key_id().to_hex(),
+        object_lock_days: repo.config().object_lock_days,
     })
 }

@@ -70,7 +70,7 @@ pub enum Error {
     },
 
     #[error(
-        "the repository's config names format version {found}, which this build does not support (it reads version {supported}); upgrade repo, or, if this version of repo wrote the repository, its config object is damaged"
+        "the repository's config names format version {found}, which this build does not support (it reads versions 1 to {supported}); upgrade repo, or, if this version of repo wrote the repository, its config object is damaged"
     )]
     UnsupportedVersion { found: u32, supported: u32 },
 

@@ -11,8 +11,20 @@ use serde::{Deserialize, Serialize};
 use crate::codec::chunker::ChunkerParams;
 use crate::id::RepoId;
 
-/// The format version this build writes and reads.
+/// The format version this build writes for a repository without object lock.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format version of a repository with object lock: version 1 plus the
+/// `object_lock_days` field. Older readers ignore unknown fields, so they
+/// would write unlocked objects and delete locked ones as if nothing were
+/// asked; the version makes them refuse the repository instead.
+pub const OBJECT_LOCK_VERSION: u32 = 2;
+/// Longest object lock `init` accepts (ten years).
+pub const MAX_OBJECT_LOCK_DAYS: u32 = 3650;
+
+/// Whether this build reads configs of format `version`.
+pub fn supported_version(version: u64) -> bool {
+    version == u64::from(FORMAT_VERSION) || version == u64::from(OBJECT_LOCK_VERSION)
+}
 /// Largest config object accepted.
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
 
@@ -28,6 +40,10 @@ pub struct Config {
     pub compression_level: i32,
     /// Target size of packs in bytes.
     pub pack_size: u32,
+    /// S3 object lock: every object but lock files is written locked
+    /// (COMPLIANCE) for this many days; present exactly in version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock_days: Option<u32>,
 }
 
 /// The pack size writers aim for unless `init --pack-size` says otherwise.
@@ -47,7 +63,16 @@ impl Config {
             compression: "zstd".into(),
             compression_level: 3,
             pack_size: DEFAULT_PACK_SIZE,
+            object_lock_days: None,
         }
+    }
+
+    /// Asks for objects locked for `days` (1 to [`MAX_OBJECT_LOCK_DAYS`]),
+    /// which makes this a version-2 config.
+    pub fn with_object_lock(mut self, days: u32) -> Self {
+        self.object_lock_days = Some(days);
+        self.version = OBJECT_LOCK_VERSION;
+        self
     }
 }
 
@@ -98,7 +123,7 @@ impl StoredConfig {
         let value: serde_json::Value = serde_json::from_str(body)
             .map_err(|e| FormatError::Invalid(format!("config is not JSON: {e}")))?;
         let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version != FORMAT_VERSION as u64 {
+        if !supported_version(version) {
             return Err(FormatError::UnknownVersion {
                 what: "format",
                 found: version,
@@ -125,6 +150,19 @@ impl StoredConfig {
             return Err(FormatError::Invalid(format!(
                 "config names algorithms this build does not know ({}, {}, {}, {})",
                 config.chunker, config.blob_id, config.cipher, config.compression
+            )));
+        }
+        let lock_ok = match config.object_lock_days {
+            None => config.version == FORMAT_VERSION,
+            Some(d) => {
+                config.version == OBJECT_LOCK_VERSION && (1..=MAX_OBJECT_LOCK_DAYS).contains(&d)
+            }
+        };
+        if !lock_ok {
+            return Err(FormatError::Invalid(format!(
+                "config version {} does not match its object_lock_days ({:?}): version 2 and \
+                 1 to {MAX_OBJECT_LOCK_DAYS} days go together, version 1 has none",
+                config.version, config.object_lock_days
             )));
         }
         if !(1..=22).contains(&config.compression_level)
@@ -180,12 +218,12 @@ mod tests {
         assert!(!t.verify(&[1; 32]));
         let v2 = String::from_utf8(StoredConfig::seal(&c, &[1; 32]))
             .unwrap()
-            .replace("\"version\":1", "\"version\":2");
+            .replace("\"version\":1", "\"version\":3");
         assert!(matches!(
             StoredConfig::parse(v2.as_bytes()),
-            Err(FormatError::UnknownVersion { found: 2, .. })
+            Err(FormatError::UnknownVersion { found: 3, .. })
         ));
-        assert_eq!(StoredConfig::peek_version(v2.as_bytes()), Some(2));
+        assert_eq!(StoredConfig::peek_version(v2.as_bytes()), Some(3));
         let mut huge = v2.into_bytes();
         huge.resize(MAX_CONFIG_LEN + 1, b'\n');
         assert_eq!(StoredConfig::peek_version(&huge), None);
@@ -193,6 +231,35 @@ mod tests {
             StoredConfig::parse(&huge),
             Err(FormatError::TooLarge { .. })
         ));
+    }
+
+    /// Object lock and version 2 go together: a reader that does not know
+    /// the field refuses the version, and this one refuses a mismatch.
+    #[test]
+    fn object_lock_is_version_two() {
+        let c = Config::new(RepoId([4; 32]), ChunkerParams::default()).with_object_lock(7);
+        let sealed = String::from_utf8(StoredConfig::seal(&c, &[1; 32])).unwrap();
+        assert!(sealed.starts_with("{\"version\":2,"));
+        assert!(sealed.contains(",\"object_lock_days\":7}"));
+        assert_eq!(StoredConfig::parse(sealed.as_bytes()).unwrap().config, c);
+        let plain = Config::new(RepoId([4; 32]), ChunkerParams::default());
+        let plain = String::from_utf8(StoredConfig::seal(&plain, &[1; 32])).unwrap();
+        assert!(!plain.contains("object_lock"));
+        let bad = [
+            sealed.replace("\"version\":2", "\"version\":1"),
+            plain.replace("\"version\":1", "\"version\":2"),
+            sealed.replace("\"object_lock_days\":7", "\"object_lock_days\":0"),
+            sealed.replace("\"object_lock_days\":7", "\"object_lock_days\":3651"),
+        ];
+        for b in bad {
+            assert!(
+                matches!(
+                    StoredConfig::parse(b.as_bytes()),
+                    Err(FormatError::Invalid(_))
+                ),
+                "{b}"
+            );
+        }
     }
 
     proptest! {

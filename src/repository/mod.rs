@@ -6,6 +6,7 @@ pub mod index;
 pub mod loader;
 pub mod lock;
 pub mod objects;
+mod objlock;
 pub mod saver;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -21,7 +22,7 @@ use zeroize::Zeroizing;
 use crate::codec::chunker::{Chunker, ChunkerParams};
 use crate::crypto::{MasterKey, SubKeys, kdf::KdfParams};
 use crate::error::{Error, Result};
-use crate::format::config::{Config, FORMAT_VERSION, StoredConfig};
+use crate::format::config::{Config, StoredConfig};
 use crate::format::index::MemIndex;
 use crate::format::keyfile::{KeyError, KeyFile};
 use crate::format::pack::BlobKind;
@@ -48,6 +49,8 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     /// Target pack size in bytes; `None` (or `Default`) means [`crate::format::config::DEFAULT_PACK_SIZE`].
     pub pack_size: Option<u32>,
+    /// S3 object lock: write every object but lock files locked for this many days.
+    pub object_lock_days: Option<u32>,
 }
 
 /// What a command takes from the cache.
@@ -126,7 +129,10 @@ pub(crate) fn host_and_user() -> (String, String) {
 impl Repository {
     /// Creates a new repository at `location` protected by `password`.
     pub fn init(location: &Location, password: &[u8], opts: &InitOptions) -> Result<Repository> {
-        let storage = Storage::open(location, true)?;
+        if opts.object_lock_days.is_some() {
+            crate::storage::check_lockable(location)?;
+        }
+        let mut storage = Storage::open(location, true)?;
         if storage.size(CONFIG_KEY)?.is_some() {
             return Err(Error::Usage(format!(
                 "{location} already holds a repository; choose an empty location"
@@ -149,6 +155,11 @@ impl Repository {
                 )));
             }
             config.pack_size = size;
+        }
+        if let Some(days) = opts.object_lock_days {
+            config = config.with_object_lock(Self::lock_days(days)?);
+            storage.check_object_lock()?;
+            storage.set_object_lock(days)?;
         }
         let (host, user) = host_and_user();
         let key = KeyFile::create(&master, password, opts.kdf, &host, &user)
@@ -197,11 +208,11 @@ impl Repository {
             Err(e) => return Err(e),
         };
         if let Some(v) = StoredConfig::peek_version(&raw)
-            && v != FORMAT_VERSION as u64
+            && !crate::format::config::supported_version(v)
         {
             return Err(Error::UnsupportedVersion {
                 found: v as u32,
-                supported: FORMAT_VERSION,
+                supported: crate::format::config::OBJECT_LOCK_VERSION,
             });
         }
         let stored = StoredConfig::parse(&raw).map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
@@ -321,11 +332,17 @@ impl Repository {
     }
 
     fn assemble(
-        storage: Storage,
+        mut storage: Storage,
         config: Config,
         keys: SubKeys,
         key_id: KeyId,
     ) -> Result<Repository> {
+        // Before anything is written: every object but locks is then locked.
+        if let Some(days) = config.object_lock_days
+            && storage.object_lock_hold().is_none()
+        {
+            storage.set_object_lock(days)?;
+        }
         let chunker = Chunker::new(&keys.chunker, config.chunk_sizes)
             .map_err(|e| Error::corrupt(CONFIG_KEY, e))?;
         Ok(Repository {

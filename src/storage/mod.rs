@@ -15,6 +15,7 @@ mod local;
 mod localfs;
 pub mod location;
 pub mod netrc;
+mod objlock;
 mod openfiles;
 pub mod rest;
 mod s3;
@@ -30,6 +31,7 @@ use crate::error::{Error, Result};
 use backend::Backend;
 use errors::{too_large, truncated};
 pub use location::{BackendOptions, Location};
+pub(crate) use objlock::check_lockable;
 pub use stats::{Stats, StatsReport};
 
 /// A listed object: key relative to the repository root, and size.
@@ -55,6 +57,8 @@ pub struct Storage {
     location: Location,
     stats: Stats,
     connections: usize,
+    /// The client writing locked objects, if the repository asks for them.
+    objlock: Option<objlock::LockWriter>,
 }
 
 impl Storage {
@@ -79,6 +83,7 @@ impl Storage {
             location: location.clone(),
             stats: Stats::default(),
             connections: backend::connections(location),
+            objlock: None,
         })
     }
 
@@ -228,8 +233,9 @@ impl Storage {
         self.forget(key);
         let n = bytes.len();
         let path = StorePath::from(key);
+        let store = self.writer(key)?;
         self.rt
-            .block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .block_on(store.put(&path, PutPayload::from(bytes)))
             .map_err(|e| self.err("write", key, e))?;
         self.count(n, 0);
         Ok(())
@@ -241,8 +247,9 @@ impl Storage {
         let n: usize = parts.iter().map(Vec::len).sum();
         let path = StorePath::from(key);
         let payload: PutPayload = parts.into_iter().map(bytes::Bytes::from).collect();
+        let store = self.writer(key)?;
         self.rt
-            .block_on(self.store.put(&path, payload))
+            .block_on(store.put(&path, payload))
             .map_err(|e| self.err("write", key, e))?;
         self.count(n, 0);
         Ok(())
@@ -256,9 +263,10 @@ impl Storage {
             mode: PutMode::Create,
             ..Default::default()
         };
+        let store = self.writer(key)?;
         let r = self
             .rt
-            .block_on(self.store.put_opts(&path, PutPayload::from(bytes), opts));
+            .block_on(store.put_opts(&path, PutPayload::from(bytes), opts));
         self.count(n, 0);
         match r {
             Ok(_) => Ok(true),

@@ -18,6 +18,7 @@ mod hostile;
 mod jobs;
 mod lifecycle;
 mod mirror_sync;
+mod object_lock;
 mod rest;
 mod spec_vectors;
 mod stdin;

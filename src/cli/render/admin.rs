@@ -19,6 +19,12 @@ impl Render for init::Report {
             short(&self.id),
             self.location
         );
+        if let Some(days) = self.object_lock_days {
+            println!(
+                "Every object but lock files is written locked for {days} day(s) (S3 object lock, \
+                 COMPLIANCE mode)."
+            );
+        }
         println!("Keep the password safe: without it the data cannot be recovered.");
         Ok(())
     }

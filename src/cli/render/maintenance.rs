@@ -146,6 +146,19 @@ fn prune_text(r: &PruneReport) {
             r.unindexed_grace_secs.div_ceil(60)
         );
     }
+    if let (true, Some(until)) = (r.locked_kept > 0, &r.locked_until) {
+        println!(
+            "kept: {} pack(s) ({}) that S3 object lock may still protect, until {until} at the latest (deleting them would only hide them; a prune after then removes them)",
+            r.locked_kept,
+            human_bytes(r.locked_kept_bytes)
+        );
+    }
+    if r.locks_extended > 0 {
+        println!(
+            "object lock: extended for {} object(s) written more than half the lock period ago",
+            r.locks_extended
+        );
+    }
     if r.blobs_repacked > 0 {
         println!(
             "repack: {} blobs ({}) {}copied{}",

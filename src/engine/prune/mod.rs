@@ -16,6 +16,11 @@
 //! 7. Delete the packs no longer needed (and packs in no index, except young
 //!    ones while a lock stale only by age exists: a suspended backup may
 //!    still index them).
+//! 8. With S3 object lock: extend the lock of every object still there
+//!    that was written more than half a period ago (but packs nothing
+//!    needs), so that what today's snapshots use stays protected however
+//!    old it is. In step 3 packs that may still be locked are kept as they
+//!    are (see [`locked`]).
 //!
 //! Prune may itself be suspended past the stale period while a backup
 //! starts and relies on what prune planned to delete, so it proves its lock
@@ -29,6 +34,7 @@
 //! process abruptly between steps so tests can prove it.
 
 mod apply;
+mod locked;
 mod mark;
 mod plan;
 
@@ -87,8 +93,18 @@ pub struct PruneReport {
     pub packs_unindexed_kept: usize,
     /// That grace period, in seconds.
     pub unindexed_grace_secs: u64,
-    /// Packs left as they are.
+    /// Packs left as they are (those kept for their lock included).
     pub packs_kept: usize,
+    /// Packs S3 object lock may still protect, kept rather than deleted or
+    /// repacked (a delete would only hide them; see [`locked`]), and their bytes.
+    pub locked_kept: usize,
+    pub locked_kept_bytes: u64,
+    /// When the last of them is free to go (RFC 3339, UTC): a prune after
+    /// then removes them.
+    pub locked_until: Option<String>,
+    /// Objects (but locks) written more than half the lock period ago whose
+    /// S3 object lock was extended to a full period from now (step 8).
+    pub locks_extended: usize,
     /// Blobs copied into new packs and their stored bytes.
     pub blobs_repacked: u64,
     pub bytes_repacked: u64,
@@ -163,6 +179,9 @@ pub(crate) fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneRepor
         apply::delete_indexes(repo, &superseded, &mut report)?;
     }
     crash_point("before-delete");
+    let expiring = plan.expiring.clone();
     apply::delete_packs(repo, &g, plan, &mut report)?;
+    // Last: what stays is what today's snapshots need, however old.
+    report.locks_extended = repo.extend_object_locks(&expiring)?;
     Ok(report)
 }

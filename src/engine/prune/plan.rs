@@ -10,6 +10,7 @@ use crate::format::pack::BlobKind;
 use crate::id::{BlobId, PackId};
 use crate::repository::Repository;
 
+use super::locked::Locked;
 use super::mark::Gathered;
 use super::{PruneReport, unindexed_grace};
 
@@ -27,6 +28,11 @@ pub(super) struct Plan {
     pub fate: BTreeMap<PackId, Fate>,
     /// Packs on storage in no index that are deleted.
     pub unindexed: Vec<PackId>,
+    /// Packs on storage in no index kept because they may still be locked.
+    pub locked_unindexed: Vec<PackId>,
+    /// Packs no snapshot needs, kept only until their lock ends: their
+    /// locks are not extended.
+    pub expiring: Vec<PackId>,
     /// Packs whose chosen copies are copied into new packs.
     pub repack: Vec<PackId>,
 }
@@ -44,7 +50,9 @@ impl Plan {
         report: &mut PruneReport,
     ) -> Result<Plan> {
         let (chosen, needed) = choose(g, used)?;
-        let fate = classify(g, &chosen, &needed, max_unused_percent, report);
+        let mut fate = classify(g, &chosen, &needed, max_unused_percent, report);
+        let locked = Locked::find(repo, g, &fate)?;
+        let mut expiring = locked.keep(g, &mut fate, report);
         let count = |f: Fate| fate.values().filter(|&&x| x == f).count();
         report.packs_removed = count(Fate::Remove);
         report.packs_repacked = count(Fate::Repack);
@@ -61,6 +69,8 @@ impl Plan {
             unindexed.retain(|id| !young.contains(id));
             report.packs_unindexed_kept = before - unindexed.len();
         }
+        let locked_unindexed = locked.keep_unindexed(g, &mut unindexed, report);
+        expiring.extend(&locked_unindexed);
         report.packs_unindexed = unindexed.len();
         let repack: Vec<PackId> = fate
             .iter()
@@ -71,6 +81,8 @@ impl Plan {
             needed,
             fate,
             unindexed,
+            locked_unindexed,
+            expiring,
             repack,
         })
     }
@@ -100,7 +112,9 @@ impl Plan {
             .fate
             .iter()
             .filter(|(_, f)| **f == Fate::Keep)
-            .filter_map(|(id, _)| g.stored.get(id))
+            .map(|(id, _)| id)
+            .chain(&self.locked_unindexed)
+            .filter_map(|id| g.stored.get(id))
             .sum();
         report.blobs_repacked = self
             .repack
@@ -111,6 +125,7 @@ impl Plan {
         let pack_size = u64::from(repo.config().pack_size).max(1);
         report.packs_after = report.packs_kept
             + report.packs_unindexed_kept
+            + self.locked_unindexed.len()
             + repack_bytes.div_ceil(pack_size) as usize;
         report.bytes_after = kept_bytes + repack_bytes;
     }
