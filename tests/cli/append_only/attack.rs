@@ -96,7 +96,10 @@ fn a_compromised_client_can_delete_nothing_but_its_own_locks() {
     ] {
         // Refused, or redirected to the clean path (which is refused).
         let code = status(&s, user, "DELETE", &sneaky, None);
-        assert!(!(200..300).contains(&code), "DELETE {sneaky} answered {code}");
+        assert!(
+            !(200..300).contains(&code),
+            "DELETE {sneaky} answered {code}"
+        );
     }
     // Another host's repository is out of reach, even for reading.
     for (method, target) in [

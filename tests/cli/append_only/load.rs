@@ -11,8 +11,8 @@ use crate::support::{Background, Cmp, assert_same_tree, restored, wait_until, wr
 /// A tree big enough that a backup is still uploading when it is killed.
 fn big_tree(root: &std::path::Path, seed: u64) {
     std::fs::create_dir_all(root).unwrap();
-    for i in 0..12 {
-        write_random(&root.join(format!("part{i}.bin")), 2 << 20, seed * 100 + i);
+    for i in 0..6 {
+        write_random(&root.join(format!("part{i}.bin")), 1 << 20, seed * 100 + i);
     }
 }
 
@@ -40,7 +40,8 @@ fn twenty_backups_killed_midway_leave_a_clean_repository_and_no_blocking_lock() 
     let tmp = tempfile::tempdir().unwrap();
     let path = s.new_path("host04", "killed");
     let src = tmp.path().join("src");
-    s.run(&path, &["init"]).success();
+    // 1 MiB packs: several are uploaded while the backup runs.
+    s.run(&path, &["init", "--pack-size", "1048576"]).success();
     for round in 0..20u64 {
         // New content every round, so each backup has packs to upload.
         big_tree(&src, round + 1);

@@ -168,7 +168,9 @@ fn clients_add_and_read_but_maintenance_is_refused_before_it_changes_anything() 
     }
     let snaps = s.run(&path, &["--json", "snapshots"]).success().json();
     let id = |i: usize| snaps[i]["id"].as_str().unwrap().to_string();
-    s.run(&path, &["diff", &id(0), &id(1)]).success().stdout_has("a.txt");
+    s.run(&path, &["diff", &id(0), &id(1)])
+        .success()
+        .stdout_has("a.txt");
     let dump = s.run(
         &path,
         &["dump", "latest", &format!("{}/a.txt", src.display())],
