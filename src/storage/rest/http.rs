@@ -65,7 +65,11 @@ impl Http {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(20))
             .read_timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(cfg.connections());
+            .pool_max_idle_per_host(cfg.connections())
+            // Never follow a redirect: a 302 turns a POST into a body-less
+            // GET, and a login page's 200 would then count as "stored". A
+            // 3xx is an error like any other unexpected status.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &cfg.ca_cert_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| format!("cannot read the CA certificate (--ca-cert): {e}"))?;
