@@ -52,6 +52,11 @@ fn servers() -> Vec<Server> {
 
 /// A store rooted in a directory of its own, which does not exist yet.
 fn store_in(server: &Server, test: &str, max_connections: usize) -> FtpStore {
+    FtpStore::new(config_in(server, test, max_connections)).expect("store")
+}
+
+/// A store's settings, in a folder of its own.
+fn config_in(server: &Server, test: &str, max_connections: usize) -> FtpConfig {
     let mut cfg = server.cfg.clone();
     cfg.root = format!(
         "/{test}-{}-{:08x}/repo",
@@ -59,7 +64,7 @@ fn store_in(server: &Server, test: &str, max_connections: usize) -> FtpStore {
         rand::random::<u32>()
     );
     cfg.max_connections = max_connections;
-    FtpStore::new(cfg).expect("store")
+    cfg
 }
 
 async fn get_bytes(store: &FtpStore, path: &Path) -> object_store::Result<Bytes> {
@@ -631,8 +636,18 @@ async fn non_ascii_names() {
 async fn round_trips_per_operation() {
     use repo::storage::ftp::SizeLimit;
     for server in servers() {
-        let store = store_in(&server, "round-trips", 1);
+        let cfg = config_in(&server, "round-trips", 1);
+        let store = FtpStore::new(cfg.clone()).expect("store");
         let (a, b) = (Path::from("d/a"), Path::from("d/b"));
+        // Large enough that the ranged read's early stop always meets a 426 (a small file may
+        // be sent whole before the stop: then a 226). Stored by another client: a second upload
+        // would spend the measured connection's last TLS ticket (see pool/connect.rs).
+        let large = Path::from("large");
+        let other = FtpStore::new(cfg).expect("store");
+        other
+            .put(&large, random_bytes(8 << 20, 3).into())
+            .await
+            .unwrap();
         // Logs in, learns the passive mode, creates d/.
         store.put(&a, random_bytes(1000, 1).into()).await.unwrap();
         let opened = store.connections_opened();
@@ -651,7 +666,7 @@ async fn round_trips_per_operation() {
         assert_eq!(got.bytes().await.unwrap().len(), 1000, "{}", server.name);
         step("download", 1, 2);
         limited.range = Some(GetRange::Bounded(10..20));
-        let got = store.get_opts(&a, limited).await.unwrap();
+        let got = store.get_opts(&large, limited).await.unwrap();
         assert_eq!(got.bytes().await.unwrap().len(), 10, "{}", server.name);
         step("ranged read", 1, 3);
         let listed = store.list_with_delimiter(Some(&Path::from("d"))).await;

@@ -70,10 +70,9 @@ impl Session<'_> {
         path: &str,
         transfer: Transfer,
     ) -> Result<(), FtpError> {
-        self.conn
-            .ftp
-            .finish(transfer)
-            .map_err(|e| self.error(op, path, e))?;
+        // A refused transfer leaves the connection in step all the same (an early stop's 426
+        // too), so the next port is asked for either way; `arm` skips a broken connection.
+        let finished = self.conn.ftp.finish(transfer);
         let mode = if self.conn.epsv {
             Passive::Epsv
         } else {
@@ -82,7 +81,7 @@ impl Session<'_> {
         if self.pool.proven(mode).load(Ordering::Relaxed) {
             self.conn.ftp.arm(mode);
         }
-        Ok(())
+        finished.map_err(|e| self.error(op, path, e))
     }
 
     /// The lines of a listing command (`MLSD`, `LIST`).
