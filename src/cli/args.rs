@@ -15,7 +15,7 @@ use repo::commands::{
     name = "repo",
     version,
     about = "Encrypted, deduplicating snapshots of directory trees",
-    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable or changed, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 129 hung up, 130 interrupted, 141 output closed."
+    after_help = "The password comes from REPO_PASSWORD, --password-file, --password-command, or a prompt on a terminal; --key-file / REPO_KEY_FILE (from `repo key export`) opens without one.\nExit codes: 0 ok, 1 error, 2 usage, 3 snapshot saved but some files unreadable or changed, 10 no repository, 11 locked, 12 wrong password, 13 no usable credential, 14 refused by an append-only server, 129 hung up, 130 interrupted, 141 output closed."
 )]
 pub(super) struct Cli {
     /// Repository location: a directory, file:///path, s3://, ftp://,

@@ -2,7 +2,8 @@
 //! a hostile REST server (tests/cli/support/hostile_rest.py, a real HTTP
 //! server) is refused without a panic or a huge allocation; the server
 //! password never appears in output; its sources (URL, ~/.netrc,
-//! REPO_REST_PASSWORD) work; plain folders are refused.
+//! REPO_REST_PASSWORD) work; redirects are never followed; plain folders are
+//! refused.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -210,4 +211,39 @@ fn plain_folders_are_refused() {
     let out = run(c);
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("repositories only"), "{out}");
+}
+
+/// A server that answers every upload with a redirect to a login page (a
+/// portal, a misconfigured proxy). Following it would turn each POST into a
+/// GET of that page, whose 200 looked like "stored": `create` reported a
+/// snapshot saved with nothing stored. Every write must fail, and say why.
+#[test]
+fn redirected_writes_fail_and_store_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = local_repository(tmp.path());
+    let (_server, url, _) = hostile("redirect-writes", &repo, tmp.path());
+    let before = run(repo_cmd(&url, &["snapshots", "--json"]))
+        .success()
+        .json();
+    assert_eq!(before.as_array().unwrap().len(), 1);
+    let src = tmp.path().join("new");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("c.bin"), random_bytes(1 << 20, 8)).unwrap();
+    let out = run(repo_cmd(&url, &["create", src.to_str().unwrap()]));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("302"), "{out}");
+    assert!(out.stderr.contains("never follows"), "{out}");
+    assert!(!shown(&out).contains("saved"), "{out}");
+    let after = run(repo_cmd(&url, &["snapshots", "--json"]))
+        .success()
+        .json();
+    assert_eq!(after, before);
+    // Nor is a new repository reported made there.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (_server, url, _) = hostile("redirect-writes", empty.to_str().unwrap(), tmp.path());
+    let out = run(repo_cmd(&url, &["init"]));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("302"), "{out}");
+    assert!(!empty.join("config").exists());
 }

@@ -196,6 +196,11 @@ impl Http {
                 )
                 .into(),
             },
+            other if other.is_redirection() => generic(format!(
+                "{at}: HTTP {other}: the server redirects elsewhere, which repo never follows \
+                 (a redirected upload would store nothing); give the repository's own URL \
+                 (https instead of http? the path?)"
+            )),
             other => generic(format!("{at}: HTTP {other}")),
         }
     }

@@ -9,6 +9,10 @@ misbehaves on purpose in one way, chosen by MODE:
   endless-config     GET /config streams bytes forever (chunked, no length)
   declared-config    GET and HEAD /config announce an 8 GiB Content-Length
   short-range        ranged GETs of data/ answer one byte fewer than asked
+  redirect-writes    POSTs of config, data, index and snapshots answer 302 to
+                     /login, a page that GET answers 200 (a login portal or
+                     a misconfigured proxy in front of uploads); locks and
+                     reads work
   lossy              append-only (POST of an existing object: 403), the first
                      POST and DELETE of each object are carried out but their
                      response is lost (the connection closes unanswered), and
@@ -96,6 +100,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?")[0].lstrip("/")
+        if path == "login" and MODE == "redirect-writes":
+            return self.plain(200, b"<html>please log in</html>", "text/html")
         if path == "keys/":
             if MODE == "endless-listing":
                 return self.endless(b"[", b'{"name":"' + b"a" * 64 + b'","size":1},' * 100)
@@ -145,9 +151,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         return True
 
+    def redirect(self):
+        self.send_response(302)
+        self.send_header("Location", "/login")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_POST(self):
         local = local_path(self.path.split("?")[0])
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if MODE == "redirect-writes" and not self.path.startswith("/locks/"):
+            return self.redirect()
         if local is None:
             return self.plain(200 if self.path.startswith("/?create") else 400, b"")
         if MODE == "lossy" and os.path.exists(local):
