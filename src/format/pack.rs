@@ -35,7 +35,7 @@ pub enum BlobKind {
 
 /// Where one blob lies in its pack: produced by the pack builder and stored
 /// as is in index objects, so `index` depends on `pack` and not the reverse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct IndexBlob {
     pub kind: BlobKind,
     pub id: BlobId,

@@ -153,6 +153,12 @@ fn prune_text(r: &PruneReport) {
             human_bytes(r.locked_kept_bytes)
         );
     }
+    if r.copies_damaged > 0 {
+        println!(
+            "set aside: {} damaged copie(s) of blobs that have a sound copy too, which was kept (a damaged pack, or junk indexed by a client holding the key: run `repo check --read-data`)",
+            r.copies_damaged
+        );
+    }
     if r.locks_extended > 0 {
         println!(
             "object lock: extended for {} object(s) written more than half the lock period ago",

@@ -30,7 +30,7 @@ pub(super) fn repack(
 ) -> Result<()> {
     let (repack, needed) = (&plan.repack, &plan.needed);
     let mut keep_index = MemIndex::default();
-    keep_index.add(&IndexFile::new(plan.kept(g).cloned().collect()));
+    keep_index.add(&IndexFile::new(plan.kept(g).collect()));
     keep_index.finish();
     let (copied, stats) = BlobSaver::run(repo, &keep_index, false, 2, |saver| {
         let mut copied = 0u64;
@@ -90,7 +90,7 @@ pub(super) fn write_index(
         new_packs.extend(repo.load_index_file(&id)?.packs);
         superseded.insert(id);
     }
-    let mut packs: Vec<IndexPack> = plan.kept(g).cloned().collect();
+    let mut packs: Vec<IndexPack> = plan.kept(g).collect();
     packs.extend(new_packs);
     let file = IndexFile {
         version: INDEX_VERSION,

@@ -35,6 +35,11 @@ impl Gathered {
             index.add(f);
         }
         index.finish();
+        let stored: BTreeMap<PackId, u64> = repo
+            .list_packs()?
+            .into_iter()
+            .map(|p| (p.id, p.size))
+            .collect();
         let mut indexed: BTreeMap<PackId, IndexPack> = BTreeMap::new();
         for f in files.values() {
             for p in &f.packs {
@@ -43,6 +48,12 @@ impl Gathered {
                     size: p.size,
                     blobs: Vec::new(),
                 });
+                // Index objects may disagree on a pack's size (one written by a
+                // compromised client, say): the stored size decides, so a lie
+                // cannot make a sound pack unusable and then deleted.
+                if stored.get(&p.id) == Some(&p.size) {
+                    e.size = p.size;
+                }
                 e.blobs.extend_from_slice(&p.blobs);
             }
         }
@@ -50,11 +61,6 @@ impl Gathered {
             p.blobs.sort_by_key(|b| (b.offset, b.length));
             p.blobs.dedup_by_key(|b| (b.offset, b.length));
         }
-        let stored: BTreeMap<PackId, u64> = repo
-            .list_packs()?
-            .into_iter()
-            .map(|p| (p.id, p.size))
-            .collect();
         Ok(Gathered {
             files,
             index,

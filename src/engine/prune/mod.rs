@@ -4,7 +4,9 @@
 //! 2. Mark every blob reachable from every snapshot. A tree that cannot be
 //!    read stops prune before anything is written or deleted.
 //! 3. Choose one copy of each used blob (preferring the packs that are the
-//!    most used) and classify the indexed packs: no chosen copy -> delete;
+//!    most used; where a blob has several copies, the chosen one is read
+//!    and verified first, see [`verify`]) and classify the indexed packs:
+//!    no chosen copy -> delete;
 //!    a share of unused bytes above the threshold -> repack; else keep.
 //! 4. Repack: read the chosen copies from those packs, verify them, and
 //!    save them into new packs with the ordinary
@@ -37,6 +39,7 @@ mod apply;
 mod locked;
 mod mark;
 mod plan;
+mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -105,6 +108,12 @@ pub struct PruneReport {
     /// Objects (but locks) written more than half the lock period ago whose
     /// S3 object lock was extended to a full period from now (step 8).
     pub locks_extended: usize,
+    /// Chosen copies of blobs indexed more than once, read and verified
+    /// before the other copies may go (see [`verify`]).
+    pub copies_verified: usize,
+    /// Such copies that failed and were set aside for another copy: a
+    /// damaged pack, or junk indexed by a client with the key.
+    pub copies_damaged: usize,
     /// Blobs copied into new packs and their stored bytes.
     pub blobs_repacked: u64,
     pub bytes_repacked: u64,
@@ -158,7 +167,8 @@ pub(crate) fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneRepor
     report.packs_before = g.stored.len();
     report.bytes_before = g.stored.values().sum();
     let used = mark::mark(repo, &g.index, cancel, &mut report)?;
-    let plan = Plan::decide(repo, &g, &used, opts.max_unused_percent, grace, &mut report)?;
+    let options = (opts.max_unused_percent, grace, cancel);
+    let plan = Plan::decide(repo, &g, &used, options, &mut report)?;
     if opts.dry_run {
         plan.estimate(repo, &g, &mut report);
         return Ok(report);

@@ -3,6 +3,7 @@
 //! bookkeeping but for listing young packs: nothing is changed here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 
 use crate::error::{Error, Result};
 use crate::format::index::{IndexBlob, IndexPack};
@@ -12,6 +13,7 @@ use crate::repository::Repository;
 
 use super::locked::Locked;
 use super::mark::Gathered;
+use super::verify::{Copy, choose_verified};
 use super::{PruneReport, unindexed_grace};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,21 +37,24 @@ pub(super) struct Plan {
     pub expiring: Vec<PackId>,
     /// Packs whose chosen copies are copied into new packs.
     pub repack: Vec<PackId>,
+    /// Indexed copies found damaged: left out of the new index.
+    pub damaged: HashSet<Copy>,
 }
 
 impl Plan {
-    /// Step 3: choose copies and classify. Packs missing from storage, or with
+    /// Step 3: choose copies (verified where there are several, see
+    /// [`super::verify`]) and classify. Packs missing from storage, or with
     /// another size than indexed, hold no usable copy. `grace`: keep young
     /// unindexed packs (see [`unindexed_grace`]).
     pub(crate) fn decide(
         repo: &Repository,
         g: &Gathered,
         used: &HashSet<(BlobKind, BlobId)>,
-        max_unused_percent: f64,
-        grace: bool,
+        options: (f64, bool, &AtomicBool),
         report: &mut PruneReport,
     ) -> Result<Plan> {
-        let (chosen, needed) = choose(g, used)?;
+        let (max_unused_percent, grace, cancel) = options;
+        let ((chosen, needed), damaged) = choose_verified(repo, g, used, cancel, report)?;
         let mut fate = classify(g, &chosen, &needed, max_unused_percent, report);
         let locked = Locked::find(repo, g, &fate)?;
         let mut expiring = locked.keep(g, &mut fate, report);
@@ -84,20 +89,31 @@ impl Plan {
             locked_unindexed,
             expiring,
             repack,
+            damaged,
         })
     }
 
     /// Whether the index must be rewritten. Unusable packs hold no chosen
-    /// copy, so they are never kept.
+    /// copy, so they are never kept; damaged entries are left out.
     pub(crate) fn rewrite_index(&self) -> bool {
-        self.fate.values().any(|f| *f != Fate::Keep)
+        self.fate.values().any(|f| *f != Fate::Keep) || !self.damaged.is_empty()
     }
 
-    /// The packs kept as they are.
-    pub(crate) fn kept<'a>(&'a self, g: &'a Gathered) -> impl Iterator<Item = &'a IndexPack> {
+    /// The packs kept as they are, without the entries found damaged.
+    pub(crate) fn kept<'a>(&'a self, g: &'a Gathered) -> impl Iterator<Item = IndexPack> + 'a {
         g.indexed
             .values()
             .filter(|p| self.fate.get(&p.id) == Some(&Fate::Keep))
+            .map(|p| IndexPack {
+                id: p.id,
+                size: p.size,
+                blobs: p
+                    .blobs
+                    .iter()
+                    .filter(|b| !self.damaged.contains(&(p.id, **b)))
+                    .copied()
+                    .collect(),
+            })
     }
 
     /// A dry run's report: what repacking would copy and what would remain.
@@ -132,13 +148,18 @@ impl Plan {
 }
 
 /// Chosen pack per used blob, and per pack the chosen copies it holds.
-type Chosen = (
+pub(super) type Chosen = (
     HashMap<(BlobKind, BlobId), PackId>,
     BTreeMap<PackId, Vec<IndexBlob>>,
 );
 
-/// One copy of each used blob, from the most used usable packs first.
-fn choose(g: &Gathered, used: &HashSet<(BlobKind, BlobId)>) -> Result<Chosen> {
+/// One copy of each used blob, from the most used usable packs first, never
+/// one of the `bad` copies nor an entry that would end past its pack.
+pub(super) fn choose(
+    g: &Gathered,
+    used: &HashSet<(BlobKind, BlobId)>,
+    bad: &HashSet<Copy>,
+) -> Result<Chosen> {
     let usable = |p: &IndexPack| g.stored.get(&p.id) == Some(&p.size);
     let mut order: Vec<&IndexPack> = g.indexed.values().filter(|p| usable(p)).collect();
     let used_share = |p: &IndexPack| -> u64 {
@@ -157,7 +178,12 @@ fn choose(g: &Gathered, used: &HashSet<(BlobKind, BlobId)>) -> Result<Chosen> {
     for p in &order {
         for b in &p.blobs {
             let key = (b.kind, b.id);
-            if used.contains(&key) && !chosen.contains_key(&key) {
+            let fits = u64::from(b.offset) + u64::from(b.length) <= p.size;
+            if used.contains(&key)
+                && !chosen.contains_key(&key)
+                && fits
+                && !bad.contains(&(p.id, *b))
+            {
                 chosen.insert(key, p.id);
                 needed.entry(p.id).or_default().push(*b);
             }
@@ -166,7 +192,7 @@ fn choose(g: &Gathered, used: &HashSet<(BlobKind, BlobId)>) -> Result<Chosen> {
     if let Some((kind, id)) = used.iter().find(|k| !chosen.contains_key(k)) {
         return Err(Error::corrupt(
             format!("{kind} blob {id}"),
-            "a snapshot needs it but every pack holding it is missing or has the wrong size; nothing was deleted",
+            "a snapshot needs it but every pack holding it is missing, has the wrong size or holds a damaged copy; nothing was deleted. `repo check --read-data` says more",
         ));
     }
     Ok((chosen, needed))

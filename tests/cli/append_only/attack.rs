@@ -9,7 +9,13 @@ use std::process::Command;
 use super::{AppendServer, tree};
 
 /// The HTTP status of one request (`--path-as-is`: `..` is sent unchanged).
-fn status(s: &AppendServer, user: &str, method: &str, path: &str, body: Option<&[u8]>) -> u16 {
+pub(super) fn status(
+    s: &AppendServer,
+    user: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> u16 {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("body");
     let mut c = Command::new("curl");
@@ -36,7 +42,7 @@ fn status(s: &AppendServer, user: &str, method: &str, path: &str, body: Option<&
 }
 
 /// The REST name of a stored file: `data/xx/ID` is `data/ID` there.
-fn rest_name(rel: &str) -> String {
+pub(super) fn rest_name(rel: &str) -> String {
     match rel.split('/').collect::<Vec<_>>()[..] {
         ["data", _, id] => format!("data/{id}"),
         _ => rel.to_string(),

@@ -7,6 +7,7 @@
 
 mod attack;
 mod load;
+mod planted;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
