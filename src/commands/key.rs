@@ -239,7 +239,18 @@ pub fn run(ctx: &Context, args: &Args, new_password: Option<&[u8]>) -> Result<Re
             let _lock = lock::lock_to_change(&repo, true, "key passwd")?;
             let id = add(&repo, &master(ctx, &repo)?, need()?)?;
             let old = repo.key_id().to_hex();
-            repo.delete_key(repo.key_id())?;
+            if let Err(e) = repo.delete_key(repo.key_id()) {
+                return Err(Error::HalfDone {
+                    command: "key passwd".into(),
+                    done: format!("added key {} for the new password", id.short()),
+                    old: format!("the old key {}", &old[..8]),
+                    cause: e.to_string(),
+                    advice: format!(
+                        "Both passwords open the repository now; remove the old key with `repo key remove {}` where the storage allows deletes (on the server of an append-only repository)",
+                        &old[..8]
+                    ),
+                });
+            }
             Ok(Report {
                 added: Some(id.to_hex()),
                 removed: Some(old),

@@ -49,8 +49,19 @@ pub(crate) fn replace_snapshot(
     snap: &Snapshot,
 ) -> Result<SnapshotId> {
     let new = repo.save_snapshot(snap)?;
-    if new != old {
-        repo.delete_snapshot(&old)?;
+    if new != old
+        && let Err(e) = repo.delete_snapshot(&old)
+    {
+        return Err(Error::HalfDone {
+            command: "tag".into(),
+            done: format!("saved snapshot {} with the new tags", new.short()),
+            old: format!("snapshot {}", old.short()),
+            cause: e.to_string(),
+            advice: format!(
+                "Both are in the repository now, the old one with the old tags; remove it with `repo forget {}` where the storage allows deletes (on the server of an append-only repository)",
+                old.short()
+            ),
+        });
     }
     Ok(new)
 }

@@ -58,6 +58,20 @@ pub enum Error {
         name: String,
     },
 
+    /// A command that writes the new object before it deletes the old one
+    /// (so nothing is lost if it stops between the two) wrote it, and then
+    /// the delete failed: a storage that refuses deletes only once the
+    /// object exists, which its probe (see `lock_to_change`) cannot tell.
+    #[error("`repo {command}` {done}, but then could not delete {old}: {cause}. {advice}")]
+    HalfDone {
+        command: String,
+        done: String,
+        old: String,
+        cause: String,
+        /// What the repository holds now and what to do.
+        advice: String,
+    },
+
     #[error(
         "`{command}` stopped before {purpose}: it no longer provably holds its repository lock: {reason}. {advice}"
     )]

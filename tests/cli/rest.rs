@@ -247,3 +247,35 @@ fn redirected_writes_fail_and_store_nothing() {
     assert!(out.stderr.contains("302"), "{out}");
     assert!(!empty.join("config").exists());
 }
+
+/// A storage that refuses deletes only of objects that exist passes the
+/// append-only probe. `tag` and `key passwd` write the new object before
+/// they delete the old one, so nothing is lost, but the delete then fails:
+/// the message says what was written, what is left, and what to run.
+#[test]
+fn a_delete_refused_after_the_write_says_what_was_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = local_repository(tmp.path());
+    let (_server, url, _) = hostile("late-refusal", &repo, tmp.path());
+    let out = run(repo_cmd(&url, &["tag", "--add", "x", "latest"]));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("could not delete snapshot"), "{out}");
+    assert!(out.stderr.contains("repo forget"), "{out}");
+    let snaps = run(repo_cmd(&url, &["snapshots", "--json"]))
+        .success()
+        .json();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+
+    let newpw = tmp.path().join("newpw");
+    std::fs::write(&newpw, "the-new-password").unwrap();
+    let mut c = repo_cmd(&url, &["key", "passwd", "--new-password-file"]);
+    c.arg(&newpw);
+    let out = run(c);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("Both passwords open"), "{out}");
+    assert!(out.stderr.contains("repo key remove"), "{out}");
+    run(repo_cmd(&url, &["snapshots"])).success();
+    let mut c = repo_cmd(&url, &["snapshots"]);
+    c.env("REPO_PASSWORD", "the-new-password");
+    run(c).success();
+}

@@ -13,6 +13,9 @@ misbehaves on purpose in one way, chosen by MODE:
                      /login, a page that GET answers 200 (a login portal or
                      a misconfigured proxy in front of uploads); locks and
                      reads work
+  late-refusal       DELETE of a missing object answers 404, of a stored one
+                     403 (a storage that looks before it checks permission,
+                     so the append-only probe misses it)
   lossy              append-only (POST of an existing object: 403), the first
                      POST and DELETE of each object are carried out but their
                      response is lost (the connection closes unanswered), and
@@ -176,6 +179,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         local = local_path(self.path)
         if local is None or not os.path.isfile(local):
             return self.plain(404, b"not found")
+        if MODE == "late-refusal":
+            return self.plain(403, b"forbidden")
         os.remove(local)
         if not self.lose("DELETE " + self.path):
             self.plain(200, b"")
