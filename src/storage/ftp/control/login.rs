@@ -61,6 +61,7 @@ impl Login<'_> {
             tls: None,
             counters: Arc::clone(&self.counters),
             arming: None,
+            verdict: false,
             ready: None,
         };
         control.expect(&[220]).map_err(at(Stage::Connect))?;
@@ -110,6 +111,9 @@ impl Login<'_> {
         if self.features.is_none() && !features.utf8 {
             let _ = control.command("OPTS UTF8 ON", &[200]);
         }
+        // The passive reply came with the others: read now, the first transfer has its port
+        // (a failed read leaves the connection out of step, refused below).
+        let _ = control.absorb();
         if !control.reusable() {
             return Err((Stage::Login, FtpError::BadResponse));
         }
