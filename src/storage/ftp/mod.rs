@@ -16,7 +16,8 @@
 //!   (see `control.rs`); the next transfer's data port is asked for as soon as a transfer is
 //!   over (a download's once its data has ended), and its reply read while the connection is
 //!   idle (`control/data.rs`, `pool.rs`): a download or a listing is one round trip plus the
-//!   data connection, an upload two (STOR, then RNFR + RNTO), a login two after TCP.
+//!   data connection, an upload two (STOR, then RNFR + RNTO), a login one after TCP (four
+//!   on FTPS).
 //! * **Blocking client.** The control connections are blocking sockets (suppaftp's TLS and data
 //!   stream types) used from tokio's blocking thread pool.
 //!
