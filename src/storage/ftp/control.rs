@@ -48,6 +48,11 @@ pub(super) struct Counters {
     pub round_trips: AtomicU64,
     /// Commands sent.
     pub commands: AtomicU64,
+    /// Replies to passive commands read while the connection was idle (see
+    /// [`Control::prepare`]).
+    pub ports_idle: AtomicU64,
+    /// Transfers stopped early whose final reply was read after their operation returned.
+    pub verdicts_later: AtomicU64,
 }
 
 /// A logged-in control connection.
@@ -62,6 +67,9 @@ pub(super) struct Control {
     counters: Arc<Counters>,
     /// A passive command sent ahead for the next transfer (when), its reply not read yet.
     arming: Option<(Passive, Instant)>,
+    /// The final reply of a transfer stopped early is still to be read (see
+    /// [`Control::abandon`]); it comes before the armed passive command's.
+    verdict: bool,
     /// The data port that reply announced (see `data.rs`).
     ready: Option<Ready>,
 }
@@ -69,7 +77,7 @@ pub(super) struct Control {
 impl Control {
     /// Whether the connection can run another operation: every reply read, all of them fitting.
     pub(super) fn reusable(&self) -> bool {
-        self.owed == usize::from(self.arming.is_some()) && !self.broken
+        self.owed == usize::from(self.arming.is_some()) + usize::from(self.verdict) && !self.broken
     }
 
     /// The control socket, to look at an idle connection's state without a round trip.

@@ -13,9 +13,11 @@
 //! * **One transfer per connection.** A small pool of logged-in control connections provides
 //!   parallelism; see `pool.rs` for checking, retries and backoff.
 //! * **Few round trips.** Commands whose replies the next ones do not depend on go out together
-//!   (see `control.rs`), and after each transfer the next one's data port is asked for at once
-//!   (`control/data.rs`): a download or a listing is one round trip plus the data connection, an
-//!   upload two (STOR, then RNFR + RNTO), a login two after TCP.
+//!   (see `control.rs`); the next transfer's data port is asked for as soon as a transfer is
+//!   over (a download's once its data has ended), and its reply read while the connection is
+//!   idle (`control/data.rs`, `pool.rs`): a download or a listing is one round trip plus the
+//!   data connection, an upload two (STOR, then RNFR + RNTO), a login one after TCP (four
+//!   on FTPS).
 //! * **Blocking client.** The control connections are blocking sockets (suppaftp's TLS and data
 //!   stream types) used from tokio's blocking thread pool.
 //!
@@ -142,6 +144,13 @@ impl FtpStore {
     /// replies), and the commands sent in them: a diagnostic for latency.
     pub fn round_trips(&self) -> (u64, u64) {
         self.inner.pool.round_trips()
+    }
+
+    /// Replies read while a connection was idle, off any operation's way: to passive
+    /// commands (the next transfer's data port), and the final replies of ranged reads stopped
+    /// early. A diagnostic for latency, like [`FtpStore::round_trips`].
+    pub fn replies_read_idle(&self) -> (u64, u64) {
+        self.inner.pool.replies_read_idle()
     }
 
     /// Testing aid: list directories with `LIST` even if the server supports `MLSD`, to exercise

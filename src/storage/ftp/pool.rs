@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use suppaftp::FtpResult;
 use suppaftp::rustls::ClientConfig;
 use suppaftp::types::Response;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::FtpError;
 use super::control::{Control, Counters};
@@ -163,6 +163,15 @@ impl Pool {
         &self.settings.server
     }
 
+    /// Passive replies read while idle, and early stops' replies read after their operation.
+    pub(super) fn replies_read_idle(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (
+            c.ports_idle.load(Ordering::Relaxed),
+            c.verdicts_later.load(Ordering::Relaxed),
+        )
+    }
+
     pub(super) fn set_force_list(&self, on: bool) {
         self.force_list.store(on, Ordering::Relaxed);
     }
@@ -181,12 +190,9 @@ impl Pool {
             .await
             .map_err(|e| self.worker_error(e.to_string()))?;
         let pool = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            pool.run_blocking(op)
-        })
-        .await
-        .map_err(|e| self.worker_error(e.to_string()))?
+        tokio::task::spawn_blocking(move || pool.run_blocking(op, Some(permit)))
+            .await
+            .map_err(|e| self.worker_error(e.to_string()))?
     }
 
     /// Like [`Pool::run`], but on the calling thread, for the synchronous API.
@@ -196,7 +202,7 @@ impl Pool {
     ) -> Result<T, FtpError> {
         let _permit = futures::executor::block_on(self.permits.acquire())
             .map_err(|e| self.worker_error(e.to_string()))?;
-        self.run_blocking(op)
+        self.run_blocking(op, None)
     }
 
     fn worker_error(&self, message: String) -> FtpError {
@@ -207,9 +213,11 @@ impl Pool {
     }
 
     /// The retry loop: up to `1 + BACKOFF.len()` attempts, each on a checked connection.
+    /// `permit`: the operation's, for [`Pool::release`].
     fn run_blocking<T>(
         self: &Arc<Self>,
         mut op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<T, FtpError> {
         self.warm_up();
         let mut reply_lost = false;
@@ -231,11 +239,12 @@ impl Pool {
                     match result {
                         Ok(value) => {
                             if !discard && conn.ftp.reusable() {
-                                self.checkin(conn);
+                                self.release(conn, permit);
                             }
                             return Ok(value);
                         }
                         Err(err) => {
+                            // The permit stays: another attempt may follow.
                             if !(discard || classify(&err).discard) && conn.ftp.reusable() {
                                 self.checkin(conn);
                             }
@@ -254,6 +263,32 @@ impl Pool {
             reply_lost |= from_op && class.ambiguous;
             fresh = class.fresh;
         }
+    }
+
+    /// Returns a connection to the pool once its next transfer is ready (see
+    /// [`Control::prepare`]): on a plain thread of its own that holds the operation's `permit`
+    /// meanwhile, so that the operation's result is not held up and no other connection is
+    /// opened in its place. Without a permit (the synchronous API), at once.
+    fn release(self: &Arc<Self>, mut conn: Conn, permit: Option<OwnedSemaphorePermit>) {
+        let Some(permit) = permit.filter(|_| conn.ftp.unprepared()) else {
+            self.checkin(conn);
+            return;
+        };
+        let pool = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("repo-ftp-ready".into())
+            .spawn(move || {
+                let arm = pool.next_passive(&conn);
+                conn.ftp.prepare(arm);
+                if conn.ftp.reusable() {
+                    pool.checkin(conn);
+                }
+                // Only now may a waiting operation start, and find this connection idle.
+                drop(permit);
+            });
+        // Without a thread the connection is dropped with the closure; the next operation
+        // opens another.
+        drop(spawned);
     }
 
     /// An idle connection that still answers `NOOP`, or a new one (always, with `fresh`).

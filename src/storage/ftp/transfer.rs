@@ -133,14 +133,10 @@ fn download(
         s.finish("RETR", remote, transfer)?;
     } else {
         // Enough read. Closing the data connection early makes the server answer 426 or 451
-        // (or 226 if it had already sent everything). Any reply is fine. No reply at all means
-        // it dropped the control connection too (ProFTPD may, over TLS): keep the data, drop
-        // the connection.
-        match s.finish("RETR", remote, transfer) {
-            Ok(()) => {}
-            Err(e) if e.reply_code().is_some() => {}
-            Err(_) => s.discard_connection(),
-        }
+        // (or 226 if it had already sent everything). Any reply is fine, so it is read after
+        // this operation returns, before the connection's next one. No reply at all means it
+        // dropped the control connection too (ProFTPD may, over TLS): the connection goes.
+        s.abandon(transfer);
     }
     Ok(data)
 }

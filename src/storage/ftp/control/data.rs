@@ -14,6 +14,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use suppaftp::types::Response;
@@ -71,6 +72,8 @@ pub(in crate::storage::ftp) struct Transfer {
     written: bool,
     /// The transfer command's `150` is still unread (an early upload).
     early: bool,
+    /// The server ended the data connection (a download or listing read to its end).
+    ended: bool,
 }
 
 impl Control {
@@ -114,6 +117,7 @@ impl Control {
             data,
             written: false,
             early,
+            ended: false,
         })
     }
 
@@ -148,7 +152,7 @@ impl Control {
     /// after an upload, the next operation's), and the next transfer connects at once and sends
     /// its command alone: a round trip less, and no wait for the port at all.
     pub(in crate::storage::ftp) fn arm(&mut self, mode: Passive) {
-        if self.arming.is_some() || self.ready.is_some() || !self.reusable() {
+        if self.verdict || self.arming.is_some() || self.ready.is_some() || !self.reusable() {
             return;
         }
         let sent = Instant::now();
@@ -157,8 +161,31 @@ impl Control {
         }
     }
 
-    /// Reads the reply to a passive command sent ahead, if that is still to do.
+    /// Closes the data connection of a download that has read all it wanted, without waiting
+    /// for the server's final reply: that is `426` or `451` (the transfer broke off), or `226`
+    /// if the server had sent everything already, and whichever it is the bytes read are the
+    /// same. It is read before anything else on this connection (see [`Control::absorb`]),
+    /// usually while the connection is idle ([`Control::prepare`]), so the download costs no
+    /// round trip for it.
+    pub(in crate::storage::ftp) fn abandon(&mut self, transfer: Transfer) {
+        if transfer.early || self.arming.is_some() || self.verdict {
+            // Not a download on an idle connection: wait for the verdict as for any transfer.
+            let _ = self.finish(transfer, None);
+            return;
+        }
+        drop(transfer);
+        self.verdict = true;
+        self.counters.verdicts_later.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads the replies owed for an early-stopped download and a passive command sent ahead,
+    /// if that is still to do. Any reply ends the download; none (the server closed the
+    /// connection, as ProFTPD may over TLS) leaves the connection unusable.
     pub(in crate::storage::ftp) fn absorb(&mut self) -> FtpResult<()> {
+        if self.verdict {
+            self.verdict = false;
+            self.read()?;
+        }
         let Some((mode, sent)) = self.arming.take() else {
             return Ok(());
         };
@@ -167,6 +194,40 @@ impl Control {
             .passive_address(mode, &reply)
             .map(|addr| Ready { mode, addr, sent });
         Ok(())
+    }
+
+    /// Readies the next transfer while the connection is idle, off any operation's way: reads
+    /// the final reply of a download stopped early and the reply to the passive command sent
+    /// ahead, so that the next operation finds the data port known and nothing owed. A failed
+    /// read leaves the connection out of step (the pool then drops it).
+    ///
+    /// `arm`: the passive command to send if none is on its way (the server has answered it
+    /// before); after an early stop that is only now, once the transfer is over.
+    ///
+    /// The data connection itself is not opened ahead: pyftpdlib closes one that waits for a
+    /// transfer command, and the transfer then waits for a connection that never comes.
+    pub(in crate::storage::ftp) fn prepare(&mut self, arm: Option<Passive>) {
+        let waiting = self.arming.is_some();
+        if self.absorb().is_err() {
+            return;
+        }
+        let mut read = usize::from(waiting);
+        if let Some(mode) = arm {
+            self.arm(mode);
+            if self.arming.is_some() {
+                if self.absorb().is_err() {
+                    return;
+                }
+                read += 1;
+            }
+        }
+        let read = read as u64;
+        self.counters.ports_idle.fetch_add(read, Ordering::Relaxed);
+    }
+
+    /// Whether [`Control::prepare`] has anything to do.
+    pub(in crate::storage::ftp) fn unprepared(&self) -> bool {
+        self.verdict || self.arming.is_some()
     }
 
     /// Whether this connection holds a data port opened ahead too long ago to be reused: the
@@ -190,11 +251,22 @@ impl Control {
 
     /// Closes the data connection and reads the server's word on the transfer: `226` (or
     /// `250`) after the last byte, anything else an error.
-    pub(in crate::storage::ftp) fn finish(&mut self, transfer: Transfer) -> FtpResult<()> {
+    ///
+    /// `arm`: the passive command for the next transfer (see [`Control::arm`]). Once the server
+    /// has ended the data connection of a download or listing it is done with the transfer, so
+    /// the command goes out now, before the `226` is read: its reply comes a round trip sooner.
+    /// Not after an upload, which the server may still be writing when its data connection
+    /// ends: a passive command then could close that.
+    pub(in crate::storage::ftp) fn finish(
+        &mut self,
+        transfer: Transfer,
+        arm: Option<Passive>,
+    ) -> FtpResult<()> {
         let Transfer {
             data,
             written,
             early,
+            ended,
         } = transfer;
         // After an upload over TLS the server may have sent data never read (TLS 1.3 session
         // tickets); closing a socket with unread data sends a reset, which can reach the server
@@ -209,7 +281,22 @@ impl Control {
         if early {
             self.preliminary()?;
         }
-        self.expect(&[226, 250]).map(drop)
+        let ahead = arm.filter(|_| {
+            ended && !written && !self.verdict && self.arming.is_none() && self.ready.is_none()
+        });
+        let Some(mode) = ahead else {
+            return self.expect(&[226, 250]).map(drop);
+        };
+        let sent = Instant::now();
+        // The passive reply comes after the transfer's, which is read first.
+        self.write(&[passive_command(mode)])?;
+        let reply = self.read()?;
+        self.arming = Some((mode, sent));
+        if [226, 250].contains(&code(&reply)) {
+            Ok(())
+        } else {
+            Err(FtpError::UnexpectedResponse(reply))
+        }
     }
 
     /// The transfer command's `150` (or `125`); its completion reply is owed from then on.
@@ -285,7 +372,9 @@ impl Transfer {
 
 impl Read for Transfer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.data.read(buf)
+        let read = self.data.read(buf)?;
+        self.ended |= read == 0 && !buf.is_empty();
+        Ok(read)
     }
 }
 

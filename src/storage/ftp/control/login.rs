@@ -46,8 +46,8 @@ pub(in crate::storage::ftp) struct Login<'a> {
 }
 
 impl Login<'_> {
-    /// Connects and logs in: three round trips on plain FTP (TCP, greeting, login), five on
-    /// FTPS (plus `AUTH TLS` and the handshake). A server that does not announce UTF8 is asked
+    /// Connects and logs in: two round trips on plain FTP (TCP, then the greeting and the
+    /// login together), five on FTPS (TCP, greeting, `AUTH TLS`, the handshake, login). A server that does not announce UTF8 is asked
     /// to use it (RFC 2640); one that does not know the option uses it anyway or refuses
     /// harmlessly, so that reply does not matter.
     pub(in crate::storage::ftp) fn run(self) -> Result<(Control, Features), (Stage, FtpError)> {
@@ -61,15 +61,11 @@ impl Login<'_> {
             tls: None,
             counters: Arc::clone(&self.counters),
             arming: None,
+            verdict: false,
             ready: None,
         };
-        control.expect(&[220]).map_err(at(Stage::Connect))?;
         let mut batch = Vec::new();
-        if let Some(tls) = &self.tls {
-            control
-                .command("AUTH TLS", &[234])
-                .map_err(at(Stage::Tls))?;
-            control = control.secure(tls, self.host).map_err(at(Stage::Tls))?;
+        if self.tls.is_some() {
             batch.extend(["PBSZ 0".to_string(), "PROT P".to_string()]);
         }
         batch.push(format!("USER {}", self.user));
@@ -82,13 +78,24 @@ impl Login<'_> {
         }
         batch.push(passive_command(self.arm).to_string());
         let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
-        let first = if self.tls.is_some() {
-            Stage::Tls
-        } else {
-            Stage::Login
-        };
-        let sent = Instant::now();
-        control.send(&batch).map_err(at(first))?;
+        let mut sent = Instant::now();
+        // On plain FTP the login goes out with the TCP connection, not a round trip later
+        // after the greeting: servers read commands only once they have greeted, and the
+        // greeting is still read and checked first (a refusal such as 421 ends the login
+        // before any of the replies to the batch is taken for one). FTPS first needs the
+        // greeting, AUTH TLS and the handshake.
+        if self.tls.is_none() {
+            control.send(&batch).map_err(at(Stage::Login))?;
+        }
+        control.expect(&[220]).map_err(at(Stage::Connect))?;
+        if let Some(tls) = &self.tls {
+            control
+                .command("AUTH TLS", &[234])
+                .map_err(at(Stage::Tls))?;
+            control = control.secure(tls, self.host).map_err(at(Stage::Tls))?;
+            sent = Instant::now();
+            control.send(&batch).map_err(at(Stage::Tls))?;
+        }
         if self.tls.is_some() {
             control.expect(&[200]).map_err(at(Stage::Tls))?;
             control.expect(&[200]).map_err(at(Stage::Tls))?;
@@ -110,6 +117,9 @@ impl Login<'_> {
         if self.features.is_none() && !features.utf8 {
             let _ = control.command("OPTS UTF8 ON", &[200]);
         }
+        // The passive reply came with the others: read now, the first transfer has its port
+        // (a failed read leaves the connection out of step, refused below).
+        let _ = control.absorb();
         if !control.reusable() {
             return Err((Stage::Login, FtpError::BadResponse));
         }
@@ -193,4 +203,59 @@ fn configure(stream: &TcpStream) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::Ordering;
+
+    /// The login commands reach the server before it greets: one round trip less per
+    /// connection. The greeting is still read first.
+    #[test]
+    fn plain_login_goes_out_before_the_greeting() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(socket.try_clone().unwrap());
+            let mut first = String::new();
+            // Nothing sent yet: the client must not have waited for a greeting.
+            reader.read_line(&mut first).unwrap();
+            let mut rest = Vec::new();
+            for _ in 0..4 {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                rest.push(line.trim_end().to_string());
+            }
+            socket
+                .write_all(
+                    b"220 hello\r\n331 pw\r\n230 in\r\n200 binary\r\n211-Features:\r\n MLST type*;\r\n UTF8\r\n211 End\r\n229 Entering Extended Passive Mode (|||2121|)\r\n",
+                )
+                .unwrap();
+            (first.trim_end().to_string(), rest)
+        });
+        let login = Login {
+            host: "127.0.0.1",
+            port,
+            user: "u",
+            password: "p",
+            tls: None,
+            features: None,
+            arm: Passive::Epsv,
+            counters: Arc::default(),
+        };
+        let (control, features) = login.run().map_err(|(_, e)| e).unwrap();
+        let (first, rest) = server.join().unwrap();
+        assert_eq!(first, "USER u");
+        assert_eq!(rest, ["PASS p", "TYPE I", "FEAT", "EPSV"]);
+        assert!(features.mlst && features.utf8);
+        assert!(control.reusable());
+        assert_eq!(control.counters.round_trips.load(Ordering::Relaxed), 1);
+    }
 }

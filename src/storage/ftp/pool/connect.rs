@@ -50,9 +50,9 @@ fn socket_state(socket: &TcpStream) -> Idle {
 
 impl Pool {
     /// Logs in the pool's other connections in the background, all at once, when the first
-    /// operation starts. A login costs three round trips (TCP, greeting, and the login
-    /// commands together; five with TLS); without this, each operation that first runs concurrently with others
-    /// pays them in turn, and over a wide-area link that is most of a short command's time.
+    /// operation starts. A login costs two round trips (TCP, then the greeting and the login
+    /// commands together; five with TLS); without this, each operation that first runs
+    /// concurrently with others pays them in turn, and over a wide-area link that is most of a short command's time.
     ///
     /// Each login holds a permit, so the pool never has more than `max_connections`
     /// connections; an operation that finds none idle waits for the login already under way

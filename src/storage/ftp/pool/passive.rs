@@ -9,6 +9,16 @@ use super::{FtpError, Pool, Session, reply_code};
 use crate::storage::ftp::control::{Passive, Step, Transfer};
 
 impl Pool {
+    /// The passive command for `conn`'s next transfer, if the server has answered it before.
+    pub(super) fn next_passive(&self, conn: &super::Conn) -> Option<Passive> {
+        let mode = if conn.epsv {
+            Passive::Epsv
+        } else {
+            Passive::Pasv
+        };
+        self.proven(mode).load(Ordering::Relaxed).then_some(mode)
+    }
+
     fn proven(&self, mode: Passive) -> &AtomicBool {
         match mode {
             Passive::Epsv => &self.epsv_proven,
@@ -72,16 +82,28 @@ impl Session<'_> {
     ) -> Result<(), FtpError> {
         // A refused transfer leaves the connection in step all the same (an early stop's 426
         // too), so the next port is asked for either way; `arm` skips a broken connection.
-        let finished = self.conn.ftp.finish(transfer);
-        let mode = if self.conn.epsv {
-            Passive::Epsv
-        } else {
-            Passive::Pasv
-        };
-        if self.pool.proven(mode).load(Ordering::Relaxed) {
+        let next = self.next_passive();
+        let finished = self.conn.ftp.finish(transfer, next);
+        if let Some(mode) = next {
             self.conn.ftp.arm(mode);
         }
         finished.map_err(|e| self.error(op, path, e))
+    }
+
+    /// Ends a download that has read all it wanted; see
+    /// [`Control::abandon`](crate::storage::ftp::control::Control::abandon).
+    pub(in crate::storage::ftp) fn abandon(&mut self, transfer: Transfer) {
+        self.conn.ftp.abandon(transfer);
+        if self.conn.ftp.reusable() {
+            return;
+        }
+        // Waited for after all, and no reply came: keep the data, drop the connection.
+        self.discard_connection();
+    }
+
+    /// The passive command to ask for the next data port with, once the server has answered it.
+    pub(in crate::storage::ftp) fn next_passive(&self) -> Option<Passive> {
+        self.pool.next_passive(self.conn)
     }
 
     /// The lines of a listing command (`MLSD`, `LIST`).
