@@ -318,26 +318,28 @@ impl Storage {
     /// In a local repository links are never followed: a symlink, FIFO or
     /// device found there is reported as a warning and left out.
     pub(crate) fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        if let Backend::Local(fs) = &self.backend {
-            let out = fs.list(prefix)?;
-            self.count(0, 0);
-            return Ok(out);
-        }
-        let path = StorePath::from(prefix);
-        let metas: Vec<object_store::ObjectMeta> = self
-            .rt
-            .block_on(self.store.list(Some(&path)).try_collect())
-            .map_err(|e| self.err("list", prefix, e))?;
+        let mut out = if let Backend::Local(fs) = &self.backend {
+            fs.list(prefix)?
+        } else {
+            let path = StorePath::from(prefix);
+            let metas: Vec<object_store::ObjectMeta> = self
+                .rt
+                .block_on(self.store.list(Some(&path)).try_collect())
+                .map_err(|e| self.err("list", prefix, e))?;
+            metas
+                .into_iter()
+                .map(|m| Listed {
+                    key: m.location.to_string(),
+                    size: m.size,
+                })
+                .filter(|l| !l.key.rsplit('/').next().unwrap_or("").starts_with('.'))
+                .collect()
+        };
         self.count(0, 0);
-        let mut out: Vec<Listed> = metas
-            .into_iter()
-            .map(|m| Listed {
-                key: m.location.to_string(),
-                size: m.size,
-            })
-            .filter(|l| !l.key.rsplit('/').next().unwrap_or("").starts_with('.'))
-            .collect();
+        // A server may name one object twice (a REST server was seen to):
+        // each key counts once, or forget would keep one snapshot twice.
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.dedup_by(|a, b| a.key == b.key);
         Ok(out)
     }
 
@@ -369,7 +371,9 @@ impl Storage {
                 modified_ms: m.last_modified.timestamp_millis(),
             })
             .collect();
+        // Each name once, whatever the server's listing repeats.
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
         Ok(out)
     }
 

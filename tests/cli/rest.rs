@@ -247,3 +247,60 @@ fn redirected_writes_fail_and_store_nothing() {
     assert!(out.stderr.contains("302"), "{out}");
     assert!(!empty.join("config").exists());
 }
+
+/// A server whose listings name every object twice: each snapshot is still
+/// one snapshot (forget keeps the last two distinct ones, and removes only
+/// the older; snapshots lists each once).
+#[test]
+fn duplicate_names_in_a_listing_count_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = local_repository(tmp.path());
+    let src = tmp.path().join("src");
+    for i in 0..2u64 {
+        std::fs::write(src.join("b.txt"), format!("change {i}")).unwrap();
+        run(repo_cmd(&repo, &["create", "-q", src.to_str().unwrap()])).success();
+    }
+    let mut ids: Vec<String> = run(repo_cmd(&repo, &["--json", "snapshots"]))
+        .success()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let (_server, url, _) = hostile("dup-listing", &repo, tmp.path());
+    let listed = run(repo_cmd(&url, &["--json", "snapshots"]))
+        .success()
+        .json();
+    let mut seen: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "snapshots listed through the server");
+    let plan = run(repo_cmd(
+        &url,
+        &["--json", "forget", "--keep-last", "2", "--dry-run"],
+    ))
+    .success()
+    .json();
+    let group = &plan["groups"][0];
+    let ids_of = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let keep = ids_of(&group["keep"]);
+    let remove = ids_of(&group["remove"]);
+    assert_eq!(keep.len(), 2, "{plan}");
+    assert_ne!(keep[0], keep[1], "one snapshot kept twice: {plan}");
+    assert_eq!(remove.len(), 1, "{plan}");
+    assert!(!keep.contains(&remove[0]), "{plan}");
+    assert_eq!(plan["groups"].as_array().unwrap().len(), 1, "{plan}");
+}

@@ -13,6 +13,7 @@ misbehaves on purpose in one way, chosen by MODE:
                      /login, a page that GET answers 200 (a login portal or
                      a misconfigured proxy in front of uploads); locks and
                      reads work
+  dup-listing        every listing (GET /{type}/) names each object twice
   lossy              append-only (POST of an existing object: 403), the first
                      POST and DELETE of each object are carried out but their
                      response is lost (the connection closes unanswered), and
@@ -93,6 +94,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for dirpath, _, files in os.walk(d):
             for name in files:
                 entries.append({"name": name, "size": os.path.getsize(os.path.join(dirpath, name))})
+        if MODE == "dup-listing":
+            entries = entries + entries
         self.plain(200, json.dumps(entries).encode(), "application/vnd.x.restic.rest.v2")
 
     def do_HEAD(self):
