@@ -304,3 +304,32 @@ fn duplicate_names_in_a_listing_count_once() {
     assert!(!keep.contains(&remove[0]), "{plan}");
     assert_eq!(plan["groups"].as_array().unwrap().len(), 1, "{plan}");
 }
+
+/// A server answering a whole-pack read with more than the pack: the read
+/// stops at the size the index gives the pack, and the error names it;
+/// memory stays near what an honest server's check costs.
+#[test]
+fn a_pack_longer_than_indexed_is_refused_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = local_repository(tmp.path());
+    let args = ["--no-cache", "check", "--read-data", "--connections", "2"];
+    let (honest_server, url, _) = hostile("honest", &repo, tmp.path());
+    let honest = run(repo_cmd(&url, &args));
+    honest.success();
+    drop(honest_server);
+    let (_server, url, _) = hostile("long-pack", &repo, tmp.path());
+    let out = run(repo_cmd(&url, &args));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("data/"), "{out}");
+    assert!(
+        out.stderr.contains("more than the") && out.stderr.contains("its size in the index"),
+        "{out}"
+    );
+    // The 256 MiB of junk were never read.
+    assert!(
+        out.peak_rss_kib < honest.peak_rss_kib + (64 << 10),
+        "peak RSS {} KiB, {} KiB with an honest server",
+        out.peak_rss_kib,
+        honest.peak_rss_kib
+    );
+}
