@@ -228,10 +228,13 @@ struct PackJson {
 }
 
 fn pack(repo: &Repository, spec: &str) -> Result<String> {
-    let ids: Vec<String> = repo.list_ids(ObjectKind::Pack)?;
+    let packs = repo.list_packs()?;
+    let ids: Vec<String> = packs.iter().map(|p| p.id.to_hex()).collect();
     let hex = by_prefix(ids, spec, "pack")?;
     let id = PackId::from_hex(&hex).unwrap_or_default();
-    let pack = repo.scan_pack(&id)?;
+    // Read no more than the listing says it holds.
+    let size = packs.iter().find(|p| p.id == id).map_or(0, |p| p.size);
+    let pack = repo.scan_pack(&id, size)?;
     json(&PackJson {
         id: hex,
         size: pack.size(),

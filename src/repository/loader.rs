@@ -49,7 +49,10 @@ pub enum Fetch {
     /// One ranged read from the first wanted entry to the end of the last:
     /// cheapest when a few blobs of a large pack are wanted.
     Span,
-    /// The whole pack in one read: for callers that want most of it.
+    /// One read from the pack's start to the end of the last wanted entry
+    /// (the whole pack when that entry is its last): for callers that want
+    /// most of it. Bounded by what the index says of those entries, never
+    /// by what the storage says of the pack.
     Whole,
     /// Tree blobs: like `Span`, but out of the cache, which first takes in
     /// the whole pack (at most `pack_size` bytes, its indexed size) when it
@@ -170,7 +173,7 @@ impl Repository {
         }
         // Each fetched range: where it starts in the pack, and its bytes.
         let ranges: Vec<(u64, Vec<u8>)> = match fetch {
-            Fetch::Whole => vec![(0, self.storage.get(&key)?)],
+            Fetch::Whole => self.fetch_ranges(&key, &[(0, span_end(blobs, start))])?,
             Fetch::Span | Fetch::Cached { .. } => self.fetch_ranges(&key, &close_ranges(blobs))?,
         };
         for b in blobs {
@@ -238,11 +241,13 @@ impl Repository {
         Some((bytes, start))
     }
 
-    /// Fetches a whole pack and scans its headers (bodies stay sealed until
-    /// [`ScannedPack::open`]).
-    pub(crate) fn scan_pack(&self, pack: &PackId) -> Result<ScannedPack> {
+    /// Fetches a whole pack of `size` bytes (its size in the index, or in
+    /// the listing for a pack no index names) and scans its headers
+    /// (bodies stay sealed until [`ScannedPack::open`]). A longer answer is
+    /// an error naming the pack, read no further than `size + 1` bytes.
+    pub(crate) fn scan_pack(&self, pack: &PackId, size: u64) -> Result<ScannedPack> {
         let key = objects::pack_key(pack);
-        let bytes = self.storage.get(&key)?;
+        let bytes = self.storage.get_sized(&key, size)?;
         let scan = pack::scan(&self.keys.encryption, &bytes);
         Ok(ScannedPack {
             keys: self.keys.clone(),

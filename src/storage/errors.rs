@@ -56,6 +56,19 @@ pub(super) fn too_large(key: &str, size: u64, limit: u64) -> Error {
     )
 }
 
+/// An object longer than its reader knows it to be (a pack: the size its
+/// index gives it): refused, read no further than one byte past `size`.
+pub(super) fn longer_than_known(key: &str, size: u64, known: u64) -> Error {
+    Error::corrupt(
+        key,
+        format!(
+            "the storage answered {size} bytes or more for it, more than the {known} bytes \
+             it has (its size in the index or listing), so it was not read: the object or \
+             the server is damaged"
+        ),
+    )
+}
+
 /// An object shorter than a reader knows it to be: damage, not a storage failure.
 pub(super) fn truncated(key: &str, size: u64, offset: u64, len: u64) -> Error {
     Error::corrupt(

@@ -8,7 +8,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::{Listed, errors, localfs, openfiles};
+use super::{Listed, Refuse, errors, localfs, openfiles};
 use crate::error::{Error, Result};
 
 pub(super) struct LocalFs {
@@ -43,19 +43,25 @@ impl LocalFs {
 
     /// Reads `len` bytes at `offset` (all of it, at most `limit` bytes,
     /// with `None`).
-    pub(super) fn read(&self, key: &str, range: Option<(u64, u64)>, limit: u64) -> Result<Vec<u8>> {
+    pub(super) fn read(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        limit: u64,
+        refuse: Refuse,
+    ) -> Result<Vec<u8>> {
         let f = localfs::open_object(&self.root, key).map_err(|e| self.err(key, e))?;
         let size = f.metadata().map_err(|e| self.err(key, e))?.len();
         let Some((offset, len)) = range else {
             if size > limit {
-                return Err(errors::too_large(key, size, limit));
+                return Err(refuse(key, size, limit));
             }
             // Bounded again while reading: the file may grow after fstat.
             let mut buf = Vec::with_capacity(size as usize);
             std::io::Read::read_to_end(&mut std::io::Read::take(&f, limit + 1), &mut buf)
                 .map_err(|e| self.err(key, e))?;
             if buf.len() as u64 > limit {
-                return Err(errors::too_large(key, buf.len() as u64, limit));
+                return Err(refuse(key, buf.len() as u64, limit));
             }
             return Ok(buf);
         };

@@ -29,7 +29,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use crate::error::{Error, Result};
 use backend::Backend;
-use errors::{too_large, truncated};
+use errors::{longer_than_known, too_large, truncated};
+
+/// Makes the error for an object of `size` bytes, over a reader's `limit`.
+type Refuse = fn(&str, u64, u64) -> Error;
 pub use location::{BackendOptions, Location};
 pub(crate) use objlock::check_lockable;
 pub use stats::{Stats, StatsReport};
@@ -142,8 +145,22 @@ impl Storage {
     /// read stops at `limit + 1` bytes anyway, since storage may lie about
     /// sizes: a planted 8 GiB object costs one request, not 8 GiB of memory.
     pub(crate) fn get_bounded(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        self.get_limited(key, limit, too_large)
+    }
+
+    /// Reads a whole object whose size the reader knows (a pack: its size
+    /// in the index, or in the listing): bounded like
+    /// [`Storage::get_bounded`], and an answer longer than `size` is an
+    /// error naming the object, whatever the storage claims.
+    pub(crate) fn get_sized(&self, key: &str, size: u64) -> Result<Vec<u8>> {
+        self.get_limited(key, size, longer_than_known)
+    }
+
+    /// [`Storage::get_bounded`], with `refuse` making the error for an
+    /// object of more than `limit` bytes.
+    fn get_limited(&self, key: &str, limit: u64, refuse: Refuse) -> Result<Vec<u8>> {
         if let Some(fs) = self.local_for(key) {
-            let bytes = fs.read(key, None, limit)?;
+            let bytes = fs.read(key, None, limit, refuse)?;
             self.count(0, bytes.len());
             return Ok(bytes);
         }
@@ -159,13 +176,13 @@ impl Storage {
             .block_on(async {
                 let got = self.store.get_opts(&path, opts).await?;
                 if got.meta.size > limit {
-                    return Ok(Err(too_large(key, got.meta.size, limit)));
+                    return Ok(Err(refuse(key, got.meta.size, limit)));
                 }
                 let mut stream = got.into_stream();
                 let mut buf = Vec::new();
                 while let Some(part) = stream.try_next().await? {
                     if (buf.len() + part.len()) as u64 > limit {
-                        return Ok(Err(too_large(key, (buf.len() + part.len()) as u64, limit)));
+                        return Ok(Err(refuse(key, (buf.len() + part.len()) as u64, limit)));
                     }
                     buf.extend_from_slice(&part);
                 }
@@ -191,7 +208,7 @@ impl Storage {
     /// Reads `len` bytes at `offset`.
     pub(crate) fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         if let Some(fs) = self.local_for(key) {
-            let bytes = fs.read(key, Some((offset, len)), MAX_OBJECT_SIZE)?;
+            let bytes = fs.read(key, Some((offset, len)), MAX_OBJECT_SIZE, too_large)?;
             self.count(0, bytes.len());
             return Ok(bytes);
         }
@@ -318,26 +335,28 @@ impl Storage {
     /// In a local repository links are never followed: a symlink, FIFO or
     /// device found there is reported as a warning and left out.
     pub(crate) fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
-        if let Backend::Local(fs) = &self.backend {
-            let out = fs.list(prefix)?;
-            self.count(0, 0);
-            return Ok(out);
-        }
-        let path = StorePath::from(prefix);
-        let metas: Vec<object_store::ObjectMeta> = self
-            .rt
-            .block_on(self.store.list(Some(&path)).try_collect())
-            .map_err(|e| self.err("list", prefix, e))?;
+        let mut out = if let Backend::Local(fs) = &self.backend {
+            fs.list(prefix)?
+        } else {
+            let path = StorePath::from(prefix);
+            let metas: Vec<object_store::ObjectMeta> = self
+                .rt
+                .block_on(self.store.list(Some(&path)).try_collect())
+                .map_err(|e| self.err("list", prefix, e))?;
+            metas
+                .into_iter()
+                .map(|m| Listed {
+                    key: m.location.to_string(),
+                    size: m.size,
+                })
+                .filter(|l| !l.key.rsplit('/').next().unwrap_or("").starts_with('.'))
+                .collect()
+        };
         self.count(0, 0);
-        let mut out: Vec<Listed> = metas
-            .into_iter()
-            .map(|m| Listed {
-                key: m.location.to_string(),
-                size: m.size,
-            })
-            .filter(|l| !l.key.rsplit('/').next().unwrap_or("").starts_with('.'))
-            .collect();
+        // A server may name one object twice (a REST server was seen to):
+        // each key counts once, or forget would keep one snapshot twice.
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.dedup_by(|a, b| a.key == b.key);
         Ok(out)
     }
 
@@ -369,7 +388,9 @@ impl Storage {
                 modified_ms: m.last_modified.timestamp_millis(),
             })
             .collect();
+        // Each name once, whatever the server's listing repeats.
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
         Ok(out)
     }
 

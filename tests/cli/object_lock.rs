@@ -238,3 +238,30 @@ fn prune_extends_the_locks_of_what_snapshots_use_and_only_those() {
     assert_eq!(report["packs_removed"].as_u64(), Some(packs), "{report}");
     assert_eq!(report["packs_after"], 0, "{report}");
 }
+
+#[test]
+fn prune_with_a_shorter_period_than_the_locks_have_leaves_them_and_succeeds() {
+    // A lock can only be lengthened: the server refuses an earlier date
+    // (403). Locks extended by a run with a longer period (or a clock ahead,
+    // or an administrator) must not make a later prune fail.
+    let long = 8;
+    let Some((url, _src)) = locked_repo("shorter", Some(long)) else {
+        return;
+    };
+    // Past half the long period: the first prune extends everything.
+    std::thread::sleep(Duration::from_secs(5));
+    let report = repo(&url, &["--json", "prune"], Some(long))
+        .success()
+        .json();
+    assert!(report["locks_extended"].as_u64().unwrap() > 0, "{report}");
+    let before: Vec<Value> = latest(&url, "data/");
+    // Now with a period so short that every object is past half of it and
+    // its new date would come before the one it has.
+    std::thread::sleep(Duration::from_secs(2));
+    let r = repo(&url, &["--json", "prune"], Some(2));
+    let report = r.success().json();
+    assert_eq!(report["locks_extended"], 0, "{report}");
+    let after: Vec<Value> = latest(&url, "data/");
+    let untils = |vs: &[Value]| vs.iter().map(|v| v["until"].clone()).collect::<Vec<_>>();
+    assert_eq!(untils(&before), untils(&after), "locks changed");
+}

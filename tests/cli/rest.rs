@@ -279,3 +279,89 @@ fn a_delete_refused_after_the_write_says_what_was_left() {
     c.env("REPO_PASSWORD", "the-new-password");
     run(c).success();
 }
+
+/// A server whose listings name every object twice: each snapshot is still
+/// one snapshot (forget keeps the last two distinct ones, and removes only
+/// the older; snapshots lists each once).
+#[test]
+fn duplicate_names_in_a_listing_count_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = local_repository(tmp.path());
+    let src = tmp.path().join("src");
+    for i in 0..2u64 {
+        std::fs::write(src.join("b.txt"), format!("change {i}")).unwrap();
+        run(repo_cmd(&repo, &["create", "-q", src.to_str().unwrap()])).success();
+    }
+    let mut ids: Vec<String> = run(repo_cmd(&repo, &["--json", "snapshots"]))
+        .success()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let (_server, url, _) = hostile("dup-listing", &repo, tmp.path());
+    let listed = run(repo_cmd(&url, &["--json", "snapshots"]))
+        .success()
+        .json();
+    let mut seen: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids, "snapshots listed through the server");
+    let plan = run(repo_cmd(
+        &url,
+        &["--json", "forget", "--keep-last", "2", "--dry-run"],
+    ))
+    .success()
+    .json();
+    let group = &plan["groups"][0];
+    let ids_of = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let keep = ids_of(&group["keep"]);
+    let remove = ids_of(&group["remove"]);
+    assert_eq!(keep.len(), 2, "{plan}");
+    assert_ne!(keep[0], keep[1], "one snapshot kept twice: {plan}");
+    assert_eq!(remove.len(), 1, "{plan}");
+    assert!(!keep.contains(&remove[0]), "{plan}");
+    assert_eq!(plan["groups"].as_array().unwrap().len(), 1, "{plan}");
+}
+
+/// A server answering a whole-pack read with more than the pack: the read
+/// stops at the size the index gives the pack, and the error names it;
+/// memory stays near what an honest server's check costs.
+#[test]
+fn a_pack_longer_than_indexed_is_refused_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = local_repository(tmp.path());
+    let args = ["--no-cache", "check", "--read-data", "--connections", "2"];
+    let (honest_server, url, _) = hostile("honest", &repo, tmp.path());
+    let honest = run(repo_cmd(&url, &args));
+    honest.success();
+    drop(honest_server);
+    let (_server, url, _) = hostile("long-pack", &repo, tmp.path());
+    let out = run(repo_cmd(&url, &args));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("data/"), "{out}");
+    assert!(
+        out.stderr.contains("more than the") && out.stderr.contains("its size in the index"),
+        "{out}"
+    );
+    // The 256 MiB of junk were never read.
+    assert!(
+        out.peak_rss_kib < honest.peak_rss_kib + (64 << 10),
+        "peak RSS {} KiB, {} KiB with an honest server",
+        out.peak_rss_kib,
+        honest.peak_rss_kib
+    );
+}

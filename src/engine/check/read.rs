@@ -45,7 +45,7 @@ pub(super) fn read_packs(
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Error::Interrupted);
                 }
-                read_pack(c, id, lists.get(*id).map_or(&[], Vec::as_slice));
+                read_pack(c, id, *size, lists.get(*id).map_or(&[], Vec::as_slice));
                 bytes.fetch_add(*size, Ordering::Relaxed);
                 progress.add_done(1, *size);
                 Ok(())
@@ -100,10 +100,11 @@ fn blob_lists(
     lists
 }
 
-/// Reads one whole pack: name hash, header scan, every blob decrypted and
-/// compared with its id, and the scan compared with the index.
-fn read_pack(c: &Checker, id: &PackId, indexed: &[IndexBlob]) {
-    let pack = match c.repo.scan_pack(id) {
+/// Reads one whole pack of `size` bytes (as indexed): name hash, header
+/// scan, every blob decrypted and compared with its id, and the scan
+/// compared with the index.
+fn read_pack(c: &Checker, id: &PackId, size: u64, indexed: &[IndexBlob]) {
+    let pack = match c.repo.scan_pack(id, size) {
         Ok(p) => p,
         Err(e) => return c.problem(pack_key(id), format!("cannot read: {e}")),
     };

@@ -41,7 +41,12 @@ pub struct RepairIndexReport {
 /// Scans every pack and replaces all index objects with one new one.
 pub(crate) fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairIndexReport> {
     let old: Vec<IndexId> = repo.list_index_ids()?;
-    let packs: Vec<PackId> = repo.list_packs()?.into_iter().map(|p| p.id).collect();
+    // Each pack with its listed size: no index vouches for any here.
+    let packs: Vec<(PackId, u64)> = repo
+        .list_packs()?
+        .into_iter()
+        .map(|p| (p.id, p.size))
+        .collect();
     let damaged = Mutex::new(Vec::new());
     let note = |object: &str, message: String| {
         if let Ok(mut d) = damaged.lock() {
@@ -54,8 +59,8 @@ pub(crate) fn repair_index(repo: &Repository, dry_run: bool) -> Result<RepairInd
     let scanned: Vec<IndexPack> = repo.transfer_pool()?.install(|| {
         packs
             .par_iter()
-            .map(|id| {
-                let pack = repo.scan_pack(id)?;
+            .map(|(id, size)| {
+                let pack = repo.scan_pack(id, *size)?;
                 let key = pack.key();
                 if !pack.name_matches {
                     note(

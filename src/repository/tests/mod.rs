@@ -134,7 +134,8 @@ fn scan_pack_reports_the_damage_and_opens_the_rest() {
     let ids = store(&repo, BlobKind::Data, &[b"a".repeat(500), b"b".repeat(700)]);
     let index = repo.load_index().unwrap();
     let pack = index.get(BlobKind::Data, &ids[0]).unwrap().pack;
-    let clean = repo.scan_pack(&pack).unwrap();
+    let size = repo.list_packs().unwrap()[0].size;
+    let clean = repo.scan_pack(&pack, size).unwrap();
     assert!(clean.name_matches && clean.error.is_none());
     assert_eq!(clean.entries.len(), 2);
     for e in &clean.entries {
@@ -142,7 +143,7 @@ fn scan_pack_reports_the_damage_and_opens_the_rest() {
     }
     let last = clean.entries.iter().max_by_key(|e| e.offset).unwrap();
     damage(dir.path(), clean.key(), u64::from(last.offset) + 5);
-    let hurt = repo.scan_pack(&pack).unwrap();
+    let hurt = repo.scan_pack(&pack, size).unwrap();
     assert!(!hurt.name_matches);
     assert!(hurt.error.is_some());
     assert_eq!(hurt.entries.len(), 1);

@@ -46,7 +46,11 @@ impl Storage {
     }
 
     /// Extends to a full period from now the lock of every object but lock
-    /// files and `skip` written more than half a period ago; returns how many.
+    /// files and `skip` written more than half a period ago; returns how many
+    /// it extended. One whose lock already reaches as far (an earlier run
+    /// with a longer period or a clock ahead, an administrator) is left as
+    /// it is and not counted; one listed but gone when asked is not counted
+    /// either, and named in a warning.
     pub(crate) fn extend_object_locks(&self, skip: &HashSet<String>) -> Result<usize> {
         let Some(w) = &self.objlock else {
             return Ok(0);
@@ -62,20 +66,35 @@ impl Storage {
             .collect();
         let until = w.until(SystemTime::now());
         let n = self.connections.max(1);
-        let done: Vec<Result<()>> = self.rt.block_on(
+        let done: Vec<Result<Extended>> = self.rt.block_on(
             futures::stream::iter(&old)
                 .map(|key| extend(w, key, &until))
                 .buffer_unordered(n)
                 .collect(),
         );
         self.count(0, 0);
-        done.into_iter().collect::<Result<Vec<()>>>()?;
-        Ok(old.len())
+        let mut extended = 0;
+        for outcome in done {
+            if outcome? == Extended::Yes {
+                extended += 1;
+            }
+        }
+        Ok(extended)
     }
 }
 
-/// GET `key?retention`: the retain-until date, `None` without a lock.
+/// GET `key?retention`: the retain-until date plus [`refresh`] (for the
+/// difference between the clocks), `None` without a lock.
 async fn read_until(w: &LockWriter, key: &str) -> Result<Option<i64>> {
+    let skew = i64::try_from(refresh(w.period).as_millis()).unwrap_or(i64::MAX);
+    Ok(retain_until(w, key)
+        .await?
+        .map(|until| until.saturating_add(skew)))
+}
+
+/// GET `key?retention`: the retain-until date as the server has it (ms
+/// since the epoch), `None` without a lock (or no longer there).
+async fn retain_until(w: &LockWriter, key: &str) -> Result<Option<i64>> {
     let op = "read the object lock of";
     let (status, answer) = retention(w, key, op, Method::GET, None).await?;
     match status {
@@ -83,8 +102,7 @@ async fn read_until(w: &LockWriter, key: &str) -> Result<Option<i64>> {
             let date = element(&answer, "RetainUntilDate").unwrap_or_default();
             let until = chrono::DateTime::parse_from_rfc3339(date.trim())
                 .map_err(|e| failed(op, key, format!("date {date:?}: {e}")))?;
-            let skew = i64::try_from(refresh(w.period).as_millis()).unwrap_or(i64::MAX);
-            Ok(Some(until.timestamp_millis().saturating_add(skew)))
+            Ok(Some(until.timestamp_millis()))
         }
         // No lock configured on it, or the object is gone.
         404 => Ok(None),
@@ -92,22 +110,44 @@ async fn read_until(w: &LockWriter, key: &str) -> Result<Option<i64>> {
     }
 }
 
-/// PUT `key?retention`: COMPLIANCE until `until`. A lock can only be made
-/// longer, so a run racing another (or a clock behind) cannot shorten one.
-async fn extend(w: &LockWriter, key: &str, until: &str) -> Result<()> {
+/// What [`extend`] did to one object.
+#[derive(Debug, PartialEq, Eq)]
+enum Extended {
+    /// Its lock now reaches the new date.
+    Yes,
+    /// Its lock already reached at least as far, and stays as it was.
+    Already,
+    /// It was listed but is no longer there.
+    Gone,
+}
+
+/// PUT `key?retention`: COMPLIANCE until `until` (RFC 3339). A lock can
+/// only be made longer: the server refuses an earlier date than the one
+/// the object has (HTTP 403 from AWS and SeaweedFS), so a refusal is
+/// checked against the object's own date before it counts as one.
+async fn extend(w: &LockWriter, key: &str, until: &str) -> Result<Extended> {
     let op = "extend the object lock of";
+    let target = chrono::DateTime::parse_from_rfc3339(until)
+        .map_err(|e| failed(op, key, format!("date {until:?}: {e}")))?
+        .timestamp_millis();
     let body = retention_body(until);
     let (status, answer) = retention(w, key, op, Method::PUT, Some(body)).await?;
     match status {
-        200 | 204 => Ok(()),
-        // Deleted meanwhile (only by us: we hold the exclusive lock), or its
-        // lock already reaches further than ours would.
-        404 => Ok(()),
-        _ => Err(failed(
-            "extend the object lock of",
-            key,
-            http(status, &answer),
-        )),
+        200 | 204 => Ok(Extended::Yes),
+        404 => {
+            crate::error::warnings::warn(format!(
+                "could not extend the object lock of {key}: it was listed but the server \
+                 says it is not there (HTTP 404)"
+            ));
+            Ok(Extended::Gone)
+        }
+        _ => match retain_until(w, key).await? {
+            // Locked as long already (or longer): nothing to do, and the
+            // refusal was the server declining to shorten it.
+            Some(current) if current >= target => Ok(Extended::Already),
+            // Locked less long, or not at all: the refusal stands.
+            _ => Err(failed(op, key, http(status, &answer))),
+        },
     }
 }
 

@@ -16,6 +16,11 @@ misbehaves on purpose in one way, chosen by MODE:
   late-refusal       DELETE of a missing object answers 404, of a stored one
                      403 (a storage that looks before it checks permission,
                      so the append-only probe misses it)
+  long-pack          a whole-object GET of data/ (no Range) answers the pack
+                     and 256 MiB of junk after it, with a Content-Length to
+                     match
+  honest             misbehaves in no way (a baseline)
+  dup-listing        every listing (GET /{type}/) names each object twice
   lossy              append-only (POST of an existing object: 403), the first
                      POST and DELETE of each object are carried out but their
                      response is lost (the connection closes unanswered), and
@@ -96,6 +101,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for dirpath, _, files in os.walk(d):
             for name in files:
                 entries.append({"name": name, "size": os.path.getsize(os.path.join(dirpath, name))})
+        if MODE == "dup-listing":
+            entries = entries + entries
         self.plain(200, json.dumps(entries).encode(), "application/vnd.x.restic.rest.v2")
 
     def do_HEAD(self):
@@ -141,7 +148,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(part)
             return
+        if MODE == "long-pack" and path.startswith("data/"):
+            return self.long_pack(body)
         self.plain(200, body)
+
+    def long_pack(self, body):
+        """The pack, then 256 MiB of junk, all announced in Content-Length."""
+        junk = 256 << 20
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + junk))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        try:
+            self.wfile.write(body)
+            piece = b"j" * (1 << 20)
+            for _ in range(junk >> 20):
+                self.wfile.write(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
 
     def lose(self, what):
