@@ -21,6 +21,13 @@ use crate::support::{
 const PASSWORD: &str = "conformance-password";
 const MARKER: &str = "PLAINTEXT-MARKER-c0ffee";
 
+thread_local! {
+    /// An S3 endpoint the commands built on this test's thread use instead of
+    /// the suite's server: the outage test's own proxy, which it stops
+    /// without taking the server away from the tests running beside it.
+    static S3_ENDPOINT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 /// The binary against `url` with the password (and the FTPS or REST test CA).
 fn repo_cmd(url: &str, args: &[&str]) -> Command {
     let mut c = repo_command();
@@ -29,6 +36,9 @@ fn repo_cmd(url: &str, args: &[&str]) -> Command {
         .arg(url)
         .env("REPO_PASSWORD", PASSWORD);
     trust_test_ca_for(&mut c, url);
+    if let Some(endpoint) = S3_ENDPOINT.with(|e| e.borrow().clone()) {
+        c.env("REPO_S3_ENDPOINT", endpoint);
+    }
     c
 }
 
@@ -339,24 +349,29 @@ fn s3_server_stopped_during_create() {
     let Some(base) = server("REPO_TEST_S3_URL") else {
         return;
     };
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3-server.sh");
+    // The server is reached through a proxy of this test's own, and the
+    // proxy is what stops: stopping the server made the S3 tests running
+    // at the same time fail.
+    let server = std::env::var("REPO_S3_ENDPOINT").expect("REPO_S3_ENDPOINT");
+    let target = server.trim_start_matches("http://").to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    S3_ENDPOINT.with(|e| *e.borrow_mut() = Some(format!("http://127.0.0.1:{port}")));
     let url = unique_url(&base, "fault");
     let tmp = tempfile::tempdir().unwrap();
+    let mut proxy = tcp_proxy(port, &target, tmp.path());
     let small = tmp.path().join("small");
     make_tree(&small);
     repo(&url, &["init"]).success();
     repo(&url, &["create", "-q", small.to_str().unwrap()]).success();
     let mut child = start_big_create(&url, &tmp.path().join("big"));
     std::thread::sleep(Duration::from_millis(1500));
-    let stop = Command::new(script).arg("stop").status().unwrap();
-    assert!(stop.success());
+    proxy.kill_and_reap();
     let status = child.wait(Duration::from_secs(240));
-    let start = Command::new(script).arg("start").output().unwrap();
-    assert!(
-        start.status.success(),
-        "{}",
-        String::from_utf8_lossy(&start.stderr)
-    );
+    let _proxy = tcp_proxy(port, &target, tmp.path());
     assert!(
         !status.success(),
         "create should fail while the server is down"
@@ -367,6 +382,29 @@ fn s3_server_stopped_during_create() {
         "unclear error: {err}"
     );
     after_outage(&url, &small, tmp.path());
+}
+
+/// A TCP proxy on `port` to `target` (`bench/delay_proxy.py` without
+/// delay), once it accepts connections.
+fn tcp_proxy(port: u16, target: &str, dir: &Path) -> Background {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/delay_proxy.py");
+    let child = clean_command("python3")
+        .args([script, "--listen", &port.to_string(), "--target", target])
+        .args(["--delay-ms", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "proxy not up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Background {
+        child: Some(child),
+        stdout: dir.join("proxy.out"),
+        stderr: dir.join("proxy.err"),
+    }
 }
 
 #[test]
