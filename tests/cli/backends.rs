@@ -354,11 +354,7 @@ fn s3_server_stopped_during_create() {
     // at the same time fail.
     let server = std::env::var("REPO_S3_ENDPOINT").expect("REPO_S3_ENDPOINT");
     let target = server.trim_start_matches("http://").to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     S3_ENDPOINT.with(|e| *e.borrow_mut() = Some(format!("http://127.0.0.1:{port}")));
     let url = unique_url(&base, "fault");
     let tmp = tempfile::tempdir().unwrap();
@@ -384,6 +380,24 @@ fn s3_server_stopped_during_create() {
     after_outage(&url, &small, tmp.path());
 }
 
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Waits (up to 20 s) until something accepts connections on `port`.
+fn wait_listening(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A TCP proxy on `port` to `target` (`bench/delay_proxy.py` without
 /// delay), once it accepts connections.
 fn tcp_proxy(port: u16, target: &str, dir: &Path) -> Background {
@@ -395,11 +409,7 @@ fn tcp_proxy(port: u16, target: &str, dir: &Path) -> Background {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "proxy not up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, "the proxy");
     Background {
         child: Some(child),
         stdout: dir.join("proxy.out"),
@@ -416,11 +426,7 @@ fn ftp_server_stopped_during_create() {
     let script = std::env::var("REPO_TEST_FTP_SERVER_SCRIPT").expect("REPO_TEST_FTP_SERVER_SCRIPT");
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("ftp-home");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let spawn = || {
         let c = Command::new(&python)
             .args([
@@ -435,14 +441,7 @@ fn ftp_server_stopped_during_create() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "FTP server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(port, "the FTP server");
         c
     };
     let mut server_proc = spawn();
