@@ -253,7 +253,7 @@ impl Storage {
         let store = self.writer(key)?;
         self.rt
             .block_on(store.put(&path, PutPayload::from(bytes)))
-            .map_err(|e| self.err("write", key, e))?;
+            .map_err(|e| self.write_err("write", key, e))?;
         self.count(n, 0);
         Ok(())
     }
@@ -267,7 +267,7 @@ impl Storage {
         let store = self.writer(key)?;
         self.rt
             .block_on(store.put(&path, payload))
-            .map_err(|e| self.err("write", key, e))?;
+            .map_err(|e| self.write_err("write", key, e))?;
         self.count(n, 0);
         Ok(())
     }
@@ -288,7 +288,7 @@ impl Storage {
         match r {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(self.err("create", key, e)),
+            Err(e) => Err(self.write_err("create", key, e)),
         }
     }
 

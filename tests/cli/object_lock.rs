@@ -91,6 +91,24 @@ fn init_refuses_storage_that_cannot_lock() {
     assert!(!local.exists(), "a refused init made {}", local.display());
 }
 
+/// A locked repository copied into a bucket without object lock (a
+/// disaster-recovery copy): the first locked write there is refused with
+/// S3's bare "400 InvalidRequest", which now turns into the bucket check's
+/// message naming what is wrong and what to do.
+#[test]
+fn a_locked_repository_in_a_bucket_without_lock_says_so() {
+    let Some((url, src)) = locked_repo("moved", None) else {
+        return;
+    };
+    let plain = unique_url(&server("REPO_TEST_S3_URL").expect("plain bucket"), "moved");
+    assert!(boto(&["copy", &url, &plain])["copied"].as_u64().unwrap() > 3);
+    std::fs::write(src.path().join("new"), random_bytes(1 << 20, 77)).unwrap();
+    repo(&plain, &["create", src.path().to_str().unwrap()], None)
+        .code(2)
+        .stderr_has("has no object lock")
+        .stderr_has("--object-lock-enabled-for-bucket");
+}
+
 #[test]
 fn every_object_but_locks_is_locked_and_stays() {
     let Some((url, _src)) = locked_repo("every", None) else {

@@ -176,6 +176,21 @@ impl Storage {
         }
     }
 
+    /// The error of a failed write. A locked write into a bucket without
+    /// object lock (a copy of a locked repository, say) is refused with a
+    /// bare 400 InvalidRequest; the bucket check then says what is wrong.
+    pub(super) fn write_err(&self, op: &'static str, key: &str, e: object_store::Error) -> Error {
+        let refused = e.to_string().contains("InvalidRequest");
+        if self.objlock.is_some()
+            && refused
+            && !key.starts_with("locks/")
+            && let Err(why) = self.check_object_lock()
+        {
+            return why;
+        }
+        self.err(op, key, e)
+    }
+
     /// Checks that the bucket can lock objects (`init --object-lock`): S3
     /// only, and the bucket must have been created with object lock, which
     /// cannot be turned on later for an existing unversioned bucket.
@@ -236,7 +251,7 @@ fn judge_lock_config(bucket: &str, status: u16, body: &str) -> Result<()> {
             "bucket {bucket} has no object lock, so nothing written there could be locked. \
              Object lock can only be turned on when a bucket is created: create a new one with \
              `aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket` and init \
-             the repository there"
+             the repository there (or, for a copy of a locked repository, copy it there)"
         )));
     }
     let excerpt: String = body.chars().take(300).collect();

@@ -7,6 +7,8 @@ usage:
   s3_versions.py delete-version URL KEY VERSION
                                        try to delete one version by id, as an
                                        attacker holding the credentials would
+  s3_versions.py copy URL TO_URL       copy every object's latest version
+                                       (as a disaster-recovery copy would)
 (credentials and endpoint from the AWS_* and REPO_S3_ENDPOINT environment)
 Prints JSON. versions: {"versions": [{"key", "version", "latest", "mode", "until"}],
 "markers": [{"key", "latest"}]}, keys relative to the prefix, "until" in seconds
@@ -50,6 +52,17 @@ def versions(url):
     return out
 
 
+def copy(url, to_url):
+    s3, (bucket, prefix), (to_bucket, to_prefix) = client(), split(url), split(to_url)
+    copied = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            s3.put_object(Bucket=to_bucket, Key=to_prefix + o["Key"][len(prefix):], Body=body)
+            copied += 1
+    return {"copied": copied}
+
+
 def delete_version(url, key, version):
     s3, (bucket, prefix) = client(), split(url)
     try:
@@ -65,6 +78,8 @@ def main():
         print(json.dumps(versions(sys.argv[2])))
     elif cmd == "delete-version":
         print(json.dumps(delete_version(*sys.argv[2:5])))
+    elif cmd == "copy":
+        print(json.dumps(copy(sys.argv[2], sys.argv[3])))
     else:
         sys.exit(f"unknown command {cmd}")
 
