@@ -112,5 +112,8 @@ fn verify(repo: &Repository, pack: &PackId, blobs: &[IndexBlob]) -> Result<Vec<(
         }
         Ok(())
     })?;
+    // A copy the loader never handed over counts as failed, so that the
+    // next round chooses another instead of asking for it again.
+    verdicts.extend(next.map(|b| ((*pack, *b), false)));
     Ok(verdicts)
 }
