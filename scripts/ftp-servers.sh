@@ -111,7 +111,8 @@ make_certs() { make_test_certs "$STATE/tls" "repo FTP test CA"; }
 
 write_pyftpd_script() {
     cat >"$STATE/pyftpd.py" <<'EOF'
-"""pyftpdlib test server: plain FTP or explicit FTPS (AUTH TLS) on 127.0.0.1."""
+"""pyftpdlib test server on 127.0.0.1: MODE plain, tls (explicit FTPS, AUTH TLS), legacy
+(no EPSV, MLST, MLSD) or close-idle-data."""
 import logging
 import os
 import sys
@@ -137,6 +138,16 @@ elif mode == "legacy":
             k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("EPSV", "MLST", "MLSD")
         }
     handler = LegacyHandler
+elif mode == "close-idle-data":
+    # A server that closes a data connection made before its transfer command (allowed: the
+    # client then asks for another port). Tests of data connections opened ahead.
+    class CloseIdleDataHandler(FTPHandler):
+        def _on_dtp_connection(self):
+            if self._out_dtp_queue is None and self._in_dtp_queue is None:
+                self.data_channel.close()
+                return
+            super()._on_dtp_connection()
+    handler = CloseIdleDataHandler
 else:
     handler = FTPHandler
 handler.authorizer = authorizer

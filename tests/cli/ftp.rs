@@ -18,6 +18,7 @@ use object_store::{
 };
 use repo::storage::ftp::{FtpConfig, FtpError, FtpStore};
 
+use crate::backends::{free_port, wait_listening};
 use crate::support::{random_bytes, server};
 
 const SERVERS: [(&str, &str); 5] = [
@@ -652,6 +653,7 @@ async fn round_trips_per_operation() {
         store.put(&a, random_bytes(1000, 1).into()).await.unwrap();
         let opened = store.connections_opened();
         let idle = store.replies_read_idle();
+        let ahead = store.data_connections_ahead();
         let mut last = store.round_trips();
         let mut step = |what: &str, round_trips: u64, commands: u64| {
             let now = store.round_trips();
@@ -687,5 +689,82 @@ async fn round_trips_per_operation() {
             "{}: passive replies and early stops' replies read while idle",
             server.name
         );
+        // On plain FTP each of the four transfers found its data connection open: opened while
+        // the connection was idle after the operation before (see control/data.rs).
+        let now = store.data_connections_ahead();
+        let expected = if server.cfg.tls { 0 } else { 4 };
+        assert_eq!(
+            (now.0 - ahead.0, now.1 - ahead.1),
+            (expected, 0),
+            "{}: transfers on data connections opened ahead, and ones found closed",
+            server.name
+        );
     }
+}
+
+/// A server may close a data connection made before its transfer command (pyftpdlib's test
+/// mode `close-idle-data` does). The transfer that finds its connection opened ahead closed asks
+/// for a new port instead, and the store opens no more ahead; every operation works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closing_data_connections_opened_ahead_gets_none_again() {
+    if server("REPO_TEST_FTP_URL").is_none() {
+        return;
+    }
+    let python = std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::env::var("REPO_TEST_FTP_SERVER_SCRIPT").expect("REPO_TEST_FTP_SERVER_SCRIPT");
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let port = free_port();
+    let child = std::process::Command::new(&python)
+        .args([&script, "close-idle-data", &port.to_string()])
+        .args([home.to_str().unwrap(), "closer", "closerpw"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Kill(child);
+    wait_listening(port, "the FTP server");
+    let mut cfg =
+        FtpConfig::from_url(&format!("ftp://closer:closerpw@127.0.0.1:{port}/repo")).expect("URL");
+    cfg.max_connections = 1;
+    let store = FtpStore::new(cfg).expect("store");
+    let first = Path::from("d/0");
+    store
+        .put(&first, random_bytes(5000, 0).into())
+        .await
+        .unwrap();
+    // The server closes the connection opened ahead once it is accepted; waiting here makes
+    // sure that has happened before the next transfer looks.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        get_bytes(&store, &first).await.unwrap(),
+        random_bytes(5000, 0)
+    );
+    for i in 1..4u64 {
+        let path = Path::from(format!("d/{i}"));
+        store
+            .put(&path, random_bytes(5000, i).into())
+            .await
+            .unwrap();
+        assert_eq!(
+            get_bytes(&store, &path).await.unwrap(),
+            random_bytes(5000, i)
+        );
+    }
+    assert_eq!(
+        sorted_listing(&store, Some(&Path::from("d"))).await.len(),
+        4
+    );
+    assert_eq!(
+        store.data_connections_ahead(),
+        (0, 1),
+        "transfers on data connections opened ahead, and ones found closed"
+    );
 }

@@ -53,6 +53,11 @@ pub(super) struct Counters {
     pub ports_idle: AtomicU64,
     /// Transfers stopped early whose final reply was read after their operation returned.
     pub verdicts_later: AtomicU64,
+    /// Transfers that found their data connection opened ahead (see `data.rs`).
+    pub data_ahead: AtomicU64,
+    /// Data connections opened ahead that the server had closed by the time they were needed:
+    /// once there is one, the pool opens no more ahead.
+    pub data_ahead_closed: AtomicU64,
 }
 
 /// A logged-in control connection.

@@ -33,6 +33,7 @@ mod commands;
 mod config;
 mod control;
 mod error;
+mod idle;
 mod listing;
 mod pool;
 mod store;
@@ -151,6 +152,13 @@ impl FtpStore {
     /// early. A diagnostic for latency, like [`FtpStore::round_trips`].
     pub fn replies_read_idle(&self) -> (u64, u64) {
         self.inner.pool.replies_read_idle()
+    }
+
+    /// Transfers that found their data connection opened while the control connection was
+    /// idle, and such connections the server had closed by then (after which the store opens
+    /// none ahead). A diagnostic for latency, like [`FtpStore::round_trips`].
+    pub fn data_connections_ahead(&self) -> (u64, u64) {
+        self.inner.pool.data_connections_ahead()
     }
 
     /// Testing aid: list directories with `LIST` even if the server supports `MLSD`, to exercise

@@ -20,7 +20,7 @@ use super::control::{Control, Counters};
 
 mod connect;
 mod passive;
-use connect::{Idle, idle_state};
+use super::idle::{Idle, idle_state};
 
 /// Waits before the 2nd, 3rd and 4th attempt of an operation that failed transiently.
 const BACKOFF: [Duration; 3] = [
@@ -169,6 +169,15 @@ impl Pool {
         (
             c.ports_idle.load(Ordering::Relaxed),
             c.verdicts_later.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Transfers on data connections opened ahead, and those the server had closed.
+    pub(super) fn data_connections_ahead(&self) -> (u64, u64) {
+        let c = &self.counters;
+        (
+            c.data_ahead.load(Ordering::Relaxed),
+            c.data_ahead_closed.load(Ordering::Relaxed),
         )
     }
 

@@ -22,6 +22,7 @@ use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, TlsConnector};
 
 use super::login::data_tcp;
 use super::{Control, Stream, code};
+use crate::storage::ftp::idle::{Idle, idle_state};
 
 /// How long closing an upload over TLS waits for the server's end of the connection.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -39,6 +40,9 @@ pub(super) struct Ready {
     addr: SocketAddr,
     /// When the passive command was sent: the server's clock for closing it starts then.
     sent: Instant,
+    /// The data connection itself, opened while the control connection was idle (plain FTP,
+    /// see [`Control::connect_ahead`]).
+    data: Option<TcpStream>,
 }
 
 pub(super) fn passive_command(mode: Passive) -> &'static str {
@@ -88,17 +92,32 @@ impl Control {
         early: bool,
     ) -> Result<Transfer, (Step, FtpError)> {
         let command = |e| (Step::Command, e);
-        let addr = match self.take_ready(mode).map_err(command)? {
-            Some(addr) => {
+        self.absorb().map_err(command)?;
+        let ready = self.ready.take();
+        let (addr, ahead) = match ready {
+            Some(r) if r.mode == mode && r.sent.elapsed() < FRESH && self.still_open(&r) => {
                 self.send(commands).map_err(command)?;
-                addr
+                (r.addr, r.data)
             }
-            None => self.passive(mode, pipelined, commands)?,
+            // An older port is forgotten: the next passive command makes the server close it,
+            // and a data connection opened to it is closed only once the server has answered
+            // that (closing it first could make a server report the transfer it never began).
+            unused => {
+                let addr = self.passive(mode, pipelined, commands)?;
+                drop(unused);
+                (addr, None)
+            }
         };
-        let tcp = match data_tcp(addr) {
-            Ok(tcp) => tcp,
-            // The server may have refused the command already and closed the port.
-            Err(e) => return Err(command(self.refusal(commands.len(), e))),
+        let tcp = match ahead {
+            Some(tcp) => {
+                self.counters.data_ahead.fetch_add(1, Ordering::Relaxed);
+                tcp
+            }
+            None => match data_tcp(addr) {
+                Ok(tcp) => tcp,
+                // The server may have refused the command already and closed the port.
+                Err(e) => return Err(command(self.refusal(commands.len(), e))),
+            },
         };
         for _ in 1..commands.len() {
             let reply = self.reply().map_err(command)?;
@@ -190,10 +209,52 @@ impl Control {
             return Ok(());
         };
         let reply = self.read()?;
-        self.ready = self
-            .passive_address(mode, &reply)
-            .map(|addr| Ready { mode, addr, sent });
+        self.ready = self.passive_address(mode, &reply).map(|addr| Ready {
+            mode,
+            addr,
+            sent,
+            data: None,
+        });
         Ok(())
+    }
+
+    /// Opens the data connection to the port the server opened ahead, while this connection is
+    /// idle: the transfer command then finds it open, and the server starts sending at once
+    /// instead of a round trip later, once the connection's handshake is through. curl does
+    /// the same. Plain FTP only: over TLS the data connection's handshake needs the server,
+    /// which runs it only for a transfer.
+    ///
+    /// A server is free to close such a connection while it waits; before using one the
+    /// transfer looks whether it is still open ([`Control::still_open`]), and a server seen
+    /// closing one gets no more from this pool: the transfer then asks for a new port, as
+    /// without this.
+    fn connect_ahead(&mut self) {
+        if self.tls.is_some() || self.counters.data_ahead_closed.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        let Some(ready) = self.ready.as_mut().filter(|r| r.data.is_none()) else {
+            return;
+        };
+        match data_tcp(ready.addr) {
+            Ok(tcp) => ready.data = Some(tcp),
+            // The port is gone; the next transfer asks for another.
+            Err(_) => self.ready = None,
+        }
+    }
+
+    /// Whether a data connection opened ahead is still open, if there is one; a server seen
+    /// closing one is noted (see [`Control::connect_ahead`]).
+    fn still_open(&self, ready: &Ready) -> bool {
+        let Some(tcp) = &ready.data else {
+            return true;
+        };
+        if idle_state(tcp) == Idle::Quiet {
+            return true;
+        }
+        self.counters
+            .data_ahead_closed
+            .fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Readies the next transfer while the connection is idle, off any operation's way: reads
@@ -203,9 +264,7 @@ impl Control {
     ///
     /// `arm`: the passive command to send if none is on its way (the server has answered it
     /// before); after an early stop that is only now, once the transfer is over.
-    ///
-    /// The data connection itself is not opened ahead: pyftpdlib closes one that waits for a
-    /// transfer command, and the transfer then waits for a connection that never comes.
+    /// Then, on plain FTP, the data connection is opened too ([`Control::connect_ahead`]).
     pub(in crate::storage::ftp) fn prepare(&mut self, arm: Option<Passive>) {
         let waiting = self.arming.is_some();
         if self.absorb().is_err() {
@@ -223,11 +282,16 @@ impl Control {
         }
         let read = read as u64;
         self.counters.ports_idle.fetch_add(read, Ordering::Relaxed);
+        self.connect_ahead();
     }
 
     /// Whether [`Control::prepare`] has anything to do.
     pub(in crate::storage::ftp) fn unprepared(&self) -> bool {
-        self.verdict || self.arming.is_some()
+        self.verdict
+            || self.arming.is_some()
+            || (self.tls.is_none()
+                && self.counters.data_ahead_closed.load(Ordering::Relaxed) == 0
+                && self.ready.as_ref().is_some_and(|r| r.data.is_none()))
     }
 
     /// Whether this connection holds a data port opened ahead too long ago to be reused: the
@@ -236,17 +300,6 @@ impl Control {
         self.ready
             .as_ref()
             .is_some_and(|r| r.sent.elapsed() > STALE)
-    }
-
-    /// The data port opened ahead, if it is for `mode` and fresh. An older one is forgotten:
-    /// the next passive command makes the server close it.
-    fn take_ready(&mut self, mode: Passive) -> FtpResult<Option<SocketAddr>> {
-        self.absorb()?;
-        Ok(self
-            .ready
-            .take()
-            .filter(|r| r.mode == mode && r.sent.elapsed() < FRESH)
-            .map(|r| r.addr))
     }
 
     /// Closes the data connection and reads the server's word on the transfer: `226` (or

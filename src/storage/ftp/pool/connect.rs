@@ -1,8 +1,6 @@
-//! Opening control connections (TCP, TLS, login, features), logging in the pool's connections
-//! ahead of need, and telling without a round trip whether an idle one was closed.
+//! Opening control connections (TCP, TLS, login, features) and logging in the pool's
+//! connections ahead of need.
 
-use std::io;
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -14,39 +12,6 @@ use super::{Conn, FtpError, Pool};
 use crate::storage::ftp::control::{Login, Passive, Stage};
 /// TLS sessions remembered per control connection for resuming on its data connections.
 const SESSION_CACHE_SIZE: usize = 8;
-
-/// What an idle control connection has received since its last reply.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Idle {
-    /// Nothing: as far as we can tell without asking, the session is alive.
-    Quiet,
-    /// The server closed it (end of stream or an error): unusable.
-    Closed,
-    /// Bytes nobody asked for, such as a 421 before the server closes an idle session (or a
-    /// late TLS record): only a `NOOP` tells whether it still works.
-    Talking,
-}
-
-/// Looks at an idle control connection's socket without reading from it or waiting.
-pub(super) fn idle_state(socket: &TcpStream) -> Idle {
-    socket_state(socket)
-}
-
-fn socket_state(socket: &TcpStream) -> Idle {
-    if socket.set_nonblocking(true).is_err() {
-        return Idle::Closed;
-    }
-    let mut byte = [0u8; 1];
-    let state = match socket.peek(&mut byte) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Idle::Quiet,
-        Ok(0) | Err(_) => Idle::Closed,
-        Ok(_) => Idle::Talking,
-    };
-    if socket.set_nonblocking(false).is_err() {
-        return Idle::Closed;
-    }
-    state
-}
 
 impl Pool {
     /// Logs in the pool's other connections in the background, all at once, when the first
@@ -70,8 +35,13 @@ impl Pool {
             let pool = Arc::clone(self);
             let login = move || {
                 let _permit = permit;
-                if let Ok(conn) = pool.connect() {
-                    pool.checkin(conn);
+                if let Ok(mut conn) = pool.connect() {
+                    // Nothing waits for this connection yet: its first transfer's data
+                    // connection is opened now (see `Control::prepare`).
+                    conn.ftp.prepare(None);
+                    if conn.ftp.reusable() {
+                        pool.checkin(conn);
+                    }
                 }
             };
             if std::thread::Builder::new()
@@ -134,37 +104,5 @@ impl Pool {
             epsv,
             answered: Instant::now(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::net::TcpListener;
-    use std::time::Duration;
-
-    #[test]
-    fn socket_state_tells_quiet_talking_and_closed() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut theirs, _) = listener.accept().unwrap();
-        assert_eq!(socket_state(&ours), Idle::Quiet);
-        theirs.write_all(b"421 Timeout.\r\n").unwrap();
-        let wait = Instant::now();
-        while socket_state(&ours) == Idle::Quiet && wait.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(socket_state(&ours), Idle::Talking);
-        // The check consumed nothing.
-        let mut line = [0u8; 14];
-        io::Read::read_exact(&mut &ours, &mut line).unwrap();
-        assert_eq!(&line, b"421 Timeout.\r\n");
-        drop(theirs);
-        let wait = Instant::now();
-        while socket_state(&ours) == Idle::Quiet && wait.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(socket_state(&ours), Idle::Closed);
     }
 }
