@@ -112,7 +112,7 @@ make_certs() { make_test_certs "$STATE/tls" "repo FTP test CA"; }
 write_pyftpd_script() {
     cat >"$STATE/pyftpd.py" <<'EOF'
 """pyftpdlib test server on 127.0.0.1: MODE plain, tls (explicit FTPS, AUTH TLS), legacy
-(no EPSV, MLST, MLSD) or close-idle-data."""
+(no EPSV, MLST, MLSD), close-idle-data or limit-N."""
 import logging
 import os
 import sys
@@ -148,6 +148,9 @@ elif mode == "close-idle-data":
                 return
             super()._on_dtp_connection()
     handler = CloseIdleDataHandler
+elif mode.startswith("limit-"):
+    # At most N sessions per client address (limit-N); the next is refused with 421.
+    handler = FTPHandler
 else:
     handler = FTPHandler
 handler.authorizer = authorizer
@@ -155,6 +158,8 @@ handler.banner = "repo test pyftpdlib (%s)" % mode
 logging.basicConfig(level=logging.INFO)
 server = FTPServer(("127.0.0.1", int(port)), handler)
 server.max_cons = 64
+if mode.startswith("limit-"):
+    server.max_cons_per_ip = int(mode[len("limit-"):])
 server.serve_forever()
 EOF
 }

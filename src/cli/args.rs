@@ -63,7 +63,7 @@ pub(super) struct Cli {
     /// Extra CA certificate (PEM) to trust for FTPS and HTTPS REST servers.
     #[arg(long, env = "REPO_CA_CERT", global = true, value_name = "FILE")]
     pub(super) ca_cert: Option<PathBuf>,
-    /// Parallel transfers to remote storage (default 8 for S3 and REST, 4 for FTP).
+    /// Parallel transfers to remote storage (default 8; fewer on an FTP server that refuses more sessions).
     #[arg(
         long,
         env = "REPO_CONNECTIONS",

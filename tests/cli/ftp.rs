@@ -722,14 +722,7 @@ async fn a_server_closing_data_connections_opened_ahead_gets_none_again() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _server = Kill(child);
+    let _server = KillOnDrop(child);
     wait_listening(port, "the FTP server");
     let mut cfg =
         FtpConfig::from_url(&format!("ftp://closer:closerpw@127.0.0.1:{port}/repo")).expect("URL");
@@ -767,4 +760,69 @@ async fn a_server_closing_data_connections_opened_ahead_gets_none_again() {
         (0, 1),
         "transfers on data connections opened ahead, and ones found closed"
     );
+}
+
+/// A server that allows this client three sessions (pyftpdlib's `max_cons_per_ip`, mode
+/// `limit-3`) refuses the pool's other logins with 421: the pool shrinks to the three it is
+/// allowed, and many concurrent operations run on those, none refused or retried (without the
+/// limit the operations that find no idle connection try to log in again, and are refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_limiting_sessions_per_client_gets_no_more() {
+    if server("REPO_TEST_FTP_URL").is_none() {
+        return;
+    }
+    let python = std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = std::env::var("REPO_TEST_FTP_SERVER_SCRIPT").expect("REPO_TEST_FTP_SERVER_SCRIPT");
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let port = free_port();
+    let child = std::process::Command::new(&python)
+        .args([&script, "limit-3", &port.to_string()])
+        .args([home.to_str().unwrap(), "limited", "limitedpw"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = KillOnDrop(child);
+    wait_listening(port, "the FTP server");
+    let mut cfg = FtpConfig::from_url(&format!("ftp://limited:limitedpw@127.0.0.1:{port}/repo"))
+        .expect("URL");
+    cfg.max_connections = 8;
+    let store = Arc::new(FtpStore::new(cfg).expect("store"));
+    for round in 0..2u64 {
+        let results: Vec<_> = stream::iter(0..32u64)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                async move {
+                    let path = Path::from(format!("d/{round}-{i}"));
+                    store.put(&path, random_bytes(3000, i).into()).await?;
+                    get_bytes(&store, &path).await
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for r in results {
+            assert_eq!(r.expect("every operation succeeds").len(), 3000);
+        }
+    }
+    assert_eq!(
+        sorted_listing(&store, Some(&Path::from("d"))).await.len(),
+        64
+    );
+    assert_eq!(
+        (store.connection_limit(), store.connections_opened()),
+        (3, 8),
+        "connections allowed at the end, and logins tried: the first eight at once, none after"
+    );
+}
+
+/// A server process of a test, stopped when the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -23,7 +23,8 @@ pub struct FtpConfig {
     pub root: String,
     /// Explicit FTPS: `AUTH TLS` on the control connection and `PROT P` for data connections.
     pub tls: bool,
-    /// Upper bound on simultaneous control connections; 0 means the default, 4.
+    /// Upper bound on simultaneous control connections; 0 means the default, 8 (fewer if the
+    /// server refuses more, see `pool/limit.rs`).
     pub max_connections: usize,
     /// Extra trusted root certificate(s), PEM, in addition to the system's trust store; for
     /// servers with a private CA.
@@ -32,7 +33,7 @@ pub struct FtpConfig {
 
 impl FtpConfig {
     pub(crate) const DEFAULT_PORT: u16 = 21;
-    pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 4;
+    pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 8;
 
     /// Parses `ftp://user:password@host:port/root` or `ftps://…` (explicit TLS).
     ///
@@ -191,7 +192,7 @@ mod tests {
         );
         let debug = format!("{store:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
-        assert!(debug.contains("max_connections: 4"), "{debug}");
+        assert!(debug.contains("max_connections: 8"), "{debug}");
     }
 
     #[test]

@@ -154,6 +154,12 @@ impl FtpStore {
         self.inner.pool.replies_read_idle()
     }
 
+    /// Connections the store may hold now: its `max_connections`, less those the server
+    /// refused once the store had one (a limit on sessions per client).
+    pub fn connection_limit(&self) -> usize {
+        self.inner.pool.connection_limit()
+    }
+
     /// Transfers that found their data connection opened while the control connection was
     /// idle, and such connections the server had closed by then (after which the store opens
     /// none ahead). A diagnostic for latency, like [`FtpStore::round_trips`].

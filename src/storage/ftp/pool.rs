@@ -6,7 +6,7 @@
 //! session), checks idle connections before reuse because servers drop idle sessions, and
 //! retries transient failures with exponential backoff, replacing connections that failed.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,10 @@ use super::FtpError;
 use super::control::{Control, Counters};
 
 mod connect;
+mod limit;
 mod passive;
 use super::idle::{Idle, idle_state};
+use limit::{Live, Refused};
 
 /// Waits before the 2nd, 3rd and 4th attempt of an operation that failed transiently.
 const BACKOFF: [Duration; 3] = [
@@ -57,6 +59,7 @@ pub(super) struct Conn {
     epsv: bool,
     /// When the server last answered on it (see [`TRUSTED_IDLE`]).
     answered: Instant,
+    _live: Live,
 }
 
 /// A connection the server answered this recently is reused without a `NOOP` first, if it
@@ -91,6 +94,12 @@ pub(super) struct Pool {
     /// Set by the first operation, which starts logging in the other connections.
     warmed: AtomicBool,
     max_connections: usize,
+    /// Connections that exist (idle or in use), and how many may (see `limit.rs`).
+    live: Arc<AtomicUsize>,
+    logging_in: Arc<AtomicUsize>,
+    limit: AtomicUsize,
+    /// Permits still to give up after the pool shrank while all were in use.
+    excess: AtomicUsize,
 }
 
 /// One operation's view of its connection.
@@ -143,6 +152,10 @@ impl Pool {
             opened: AtomicU64::new(0),
             warmed: AtomicBool::new(false),
             max_connections,
+            live: Arc::default(),
+            logging_in: Arc::default(),
+            limit: AtomicUsize::new(max_connections),
+            excess: AtomicUsize::new(0),
         }
     }
 
@@ -194,10 +207,16 @@ impl Pool {
         T: Send + 'static,
         F: FnMut(&mut Session<'_>) -> Result<T, FtpError> + Send + 'static,
     {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| self.worker_error(e.to_string()))?;
+        let permit = loop {
+            let permit = Arc::clone(&self.permits)
+                .acquire_owned()
+                .await
+                .map_err(|e| self.worker_error(e.to_string()))?;
+            if !self.surplus() {
+                break permit;
+            }
+            permit.forget();
+        };
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || pool.run_blocking(op, Some(permit)))
             .await
@@ -209,8 +228,14 @@ impl Pool {
         self: &Arc<Self>,
         op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
     ) -> Result<T, FtpError> {
-        let _permit = futures::executor::block_on(self.permits.acquire())
-            .map_err(|e| self.worker_error(e.to_string()))?;
+        let _permit = loop {
+            let permit = futures::executor::block_on(self.permits.acquire())
+                .map_err(|e| self.worker_error(e.to_string()))?;
+            if !self.surplus() {
+                break permit;
+            }
+            permit.forget();
+        };
         self.run_blocking(op, None)
     }
 
@@ -300,19 +325,24 @@ impl Pool {
         drop(spawned);
     }
 
-    /// An idle connection that still answers `NOOP`, or a new one (always, with `fresh`).
+    /// An idle connection that still answers `NOOP`, or a new one (always, with `fresh`,
+    /// unless the server refuses more: see `limit.rs`).
     fn checkout(&self, fresh: bool) -> Result<Conn, FtpError> {
-        if fresh {
-            return self.connect();
-        }
+        let mut refused: Option<Refused> = None;
         loop {
-            let idle = self
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
+            let idle = if fresh && refused.is_none() {
+                None
+            } else {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop()
+            };
             let Some(mut conn) = idle else {
-                return self.connect();
+                match self.connect_or_wait(&mut refused)? {
+                    Some(conn) => return Ok(conn),
+                    None => continue,
+                }
             };
             // A closed connection or a failed NOOP means the server timed the session out or
             // closed it (some do after a download the client stopped early); the connection is

@@ -8,6 +8,7 @@ use std::time::Instant;
 use suppaftp::rustls::ClientConfig;
 use suppaftp::rustls::client::Resumption;
 
+use super::limit::{self, Live};
 use super::{Conn, FtpError, Pool};
 use crate::storage::ftp::control::{Login, Passive, Stage};
 /// TLS sessions remembered per control connection for resuming on its data connections.
@@ -32,16 +33,24 @@ impl Pool {
             let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
                 break;
             };
+            if self.surplus() {
+                permit.forget();
+                break;
+            }
             let pool = Arc::clone(self);
             let login = move || {
-                let _permit = permit;
-                if let Ok(mut conn) = pool.connect() {
-                    // Nothing waits for this connection yet: its first transfer's data
-                    // connection is opened now (see `Control::prepare`).
-                    conn.ftp.prepare(None);
-                    if conn.ftp.reusable() {
-                        pool.checkin(conn);
+                match pool.connect() {
+                    Ok(mut conn) => {
+                        // Nothing waits for this connection yet: its first transfer's data
+                        // connection is opened now (see `Control::prepare`).
+                        conn.ftp.prepare(None);
+                        if conn.ftp.reusable() {
+                            pool.checkin(conn);
+                        }
+                        drop(permit);
                     }
+                    Err(e) if limit::refused_session(&e) => pool.refused_ahead(permit),
+                    Err(_) => drop(permit),
                 }
             };
             if std::thread::Builder::new()
@@ -58,6 +67,7 @@ impl Pool {
     pub(super) fn connect(&self) -> Result<Conn, FtpError> {
         let s = &self.settings;
         self.opened.fetch_add(1, Ordering::Relaxed);
+        let _logging_in = Live::new(&self.logging_in);
         // A connection made while EPSV is not known to fail tries it (see `passive.rs`).
         let epsv = !self.pasv_only.load(Ordering::Relaxed);
         let login = Login {
@@ -103,6 +113,7 @@ impl Pool {
             ftp,
             epsv,
             answered: Instant::now(),
+            _live: Live::new(&self.live),
         })
     }
 }
