@@ -710,22 +710,8 @@ async fn a_server_closing_data_connections_opened_ahead_gets_none_again() {
     if server("REPO_TEST_FTP_URL").is_none() {
         return;
     }
-    let python = std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::env::var("REPO_TEST_FTP_SERVER_SCRIPT").expect("REPO_TEST_FTP_SERVER_SCRIPT");
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let port = free_port();
-    let child = std::process::Command::new(&python)
-        .args([&script, "close-idle-data", &port.to_string()])
-        .args([home.to_str().unwrap(), "closer", "closerpw"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = KillOnDrop(child);
-    wait_listening(port, "the FTP server");
-    let mut cfg =
-        FtpConfig::from_url(&format!("ftp://closer:closerpw@127.0.0.1:{port}/repo")).expect("URL");
+    let own = OwnServer::start("close-idle-data");
+    let mut cfg = own.config();
     cfg.max_connections = 1;
     let store = FtpStore::new(cfg).expect("store");
     let first = Path::from("d/0");
@@ -771,22 +757,8 @@ async fn a_server_limiting_sessions_per_client_gets_no_more() {
     if server("REPO_TEST_FTP_URL").is_none() {
         return;
     }
-    let python = std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = std::env::var("REPO_TEST_FTP_SERVER_SCRIPT").expect("REPO_TEST_FTP_SERVER_SCRIPT");
-    let tmp = tempfile::tempdir().unwrap();
-    let home = tmp.path().join("home");
-    let port = free_port();
-    let child = std::process::Command::new(&python)
-        .args([&script, "limit-3", &port.to_string()])
-        .args([home.to_str().unwrap(), "limited", "limitedpw"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = KillOnDrop(child);
-    wait_listening(port, "the FTP server");
-    let mut cfg = FtpConfig::from_url(&format!("ftp://limited:limitedpw@127.0.0.1:{port}/repo"))
-        .expect("URL");
+    let own = OwnServer::start("limit-3");
+    let mut cfg = own.config();
     cfg.max_connections = 8;
     let store = Arc::new(FtpStore::new(cfg).expect("store"));
     for round in 0..2u64 {
@@ -817,12 +789,44 @@ async fn a_server_limiting_sessions_per_client_gets_no_more() {
     );
 }
 
-/// A server process of a test, stopped when the test ends.
-struct KillOnDrop(std::process::Child);
+/// A pyftpdlib server of one test, in one of the test script's modes (see
+/// `scripts/ftp-servers.sh`), stopped when the test ends.
+struct OwnServer {
+    child: std::process::Child,
+    port: u16,
+    _home: tempfile::TempDir,
+}
 
-impl Drop for KillOnDrop {
+impl OwnServer {
+    fn start(mode: &str) -> Self {
+        let python = std::env::var("REPO_TEST_FTP_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script =
+            std::env::var("REPO_TEST_FTP_SERVER_SCRIPT").expect("REPO_TEST_FTP_SERVER_SCRIPT");
+        let home = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = std::process::Command::new(&python)
+            .args([&script, mode, &port.to_string()])
+            .args([home.path().to_str().unwrap(), "own", "ownpw"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(port, "the FTP server");
+        Self {
+            child,
+            port,
+            _home: home,
+        }
+    }
+
+    fn config(&self) -> FtpConfig {
+        FtpConfig::from_url(&format!("ftp://own:ownpw@127.0.0.1:{}/repo", self.port)).expect("URL")
+    }
+}
+
+impl Drop for OwnServer {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
