@@ -7,6 +7,8 @@
 #     (an old-style server: exercises PASV, LIST parsing and SIZE/MDTM)
 #   * ProFTPD, plain FTP                        -> REPO_TEST_PROFTPD_URL
 #   * ProFTPD, FTPS (mod_tls, explicit TLS)     -> REPO_TEST_PROFTPDS_URL
+#   * ProFTPD, plain FTP, two sessions per host -> REPO_TEST_PROFTPD_LIMITED_URL
+#     (MaxClientsPerHost 2: a third login is refused with 530)
 #
 # The TLS servers present a leaf certificate for 127.0.0.1/localhost signed by a throwaway CA
 # (rustls rejects a self-signed CA used directly as the server certificate); the CA is written to
@@ -183,15 +185,20 @@ start_pyftpd() { # start_pyftpd NAME MODE
 
 start_proftpd() {
     local d=$STATE/proftpd pidfile=$STATE/proftpd.pid
-    if alive "$pidfile" && [[ -s $STATE/proftpd.port && -s $STATE/proftpds.port ]]; then
+    if alive "$pidfile" && [[ -s $STATE/proftpd.port && -s $STATE/proftpds.port &&
+        -s $STATE/proftpd-limited.port ]]; then
         return 0
     fi
     mkdir -p "$d" "$STATE/proftpd-home"
     chown "$PROFTPD_UID:$PROFTPD_GID" "$STATE/proftpd-home"
-    local port tls_port pasv
+    local port tls_port limited_port pasv
     port=$(free_port)
     tls_port=$(free_port)
     while [[ $tls_port == "$port" ]]; do tls_port=$(free_port); done
+    limited_port=$(free_port)
+    while [[ $limited_port == "$port" || $limited_port == "$tls_port" ]]; do
+        limited_port=$(free_port)
+    done
     pasv=$(free_port_range 100)
     local hash
     hash=$(openssl passwd -6 "$FTP_PASS")
@@ -243,6 +250,24 @@ LoadModule              mod_tls.c
 </IfModule>
 
 <VirtualHost 127.0.0.1>
+  ServerName            "repo test proftpd (two sessions per host)"
+  Port                  $limited_port
+  PassivePorts          $pasv
+  MaxClientsPerHost     2
+  Umask                 022
+  AuthOrder             mod_auth_file.c
+  AuthUserFile          $d/passwd
+  AuthGroupFile         $d/group
+  RequireValidShell     off
+  DefaultRoot           ~
+  AllowOverwrite        on
+  AllowStoreRestart     on
+  AllowRetrieveRestart  on
+  ExtendedLog           $d/commands-limited.log ALL commands
+  TLSEngine             off
+</VirtualHost>
+
+<VirtualHost 127.0.0.1>
   ServerName            "repo test proftpd (TLS)"
   Port                  $tls_port
   PassivePorts          $pasv
@@ -280,8 +305,10 @@ EOF
     echo $! >"$pidfile"
     echo "$port" >"$STATE/proftpd.port"
     echo "$tls_port" >"$STATE/proftpds.port"
+    echo "$limited_port" >"$STATE/proftpd-limited.port"
     wait_port "$port" proftpd "$d/stdout.log"
     wait_port "$tls_port" "proftpd (TLS)" "$d/stdout.log"
+    wait_port "$limited_port" "proftpd (two sessions per host)" "$d/stdout.log"
 }
 
 write_env() {
@@ -291,6 +318,7 @@ REPO_TEST_FTPS_URL=ftps://$FTP_USER:$FTP_PASS@127.0.0.1:$(cat "$STATE/pyftpds.po
 REPO_TEST_FTP_LEGACY_URL=ftp://$FTP_USER:$FTP_PASS@127.0.0.1:$(cat "$STATE/pyftpd-legacy.port")/
 REPO_TEST_PROFTPD_URL=ftp://$FTP_USER:$FTP_PASS@127.0.0.1:$(cat "$STATE/proftpd.port")/
 REPO_TEST_PROFTPDS_URL=ftps://$FTP_USER:$FTP_PASS@127.0.0.1:$(cat "$STATE/proftpds.port")/
+REPO_TEST_PROFTPD_LIMITED_URL=ftp://$FTP_USER:$FTP_PASS@127.0.0.1:$(cat "$STATE/proftpd-limited.port")/
 REPO_TEST_FTP_CA=$STATE/tls/ca.pem
 REPO_TEST_FTP_PYTHON=$PYTHON
 REPO_TEST_FTP_SERVER_SCRIPT=$STATE/pyftpd.py
