@@ -114,7 +114,7 @@ make_certs() { make_test_certs "$STATE/tls" "repo FTP test CA"; }
 write_pyftpd_script() {
     cat >"$STATE/pyftpd.py" <<'EOF'
 """pyftpdlib test server on 127.0.0.1: MODE plain, tls (explicit FTPS, AUTH TLS), legacy
-(no EPSV, MLST, MLSD), close-idle-data or limit-N."""
+(no EPSV, MLST, MLSD), close-idle-data, ahead-silent, ahead-425 or limit-N."""
 import logging
 import os
 import sys
@@ -150,6 +150,31 @@ elif mode == "close-idle-data":
                 return
             super()._on_dtp_connection()
     handler = CloseIdleDataHandler
+elif mode in ("ahead-silent", "ahead-425"):
+    # A server that closes a data connection made well before its transfer command when the
+    # command comes (a race with an idle timeout), then answers 150 and waits for another
+    # (ahead-silent, as pyftpdlib does), or answers 425 (ahead-425). Tests of data connections
+    # opened ahead.
+    import time
+
+    TRANSFERS = ("RETR", "STOR", "APPE", "MLSD", "LIST", "NLST")
+
+    class AheadHandler(FTPHandler):
+        def _on_dtp_connection(self):
+            self._data_since = time.monotonic()
+            super()._on_dtp_connection()
+
+        def process_command(self, cmd, *args, **kwargs):
+            channel = self.data_channel
+            waited = time.monotonic() - getattr(self, "_data_since", time.monotonic())
+            if cmd in TRANSFERS and channel is not None and waited > 0.05:
+                channel.close()
+                self.data_channel = None
+                if mode == "ahead-425":
+                    self.respond("425 Can't open data connection.")
+                    return
+            super().process_command(cmd, *args, **kwargs)
+    handler = AheadHandler
 elif mode.startswith("limit-"):
     # At most N sessions per client address (limit-N); the next is refused with 421.
     handler = FTPHandler

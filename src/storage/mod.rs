@@ -109,7 +109,14 @@ impl Storage {
     }
 
     pub(crate) fn stats(&self) -> StatsReport {
-        self.stats.report()
+        let connections_allowed = match &self.backend {
+            Backend::Ftp(ftp) => ftp.lowest_connection_limit(),
+            _ => None,
+        };
+        StatsReport {
+            connections_allowed,
+            ..self.stats.report()
+        }
     }
 
     fn count(&self, sent: usize, received: usize) {

@@ -20,6 +20,10 @@ pub struct StatsReport {
     /// fetch (filled in by the repository; storage itself caches nothing).
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// The fewest connections the server allowed at once, if it refused more than
+    /// `--connections` (an FTP server's limit on sessions per client).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_allowed: Option<usize>,
 }
 
 impl Stats {

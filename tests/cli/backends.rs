@@ -284,7 +284,20 @@ fn ftp_proftpd_two_sessions_per_host() {
     // Two processes at once (a lock holder and another command) would need more sessions than
     // the server gives this host: that part is left out.
     if let Some(base) = server("REPO_TEST_PROFTPD_LIMITED_URL") {
-        one_process_at_a_time(&unique_url(&base, "conf"), true);
+        let url = unique_url(&base, "conf");
+        one_process_at_a_time(&url, true);
+        // The report says how many connections the server allowed (the default is 8; ProFTPD
+        // counts sessions racily, so a third login at the same instant may get through).
+        let check = repo(&url, &["check", "--json"]).success().json();
+        let allowed = check["storage"]["connections_allowed"].as_u64();
+        assert!(matches!(allowed, Some(1..=3)), "{check}");
+        let out = repo(&url, &["-v", "snapshots"]);
+        let out = out.success();
+        assert!(
+            out.stderr.contains("the server allowed only"),
+            "{}",
+            out.stderr
+        );
     }
 }
 

@@ -748,6 +748,116 @@ async fn a_server_closing_data_connections_opened_ahead_gets_none_again() {
     );
 }
 
+/// Runs, one after another with a pause before each (so the data connection opened ahead has
+/// waited long enough for `ahead-*` servers to close it), a download, a listing and an upload
+/// on a new store against `own`, checking each; returns the store.
+async fn transfers_after_pauses(own: &OwnServer, dir: &str) -> FtpStore {
+    let mut cfg = own.config();
+    cfg.max_connections = 1;
+    let store = FtpStore::new(cfg).expect("store");
+    let first = Path::from(format!("{dir}/0"));
+    store
+        .put(&first, random_bytes(5000, 0).into())
+        .await
+        .unwrap();
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(150));
+    pause().await;
+    assert_eq!(
+        get_bytes(&store, &first).await.expect("download"),
+        random_bytes(5000, 0)
+    );
+    pause().await;
+    assert_eq!(
+        sorted_listing(&store, Some(&Path::from(dir))).await.len(),
+        1
+    );
+    pause().await;
+    let second = Path::from(format!("{dir}/1"));
+    store
+        .put(&second, random_bytes(7000, 1).into())
+        .await
+        .expect("upload");
+    pause().await;
+    assert_eq!(
+        get_bytes(&store, &second).await.unwrap(),
+        random_bytes(7000, 1)
+    );
+    store
+}
+
+/// A server that closes the data connection opened ahead just as the transfer command comes
+/// (a race the look before the command cannot win), then answers `150` and waits for another
+/// (mode `ahead-silent`, as pyftpdlib does): the first transfer that meets it moves nothing, is
+/// judged lost, and is repeated at once on a new connection; no more are opened ahead. Before
+/// this was handled, the download failed for good with the `229` of the next passive command
+/// read as its verdict, and uploads waited a minute for a verdict that never came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closing_data_connections_as_the_command_comes_costs_one_repeat() {
+    if server("REPO_TEST_FTP_URL").is_none() {
+        return;
+    }
+    let own = OwnServer::start("ahead-silent");
+    let store = transfers_after_pauses(&own, "down").await;
+    assert_eq!(
+        (store.data_connections_ahead(), store.connections_opened()),
+        ((1, 1), 2),
+        "a download on a connection opened ahead, lost; the control connection replaced"
+    );
+    // An upload meeting it first: the server resets its bytes, and no verdict comes.
+    let store = upload_after_pause(&own).await;
+    assert_eq!(
+        (store.data_connections_ahead(), store.connections_opened()),
+        ((1, 1), 2),
+        "an upload on a connection opened ahead, lost; the control connection replaced"
+    );
+}
+
+/// An upload on a new store against `own`, then another after a pause, so that the second
+/// meets the data connection opened ahead; both checked. Returns the store.
+async fn upload_after_pause(own: &OwnServer) -> FtpStore {
+    let mut cfg = own.config();
+    cfg.max_connections = 1;
+    let store = FtpStore::new(cfg).expect("store");
+    store
+        .put(&Path::from("up/0"), random_bytes(100, 0).into())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let path = Path::from("up/1");
+    store
+        .put(&path, random_bytes(9000, 1).into())
+        .await
+        .expect("upload");
+    assert_eq!(
+        get_bytes(&store, &path).await.unwrap(),
+        random_bytes(9000, 1)
+    );
+    store
+}
+
+/// A server that refuses a transfer whose data connection came before the command with `425`
+/// (mode `ahead-425`): the transfer asks for a new port on the same session, and the store
+/// opens no more ahead. Before, every such transfer dropped its session and logged in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_data_connections_opened_ahead_keeps_its_session() {
+    if server("REPO_TEST_FTP_URL").is_none() {
+        return;
+    }
+    let own = OwnServer::start("ahead-425");
+    let store = transfers_after_pauses(&own, "d").await;
+    assert_eq!(
+        (store.data_connections_ahead(), store.connections_opened()),
+        ((1, 1), 1),
+        "one transfer on a connection opened ahead, refused; one login in all"
+    );
+    let store = upload_after_pause(&own).await;
+    assert_eq!(
+        (store.data_connections_ahead(), store.connections_opened()),
+        ((1, 1), 1),
+        "an upload on a connection opened ahead, refused and repeated; one login in all"
+    );
+}
+
 /// A server that allows this client three sessions (pyftpdlib's `max_cons_per_ip`, mode
 /// `limit-3`) refuses the pool's other logins with 421: the pool shrinks to the three it is
 /// allowed, and many concurrent operations run on those, none refused or retried (without the

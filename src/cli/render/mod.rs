@@ -105,5 +105,8 @@ fn storage_line(s: &repo::storage::StatsReport) -> String {
     if s.cache_hits + s.cache_misses > 0 {
         line += &format!("; cache: {} hits, {} misses", s.cache_hits, s.cache_misses);
     }
+    if let Some(n) = s.connections_allowed {
+        line += &format!("; the server allowed only {n} connections at once");
+    }
     line
 }

@@ -14,6 +14,7 @@
 //! suppaftp's types ([`RustlsConnector`], [`DataStream`]); `login` (connecting, TLS, login) and `data`
 //! (passive data connections and transfers) are the submodules.
 
+mod ahead;
 mod data;
 mod login;
 
@@ -77,6 +78,9 @@ pub(super) struct Control {
     verdict: bool,
     /// The data port that reply announced (see `data.rs`).
     ready: Option<Ready>,
+    /// The last transfer failed because the server had closed its data connection opened
+    /// ahead (see `ahead.rs`): the operation is worth repeating at once.
+    ahead_lost: bool,
 }
 
 impl Control {

@@ -160,6 +160,12 @@ impl FtpStore {
         self.inner.pool.connection_limit()
     }
 
+    /// The fewest connections the server allowed at once, if it ever refused one (see
+    /// [`FtpStore::connection_limit`]; the store tries one more now and then).
+    pub fn lowest_connection_limit(&self) -> Option<usize> {
+        self.inner.pool.lowest_limit()
+    }
+
     /// Transfers that found their data connection opened while the control connection was
     /// idle, and such connections the server had closed by then (after which the store opens
     /// none ahead). A diagnostic for latency, like [`FtpStore::round_trips`].

@@ -100,6 +100,9 @@ pub(super) struct Pool {
     limit: AtomicUsize,
     /// Permits still to give up after the pool shrank while all were in use.
     excess: AtomicUsize,
+    /// The lowest `limit` so far, and when a login was last refused (or the limit last grew).
+    lowest: AtomicUsize,
+    last_refusal: Mutex<Option<Instant>>,
 }
 
 /// One operation's view of its connection.
@@ -156,6 +159,8 @@ impl Pool {
             logging_in: Arc::default(),
             limit: AtomicUsize::new(max_connections),
             excess: AtomicUsize::new(0),
+            lowest: AtomicUsize::new(max_connections),
+            last_refusal: Mutex::new(None),
         }
     }
 
@@ -207,6 +212,7 @@ impl Pool {
         T: Send + 'static,
         F: FnMut(&mut Session<'_>) -> Result<T, FtpError> + Send + 'static,
     {
+        self.grow_back();
         let permit = loop {
             let permit = Arc::clone(&self.permits)
                 .acquire_owned()
@@ -228,6 +234,7 @@ impl Pool {
         self: &Arc<Self>,
         op: impl FnMut(&mut Session<'_>) -> Result<T, FtpError>,
     ) -> Result<T, FtpError> {
+        self.grow_back();
         let _permit = loop {
             let permit = futures::executor::block_on(self.permits.acquire())
                 .map_err(|e| self.worker_error(e.to_string()))?;
@@ -257,10 +264,14 @@ impl Pool {
         let mut reply_lost = false;
         let mut fresh = false;
         let mut attempt = 0;
+        // Whether the operation was repeated once already because the server had closed a data
+        // connection opened ahead (see `control/ahead.rs`).
+        let mut repeated = false;
         loop {
-            // The error, and whether it came from `op` (rather than from getting a connection,
-            // where no command of the operation was sent yet).
-            let (err, from_op) = match self.checkout(fresh) {
+            // The error, whether it came from `op` (rather than from getting a connection,
+            // where no command of the operation was sent yet), and whether it came from a data
+            // connection opened ahead that the server had closed.
+            let (err, from_op, ahead_lost) = match self.checkout(fresh) {
                 Ok(mut conn) => {
                     let mut session = Session {
                         conn: &mut conn,
@@ -270,6 +281,7 @@ impl Pool {
                     };
                     let result = op(&mut session);
                     let discard = session.discard;
+                    let ahead_lost = conn.ftp.take_ahead_lost();
                     match result {
                         Ok(value) => {
                             if !discard && conn.ftp.reusable() {
@@ -278,17 +290,27 @@ impl Pool {
                             return Ok(value);
                         }
                         Err(err) => {
-                            // The permit stays: another attempt may follow.
-                            if !(discard || classify(&err).discard) && conn.ftp.reusable() {
+                            // The permit stays: another attempt may follow. A connection whose
+                            // data connection opened ahead was lost is fine if still in step.
+                            let drop_it = discard || (!ahead_lost && classify(&err).discard);
+                            if !drop_it && conn.ftp.reusable() {
                                 self.checkin(conn);
                             }
-                            (err, true)
+                            (err, true, ahead_lost)
                         }
                     }
                 }
-                Err(err) => (err, false),
+                Err(err) => (err, false, false),
             };
             let class = classify(&err);
+            // No data connection is opened ahead any more: once, the operation is repeated at
+            // once and the attempt not counted.
+            if ahead_lost && !repeated {
+                repeated = true;
+                reply_lost |= from_op && class.ambiguous;
+                fresh = false;
+                continue;
+            }
             let Some(pause) = BACKOFF.get(attempt).filter(|_| class.transient) else {
                 return Err(err);
             };

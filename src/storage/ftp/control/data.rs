@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use suppaftp::types::Response;
 use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, TlsConnector};
 
+use super::ahead::Watch;
 use super::login::data_tcp;
 use super::{Control, Stream, code};
-use crate::storage::ftp::idle::{Idle, idle_state};
 
 /// How long closing an upload over TLS waits for the server's end of the connection.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
@@ -37,12 +37,12 @@ const STALE: Duration = Duration::from_secs(20);
 /// A data port the server opened ahead.
 pub(super) struct Ready {
     mode: Passive,
-    addr: SocketAddr,
+    pub(super) addr: SocketAddr,
     /// When the passive command was sent: the server's clock for closing it starts then.
     sent: Instant,
     /// The data connection itself, opened while the control connection was idle (plain FTP,
-    /// see [`Control::connect_ahead`]).
-    data: Option<TcpStream>,
+    /// see `ahead.rs`).
+    pub(super) data: Option<TcpStream>,
 }
 
 pub(super) fn passive_command(mode: Passive) -> &'static str {
@@ -78,6 +78,12 @@ pub(in crate::storage::ftp) struct Transfer {
     early: bool,
     /// The server ended the data connection (a download or listing read to its end).
     ended: bool,
+    /// The data connection was opened ahead (see `ahead.rs`).
+    ahead: bool,
+    /// Bytes read from it.
+    received: u64,
+    /// A write to it failed.
+    write_failed: bool,
 }
 
 impl Control {
@@ -95,7 +101,7 @@ impl Control {
         self.absorb().map_err(command)?;
         let ready = self.ready.take();
         let (addr, ahead) = match ready {
-            Some(r) if r.mode == mode && r.sent.elapsed() < FRESH && self.still_open(&r) => {
+            Some(r) if r.mode == mode && r.sent.elapsed() < FRESH && self.usable_ahead(&r) => {
                 self.send(commands).map_err(command)?;
                 (r.addr, r.data)
             }
@@ -108,6 +114,7 @@ impl Control {
                 (addr, None)
             }
         };
+        let on_ahead = ahead.is_some();
         let tcp = match ahead {
             Some(tcp) => {
                 self.counters.data_ahead.fetch_add(1, Ordering::Relaxed);
@@ -127,16 +134,31 @@ impl Control {
                 return Err(command(FtpError::UnexpectedResponse(reply)));
             }
         }
-        let early = early && self.tls.is_none();
-        if !early {
-            self.preliminary().map_err(command)?;
+        let early_write = early && self.tls.is_none();
+        if !early_write {
+            match self.preliminary() {
+                Ok(()) => {}
+                // The server had closed the data connection opened ahead and says so: the
+                // control connection is in step, so the transfer asks for a new port on it.
+                Err(FtpError::UnexpectedResponse(r))
+                    if on_ahead && matches!(code(&r), 425 | 426) =>
+                {
+                    self.note_ahead_closed();
+                    drop(tcp);
+                    return self.open(mode, pipelined, commands, early);
+                }
+                Err(e) => return Err(command(e)),
+            }
         }
         let data = self.secure_data(tcp).map_err(|e| command(self.fail(e)))?;
         Ok(Transfer {
             data,
             written: false,
-            early,
+            early: early_write,
             ended: false,
+            ahead: on_ahead,
+            received: 0,
+            write_failed: false,
         })
     }
 
@@ -218,45 +240,6 @@ impl Control {
         Ok(())
     }
 
-    /// Opens the data connection to the port the server opened ahead, while this connection is
-    /// idle: the transfer command then finds it open, and the server starts sending at once
-    /// instead of a round trip later, once the connection's handshake is through. curl does
-    /// the same. Plain FTP only: over TLS the data connection's handshake needs the server,
-    /// which runs it only for a transfer.
-    ///
-    /// A server is free to close such a connection while it waits; before using one the
-    /// transfer looks whether it is still open ([`Control::still_open`]), and a server seen
-    /// closing one gets no more from this pool: the transfer then asks for a new port, as
-    /// without this.
-    fn connect_ahead(&mut self) {
-        if self.tls.is_some() || self.counters.data_ahead_closed.load(Ordering::Relaxed) > 0 {
-            return;
-        }
-        let Some(ready) = self.ready.as_mut().filter(|r| r.data.is_none()) else {
-            return;
-        };
-        match data_tcp(ready.addr) {
-            Ok(tcp) => ready.data = Some(tcp),
-            // The port is gone; the next transfer asks for another.
-            Err(_) => self.ready = None,
-        }
-    }
-
-    /// Whether a data connection opened ahead is still open, if there is one; a server seen
-    /// closing one is noted (see [`Control::connect_ahead`]).
-    fn still_open(&self, ready: &Ready) -> bool {
-        let Some(tcp) = &ready.data else {
-            return true;
-        };
-        if idle_state(tcp) == Idle::Quiet {
-            return true;
-        }
-        self.counters
-            .data_ahead_closed
-            .fetch_add(1, Ordering::Relaxed);
-        false
-    }
-
     /// Readies the next transfer while the connection is idle, off any operation's way: reads
     /// the final reply of a download stopped early and the reply to the passive command sent
     /// ahead, so that the next operation finds the data port known and nothing owed. A failed
@@ -264,7 +247,7 @@ impl Control {
     ///
     /// `arm`: the passive command to send if none is on its way (the server has answered it
     /// before); after an early stop that is only now, once the transfer is over.
-    /// Then, on plain FTP, the data connection is opened too ([`Control::connect_ahead`]).
+    /// Then, on plain FTP, the data connection is opened too (see `ahead.rs`).
     pub(in crate::storage::ftp) fn prepare(&mut self, arm: Option<Passive>) {
         let waiting = self.arming.is_some();
         if self.absorb().is_err() {
@@ -289,9 +272,7 @@ impl Control {
     pub(in crate::storage::ftp) fn unprepared(&self) -> bool {
         self.verdict
             || self.arming.is_some()
-            || (self.tls.is_none()
-                && self.counters.data_ahead_closed.load(Ordering::Relaxed) == 0
-                && self.ready.as_ref().is_some_and(|r| r.data.is_none()))
+            || (self.ahead_allowed() && self.ready.as_ref().is_some_and(|r| r.data.is_none()))
     }
 
     /// Whether this connection holds a data port opened ahead too long ago to be reused: the
@@ -320,6 +301,9 @@ impl Control {
             written,
             early,
             ended,
+            ahead,
+            received,
+            write_failed,
         } = transfer;
         // After an upload over TLS the server may have sent data never read (TLS 1.3 session
         // tickets); closing a socket with unread data sends a reset, which can reach the server
@@ -327,28 +311,53 @@ impl Control {
         let drain = (written && matches!(data, DataStream::Ssl(_)))
             .then(|| data.get_ref().try_clone().ok())
             .flatten();
-        drop(data);
+        // An upload's data connection opened ahead is half-closed and kept until the verdict:
+        // its reset says the server never read the bytes (see `ahead.rs`).
+        let kept = match data {
+            DataStream::Tcp(tcp) if ahead && written => {
+                let _ = tcp.shutdown(Shutdown::Write);
+                Some(tcp)
+            }
+            other => {
+                drop(other);
+                None
+            }
+        };
         if let Some(socket) = drain {
             drain_until_eof(&socket);
         }
+        let watch = ahead.then(|| Watch::new(kept, (received == 0 && !written) || write_failed));
         if early {
-            self.preliminary()?;
+            let reply = self.read_watched(watch.as_ref())?;
+            if !matches!(code(&reply), 150 | 125) {
+                if let Some(watch) = &watch {
+                    self.judge_ahead(watch, &reply);
+                }
+                return Err(FtpError::UnexpectedResponse(reply));
+            }
+            self.owed += 1;
         }
-        let ahead = arm.filter(|_| {
+        let next = arm.filter(|_| {
             ended && !written && !self.verdict && self.arming.is_none() && self.ready.is_none()
         });
-        let Some(mode) = ahead else {
-            return self.expect(&[226, 250]).map(drop);
-        };
         let sent = Instant::now();
-        // The passive reply comes after the transfer's, which is read first.
-        self.write(&[passive_command(mode)])?;
-        let reply = self.read()?;
-        self.arming = Some((mode, sent));
-        if [226, 250].contains(&code(&reply)) {
-            Ok(())
-        } else {
-            Err(FtpError::UnexpectedResponse(reply))
+        if let Some(mode) = next {
+            // The passive reply comes after the transfer's, which is read first.
+            self.write(&[passive_command(mode)])?;
+        }
+        let reply = self.read_watched(watch.as_ref())?;
+        if let Some(mode) = next {
+            self.arming = Some((mode, sent));
+        }
+        match code(&reply) {
+            226 | 250 => Ok(()),
+            100..=299 => Err(self.out_of_step(reply, ahead)),
+            _ => {
+                if let Some(watch) = &watch {
+                    self.judge_ahead(watch, &reply);
+                }
+                Err(FtpError::UnexpectedResponse(reply))
+            }
         }
     }
 
@@ -427,6 +436,7 @@ impl Read for Transfer {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let read = self.data.read(buf)?;
         self.ended |= read == 0 && !buf.is_empty();
+        self.received += read as u64;
         Ok(read)
     }
 }
@@ -434,7 +444,9 @@ impl Read for Transfer {
 impl Write for Transfer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.written = true;
-        self.data.write(buf)
+        let written = self.data.write(buf);
+        self.write_failed |= written.is_err();
+        written
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -18,7 +18,7 @@ use crate::storage::ftp::pool::Features;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Read and write timeout on every socket, so a stalled server surfaces as a (retried) error
 /// instead of hanging a worker thread forever.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a login failed; the pool reports and retries each differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,7 @@ impl Login<'_> {
             arming: None,
             verdict: false,
             ready: None,
+            ahead_lost: false,
         };
         let mut batch = Vec::new();
         if self.tls.is_some() {

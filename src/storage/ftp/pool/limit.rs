@@ -5,11 +5,17 @@
 //! often allows 2 to 10) and refuse the next one with 421 or 530. A pool that insisted on more
 //! would fail operations on a server that works. So while the pool holds a logged-in connection
 //! (which proves address and password good) or another login is under way, such a refusal is
-//! taken for the limit: the pool shrinks by one connection for good (never below one), and the
+//! taken for the limit: the pool shrinks by one connection (never below one), and the
 //! operation waits for one of the connections the pool has.
+//!
+//! A refusal can also be passing (a server restarting, a limit on new sessions per second), so
+//! the pool grows by one again after [`GROW_BACK`] without a refusal: against a real limit
+//! that costs one refused login per period. A server that is not there at all (the connection
+//! refused or timed out) says nothing about its limit and is never taken for one.
 
-use std::sync::Arc;
+use std::io::ErrorKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -20,6 +26,8 @@ use super::{Conn, FtpError, Pool, reply_code};
 const WAIT_FOR_IDLE: Duration = Duration::from_secs(300);
 /// How often it looks.
 const POLL: Duration = Duration::from_millis(2);
+/// How long after the last refusal the pool tries one connection more.
+const GROW_BACK: Duration = Duration::from_secs(10);
 
 /// Counts a connection (or a login under way) while it exists.
 pub(super) struct Live(Arc<AtomicUsize>);
@@ -38,19 +46,24 @@ impl Drop for Live {
 }
 
 /// Whether `err` is the server refusing a session at its greeting or login: 421 or 530, or
-/// the connection closed or reset before the login was through (a server refusing with 421
-/// closes at once, and the reset that our login batch, sent with the connection, then meets may
-/// discard the 421 before it is read).
+/// the connection closed or reset once made, before the login was through (a server refusing
+/// with 421 closes at once, and the reset that our login batch, sent with the connection, then
+/// meets may discard the 421 before it is read). Not a connection refused or timed out: no
+/// server answered.
 pub(super) fn refused_session(err: &FtpError) -> bool {
     let (FtpError::Connect { source, .. } | FtpError::Login { source, .. }) = err else {
         return false;
     };
     match source {
         suppaftp::FtpError::UnexpectedResponse(r) => matches!(reply_code(r), 421 | 530),
-        other => matches!(
-            other,
-            suppaftp::FtpError::ConnectionError(_) | suppaftp::FtpError::BadResponse
+        suppaftp::FtpError::ConnectionError(e) => matches!(
+            e.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::BrokenPipe
         ),
+        _ => false,
     }
 }
 
@@ -64,6 +77,42 @@ impl Pool {
     /// Connections the pool may hold now: `--connections`, less those the server refused.
     pub(in crate::storage::ftp) fn connection_limit(&self) -> usize {
         self.limit.load(Ordering::SeqCst)
+    }
+
+    /// The fewest connections the server allowed so far, if it ever refused one.
+    pub(in crate::storage::ftp) fn lowest_limit(&self) -> Option<usize> {
+        let lowest = self.lowest.load(Ordering::SeqCst);
+        (lowest < self.max_connections).then_some(lowest)
+    }
+
+    /// One connection more, up to `--connections`, once [`GROW_BACK`] has passed since the
+    /// last refusal (or the last growth): see the module comment.
+    pub(super) fn grow_back(&self) {
+        if self.limit.load(Ordering::SeqCst) >= self.max_connections {
+            return;
+        }
+        let mut last = self
+            .last_refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < GROW_BACK) {
+            return;
+        }
+        let grown = self
+            .limit
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            });
+        if grown.is_err() {
+            return;
+        }
+        *last = Some(Instant::now());
+        let owed = self
+            .excess
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if owed.is_err() {
+            self.permits.add_permits(1);
+        }
     }
 
     /// A new connection for an operation that found none idle. After a refusal that shows the
@@ -116,11 +165,19 @@ impl Pool {
     }
 
     fn lower_limit(&self) -> bool {
-        self.limit
+        *self
+            .last_refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        let lowered = self
+            .limit
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n > 1).then(|| n - 1)
-            })
-            .is_ok()
+            });
+        if let Ok(was) = lowered {
+            self.lowest.fetch_min(was - 1, Ordering::SeqCst);
+        }
+        lowered.is_ok()
     }
 
     /// Whether a permit just acquired is one the pool no longer has: the caller forgets it and
@@ -163,6 +220,13 @@ mod tests {
             source: suppaftp::FtpError::ConnectionError(std::io::ErrorKind::ConnectionReset.into()),
         };
         assert!(refused_session(&reset));
+        for kind in [ErrorKind::ConnectionRefused, ErrorKind::TimedOut] {
+            let absent = FtpError::Connect {
+                server: Arc::from("ftp://u@h:21/"),
+                source: suppaftp::FtpError::ConnectionError(kind.into()),
+            };
+            assert!(!refused_session(&absent), "{kind:?}");
+        }
         let command = FtpError::Command {
             server: Arc::from("ftp://u@h:21/"),
             op: "RETR",
@@ -173,5 +237,69 @@ mod tests {
             )),
         };
         assert!(!refused_session(&command));
+    }
+}
+
+#[cfg(test)]
+mod grow_back_tests {
+    use super::super::Settings;
+    use super::*;
+
+    fn pool(max: usize) -> Pool {
+        let settings = Settings {
+            host: "127.0.0.1".into(),
+            port: 21,
+            user: "u".into(),
+            password: "p".into(),
+            tls: None,
+            server: Arc::from("ftp://u@127.0.0.1:21/"),
+        };
+        Pool::new(settings, max)
+    }
+
+    fn backdate(pool: &Pool) {
+        let past = Instant::now().checked_sub(GROW_BACK + Duration::from_secs(1));
+        *pool.last_refusal.lock().unwrap() = past;
+    }
+
+    /// A limit learned from refusals is tried one connection higher once a while has passed
+    /// without another, up to `--connections`; the permits follow the limit.
+    #[test]
+    fn a_learned_limit_grows_back_one_at_a_time() {
+        let pool = pool(4);
+        pool.shrink();
+        pool.shrink();
+        assert_eq!(pool.connection_limit(), 2);
+        assert_eq!(pool.permits.available_permits(), 2);
+        pool.grow_back();
+        assert_eq!(pool.connection_limit(), 2, "too soon after the refusal");
+        backdate(&pool);
+        pool.grow_back();
+        pool.grow_back();
+        assert_eq!(pool.connection_limit(), 3, "one more, then a new wait");
+        assert_eq!(pool.permits.available_permits(), 3);
+        backdate(&pool);
+        pool.grow_back();
+        backdate(&pool);
+        pool.grow_back();
+        assert_eq!(pool.connection_limit(), 4, "never above --connections");
+        assert_eq!(pool.permits.available_permits(), 4);
+        assert_eq!(pool.lowest_limit(), Some(2));
+    }
+
+    /// A shrink while every permit was in use is owed by the next taker; growing back first
+    /// cancels that debt instead of adding a permit.
+    #[test]
+    fn growing_back_pays_off_a_shrink_still_owed() {
+        let pool = pool(2);
+        let held = pool.permits.clone().try_acquire_many_owned(2).unwrap();
+        pool.shrink();
+        assert_eq!(pool.excess.load(Ordering::SeqCst), 1);
+        backdate(&pool);
+        pool.grow_back();
+        assert_eq!(pool.excess.load(Ordering::SeqCst), 0);
+        drop(held);
+        assert_eq!(pool.permits.available_permits(), 2);
+        assert_eq!(pool.connection_limit(), 2);
     }
 }
