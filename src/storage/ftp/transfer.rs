@@ -126,6 +126,7 @@ fn download(
     };
     let mut data = Vec::with_capacity(capacity);
     if let Err(e) = (&mut transfer).take(cap).read_to_end(&mut data) {
+        s.read_failed(&transfer);
         return Err(s.error("RETR", remote, suppaftp::FtpError::ConnectionError(e)));
     }
     if (data.len() as u64) < cap {

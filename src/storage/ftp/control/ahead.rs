@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use suppaftp::types::Response;
 use suppaftp::{FtpError, FtpResult};
 
-use super::data::Ready;
+use super::data::{Ready, Transfer};
 use super::login::{IO_TIMEOUT, data_tcp};
 use super::{Control, code};
 use crate::storage::ftp::idle::{Idle, idle_state};
@@ -125,27 +125,28 @@ impl Control {
         if let Some(watch) = watch {
             self.absorb()?;
             self.in_step()?;
-            if let Err(e) = self.await_reply(watch) {
-                self.lost_ahead();
-                return Err(self.fail(e));
+            if let Err((lost, e)) = self.await_reply(watch) {
+                if lost {
+                    self.lost_ahead();
+                }
+                return Err(self.fail(FtpError::ConnectionError(e)));
             }
         }
         self.reply()
     }
 
-    /// Waits for the next reply: at most [`IO_TIMEOUT`], or [`SUSPECT_WAIT`] once the transfer
-    /// is suspect (see the module comment).
-    fn await_reply(&mut self, watch: &Watch) -> FtpResult<()> {
+    /// Waits for the next reply: at most [`IO_TIMEOUT`], or [`SUSPECT_WAIT`] if the transfer
+    /// is suspect (see the module comment). The error says whether the data connection opened
+    /// ahead was lost (no reply in time, or the upload's data connection reset), rather than
+    /// the control connection.
+    fn await_reply(&mut self, watch: &Watch) -> Result<(), (bool, io::Error)> {
         if !self.reader.buffer().is_empty() {
             return Ok(());
         }
-        let socket = self
-            .socket()
-            .try_clone()
-            .map_err(FtpError::ConnectionError)?;
+        let socket = self.socket().try_clone().map_err(|e| (false, e))?;
         socket
             .set_read_timeout(Some(SLICE))
-            .map_err(FtpError::ConnectionError)?;
+            .map_err(|e| (false, e))?;
         let since = Instant::now();
         let limit = if watch.suspect {
             SUSPECT_WAIT
@@ -156,28 +157,43 @@ impl Control {
             match self.reader.fill_buf() {
                 Ok(_) => break Ok(()),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => break Err(e),
+                Err(e) => break Err((false, e)),
             }
             if watch.reset() {
-                break Err(io::Error::new(
-                    ErrorKind::ConnectionReset,
-                    "the server reset the data connection opened ahead without reading the \
-                     upload",
+                break Err((
+                    true,
+                    io::Error::new(
+                        ErrorKind::ConnectionReset,
+                        "the server reset the data connection opened ahead without reading \
+                         the upload",
+                    ),
                 ));
             }
             if since.elapsed() >= limit {
-                break Err(io::Error::new(
-                    ErrorKind::TimedOut,
-                    format!(
-                        "no reply to a transfer in {} s (the server may have closed the data \
-                         connection opened ahead)",
-                        limit.as_secs()
+                break Err((
+                    true,
+                    io::Error::new(
+                        ErrorKind::TimedOut,
+                        format!(
+                            "no reply to a transfer in {} s (the server may have closed the \
+                             data connection opened ahead)",
+                            limit.as_secs()
+                        ),
                     ),
                 ));
             }
         };
         let restored = socket.set_read_timeout(Some(IO_TIMEOUT));
-        waited.and(restored).map_err(FtpError::ConnectionError)
+        waited?;
+        restored.map_err(|e| (false, e))
+    }
+
+    /// A download on a data connection opened ahead whose first read failed (the server reset
+    /// it): lost, as in [`Control::judge_ahead`].
+    pub(in crate::storage::ftp) fn read_failed(&mut self, transfer: &Transfer) {
+        if transfer.ahead && transfer.received == 0 {
+            self.lost_ahead();
+        }
     }
 
     /// Judges a failed transfer on a data connection opened ahead by its reply: `425` (no data

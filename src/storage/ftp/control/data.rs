@@ -79,9 +79,9 @@ pub(in crate::storage::ftp) struct Transfer {
     /// The server ended the data connection (a download or listing read to its end).
     ended: bool,
     /// The data connection was opened ahead (see `ahead.rs`).
-    ahead: bool,
+    pub(super) ahead: bool,
     /// Bytes read from it.
-    received: u64,
+    pub(super) received: u64,
     /// A write to it failed.
     write_failed: bool,
 }

@@ -101,6 +101,12 @@ impl Session<'_> {
         self.discard_connection();
     }
 
+    /// A download's data connection failed; see
+    /// [`Control::read_failed`](crate::storage::ftp::control::Control::read_failed).
+    pub(in crate::storage::ftp) fn read_failed(&mut self, transfer: &Transfer) {
+        self.conn.ftp.read_failed(transfer);
+    }
+
     /// The passive command to ask for the next data port with, once the server has answered it.
     pub(in crate::storage::ftp) fn next_passive(&self) -> Option<Passive> {
         self.pool.next_passive(self.conn)
