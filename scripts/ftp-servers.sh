@@ -114,7 +114,8 @@ make_certs() { make_test_certs "$STATE/tls" "repo FTP test CA"; }
 write_pyftpd_script() {
     cat >"$STATE/pyftpd.py" <<'EOF'
 """pyftpdlib test server on 127.0.0.1: MODE plain, tls (explicit FTPS, AUTH TLS), legacy
-(no EPSV, MLST, MLSD), close-idle-data, ahead-silent, ahead-425 or limit-N."""
+(no EPSV, MLST, MLSD), close-idle-data, ahead-silent, ahead-503, ahead-mute, ahead-425 or
+limit-N."""
 import logging
 import os
 import sys
@@ -150,29 +151,46 @@ elif mode == "close-idle-data":
                 return
             super()._on_dtp_connection()
     handler = CloseIdleDataHandler
-elif mode in ("ahead-silent", "ahead-425"):
+elif mode.startswith("ahead-"):
     # A server that closes a data connection made well before its transfer command when the
     # command comes (a race with an idle timeout), then answers 150 and waits for another
-    # (ahead-silent, as pyftpdlib does), or answers 425 (ahead-425). Tests of data connections
-    # opened ahead.
+    # (ahead-silent, as pyftpdlib does), and refuses a passive command meanwhile with 503
+    # (ahead-503), or answers 150 only once another comes (ahead-mute), or answers 425
+    # (ahead-425). Tests of data connections opened ahead.
     import time
 
     TRANSFERS = ("RETR", "STOR", "APPE", "MLSD", "LIST", "NLST")
 
     class AheadHandler(FTPHandler):
+        _data_since = None
+        _mute = False
+
         def _on_dtp_connection(self):
             self._data_since = time.monotonic()
+            if self._mute:
+                self._mute = False
+                self.respond("150 File status okay. About to open data connection.")
             super()._on_dtp_connection()
+
+        def respond(self, resp, *args, **kwargs):
+            if self._mute and resp.startswith("150"):
+                return
+            super().respond(resp, *args, **kwargs)
 
         def process_command(self, cmd, *args, **kwargs):
             channel = self.data_channel
-            waited = time.monotonic() - getattr(self, "_data_since", time.monotonic())
-            if cmd in TRANSFERS and channel is not None and waited > 0.05:
+            since = self._data_since or time.monotonic()
+            if cmd in TRANSFERS and channel is not None and time.monotonic() - since > 0.05:
                 channel.close()
                 self.data_channel = None
                 if mode == "ahead-425":
                     self.respond("425 Can't open data connection.")
                     return
+                self._mute = mode == "ahead-mute"
+            pending = self._out_dtp_queue is not None or self._in_dtp_queue is not None
+            if mode == "ahead-503" and cmd in ("EPSV", "PASV") and pending:
+                self.respond("503 Bad sequence of commands: a transfer is pending.")
+                return
             super().process_command(cmd, *args, **kwargs)
     handler = AheadHandler
 elif mode.startswith("limit-"):

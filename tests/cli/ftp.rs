@@ -787,29 +787,33 @@ async fn transfers_after_pauses(own: &OwnServer, dir: &str) -> FtpStore {
 
 /// A server that closes the data connection opened ahead just as the transfer command comes
 /// (a race the look before the command cannot win), then answers `150` and waits for another
-/// (mode `ahead-silent`, as pyftpdlib does): the first transfer that meets it moves nothing, is
-/// judged lost, and is repeated at once on a new connection; no more are opened ahead. Before
-/// this was handled, the download failed for good with the `229` of the next passive command
-/// read as its verdict, and uploads waited a minute for a verdict that never came.
+/// (mode `ahead-silent`, as pyftpdlib does; `ahead-503` also refuses the next passive command
+/// meanwhile; `ahead-mute` sends the `150` only once another comes): the first transfer that
+/// meets it moves nothing, is judged lost, and is repeated at once on a new connection; no more
+/// are opened ahead. Before this was handled, downloads failed for good (the `229` or `503` of
+/// the next passive command read as their verdict) or waited a minute for the `150`, and
+/// uploads a minute for a verdict that never came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_closing_data_connections_as_the_command_comes_costs_one_repeat() {
     if server("REPO_TEST_FTP_URL").is_none() {
         return;
     }
-    let own = OwnServer::start("ahead-silent");
-    let store = transfers_after_pauses(&own, "down").await;
-    assert_eq!(
-        (store.data_connections_ahead(), store.connections_opened()),
-        ((1, 1), 2),
-        "a download on a connection opened ahead, lost; the control connection replaced"
-    );
-    // An upload meeting it first: the server resets its bytes, and no verdict comes.
-    let store = upload_after_pause(&own).await;
-    assert_eq!(
-        (store.data_connections_ahead(), store.connections_opened()),
-        ((1, 1), 2),
-        "an upload on a connection opened ahead, lost; the control connection replaced"
-    );
+    for mode in ["ahead-silent", "ahead-503", "ahead-mute"] {
+        let own = OwnServer::start(mode);
+        let store = transfers_after_pauses(&own, "down").await;
+        assert_eq!(
+            (store.data_connections_ahead(), store.connections_opened()),
+            ((1, 1), 2),
+            "{mode}: a download on a connection opened ahead, lost; the connection replaced"
+        );
+        // An upload meeting it first: the server resets its bytes, and no verdict comes.
+        let store = upload_after_pause(&own).await;
+        assert_eq!(
+            (store.data_connections_ahead(), store.connections_opened()),
+            ((1, 1), 2),
+            "{mode}: an upload on a connection opened ahead, lost; the connection replaced"
+        );
+    }
 }
 
 /// An upload on a new store against `own`, then another after a pause, so that the second

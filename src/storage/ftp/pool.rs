@@ -100,9 +100,9 @@ pub(super) struct Pool {
     limit: AtomicUsize,
     /// Permits still to give up after the pool shrank while all were in use.
     excess: AtomicUsize,
-    /// The lowest `limit` so far, and when a login was last refused (or the limit last grew).
+    /// The lowest `limit` so far, and when the limit may grow again (see `limit.rs`).
     lowest: AtomicUsize,
-    last_refusal: Mutex<Option<Instant>>,
+    growth: Mutex<limit::Growth>,
 }
 
 /// One operation's view of its connection.
@@ -160,7 +160,7 @@ impl Pool {
             limit: AtomicUsize::new(max_connections),
             excess: AtomicUsize::new(0),
             lowest: AtomicUsize::new(max_connections),
-            last_refusal: Mutex::new(None),
+            growth: Mutex::default(),
         }
     }
 
@@ -304,10 +304,10 @@ impl Pool {
             };
             let class = classify(&err);
             // No data connection is opened ahead any more: once, the operation is repeated at
-            // once and the attempt not counted.
+            // once and the attempt not counted. Every command before the failed transfer was
+            // answered, so no reply is lost.
             if ahead_lost && !repeated {
                 repeated = true;
-                reply_lost |= from_op && class.ambiguous;
                 fresh = false;
                 continue;
             }

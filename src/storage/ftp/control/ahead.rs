@@ -6,12 +6,13 @@
 //! it asks for a new port. A close that crosses the command is not: the server then answers
 //! `425` or `426`, or `150` and waits for a data connection that never comes, and the transfer
 //! on the closed connection moves nothing (a download reads no byte, an upload's bytes are
-//! reset). So a transfer on a connection opened ahead waits for the server's replies watchfully:
-//! an upload whose data connection the server reset is lost at once; one that moved nothing
-//! gets [`SUSPECT_WAIT`] for its verdict rather than the minute any reply gets, and a
-//! `425`/`426`, an out-of-step reply or no reply then means the connection opened ahead was
-//! lost. The pool then opens no more ahead, and repeats the operation at once (see
-//! [`Control::take_ahead_lost`]), which also gets the server's word if it had another reason.
+//! reset). So a transfer on a connection opened ahead waits for the server's replies watchfully.
+//! It turns suspect when it moved nothing, when the server closes the data connection before
+//! its first reply (see [`Look`]) or resets an upload's: then each reply gets [`SUSPECT_WAIT`]
+//! rather than the minute any reply gets, and a `425`/`426`, an out-of-step reply or no reply
+//! means the connection opened ahead was lost. The pool then opens no more ahead, and repeats
+//! the operation at once (see [`Control::take_ahead_lost`]), which also gets the server's word
+//! if it had another reason.
 
 use std::io::{self, BufRead, ErrorKind};
 use std::net::TcpStream;
@@ -29,30 +30,51 @@ use crate::storage::ftp::idle::{Idle, idle_state};
 /// How long a suspect transfer (see the module comment) waits for each reply. A server that
 /// took the transfer sends its verdict as it closes the data connection, so this is ample; a
 /// server that merely answers slowly costs a new connection and no more data connections
-/// opened ahead, nothing else.
-const SUSPECT_WAIT: Duration = Duration::from_secs(2);
+/// opened ahead, nothing else. A server that closed the connection and waits for another
+/// without a word costs this once per pool.
+const SUSPECT_WAIT: Duration = Duration::from_secs(5);
 /// How often a transfer waiting for its verdict looks whether its data connection was reset.
 const SLICE: Duration = Duration::from_millis(20);
 
 /// What a transfer on a data connection opened ahead has shown so far.
 pub(super) struct Watch {
-    /// The upload's data connection, written to and half-closed: a reset of it says that the
-    /// server never read the bytes.
+    /// Its data connection, looked at while a reply is awaited.
     data: Option<TcpStream>,
-    /// The transfer moved nothing, or a write to its data connection failed.
+    look: Look,
+    /// The transfer moved nothing, a write to its data connection failed, or the look found
+    /// the server done with it.
     suspect: bool,
 }
 
+/// What of the data connection makes a transfer suspect while it waits for a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Look {
+    /// Before the transfer command's first reply, when nothing was sent on it: the server
+    /// closing it (a server that took the transfer sends the `150` first).
+    Closed,
+    /// After an upload's last byte, the connection half-closed: a reset (the server never read
+    /// the bytes; one that did closes it, and sends its verdict then).
+    Reset,
+}
+
 impl Watch {
-    pub(super) fn new(data: Option<TcpStream>, suspect: bool) -> Self {
-        Self { data, suspect }
+    pub(super) fn new(data: Option<TcpStream>, look: Look, suspect: bool) -> Self {
+        Self {
+            data,
+            look,
+            suspect,
+        }
     }
 
-    /// Whether the data connection has been reset since the last look.
-    fn reset(&self) -> bool {
-        self.data
-            .as_ref()
-            .is_some_and(|d| !matches!(d.take_error(), Ok(None)))
+    /// Whether the look finds the server done with the data connection.
+    fn done(&self) -> bool {
+        let Some(data) = &self.data else {
+            return false;
+        };
+        match self.look {
+            Look::Closed => idle_state(data) == Idle::Closed,
+            Look::Reset => !matches!(data.take_error(), Ok(None)),
+        }
     }
 }
 
@@ -121,7 +143,7 @@ impl Control {
 
     /// The next reply of a transfer on a data connection opened ahead (with `watch`), or of any
     /// other transfer (without).
-    pub(super) fn read_watched(&mut self, watch: Option<&Watch>) -> FtpResult<Response> {
+    pub(super) fn read_watched(&mut self, watch: Option<&mut Watch>) -> FtpResult<Response> {
         if let Some(watch) = watch {
             self.absorb()?;
             self.in_step()?;
@@ -135,11 +157,10 @@ impl Control {
         self.reply()
     }
 
-    /// Waits for the next reply: at most [`IO_TIMEOUT`], or [`SUSPECT_WAIT`] if the transfer
+    /// Waits for the next reply: at most [`IO_TIMEOUT`], or [`SUSPECT_WAIT`] once the transfer
     /// is suspect (see the module comment). The error says whether the data connection opened
-    /// ahead was lost (no reply in time, or the upload's data connection reset), rather than
-    /// the control connection.
-    fn await_reply(&mut self, watch: &Watch) -> Result<(), (bool, io::Error)> {
+    /// ahead was lost (no reply in time) rather than the control connection.
+    fn await_reply(&mut self, watch: &mut Watch) -> Result<(), (bool, io::Error)> {
         if !self.reader.buffer().is_empty() {
             return Ok(());
         }
@@ -148,28 +169,22 @@ impl Control {
             .set_read_timeout(Some(SLICE))
             .map_err(|e| (false, e))?;
         let since = Instant::now();
-        let limit = if watch.suspect {
-            SUSPECT_WAIT
-        } else {
-            IO_TIMEOUT
-        };
+        let mut suspect_since = watch.suspect.then_some(since);
         let waited = loop {
             match self.reader.fill_buf() {
                 Ok(_) => break Ok(()),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => break Err((false, e)),
             }
-            if watch.reset() {
-                break Err((
-                    true,
-                    io::Error::new(
-                        ErrorKind::ConnectionReset,
-                        "the server reset the data connection opened ahead without reading \
-                         the upload",
-                    ),
-                ));
+            if suspect_since.is_none() && watch.done() {
+                watch.suspect = true;
+                suspect_since = Some(Instant::now());
             }
-            if since.elapsed() >= limit {
+            let (from, limit) = match suspect_since {
+                Some(t) => (t, SUSPECT_WAIT),
+                None => (since, IO_TIMEOUT),
+            };
+            if from.elapsed() >= limit {
                 break Err((
                     true,
                     io::Error::new(

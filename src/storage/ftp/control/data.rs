@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use suppaftp::types::Response;
 use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, TlsConnector};
 
-use super::ahead::Watch;
+use super::ahead::{Look, Watch};
 use super::login::data_tcp;
 use super::{Control, Stream, code};
 
@@ -136,7 +136,8 @@ impl Control {
         }
         let early_write = early && self.tls.is_none();
         if !early_write {
-            match self.preliminary() {
+            let mut watch = on_ahead.then(|| Watch::new(tcp.try_clone().ok(), Look::Closed, false));
+            match self.preliminary(watch.as_mut()) {
                 Ok(()) => {}
                 // The server had closed the data connection opened ahead and says so: the
                 // control connection is in step, so the transfer asks for a new port on it.
@@ -326,16 +327,13 @@ impl Control {
         if let Some(socket) = drain {
             drain_until_eof(&socket);
         }
-        let watch = ahead.then(|| Watch::new(kept, (received == 0 && !written) || write_failed));
-        if early {
-            let reply = self.read_watched(watch.as_ref())?;
-            if !matches!(code(&reply), 150 | 125) {
-                if let Some(watch) = &watch {
-                    self.judge_ahead(watch, &reply);
-                }
-                return Err(FtpError::UnexpectedResponse(reply));
+        let moved_nothing = received == 0 && !written;
+        let mut watch = ahead.then(|| Watch::new(kept, Look::Reset, moved_nothing || write_failed));
+        if early && let Err(e) = self.preliminary(watch.as_mut()) {
+            if let (Some(watch), FtpError::UnexpectedResponse(reply)) = (&watch, &e) {
+                self.judge_ahead(watch, reply);
             }
-            self.owed += 1;
+            return Err(e);
         }
         let next = arm.filter(|_| {
             ended && !written && !self.verdict && self.arming.is_none() && self.ready.is_none()
@@ -345,12 +343,15 @@ impl Control {
             // The passive reply comes after the transfer's, which is read first.
             self.write(&[passive_command(mode)])?;
         }
-        let reply = self.read_watched(watch.as_ref())?;
+        let reply = self.read_watched(watch.as_mut())?;
         if let Some(mode) = next {
             self.arming = Some((mode, sent));
         }
         match code(&reply) {
             226 | 250 => Ok(()),
+            // The server may never have begun a transfer on a data connection opened ahead that
+            // moved nothing, and this be the passive command's reply (a 229, or a refusal).
+            _ if ahead && moved_nothing && next.is_some() => Err(self.out_of_step(reply, true)),
             100..=299 => Err(self.out_of_step(reply, ahead)),
             _ => {
                 if let Some(watch) = &watch {
@@ -362,8 +363,12 @@ impl Control {
     }
 
     /// The transfer command's `150` (or `125`); its completion reply is owed from then on.
-    fn preliminary(&mut self) -> FtpResult<()> {
-        self.expect(&[150, 125])?;
+    /// `watch`: on a data connection opened ahead (see `ahead.rs`).
+    fn preliminary(&mut self, watch: Option<&mut Watch>) -> FtpResult<()> {
+        let reply = self.read_watched(watch)?;
+        if !matches!(code(&reply), 150 | 125) {
+            return Err(FtpError::UnexpectedResponse(reply));
+        }
         self.owed += 1;
         Ok(())
     }

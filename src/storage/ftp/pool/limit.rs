@@ -9,9 +9,11 @@
 //! operation waits for one of the connections the pool has.
 //!
 //! A refusal can also be passing (a server restarting, a limit on new sessions per second), so
-//! the pool grows by one again after [`GROW_BACK`] without a refusal: against a real limit
-//! that costs one refused login per period. A server that is not there at all (the connection
-//! refused or timed out) says nothing about its limit and is never taken for one.
+//! while operations wait for a connection the pool tries one more, [`GROW_BACK`] after the
+//! last refusal, and twice as long after each growth that was refused again (up to
+//! [`MAX_GROW_BACK`]): against a real limit that costs a few refused logins per command. A
+//! server that is not there at all (the connection refused or timed out) says nothing about its
+//! limit and is never taken for one.
 
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,8 +28,30 @@ use super::{Conn, FtpError, Pool, reply_code};
 const WAIT_FOR_IDLE: Duration = Duration::from_secs(300);
 /// How often it looks.
 const POLL: Duration = Duration::from_millis(2);
-/// How long after the last refusal the pool tries one connection more.
+/// How long after the last refusal the pool first tries one connection more.
 const GROW_BACK: Duration = Duration::from_secs(10);
+/// The longest wait between such tries.
+const MAX_GROW_BACK: Duration = Duration::from_secs(600);
+
+/// When the pool may try one connection more (see the module comment).
+pub(super) struct Growth {
+    /// The last refusal or growth.
+    last: Option<Instant>,
+    /// The wait after it.
+    wait: Duration,
+    /// Whether the last was a growth.
+    grew: bool,
+}
+
+impl Default for Growth {
+    fn default() -> Self {
+        Self {
+            last: None,
+            wait: GROW_BACK,
+            grew: false,
+        }
+    }
+}
 
 /// Counts a connection (or a login under way) while it exists.
 pub(super) struct Live(Arc<AtomicUsize>);
@@ -85,17 +109,16 @@ impl Pool {
         (lowest < self.max_connections).then_some(lowest)
     }
 
-    /// One connection more, up to `--connections`, once [`GROW_BACK`] has passed since the
-    /// last refusal (or the last growth): see the module comment.
+    /// One connection more, up to `--connections`, for an operation about to wait for one,
+    /// once the wait since the last refusal or growth is over: see the module comment.
     pub(super) fn grow_back(&self) {
-        if self.limit.load(Ordering::SeqCst) >= self.max_connections {
+        if self.limit.load(Ordering::SeqCst) >= self.max_connections
+            || self.permits.available_permits() > 0
+        {
             return;
         }
-        let mut last = self
-            .last_refusal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|t| t.elapsed() < GROW_BACK) {
+        let mut growth = self.growth.lock().unwrap_or_else(PoisonError::into_inner);
+        if growth.last.is_some_and(|t| t.elapsed() < growth.wait) {
             return;
         }
         let grown = self
@@ -106,7 +129,8 @@ impl Pool {
         if grown.is_err() {
             return;
         }
-        *last = Some(Instant::now());
+        growth.last = Some(Instant::now());
+        growth.grew = true;
         let owed = self
             .excess
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -165,10 +189,13 @@ impl Pool {
     }
 
     fn lower_limit(&self) -> bool {
-        *self
-            .last_refusal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        {
+            let mut growth = self.growth.lock().unwrap_or_else(PoisonError::into_inner);
+            if std::mem::take(&mut growth.grew) {
+                growth.wait = (growth.wait * 2).min(MAX_GROW_BACK);
+            }
+            growth.last = Some(Instant::now());
+        }
         let lowered = self
             .limit
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -257,32 +284,62 @@ mod grow_back_tests {
         Pool::new(settings, max)
     }
 
-    fn backdate(pool: &Pool) {
-        let past = Instant::now().checked_sub(GROW_BACK + Duration::from_secs(1));
-        *pool.last_refusal.lock().unwrap() = past;
+    /// Moves the last refusal or growth `ago` into the past.
+    fn backdate(pool: &Pool, ago: Duration) {
+        let mut growth = pool.growth.lock().unwrap();
+        growth.last = growth.last.and_then(|t| t.checked_sub(ago));
     }
 
-    /// A limit learned from refusals is tried one connection higher once a while has passed
-    /// without another, up to `--connections`; the permits follow the limit.
+    /// Every permit the pool has, taken: operations now wait for a connection.
+    fn busy(pool: &Pool) -> OwnedSemaphorePermit {
+        let all = pool.permits.available_permits() as u32;
+        Arc::clone(&pool.permits)
+            .try_acquire_many_owned(all)
+            .unwrap()
+    }
+
+    /// A limit learned from refusals is tried one connection higher while operations wait,
+    /// once a while has passed without a refusal, up to `--connections`; the permits follow
+    /// the limit. Each growth refused again doubles the wait.
     #[test]
-    fn a_learned_limit_grows_back_one_at_a_time() {
+    fn a_learned_limit_grows_back_while_operations_wait() {
         let pool = pool(4);
         pool.shrink();
         pool.shrink();
         assert_eq!(pool.connection_limit(), 2);
-        assert_eq!(pool.permits.available_permits(), 2);
+        let held = busy(&pool);
         pool.grow_back();
         assert_eq!(pool.connection_limit(), 2, "too soon after the refusal");
-        backdate(&pool);
+        backdate(&pool, GROW_BACK);
+        drop(held);
+        pool.grow_back();
+        assert_eq!(pool.connection_limit(), 2, "no operation waits");
+        let held = busy(&pool);
         pool.grow_back();
         pool.grow_back();
         assert_eq!(pool.connection_limit(), 3, "one more, then a new wait");
+        drop(held);
         assert_eq!(pool.permits.available_permits(), 3);
-        backdate(&pool);
+        // Refused again: twice the wait before the next try.
+        pool.shrink();
+        assert_eq!(pool.connection_limit(), 2);
+        let held = busy(&pool);
+        backdate(&pool, GROW_BACK);
         pool.grow_back();
-        backdate(&pool);
+        assert_eq!(pool.connection_limit(), 2, "the wait doubled");
+        backdate(&pool, GROW_BACK);
+        pool.grow_back();
+        assert_eq!(pool.connection_limit(), 3);
+        drop(held);
+        let held = busy(&pool);
+        backdate(&pool, MAX_GROW_BACK);
+        pool.grow_back();
+        drop(held);
+        let held = busy(&pool);
+        backdate(&pool, MAX_GROW_BACK);
         pool.grow_back();
         assert_eq!(pool.connection_limit(), 4, "never above --connections");
+        drop(held);
         assert_eq!(pool.permits.available_permits(), 4);
         assert_eq!(pool.lowest_limit(), Some(2));
     }
@@ -292,10 +349,10 @@ mod grow_back_tests {
     #[test]
     fn growing_back_pays_off_a_shrink_still_owed() {
         let pool = pool(2);
-        let held = pool.permits.clone().try_acquire_many_owned(2).unwrap();
+        let held = busy(&pool);
         pool.shrink();
         assert_eq!(pool.excess.load(Ordering::SeqCst), 1);
-        backdate(&pool);
+        backdate(&pool, GROW_BACK);
         pool.grow_back();
         assert_eq!(pool.excess.load(Ordering::SeqCst), 0);
         drop(held);
