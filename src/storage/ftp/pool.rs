@@ -462,8 +462,16 @@ pub(super) fn classify(err: &FtpError) -> Class {
             matches!(source, suppaftp::FtpError::ConnectionError(_))
                 || matches!(source, suppaftp::FtpError::UnexpectedResponse(r) if reply_code(r) == 421),
         ),
-        // A rejected login or certificate will not get better by trying again.
-        FtpError::Login { source, .. } | FtpError::Tls { source, .. } => {
+        // A rejected login or certificate will not get better by trying again; a server
+        // closing (421) or full (see `session_limit_text`) may.
+        FtpError::Login { source, .. } => transient_if(match source {
+            suppaftp::FtpError::ConnectionError(_) => true,
+            suppaftp::FtpError::UnexpectedResponse(r) => {
+                reply_code(r) == 421 || (reply_code(r) == 530 && session_limit_text(r))
+            }
+            _ => false,
+        }),
+        FtpError::Tls { source, .. } => {
             transient_if(matches!(source, suppaftp::FtpError::ConnectionError(_)))
         }
         FtpError::Command { source, .. } => classify_protocol(source),
@@ -477,6 +485,18 @@ pub(super) fn classify(err: &FtpError) -> Class {
         | FtpError::Range { .. }
         | FtpError::Worker { .. } => PERMANENT,
     }
+}
+
+/// Whether a `530` refusing a login says the server has all the sessions it allows (ProFTPD's
+/// `MaxClientsPerHost`: "the maximum number of clients (2) from your host are already
+/// connected"), which servers send after `PASS` like a wrong password's `530`. Those sessions
+/// may be another process's, or ours just closed and not yet gone on the server: worth a retry.
+/// A wrong password is not retried (repeated failed logins can get a client banned).
+fn session_limit_text(reply: &Response) -> bool {
+    let text = String::from_utf8_lossy(&reply.body).to_lowercase();
+    ["maximum number of", "too many"]
+        .iter()
+        .any(|words| text.contains(words))
 }
 
 fn classify_protocol(err: &suppaftp::FtpError) -> Class {
@@ -579,10 +599,14 @@ mod tests {
                 fresh: false
             }
         );
-        let login = FtpError::Login {
+        let login = |text: &str| FtpError::Login {
             server: Arc::from("s"),
-            source: reply(Status::NotLoggedIn, "530 Login incorrect."),
+            source: reply(Status::NotLoggedIn, text),
         };
-        assert!(!classify(&login).transient);
+        assert!(!classify(&login("530 Login incorrect.")).transient);
+        let full = "530 Sorry, the maximum number of clients (2) from your host are already \
+                    connected.";
+        assert!(classify(&login(full)).transient);
+        assert!(classify(&login("530 Too many users, try later.")).transient);
     }
 }
