@@ -862,6 +862,43 @@ async fn a_server_refusing_data_connections_opened_ahead_keeps_its_session() {
     );
 }
 
+/// The pool logs its connections in at once when first used, but those made ahead of need send
+/// the password only once a login proved it good: a wrong password costs one failed login, not
+/// one per connection (fail2ban's default bans a client after five). With the right one, all
+/// eight log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_sent_once_not_once_per_connection() {
+    if server("REPO_TEST_FTP_URL").is_none() {
+        return;
+    }
+    let own = OwnServer::start("plain");
+    let mut cfg = own.config();
+    cfg.password = "not the password".into();
+    cfg.max_connections = 8;
+    let store = FtpStore::new(cfg).expect("store");
+    let err = get_bytes(&store, &Path::from("x")).await.unwrap_err();
+    assert!(err.to_string().contains("530"), "{err}");
+    assert_eq!(store.logins(), 1, "logins that sent the wrong password");
+
+    let mut cfg = own.config();
+    cfg.max_connections = 8;
+    let store = FtpStore::new(cfg).expect("store");
+    store
+        .put(&Path::from("x"), random_bytes(10, 0).into())
+        .await
+        .unwrap();
+    let mut waited = 0;
+    while store.logins() < 8 && waited < 500 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        store.logins(),
+        8,
+        "all connections log in with the right password"
+    );
+}
+
 /// A server that allows this client three sessions (pyftpdlib's `max_cons_per_ip`, mode
 /// `limit-3`) refuses the pool's other logins with 421: the pool shrinks to the three it is
 /// allowed, and many concurrent operations run on those, none refused or retried (without the

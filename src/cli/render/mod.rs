@@ -106,7 +106,8 @@ fn storage_line(s: &repo::storage::StatsReport) -> String {
         line += &format!("; cache: {} hits, {} misses", s.cache_hits, s.cache_misses);
     }
     if let Some(n) = s.connections_allowed {
-        line += &format!("; the server allowed only {n} connections at once");
+        let noun = if n == 1 { "connection" } else { "connections" };
+        line += &format!("; the server allowed only {n} {noun} at once");
     }
     line
 }

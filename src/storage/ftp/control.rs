@@ -47,6 +47,8 @@ const MAX_REPLY: usize = 256 * 1024;
 pub(super) struct Counters {
     /// Batches of commands written, each followed by a wait for replies: round trips.
     pub round_trips: AtomicU64,
+    /// Logins that sent the password.
+    pub logins: AtomicU64,
     /// Commands sent.
     pub commands: AtomicU64,
     /// Replies to passive commands read while the connection was idle (see

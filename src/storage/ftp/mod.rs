@@ -141,6 +141,11 @@ impl FtpStore {
         self.inner.pool.connections_opened()
     }
 
+    /// How many logins sent the password (a wrong one is sent once, not once per connection).
+    pub fn logins(&self) -> u64 {
+        self.inner.pool.logins()
+    }
+
     /// Round trips to the server so far (batches of commands sent, each followed by a wait for
     /// replies), and the commands sent in them: a diagnostic for latency.
     pub fn round_trips(&self) -> (u64, u64) {

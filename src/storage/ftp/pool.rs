@@ -103,6 +103,8 @@ pub(super) struct Pool {
     /// The lowest `limit` so far, and when the limit may grow again (see `limit.rs`).
     lowest: AtomicUsize,
     growth: Mutex<limit::Growth>,
+    /// Whether a login proved the password good (see `connect.rs`).
+    credentials: connect::Credentials,
 }
 
 /// One operation's view of its connection.
@@ -161,11 +163,17 @@ impl Pool {
             excess: AtomicUsize::new(0),
             lowest: AtomicUsize::new(max_connections),
             growth: Mutex::default(),
+            credentials: connect::Credentials::default(),
         }
     }
 
     pub(super) fn connections_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Logins that sent the password.
+    pub(super) fn logins(&self) -> u64 {
+        self.counters.logins.load(Ordering::Relaxed)
     }
 
     /// Command batches sent so far, each a round trip, and the commands in them.
@@ -463,12 +471,14 @@ pub(super) fn classify(err: &FtpError) -> Class {
                 || matches!(source, suppaftp::FtpError::UnexpectedResponse(r) if reply_code(r) == 421),
         ),
         // A rejected login or certificate will not get better by trying again; a server
-        // closing (421) or full (see `session_limit_text`) may.
+        // closing (421) or full (see `server_full`) may, unless it speaks of the credentials.
         FtpError::Login { source, .. } => transient_if(match source {
             suppaftp::FtpError::ConnectionError(_) => true,
-            suppaftp::FtpError::UnexpectedResponse(r) => {
-                reply_code(r) == 421 || (reply_code(r) == 530 && session_limit_text(r))
-            }
+            suppaftp::FtpError::UnexpectedResponse(r) => match reply_code(r) {
+                421 => !about_credentials(r),
+                530 => server_full(r),
+                _ => false,
+            },
             _ => false,
         }),
         FtpError::Tls { source, .. } => {
@@ -487,16 +497,36 @@ pub(super) fn classify(err: &FtpError) -> Class {
     }
 }
 
+/// Whether a refused login speaks of the credentials: a wrong password, or a lockout or ban
+/// after failed logins ("530 Login incorrect.", "421 Temporarily banned for too many failed
+/// login attempts"). Such a login is never retried, nor taken for a session limit: failed
+/// logins repeated can get a client banned.
+pub(super) fn about_credentials(reply: &Response) -> bool {
+    let text = String::from_utf8_lossy(&reply.body).to_lowercase();
+    [
+        "login",
+        "password",
+        "authentic",
+        "incorrect",
+        "attempt",
+        "fail",
+        "ban",
+        "denied",
+    ]
+    .iter()
+    .any(|words| text.contains(words))
+}
+
 /// Whether a `530` refusing a login says the server has all the sessions it allows (ProFTPD's
 /// `MaxClientsPerHost`: "the maximum number of clients (2) from your host are already
 /// connected"), which servers send after `PASS` like a wrong password's `530`. Those sessions
 /// may be another process's, or ours just closed and not yet gone on the server: worth a retry.
-/// A wrong password is not retried (repeated failed logins can get a client banned).
-fn session_limit_text(reply: &Response) -> bool {
+fn server_full(reply: &Response) -> bool {
     let text = String::from_utf8_lossy(&reply.body).to_lowercase();
-    ["maximum number of", "too many"]
-        .iter()
-        .any(|words| text.contains(words))
+    !about_credentials(reply)
+        && ["maximum number of", "too many"]
+            .iter()
+            .any(|words| text.contains(words))
 }
 
 fn classify_protocol(err: &suppaftp::FtpError) -> Class {
@@ -608,5 +638,13 @@ mod tests {
                     connected.";
         assert!(classify(&login(full)).transient);
         assert!(classify(&login("530 Too many users, try later.")).transient);
+        for lockout in [
+            "530 Too many failed login attempts, you are temporarily banned",
+            "530 Too many login attempts.",
+            "421 Temporarily banned for too many failed login attempts",
+        ] {
+            assert!(!classify(&login(lockout)).transient, "{lockout}");
+        }
+        assert!(classify(&login("421 Too many connections from this IP.")).transient);
     }
 }

@@ -5,6 +5,7 @@
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use suppaftp::rustls::ClientConfig;
@@ -43,6 +44,9 @@ pub(in crate::storage::ftp) struct Login<'a> {
     /// Asks for a data port with the login, for the first transfer (see [`Control::arm`]).
     pub arm: Passive,
     pub counters: Arc<Counters>,
+    /// Called just before the password is sent; `false` ends the login there (see
+    /// `pool/connect.rs`: logins made ahead of need wait until the password proved good).
+    pub gate: Option<&'a dyn Fn() -> bool>,
 }
 
 impl Login<'_> {
@@ -86,6 +90,7 @@ impl Login<'_> {
         // before any of the replies to the batch is taken for one). FTPS first needs the
         // greeting, AUTH TLS and the handshake.
         if self.tls.is_none() {
+            self.pass_gate()?;
             control.send(&batch).map_err(at(Stage::Login))?;
         }
         control.expect(&[220]).map_err(at(Stage::Connect))?;
@@ -94,6 +99,7 @@ impl Login<'_> {
                 .command("AUTH TLS", &[234])
                 .map_err(at(Stage::Tls))?;
             control = control.secure(tls, self.host).map_err(at(Stage::Tls))?;
+            self.pass_gate()?;
             sent = Instant::now();
             control.send(&batch).map_err(at(Stage::Tls))?;
         }
@@ -125,6 +131,23 @@ impl Login<'_> {
             return Err((Stage::Login, FtpError::BadResponse));
         }
         Ok((control, features))
+    }
+}
+
+impl Login<'_> {
+    fn pass_gate(&self) -> Result<(), (Stage, FtpError)> {
+        match self.gate {
+            Some(gate) if !gate() => Err((
+                Stage::Login,
+                FtpError::ConnectionError(io::Error::other(
+                    "login not tried: the pool's first login failed",
+                )),
+            )),
+            _ => {
+                self.counters.logins.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -250,6 +273,7 @@ mod tests {
             features: None,
             arm: Passive::Epsv,
             counters: Arc::default(),
+            gate: None,
         };
         let (control, features) = login.run().map_err(|(_, e)| e).unwrap();
         let (first, rest) = server.join().unwrap();

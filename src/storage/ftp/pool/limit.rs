@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Conn, FtpError, Pool, reply_code};
+use super::{Conn, FtpError, Pool, about_credentials, reply_code};
 
 /// How long an operation refused a connection waits for one of the pool's to become idle.
 const WAIT_FOR_IDLE: Duration = Duration::from_secs(300);
@@ -79,7 +79,9 @@ pub(super) fn refused_session(err: &FtpError) -> bool {
         return false;
     };
     match source {
-        suppaftp::FtpError::UnexpectedResponse(r) => matches!(reply_code(r), 421 | 530),
+        suppaftp::FtpError::UnexpectedResponse(r) => {
+            matches!(reply_code(r), 421 | 530) && !about_credentials(r)
+        }
         suppaftp::FtpError::ConnectionError(e) => matches!(
             e.kind(),
             ErrorKind::ConnectionReset
@@ -247,6 +249,17 @@ mod tests {
             source: suppaftp::FtpError::ConnectionError(std::io::ErrorKind::ConnectionReset.into()),
         };
         assert!(refused_session(&reset));
+        let wrong = FtpError::Login {
+            server: Arc::from("ftp://u@h:21/"),
+            source: suppaftp::FtpError::UnexpectedResponse(Response::new(
+                Status::NotLoggedIn,
+                b"530 Login incorrect.\r\n".to_vec(),
+            )),
+        };
+        assert!(
+            !refused_session(&wrong),
+            "a wrong password is no session limit"
+        );
         for kind in [ErrorKind::ConnectionRefused, ErrorKind::TimedOut] {
             let absent = FtpError::Connect {
                 server: Arc::from("ftp://u@h:21/"),
