@@ -862,10 +862,10 @@ async fn a_server_refusing_data_connections_opened_ahead_keeps_its_session() {
     );
 }
 
-/// The pool logs its connections in at once when first used, but those made ahead of need send
-/// the password only once a login proved it good: a wrong password costs one failed login, not
-/// one per connection (fail2ban's default bans a client after five). With the right one, all
-/// eight log in.
+/// The pool logs its connections in at once when first used, and operations start together,
+/// but one login at a time sends the password until one proved it good: a wrong password
+/// costs one failed login, not one per connection (fail2ban's default bans a client after
+/// five), and every operation fails with its refusal. With the right one, all eight log in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_sent_once_not_once_per_connection() {
     if server("REPO_TEST_FTP_URL").is_none() {
@@ -876,8 +876,12 @@ async fn a_wrong_password_is_sent_once_not_once_per_connection() {
     cfg.password = "not the password".into();
     cfg.max_connections = 8;
     let store = FtpStore::new(cfg).expect("store");
-    let err = get_bytes(&store, &Path::from("x")).await.unwrap_err();
-    assert!(err.to_string().contains("530"), "{err}");
+    // Two operations at once, as a command starts: each would log in itself.
+    let (x, y) = (Path::from("x"), Path::from("y"));
+    let (a, b) = tokio::join!(get_bytes(&store, &x), get_bytes(&store, &y));
+    for err in [a.unwrap_err(), b.unwrap_err()] {
+        assert!(err.to_string().contains("530"), "{err}");
+    }
     assert_eq!(store.logins(), 1, "logins that sent the wrong password");
 
     let mut cfg = own.config();

@@ -31,7 +31,7 @@ use suppaftp::{DataStream, FtpError, FtpResult, RustlsConnector, Status, TlsConn
 
 use data::Ready;
 pub(super) use data::{Passive, Step, Transfer};
-pub(super) use login::{Login, Stage};
+pub(super) use login::{Entry, Gate, Login, Stage};
 
 use super::listing::parse_mlsx_time;
 

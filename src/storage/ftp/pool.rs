@@ -21,6 +21,7 @@ use super::control::{Control, Counters};
 mod connect;
 mod limit;
 mod passive;
+mod password;
 use super::idle::{Idle, idle_state};
 use limit::{Live, Refused};
 
@@ -103,8 +104,8 @@ pub(super) struct Pool {
     /// The lowest `limit` so far, and when the limit may grow again (see `limit.rs`).
     lowest: AtomicUsize,
     growth: Mutex<limit::Growth>,
-    /// Whether a login proved the password good (see `connect.rs`).
-    credentials: connect::Credentials,
+    /// Whether a login proved the password good (see `password.rs`).
+    password: password::Password,
 }
 
 /// One operation's view of its connection.
@@ -163,7 +164,7 @@ impl Pool {
             excess: AtomicUsize::new(0),
             lowest: AtomicUsize::new(max_connections),
             growth: Mutex::default(),
-            credentials: connect::Credentials::default(),
+            password: password::Password::default(),
         }
     }
 
@@ -497,36 +498,41 @@ pub(super) fn classify(err: &FtpError) -> Class {
     }
 }
 
-/// Whether a refused login speaks of the credentials: a wrong password, or a lockout or ban
-/// after failed logins ("530 Login incorrect.", "421 Temporarily banned for too many failed
-/// login attempts"). Such a login is never retried, nor taken for a session limit: failed
-/// logins repeated can get a client banned.
-pub(super) fn about_credentials(reply: &Response) -> bool {
+/// Words of a refusal saying the server has all the sessions it allows ("421 Too many
+/// connections from this IP", ProFTPD's "530 Sorry, the maximum number of clients (2) from your
+/// host are already connected"), unless lockout words say it is about failed logins ("530 Too
+/// many failed login attempts").
+const FULL: [&str; 2] = ["maximum number of", "too many"];
+const LOCKOUT: [&str; 4] = ["fail", "incorrect", "ban", "attempt"];
+/// Words of a refusal about the credentials: a wrong password, or a lockout or ban.
+const CREDENTIALS: [&str; 8] = [
+    "login",
+    "password",
+    "authentic",
+    "incorrect",
+    "attempt",
+    "fail",
+    "ban",
+    "denied",
+];
+
+fn says_any(reply: &Response, words: &[&str]) -> bool {
     let text = String::from_utf8_lossy(&reply.body).to_lowercase();
-    [
-        "login",
-        "password",
-        "authentic",
-        "incorrect",
-        "attempt",
-        "fail",
-        "ban",
-        "denied",
-    ]
-    .iter()
-    .any(|words| text.contains(words))
+    words.iter().any(|w| text.contains(w))
 }
 
-/// Whether a `530` refusing a login says the server has all the sessions it allows (ProFTPD's
-/// `MaxClientsPerHost`: "the maximum number of clients (2) from your host are already
-/// connected"), which servers send after `PASS` like a wrong password's `530`. Those sessions
-/// may be another process's, or ours just closed and not yet gone on the server: worth a retry.
-fn server_full(reply: &Response) -> bool {
-    let text = String::from_utf8_lossy(&reply.body).to_lowercase();
-    !about_credentials(reply)
-        && ["maximum number of", "too many"]
-            .iter()
-            .any(|words| text.contains(words))
+/// Whether a refused login says the server is full (see [`FULL`]): the sessions may be another
+/// process's, or ours just closed and not yet gone on the server, so it is worth a retry, and
+/// is taken for a session limit.
+pub(super) fn server_full(reply: &Response) -> bool {
+    says_any(reply, &FULL) && !says_any(reply, &LOCKOUT)
+}
+
+/// Whether a refused login speaks of the credentials ("530 Login incorrect.", "421 Temporarily
+/// banned for too many failed login attempts") and not of a full server. Such a login is never
+/// retried, nor taken for a session limit: failed logins repeated can get a client banned.
+pub(super) fn about_credentials(reply: &Response) -> bool {
+    !server_full(reply) && says_any(reply, &CREDENTIALS)
 }
 
 fn classify_protocol(err: &suppaftp::FtpError) -> Class {
@@ -645,6 +651,12 @@ mod tests {
         ] {
             assert!(!classify(&login(lockout)).transient, "{lockout}");
         }
-        assert!(classify(&login("421 Too many connections from this IP.")).transient);
+        for full in [
+            "421 Too many connections from this IP.",
+            "421 Too many connections, login later",
+            "530 Login denied: too many users",
+        ] {
+            assert!(classify(&login(full)).transient, "{full}");
+        }
     }
 }

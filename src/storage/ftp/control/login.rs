@@ -2,6 +2,7 @@
 //! trip (`PBSZ`, `PROT`, `USER`, `PASS`, `TYPE I`, `FEAT` or `OPTS UTF8`, and `EPSV` or `PASV`
 //! for the first transfer, sent together).
 
+use std::cell::Cell;
 use std::io::{self, BufReader};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -44,9 +45,29 @@ pub(in crate::storage::ftp) struct Login<'a> {
     /// Asks for a data port with the login, for the first transfer (see [`Control::arm`]).
     pub arm: Passive,
     pub counters: Arc<Counters>,
-    /// Called just before the password is sent; `false` ends the login there (see
-    /// `pool/connect.rs`: logins made ahead of need wait until the password proved good).
-    pub gate: Option<&'a dyn Fn() -> bool>,
+    /// Lets the password go out (see [`Gate`]); without one it goes at once.
+    pub gate: Option<&'a dyn Gate>,
+}
+
+/// Lets one login at a time send the password until one proves it good (see
+/// `pool/password.rs`): a wrong password then costs one failed login, not one per connection.
+pub(in crate::storage::ftp) trait Gate {
+    /// Lets the password go now, if it is proven good or this login is the one to try it;
+    /// `None` while another login tries it. An error: it proved wrong (that login's refusal).
+    fn try_enter(&self) -> Option<FtpResult<Entry>>;
+    /// [`Gate::try_enter`], waiting while another login tries it.
+    fn enter(&self) -> FtpResult<Entry>;
+    /// How the login that entered as [`Entry::Trying`] ended.
+    fn leave(&self, failure: Option<&(Stage, FtpError)>);
+}
+
+/// Why a login may send the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::storage::ftp) enum Entry {
+    /// Another login proved it good.
+    Proven,
+    /// This login tries it; it reports the outcome with [`Gate::leave`].
+    Trying,
 }
 
 impl Login<'_> {
@@ -55,6 +76,15 @@ impl Login<'_> {
     /// to use it (RFC 2640); one that does not know the option uses it anyway or refuses
     /// harmlessly, so that reply does not matter.
     pub(in crate::storage::ftp) fn run(self) -> Result<(Control, Features), (Stage, FtpError)> {
+        let trying = Cell::new(false);
+        let result = self.log_in(&trying);
+        if let Some(gate) = self.gate.filter(|_| trying.get()) {
+            gate.leave(result.as_ref().err());
+        }
+        result
+    }
+
+    fn log_in(&self, trying: &Cell<bool>) -> Result<(Control, Features), (Stage, FtpError)> {
         let at = |stage| move |e| (stage, e);
         let tcp = open_tcp(self.host, self.port)
             .map_err(|e| (Stage::Connect, FtpError::ConnectionError(e)))?;
@@ -89,17 +119,24 @@ impl Login<'_> {
         // greeting is still read and checked first (a refusal such as 421 ends the login
         // before any of the replies to the batch is taken for one). FTPS first needs the
         // greeting, AUTH TLS and the handshake.
-        if self.tls.is_none() {
-            self.pass_gate()?;
+        // A login that has to wait for another to prove the password reads the greeting
+        // meanwhile: a server refusing it (421) then ends it at once.
+        let now = self.tls.is_none() && self.gate_now(trying)?;
+        if now {
             control.send(&batch).map_err(at(Stage::Login))?;
         }
         control.expect(&[220]).map_err(at(Stage::Connect))?;
+        if self.tls.is_none() && !now {
+            self.gate_wait(trying)?;
+            sent = Instant::now();
+            control.send(&batch).map_err(at(Stage::Login))?;
+        }
         if let Some(tls) = &self.tls {
             control
                 .command("AUTH TLS", &[234])
                 .map_err(at(Stage::Tls))?;
             control = control.secure(tls, self.host).map_err(at(Stage::Tls))?;
-            self.pass_gate()?;
+            self.gate_wait(trying)?;
             sent = Instant::now();
             control.send(&batch).map_err(at(Stage::Tls))?;
         }
@@ -135,19 +172,32 @@ impl Login<'_> {
 }
 
 impl Login<'_> {
-    fn pass_gate(&self) -> Result<(), (Stage, FtpError)> {
-        match self.gate {
-            Some(gate) if !gate() => Err((
-                Stage::Login,
-                FtpError::ConnectionError(io::Error::other(
-                    "login not tried: the pool's first login failed",
-                )),
-            )),
-            _ => {
-                self.counters.logins.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+    /// Whether the password may go out at once (see [`Gate`]).
+    fn gate_now(&self, trying: &Cell<bool>) -> Result<bool, (Stage, FtpError)> {
+        let Some(gate) = self.gate else {
+            return self.sending(trying, Entry::Proven).map(|()| true);
+        };
+        match gate.try_enter() {
+            None => Ok(false),
+            Some(entry) => self
+                .sending(trying, entry.map_err(|e| (Stage::Login, e))?)
+                .map(|()| true),
         }
+    }
+
+    /// Waits until the password may go out (see [`Gate`]).
+    fn gate_wait(&self, trying: &Cell<bool>) -> Result<(), (Stage, FtpError)> {
+        let entry = match self.gate {
+            None => Entry::Proven,
+            Some(gate) => gate.enter().map_err(|e| (Stage::Login, e))?,
+        };
+        self.sending(trying, entry)
+    }
+
+    fn sending(&self, trying: &Cell<bool>, entry: Entry) -> Result<(), (Stage, FtpError)> {
+        trying.set(entry == Entry::Trying);
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 

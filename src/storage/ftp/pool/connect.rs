@@ -1,9 +1,9 @@
 //! Opening control connections (TCP, TLS, login, features) and logging in the pool's
 //! connections ahead of need.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use suppaftp::rustls::ClientConfig;
 use suppaftp::rustls::client::Resumption;
@@ -13,49 +13,6 @@ use super::{Conn, FtpError, Pool};
 use crate::storage::ftp::control::{Login, Passive, Stage};
 /// TLS sessions remembered per control connection for resuming on its data connections.
 const SESSION_CACHE_SIZE: usize = 8;
-/// The longest a login made ahead of need waits for the first login's outcome.
-const GATE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Whether the pool's password has proved good. The logins made ahead of need (see
-/// [`Pool::warm_up`]) connect at once but send the password only once a login did: a wrong
-/// password then costs one failed login, not one per connection (servers and fail2ban count
-/// failed logins and ban a client after a few), and a right one costs the connections made
-/// ahead a wait of about one round trip.
-#[derive(Default)]
-pub(super) struct Credentials {
-    proof: Mutex<Proof>,
-    changed: Condvar,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Proof {
-    #[default]
-    Unknown,
-    Good,
-    /// The first login (not made ahead) failed, whatever the reason: the logins made ahead
-    /// give up, and operations log in as they need.
-    Bad,
-}
-
-impl Credentials {
-    fn settle(&self, proof: Proof) {
-        let mut current = self.proof.lock().unwrap_or_else(PoisonError::into_inner);
-        if *current == Proof::Unknown || proof == Proof::Good {
-            *current = proof;
-            self.changed.notify_all();
-        }
-    }
-
-    fn proven_good(&self) -> bool {
-        let current = self.proof.lock().unwrap_or_else(PoisonError::into_inner);
-        let (current, _) = self
-            .changed
-            .wait_timeout_while(current, GATE_TIMEOUT, |p| *p == Proof::Unknown)
-            .unwrap_or_else(PoisonError::into_inner);
-        *current == Proof::Good
-    }
-}
-
 impl Pool {
     /// Logs in the pool's other connections in the background, all at once, when the first
     /// operation starts. A login costs two round trips (TCP, then the greeting and the login
@@ -81,7 +38,7 @@ impl Pool {
             }
             let pool = Arc::clone(self);
             let login = move || {
-                match pool.connect_as(true) {
+                match pool.connect() {
                     Ok(mut conn) => {
                         // Nothing waits for this connection yet: its first transfer's data
                         // connection is opened now (see `Control::prepare`).
@@ -107,14 +64,7 @@ impl Pool {
 
     /// Connects, secures (for FTPS), logs in and prepares a new control connection.
     pub(super) fn connect(&self) -> Result<Conn, FtpError> {
-        self.connect_as(false)
-    }
-
-    /// [`Pool::connect`]; `ahead`: for [`Pool::warm_up`], sending the password only once
-    /// another login proved it good (see [`Credentials`]).
-    fn connect_as(&self, ahead: bool) -> Result<Conn, FtpError> {
         let s = &self.settings;
-        let gate = || self.credentials.proven_good();
         self.opened.fetch_add(1, Ordering::Relaxed);
         let _logging_in = Live::new(&self.logging_in);
         // A connection made while EPSV is not known to fail tries it (see `passive.rs`).
@@ -142,15 +92,9 @@ impl Pool {
             features: self.features.get().copied(),
             arm: if epsv { Passive::Epsv } else { Passive::Pasv },
             counters: Arc::clone(&self.counters),
-            gate: ahead.then_some(&gate as &dyn Fn() -> bool),
+            gate: Some(&self.password),
         };
-        let result = login.run();
-        match &result {
-            Ok(_) => self.credentials.settle(Proof::Good),
-            Err(_) if !ahead => self.credentials.settle(Proof::Bad),
-            Err(_) => {}
-        }
-        let (ftp, features) = result.map_err(|(stage, source)| {
+        let (ftp, features) = login.run().map_err(|(stage, source)| {
             let server = Arc::clone(&s.server);
             match stage {
                 Stage::Connect => FtpError::Connect { server, source },
