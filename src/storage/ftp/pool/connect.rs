@@ -38,7 +38,7 @@ impl Pool {
             }
             let pool = Arc::clone(self);
             let login = move || {
-                match pool.connect() {
+                match pool.connect_as(true) {
                     Ok(mut conn) => {
                         // Nothing waits for this connection yet: its first transfer's data
                         // connection is opened now (see `Control::prepare`).
@@ -64,7 +64,13 @@ impl Pool {
 
     /// Connects, secures (for FTPS), logs in and prepares a new control connection.
     pub(super) fn connect(&self) -> Result<Conn, FtpError> {
+        self.connect_as(false)
+    }
+
+    /// [`Pool::connect`]; `ahead`: made ahead of need (see `password.rs`).
+    fn connect_as(&self, ahead: bool) -> Result<Conn, FtpError> {
         let s = &self.settings;
+        let gate = self.password.gate(ahead);
         self.opened.fetch_add(1, Ordering::Relaxed);
         let _logging_in = Live::new(&self.logging_in);
         // A connection made while EPSV is not known to fail tries it (see `passive.rs`).
@@ -92,7 +98,7 @@ impl Pool {
             features: self.features.get().copied(),
             arm: if epsv { Passive::Epsv } else { Passive::Pasv },
             counters: Arc::clone(&self.counters),
-            gate: Some(&self.password),
+            gate: Some(&gate),
         };
         let (ftp, features) = login.run().map_err(|(stage, source)| {
             let server = Arc::clone(&s.server);

@@ -1,25 +1,29 @@
-//! One login at a time sends the password until one has proved it good.
+//! The logins made ahead of need send the password only once another login proved it good.
 //!
-//! A command logs in all its connections at once (see `connect.rs`), and several operations
-//! start together: with a wrong password every one of those logins would fail, and servers and
-//! fail2ban count failed logins and ban a client after a few (fail2ban's default: five). So
-//! until a login has succeeded, the first to be ready sends the password and the others wait
-//! (having connected, and read the greeting, meanwhile): a right password then costs them about
-//! one round trip, a wrong one costs one failed login per command, and every waiting login
-//! fails with that login's refusal. A login that fails for another reason (the server full,
-//! the connection reset) hands the try to the next.
+//! A command logs in all its connections at once (see `connect.rs`): with a wrong password
+//! every one of those logins would fail, and servers and fail2ban count failed logins and ban a
+//! client after a few (fail2ban's default: five). So the logins made ahead of need connect,
+//! read the greeting, and wait until an operation's own login has succeeded (a right password
+//! costs them about one round trip) or was refused for its credentials (then they fail with
+//! that refusal, as does every later login of the pool, without sending the password). An
+//! operation's own login never waits: over a wide-area link the round trip would slow every
+//! command, and the operations that start together before the first refusal comes are few (two
+//! for most commands), not one per connection. A login that fails for another reason (the
+//! server full, the connection reset) lets the logins made ahead try too, one at a time.
 
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use suppaftp::FtpResult;
 use suppaftp::types::Response;
 
-use super::{reply_code, server_full};
+use super::{about_credentials, reply_code, server_full};
 use crate::storage::ftp::control::{Entry, Gate, Stage};
 
 /// The longest a login waits for another to prove the password.
 const WAIT: Duration = Duration::from_secs(120);
 
+/// What the pool knows of its password.
 #[derive(Default)]
 pub(super) struct Password {
     state: Mutex<State>,
@@ -29,8 +33,10 @@ pub(super) struct Password {
 #[derive(Default)]
 struct State {
     proof: Proof,
-    /// A login is trying the password.
-    trying: bool,
+    /// Logins trying the password.
+    trying: usize,
+    /// A try failed for another reason than the password: logins made ahead may try too.
+    failed: bool,
 }
 
 #[derive(Default)]
@@ -43,32 +49,49 @@ enum Proof {
 }
 
 impl State {
-    fn enter(&mut self) -> Option<suppaftp::FtpResult<Entry>> {
+    fn enter(&mut self, ahead: bool) -> Option<FtpResult<Entry>> {
         match &self.proof {
             Proof::Good => Some(Ok(Entry::Proven)),
             Proof::Wrong(reply) => Some(Err(suppaftp::FtpError::UnexpectedResponse(reply.clone()))),
-            Proof::Unknown if self.trying => None,
+            Proof::Unknown if ahead && (self.trying > 0 || !self.failed) => None,
             Proof::Unknown => {
-                self.trying = true;
+                self.trying += 1;
                 Some(Ok(Entry::Trying))
             }
         }
     }
 }
 
-impl Gate for Password {
-    fn try_enter(&self) -> Option<suppaftp::FtpResult<Entry>> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .enter()
+impl Password {
+    /// The gate for one login; `ahead`: one made ahead of need.
+    pub(super) fn gate(&self, ahead: bool) -> Entrant<'_> {
+        Entrant {
+            password: self,
+            ahead,
+        }
     }
 
-    fn enter(&self) -> suppaftp::FtpResult<Entry> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One login's way through [`Password`].
+pub(super) struct Entrant<'a> {
+    password: &'a Password,
+    ahead: bool,
+}
+
+impl Gate for Entrant<'_> {
+    fn try_enter(&self) -> Option<FtpResult<Entry>> {
+        self.password.lock().enter(self.ahead)
+    }
+
+    fn enter(&self) -> FtpResult<Entry> {
         let since = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.password.lock();
         loop {
-            if let Some(entry) = state.enter() {
+            if let Some(entry) = state.enter(self.ahead) {
                 return entry;
             }
             let Some(left) = WAIT.checked_sub(since.elapsed()) else {
@@ -81,6 +104,7 @@ impl Gate for Password {
                 )));
             };
             state = self
+                .password
                 .changed
                 .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -89,8 +113,8 @@ impl Gate for Password {
     }
 
     fn leave(&self, failure: Option<&(Stage, suppaftp::FtpError)>) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.trying = false;
+        let mut state = self.password.lock();
+        state.trying = state.trying.saturating_sub(1);
         match failure {
             None => state.proof = Proof::Good,
             Some((Stage::Login, suppaftp::FtpError::UnexpectedResponse(reply)))
@@ -98,9 +122,9 @@ impl Gate for Password {
             {
                 state.proof = Proof::Wrong(reply.clone());
             }
-            Some(_) => {}
+            Some(_) => state.failed = true,
         }
-        self.changed.notify_all();
+        self.password.changed.notify_all();
     }
 }
 
@@ -109,7 +133,7 @@ impl Gate for Password {
 fn refuses_credentials(reply: &Response) -> bool {
     match reply_code(reply) {
         530 => !server_full(reply),
-        421 => super::about_credentials(reply),
+        421 => about_credentials(reply),
         _ => false,
     }
 }
@@ -125,30 +149,51 @@ mod tests {
         (Stage::Login, suppaftp::FtpError::UnexpectedResponse(reply))
     }
 
-    /// The first login tries the password, the others wait; a refusal for another reason hands
-    /// the try on, a wrong password fails every waiting login with its refusal.
+    /// Logins made ahead wait until another login proved the password; an operation's own
+    /// login never waits; a refusal for another reason lets one made ahead try; a wrong
+    /// password fails every waiting and later login with its refusal.
     #[test]
-    fn one_login_at_a_time_tries_the_password() {
-        let gate = Arc::new(Password::default());
-        assert!(matches!(gate.try_enter(), Some(Ok(Entry::Trying))));
-        assert!(gate.try_enter().is_none(), "another is trying");
+    fn logins_made_ahead_wait_for_the_password_to_prove_good() {
+        let password = Arc::new(Password::default());
+        assert!(
+            password.gate(true).try_enter().is_none(),
+            "made ahead: waits"
+        );
+        let first = password.gate(false);
+        assert!(matches!(first.try_enter(), Some(Ok(Entry::Trying))));
+        let second = password.gate(false);
+        assert!(
+            matches!(second.try_enter(), Some(Ok(Entry::Trying))),
+            "an operation's own login does not wait"
+        );
+        second.leave(Some(&refusal(421, "Too many connections from this IP.")));
+        assert!(
+            password.gate(true).try_enter().is_none(),
+            "made ahead: waits while another tries"
+        );
         let waiter = {
-            let gate = Arc::clone(&gate);
-            std::thread::spawn(move || gate.enter())
+            let password = Arc::clone(&password);
+            std::thread::spawn(move || password.gate(true).enter())
         };
         std::thread::sleep(Duration::from_millis(50));
-        gate.leave(Some(&refusal(421, "Too many connections from this IP.")));
+        first.leave(Some(&refusal(421, "Too many connections from this IP.")));
         assert!(matches!(waiter.join().unwrap(), Ok(Entry::Trying)));
-        gate.leave(Some(&refusal(530, "Login incorrect.")));
-        let Some(Err(suppaftp::FtpError::UnexpectedResponse(reply))) = gate.try_enter() else {
+        first.leave(Some(&refusal(530, "Login incorrect.")));
+        let Some(Err(suppaftp::FtpError::UnexpectedResponse(reply))) =
+            password.gate(false).try_enter()
+        else {
             panic!("the wrong password's refusal");
         };
         assert_eq!(reply_code(&reply), 530);
-        assert!(gate.enter().is_err());
+        assert!(password.gate(true).enter().is_err());
 
-        let gate = Password::default();
+        let password = Password::default();
+        let gate = password.gate(false);
         assert!(matches!(gate.enter(), Ok(Entry::Trying)));
         gate.leave(None);
-        assert!(matches!(gate.try_enter(), Some(Ok(Entry::Proven))));
+        assert!(matches!(
+            password.gate(true).try_enter(),
+            Some(Ok(Entry::Proven))
+        ));
     }
 }
