@@ -57,6 +57,9 @@ pub(in crate::storage::ftp) trait Gate {
     fn try_enter(&self) -> Option<FtpResult<Entry>>;
     /// [`Gate::try_enter`], waiting while another login tries it.
     fn enter(&self) -> FtpResult<Entry>;
+    /// Whether this login never waits (an operation's own): it enters before it connects, so
+    /// that [`Gate::leave`] hears of any failure, even one before the password.
+    fn eager(&self) -> bool;
     /// How the login that entered as [`Entry::Trying`] ended.
     fn leave(&self, failure: Option<&(Stage, FtpError)>);
 }
@@ -86,6 +89,10 @@ impl Login<'_> {
 
     fn log_in(&self, trying: &Cell<bool>) -> Result<(Control, Features), (Stage, FtpError)> {
         let at = |stage| move |e| (stage, e);
+        let entered = match self.gate {
+            Some(gate) if gate.eager() => self.gate_now(trying)?,
+            _ => false,
+        };
         let tcp = open_tcp(self.host, self.port)
             .map_err(|e| (Stage::Connect, FtpError::ConnectionError(e)))?;
         let mut control = Control {
@@ -121,14 +128,16 @@ impl Login<'_> {
         // greeting, AUTH TLS and the handshake.
         // A login that has to wait for another to prove the password reads the greeting
         // meanwhile: a server refusing it (421) then ends it at once.
-        let now = self.tls.is_none() && self.gate_now(trying)?;
+        let now = self.tls.is_none() && (entered || self.gate_now(trying)?);
         if now {
+            self.count_login();
             control.send(&batch).map_err(at(Stage::Login))?;
         }
         control.expect(&[220]).map_err(at(Stage::Connect))?;
         if self.tls.is_none() && !now {
             self.gate_wait(trying)?;
             sent = Instant::now();
+            self.count_login();
             control.send(&batch).map_err(at(Stage::Login))?;
         }
         if let Some(tls) = &self.tls {
@@ -136,8 +145,11 @@ impl Login<'_> {
                 .command("AUTH TLS", &[234])
                 .map_err(at(Stage::Tls))?;
             control = control.secure(tls, self.host).map_err(at(Stage::Tls))?;
-            self.gate_wait(trying)?;
+            if !entered {
+                self.gate_wait(trying)?;
+            }
             sent = Instant::now();
+            self.count_login();
             control.send(&batch).map_err(at(Stage::Tls))?;
         }
         if self.tls.is_some() {
@@ -196,8 +208,11 @@ impl Login<'_> {
 
     fn sending(&self, trying: &Cell<bool>, entry: Entry) -> Result<(), (Stage, FtpError)> {
         trying.set(entry == Entry::Trying);
-        self.counters.logins.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn count_login(&self) {
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -332,5 +347,78 @@ mod tests {
         assert!(features.mlst && features.utf8);
         assert!(control.reusable());
         assert_eq!(control.counters.round_trips.load(Ordering::Relaxed), 1);
+    }
+
+    /// A gate that records what it heard.
+    #[derive(Default)]
+    struct Recorder {
+        wrong: bool,
+        left: std::sync::Mutex<Vec<bool>>,
+    }
+
+    impl Gate for Recorder {
+        fn try_enter(&self) -> Option<FtpResult<Entry>> {
+            Some(self.enter())
+        }
+        fn enter(&self) -> FtpResult<Entry> {
+            if self.wrong {
+                return Err(FtpError::BadResponse);
+            }
+            Ok(Entry::Trying)
+        }
+        fn eager(&self) -> bool {
+            true
+        }
+        fn leave(&self, failure: Option<&(Stage, FtpError)>) {
+            self.left.lock().unwrap().push(failure.is_some());
+        }
+    }
+
+    fn login<'a>(port: u16, gate: &'a Recorder, counters: &Arc<Counters>) -> Login<'a> {
+        Login {
+            host: "127.0.0.1",
+            port,
+            user: "u",
+            password: "p",
+            tls: None,
+            features: None,
+            arm: Passive::Epsv,
+            counters: Arc::clone(counters),
+            gate: Some(gate),
+        }
+    }
+
+    /// An operation's own login enters the gate before it connects, so that a failure before
+    /// the password (here the connection refused; over TLS a refusal at the greeting) is
+    /// reported, and the logins made ahead waiting at the gate may try (they waited 120 s).
+    /// A password proven wrong fails a login before it connects.
+    #[test]
+    fn an_eager_login_reports_failures_before_the_password() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let counters = Arc::default();
+        let gate = Recorder::default();
+        assert!(login(port, &gate, &counters).run().is_err());
+        assert_eq!(
+            *gate.left.lock().unwrap(),
+            [true],
+            "the failure was reported"
+        );
+        assert_eq!(
+            counters.logins.load(Ordering::Relaxed),
+            0,
+            "no password sent"
+        );
+
+        let wrong = Recorder {
+            wrong: true,
+            ..Recorder::default()
+        };
+        let (stage, _) = login(port, &wrong, &counters).run().err().unwrap();
+        assert_eq!(stage, Stage::Login);
+        assert!(wrong.left.lock().unwrap().is_empty());
     }
 }

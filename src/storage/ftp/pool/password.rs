@@ -112,6 +112,10 @@ impl Gate for Entrant<'_> {
         }
     }
 
+    fn eager(&self) -> bool {
+        !self.ahead
+    }
+
     fn leave(&self, failure: Option<&(Stage, suppaftp::FtpError)>) {
         let mut state = self.password.lock();
         state.trying = state.trying.saturating_sub(1);
