@@ -711,9 +711,7 @@ async fn a_server_closing_data_connections_opened_ahead_gets_none_again() {
         return;
     }
     let own = OwnServer::start("close-idle-data");
-    let mut cfg = own.config();
-    cfg.max_connections = 1;
-    let store = FtpStore::new(cfg).expect("store");
+    let store = own.store(1);
     let first = Path::from("d/0");
     store
         .put(&first, random_bytes(5000, 0).into())
@@ -752,9 +750,7 @@ async fn a_server_closing_data_connections_opened_ahead_gets_none_again() {
 /// waited long enough for `ahead-*` servers to close it), a download, a listing and an upload
 /// on a new store against `own`, checking each; returns the store.
 async fn transfers_after_pauses(own: &OwnServer, dir: &str) -> FtpStore {
-    let mut cfg = own.config();
-    cfg.max_connections = 1;
-    let store = FtpStore::new(cfg).expect("store");
+    let store = own.store(1);
     let first = Path::from(format!("{dir}/0"));
     store
         .put(&first, random_bytes(5000, 0).into())
@@ -819,9 +815,7 @@ async fn a_server_closing_data_connections_as_the_command_comes_costs_one_repeat
 /// An upload on a new store against `own`, then another after a pause, so that the second
 /// meets the data connection opened ahead; both checked. Returns the store.
 async fn upload_after_pause(own: &OwnServer) -> FtpStore {
-    let mut cfg = own.config();
-    cfg.max_connections = 1;
-    let store = FtpStore::new(cfg).expect("store");
+    let store = own.store(1);
     store
         .put(&Path::from("up/0"), random_bytes(100, 0).into())
         .await
@@ -892,9 +886,7 @@ async fn a_wrong_password_is_sent_once_not_once_per_connection() {
     assert!(get_bytes(&store, &x).await.is_err());
     assert_eq!(store.logins(), sent);
 
-    let mut cfg = own.config();
-    cfg.max_connections = 8;
-    let store = FtpStore::new(cfg).expect("store");
+    let store = own.store(8);
     store
         .put(&Path::from("x"), random_bytes(10, 0).into())
         .await
@@ -921,9 +913,7 @@ async fn a_server_limiting_sessions_per_client_gets_no_more() {
         return;
     }
     let own = OwnServer::start("limit-3");
-    let mut cfg = own.config();
-    cfg.max_connections = 8;
-    let store = Arc::new(FtpStore::new(cfg).expect("store"));
+    let store = Arc::new(own.store(8));
     for round in 0..2u64 {
         let results: Vec<_> = stream::iter(0..32u64)
             .map(|i| {
@@ -980,6 +970,13 @@ impl OwnServer {
             port,
             _home: home,
         }
+    }
+
+    /// A store of `connections` connections to this server.
+    fn store(&self, connections: usize) -> FtpStore {
+        let mut cfg = self.config();
+        cfg.max_connections = connections;
+        FtpStore::new(cfg).expect("store")
     }
 
     fn config(&self) -> FtpConfig {

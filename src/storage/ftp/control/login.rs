@@ -329,17 +329,7 @@ mod tests {
                 .unwrap();
             (first.trim_end().to_string(), rest)
         });
-        let login = Login {
-            host: "127.0.0.1",
-            port,
-            user: "u",
-            password: "p",
-            tls: None,
-            features: None,
-            arm: Passive::Epsv,
-            counters: Arc::default(),
-            gate: None,
-        };
+        let login = login(port, None, &Arc::default());
         let (control, features) = login.run().map_err(|(_, e)| e).unwrap();
         let (first, rest) = server.join().unwrap();
         assert_eq!(first, "USER u");
@@ -374,7 +364,8 @@ mod tests {
         }
     }
 
-    fn login<'a>(port: u16, gate: &'a Recorder, counters: &Arc<Counters>) -> Login<'a> {
+    /// A plain login as user `u` with password `p` to 127.0.0.1:`port`.
+    fn login<'a>(port: u16, gate: Option<&'a dyn Gate>, counters: &Arc<Counters>) -> Login<'a> {
         Login {
             host: "127.0.0.1",
             port,
@@ -384,7 +375,7 @@ mod tests {
             features: None,
             arm: Passive::Epsv,
             counters: Arc::clone(counters),
-            gate: Some(gate),
+            gate,
         }
     }
 
@@ -401,7 +392,7 @@ mod tests {
             .port();
         let counters = Arc::default();
         let gate = Recorder::default();
-        assert!(login(port, &gate, &counters).run().is_err());
+        assert!(login(port, Some(&gate), &counters).run().is_err());
         assert_eq!(
             *gate.left.lock().unwrap(),
             [true],
@@ -417,7 +408,7 @@ mod tests {
             wrong: true,
             ..Recorder::default()
         };
-        let (stage, _) = login(port, &wrong, &counters).run().err().unwrap();
+        let (stage, _) = login(port, Some(&wrong), &counters).run().err().unwrap();
         assert_eq!(stage, Stage::Login);
         assert!(wrong.left.lock().unwrap().is_empty());
     }
