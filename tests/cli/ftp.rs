@@ -536,6 +536,7 @@ async fn wrong_password_fails_without_leaking_it() {
         let started = std::time::Instant::now();
         let err = store.head(&Path::from("x")).await.unwrap_err().to_string();
         assert!(err.contains("login"), "{}: {err}", server.name);
+        assert!(err.contains("REPO_FTP_PASSWORD"), "what to do: {err}");
         assert!(!err.contains("definitely-wrong-pw"), "{err}");
         // 530 is permanent: no backoff rounds.
         assert!(

@@ -25,7 +25,10 @@ pub enum FtpError {
         #[source]
         source: suppaftp::FtpError,
     },
-    #[error("login to {server} failed: {source}")]
+    #[error(
+        "login to {server} failed: {source}; if the server refused the user or password, check \
+         the user in the URL and the password (~/.netrc, REPO_FTP_PASSWORD)"
+    )]
     Login {
         server: Arc<str>,
         #[source]
